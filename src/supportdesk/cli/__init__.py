@@ -1,0 +1,43 @@
+"""The ``supportdesk`` command line: every feature of the app is reachable from here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from supportdesk.cli import config as config_cmd
+from supportdesk.cli import kb as kb_cmd
+from supportdesk.cli.context import AppContext
+
+app = typer.Typer(
+    name="supportdesk",
+    help="Hybrid customer-support bot: brand-voice model + grounded retrieval over your docs.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(kb_cmd.app, name="kb")
+app.command("config")(config_cmd.show)
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Optional[Path], typer.Option("--data-dir", help="Runtime data folder (index, history). Env: SUPPORTDESK_DATA_DIR.")
+    ] = None,
+    kb_dir: Annotated[
+        Optional[Path], typer.Option("--kb", help="Folder of documents to index. Env: SUPPORTDESK_KB_DIR.")
+    ] = None,
+) -> None:
+    ctx.obj = AppContext(overrides={"data_dir": data_dir, "kb_dir": kb_dir})
+    if ctx.invoked_subcommand is None:
+        from supportdesk.cli.demo import run_demo
+
+        run_demo(ctx.obj)
+
+
+def main() -> None:
+    app()

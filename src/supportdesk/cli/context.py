@@ -1,0 +1,49 @@
+"""What every CLI command shares: settings built once from flags, env, .env and TOML."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from supportdesk.settings import Settings, load_settings
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one clear line to stderr and exit: bad input never shows a traceback."""
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+@dataclass
+class AppContext:
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def settings(self) -> Settings:
+        try:
+            return load_settings(**self.overrides)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            fail(f"invalid settings: {problems}")
+        except Exception as exc:  # a malformed TOML file, say
+            fail(f"cannot read settings: {exc}")
+
+    def knowledge_base(self):  # noqa: ANN201 - imported lazily: torch takes seconds
+        from supportdesk.kb import KnowledgeBase
+
+        return KnowledgeBase(self.settings)
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

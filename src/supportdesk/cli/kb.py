@@ -1,0 +1,180 @@
+"""``supportdesk kb``: build, search and inspect the knowledge-base index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from supportdesk.cli.context import AppContext, console, err_console, fail
+
+app = typer.Typer(help="Build, search and inspect the knowledge base.", no_args_is_help=True)
+
+
+def build_with_progress(appctx: AppContext, force: bool = False):  # noqa: ANN201
+    """Run a reload with a progress bar on stderr; returns the ReloadReport."""
+    from supportdesk.kb.index import Progress as Step
+
+    kb = appctx.knowledge_base()
+    with Progress(
+        TextColumn("[bold]{task.description:<9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}", style="dim"),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("loading", total=None, detail="embedding model")
+        kb.embedder_info  # noqa: B018 - load the model under the bar, not silently
+
+        def on_step(step: Step) -> None:
+            bar.update(task, description=step.stage, completed=step.done, total=step.total, detail=step.detail[-50:])
+
+        report = kb.reload(progress=on_step, force=force)
+    return kb, report
+
+
+@app.command("build")
+def build(
+    ctx: typer.Context,
+    kb_dir: Annotated[Optional[Path], typer.Option("--kb", help="Folder to index (overrides settings).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-embed every file, ignoring the current index.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Index the KB folder: only added or changed files are embedded; removed files disappear."""
+    appctx: AppContext = ctx.obj
+    if kb_dir is not None:
+        appctx.overrides["kb_dir"] = kb_dir
+        appctx.__dict__.pop("settings", None)
+    kb, report = build_with_progress(appctx, force=force)
+    for skipped in report.skipped:
+        err_console.print(f"[yellow]skipped[/] {escape(skipped.rel)}: {escape(skipped.reason)}")
+    for rel in report.kept_previous:
+        err_console.print(f"[yellow]kept previous version of[/] {escape(rel)}")
+    if as_json:
+        print(json.dumps(report.to_json()))
+    if not report.ok:
+        fail(report.error or "reload failed")
+    if as_json:
+        return
+    console.print(
+        f"[bold green]index ready[/] {report.generation}  "
+        f"files: {len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed, "
+        f"{len(report.unchanged)} unchanged, {len(report.skipped)} skipped  "
+        f"chunks: +{report.chunks_added} −{report.chunks_removed} = {report.chunks_total}  "
+        f"({report.seconds:.1f} s"
+        + (f", {report.embedded_chunks_per_s:.0f} chunks/s embedded)" if report.chunks_added else ")")
+    )
+
+
+def _print_hits(query: str, result, show_text: bool) -> None:  # noqa: ANN001
+    table = Table(title=f"{escape(query)}  ({result.timings.embed_ms:.1f} ms embed, {result.timings.search_ms:.1f} ms search)")
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("source")
+    table.add_column("heading")
+    table.add_column("text" if show_text else "snippet", overflow="fold")
+    for rank, hit in enumerate(result.hits, start=1):
+        chunk = hit.chunk
+        where = chunk.source + (f" p.{chunk.page}" if chunk.page else "")
+        text = chunk.text if show_text else chunk.text.replace("\n", " ")[:160]
+        table.add_row(str(rank), f"{hit.score:.3f}", escape(where), escape(chunk.heading or chunk.title), escape(text))
+    console.print(table)
+
+
+@app.command("search")
+def search(
+    ctx: typer.Context,
+    query: Annotated[Optional[str], typer.Argument(help="What to look for.")] = None,
+    k: Annotated[Optional[int], typer.Option("-k", "--top-k", min=1, max=100, help="Hits to return.")] = None,
+    queries: Annotated[
+        Optional[Path], typer.Option("--queries", help="File with one query per line ('-' for stdin).")
+    ] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="hybrid | dense | bm25 (default: settings).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per query.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Show whole chunk texts.")] = False,
+) -> None:
+    """Search the index; each hit shows its cosine score, source file and heading."""
+    appctx: AppContext = ctx.obj
+    if (query is None) == (queries is None):
+        fail("give either a QUERY or --queries FILE")
+    if mode is not None and mode not in ("hybrid", "dense", "bm25"):
+        fail(f"--mode must be hybrid, dense or bm25, not '{mode}'")
+    if queries is not None:
+        import sys
+
+        try:
+            lines = (sys.stdin.read() if str(queries) == "-" else queries.read_text(encoding="utf-8")).splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read queries file {queries}: {exc}")
+        items = [line.strip() for line in lines if line.strip()]
+    else:
+        items = [query or ""]
+    from supportdesk.kb.store import IndexIntegrityError
+
+    kb = appctx.knowledge_base()
+    try:
+        snap = kb.snapshot()
+    except IndexIntegrityError as exc:
+        fail(f"{exc}. Rebuild with 'supportdesk kb build --force'.")
+    if snap is None:
+        fail(f"no index yet in {kb.store.root}: run 'supportdesk kb build' first")
+    for item in items:
+        result = kb.search(item, k=k, mode=mode)  # type: ignore[arg-type]
+        if as_json:
+            print(
+                json.dumps(
+                    {
+                        "query": item,
+                        "hits": [dict(hit.to_json(), rank=i) for i, hit in enumerate(result.hits, start=1)],
+                        "timings_ms": result.timings.as_dict(),
+                    }
+                ),
+                flush=True,
+            )
+        else:
+            _print_hits(item, result, full)
+
+
+@app.command("stats")
+def stats(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """What is indexed: files by type, chunks, embedder, build time, skipped files."""
+    from supportdesk.kb.store import IndexIntegrityError
+
+    kb = ctx.obj.knowledge_base()
+    try:
+        info = kb.stats()
+    except IndexIntegrityError as exc:
+        fail(f"{exc}. Rebuild with 'supportdesk kb build --force'.")
+    if as_json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(info)))
+        return
+    if info.generation is None:
+        console.print(f"no index yet in {escape(info.index_dir)}: run 'supportdesk kb build'")
+        return
+    table = Table(show_header=False, title="knowledge base")
+    for key, value in [
+        ("KB folder", info.kb_dir),
+        ("index", f"{info.index_dir}/{info.generation}"),
+        ("built", info.built_at),
+        ("files", f"{info.files} ({', '.join(f'{n} {k}' for k, n in sorted(info.by_kind.items()))})"),
+        ("chunks", info.chunks),
+        ("embedder", info.embedder),
+        ("on disk", f"{info.disk_bytes / 1e6:.1f} MB"),
+        ("skipped", len(info.skipped)),
+    ]:
+        table.add_row(key, escape(str(value)))
+    console.print(table)
+    for item in info.skipped:
+        console.print(f"  [yellow]skipped[/] {escape(item['file'])}: {escape(item['reason'])}")

