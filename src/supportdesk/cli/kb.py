@@ -77,8 +77,8 @@ def _print_hits(query: str, result, show_text: bool) -> None:  # noqa: ANN001
     table = Table(title=f"{escape(query)}  ({result.timings.embed_ms:.1f} ms embed, {result.timings.search_ms:.1f} ms search)")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
-    table.add_column("source")
-    table.add_column("heading")
+    table.add_column("source", overflow="fold")
+    table.add_column("heading", overflow="fold")
     table.add_column("text" if show_text else "snippet", overflow="fold")
     for rank, hit in enumerate(result.hits, start=1):
         chunk = hit.chunk

@@ -7,6 +7,7 @@ Vectors are L2-normalised, so an inner product is a cosine similarity.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -112,10 +113,16 @@ class OllamaEmbeddings(Embeddings):
         return self._embed([text])[0]
 
 
+@functools.lru_cache(maxsize=4)
+def _shared_minilm(batch_size: int, threads: int) -> MiniLMEmbeddings:
+    return MiniLMEmbeddings(batch_size=batch_size, threads=threads)
+
+
 def create_embedder(settings: EmbeddingSettings, ollama_host: str) -> Embeddings:
+    """The configured embedder; the in-process model is loaded once per process."""
     if settings.provider == "ollama":
         return OllamaEmbeddings(settings.ollama_model, ollama_host)
-    return MiniLMEmbeddings(batch_size=settings.batch_size, threads=settings.threads)
+    return _shared_minilm(settings.batch_size, settings.threads)
 
 
 def embedder_info(embedder: Embeddings) -> EmbedderInfo:

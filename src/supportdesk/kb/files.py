@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat as stat_mod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +84,9 @@ def scan(kb_dir: Path, max_bytes: int) -> tuple[list[SourceFile], list[Skipped]]
                 stat = path.stat()
             except OSError as exc:
                 skipped.append(Skipped(rel, f"cannot read: {exc.strerror or exc}"))
+                continue
+            if not stat_mod.S_ISREG(stat.st_mode):
+                skipped.append(Skipped(rel, "not a regular file"))
                 continue
             if not os.access(path, os.R_OK):
                 skipped.append(Skipped(rel, "cannot read: permission denied"))

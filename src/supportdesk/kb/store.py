@@ -147,7 +147,8 @@ class GenerationStore:
     def write(self, store: FAISS, manifest: dict[str, Any]) -> Path:
         """Save a new generation aside, then point CURRENT at it in one rename."""
         self.root.mkdir(parents=True, exist_ok=True)
-        name = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+        now = time.time_ns()  # sortable names: seconds, then the nanosecond fraction
+        name = f"gen-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now / 1e9))}-{now % 1_000_000_000:09d}"
         staging = self.root / f".staging-{name}"
         try:
             store.save_local(str(staging))

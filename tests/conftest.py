@@ -1,0 +1,103 @@
+"""Shared fixtures: temp data dirs, small KBs, and a deterministic embedder for logic tests.
+
+Logic tests (incremental reload, atomic swap, integrity) use ``HashEmbeddings``: fast and
+deterministic, injected through LangChain's ``Embeddings`` interface like any real model.
+Quality tests use the real MiniLM model (``minilm`` fixture, loaded once per session).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from langchain_core.embeddings import Embeddings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_KB = ROOT / "kb"
+SHARED = ROOT.parent / "shared"
+
+
+class HashEmbeddings(Embeddings):
+    """Bag-of-words hashed into 256 dims, normalised. Counts every text it embeds."""
+
+    dim = 256
+
+    def __init__(self) -> None:
+        self.embedded: list[str] = []
+        self.fail_after: int | None = None
+        self.gate: threading.Event | None = None
+        self.entered = threading.Event()
+
+    def _vector(self, text: str) -> list[float]:
+        vec = np.zeros(self.dim, dtype=np.float32)
+        for token in re.findall(r"\w+", text.lower()):
+            vec[int(hashlib.md5(token.encode()).hexdigest()[:8], 16) % self.dim] += 1.0
+        norm = np.linalg.norm(vec)
+        return (vec / norm if norm else vec).tolist()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.entered.set()
+        if self.gate is not None:
+            assert self.gate.wait(10), "test gate never opened"
+        if self.fail_after is not None and len(self.embedded) + len(texts) > self.fail_after:
+            raise RuntimeError("embedding model crashed (test)")
+        self.embedded.extend(texts)
+        return [self._vector(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._vector(text)
+
+
+@pytest.fixture
+def hash_embedder() -> HashEmbeddings:
+    return HashEmbeddings()
+
+
+@pytest.fixture
+def settings_factory(tmp_path, monkeypatch):
+    """Settings isolated from the developer's env, .env and TOML files."""
+    from supportdesk.settings import Settings
+
+    for key in list(os.environ):
+        if key.startswith("SUPPORTDESK_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+
+    def make(kb_dir: Path, **overrides) -> Settings:
+        return Settings(data_dir=tmp_path / "data", kb_dir=kb_dir, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def small_kb(tmp_path) -> Path:
+    """A copy of a few sample documents, one of each format, safe to edit."""
+    kb = tmp_path / "kb"
+    for rel in [
+        "faq.md",
+        "policies/returns-and-refunds.txt",
+        "troubleshooting/no-internet.html",
+        "manuals/aerie-ax3000-quick-start.pdf",
+    ]:
+        target = kb / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SAMPLE_KB / rel, target)
+    return kb
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from supportdesk.kb.embeddings import MiniLMEmbeddings
+
+    return MiniLMEmbeddings(batch_size=32, threads=2)
