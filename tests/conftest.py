@@ -100,4 +100,4 @@ def small_kb(tmp_path) -> Path:
 def minilm():
     from supportdesk.kb.embeddings import MiniLMEmbeddings
 
-    return MiniLMEmbeddings(batch_size=32, threads=2)
+    return MiniLMEmbeddings(batch_size=16, threads=2)

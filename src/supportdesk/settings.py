@@ -49,8 +49,8 @@ def default_config_files() -> list[Path]:
 class ChunkingSettings(BaseModel):
     """How documents are cut into retrievable chunks."""
 
-    chunk_size: int = Field(900, ge=100, le=8000, description="Target chunk length in characters.")
-    chunk_overlap: int = Field(120, ge=0, le=2000, description="Characters shared by neighbouring chunks.")
+    chunk_size: int = Field(500, ge=100, le=8000, description="Target chunk length in characters.")
+    chunk_overlap: int = Field(100, ge=0, le=2000, description="Characters shared by neighbouring chunks.")
     max_file_mb: float = Field(20.0, gt=0, description="Files larger than this (MB) are skipped with a message.")
 
 
@@ -63,7 +63,12 @@ class EmbeddingSettings(BaseModel):
         "in-process and offline. 'ollama': an embedding model served by the Ollama host.",
     )
     ollama_model: str = Field("nomic-embed-text", description="Ollama embedding model (provider='ollama').")
-    batch_size: int = Field(64, ge=1, description="Texts embedded per batch while building.")
+    batch_size: int = Field(16, ge=1, description="Texts embedded per batch while building (16 measured fastest).")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Model precision: 'auto' uses bfloat16 where the CPU has native bf16 (3x faster, same "
+        "rankings), float32 elsewhere.",
+    )
     threads: int = Field(2, ge=1, description="CPU threads for torch and FAISS (this machine has 2 cores).")
 
 
@@ -75,10 +80,15 @@ class RetrievalSettings(BaseModel):
     )
     top_k: int = Field(5, ge=1, le=100, description="Chunks returned per query.")
     candidates: int = Field(40, ge=1, le=1000, description="Chunks each retriever proposes before fusion.")
-    dense_weight: float = Field(
-        0.5, ge=0.0, le=1.0, description="Weight of the dense ranking in the fusion (BM25 gets the rest)."
+    fusion: Literal["convex", "rrf"] = Field(
+        "convex",
+        description="'convex': weighted sum of max-normalised scores (best on the E-Manual benchmark); "
+        "'rrf': weighted reciprocal-rank fusion.",
     )
-    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant: larger flattens rank differences.")
+    dense_weight: float = Field(
+        0.3, ge=0.0, le=1.0, description="Weight of the dense retriever in the fusion (BM25 gets the rest)."
+    )
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant (fusion='rrf'): larger flattens ranks.")
 
 
 class ModelSettings(BaseModel):

@@ -199,6 +199,7 @@ class KnowledgeBase:
             candidates=cfg.candidates,
             dense_weight=cfg.dense_weight,
             rrf_k=cfg.rrf_k,
+            fusion=cfg.fusion,
         )
 
     # -- reload ----------------------------------------------------------------------
