@@ -105,6 +105,11 @@ class ModelSettings(BaseModel):
     max_tokens: int = Field(256, ge=1, description="Most tokens generated per answer.")
     temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy).")
     threads: int = Field(2, ge=1, description="CPU threads for the embedded model.")
+    system_prompt: str = Field(
+        "You are Kestrel Care, the customer support team of Kestrel Networks (Aerie routers, Perch "
+        "satellites, the Talon 5G gateway and the Roost app). Be warm, brief and precise.",
+        description="System prompt for plain chat ('models chat'); the router adds its own instructions.",
+    )
 
 
 class Settings(BaseSettings):

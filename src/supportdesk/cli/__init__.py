@@ -9,6 +9,7 @@ import typer
 
 from supportdesk.cli import config as config_cmd
 from supportdesk.cli import kb as kb_cmd
+from supportdesk.cli import models as models_cmd
 from supportdesk.cli.context import AppContext
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(kb_cmd.app, name="kb")
+app.add_typer(models_cmd.app, name="models")
 app.command("config")(config_cmd.show)
 
 
