@@ -8,6 +8,7 @@ prompt, so a new prompt that shares the system-prompt prefix only evaluates the 
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import threading
 import time
@@ -42,6 +43,14 @@ _CACHE: dict[tuple[str, str | None, int, int], Any] = {}
 _CACHE_LOCK = threading.Lock()
 
 
+@atexit.register
+def _close_models() -> None:
+    """Free llama.cpp models before interpreter teardown unloads the library under them."""
+    with _CACHE_LOCK:
+        while _CACHE:
+            _CACHE.popitem()[1].close()
+
+
 def _load_llama(gguf: Path, lora: Path | None, n_ctx: int, threads: int) -> tuple[Any, float]:
     """A cached ``Llama``; returns it and how long loading took (0 when cached)."""
     key = (str(gguf), str(lora) if lora else None, n_ctx, threads)
@@ -56,8 +65,15 @@ def _load_llama(gguf: Path, lora: Path | None, n_ctx: int, threads: int) -> tupl
             ) from exc
         if not gguf.is_file():
             raise ModelMissing(f"model file not found: {gguf} (setting model.gguf_path)")
-        if lora is not None and not lora.is_file():
-            raise ModelMissing(f"adapter file not found: {lora}")
+        if lora is not None:
+            if not lora.is_file():
+                raise ModelMissing(f"adapter file not found: {lora}")
+            from supportdesk.training.gguf_lora import AdapterFormatError, validate_gguf_lora
+
+            try:
+                validate_gguf_lora(lora, gguf)
+            except AdapterFormatError as exc:
+                raise ModelMissing(f"llama.cpp could not load the adapter: {exc}") from exc
         started = time.perf_counter()
         try:
             llm = Llama(
@@ -72,6 +88,9 @@ def _load_llama(gguf: Path, lora: Path | None, n_ctx: int, threads: int) -> tupl
         except (ValueError, RuntimeError) as exc:
             what = f"adapter {lora}" if lora else f"model {gguf}"
             raise ModelMissing(f"llama.cpp could not load the {what}: {exc}") from exc
+        if lora is not None and not llm._lora_adapter:  # logged, not raised, by llama-cpp-python
+            llm.close()
+            raise ModelMissing(f"llama.cpp could not load the adapter {lora}")
         # Keep one base+adapter pair per process: a 135M model is small, but several are not.
         for old in [k for k in _CACHE if k[0] == key[0]]:
             _CACHE.pop(old).close()
