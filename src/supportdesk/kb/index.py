@@ -42,6 +42,10 @@ class ReloadInProgress(RuntimeError):
     """Only one reload runs at a time."""
 
 
+class KBFolderMissing(FileNotFoundError):
+    """The configured KB folder does not exist."""
+
+
 @dataclass
 class Progress:
     """One step of a reload, for a progress bar or a status line."""
@@ -214,8 +218,11 @@ class KnowledgeBase:
             report.ok = True
         except IndexIntegrityError as exc:
             report.error = f"{exc}. Run 'supportdesk kb build --force' to rebuild from the documents."
+        except KBFolderMissing as exc:
+            report.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - the old index keeps serving; say why
-            report.error = f"reload failed, previous index still serving: {type(exc).__name__}: {exc}"
+            serving = "previous index still serving" if self._snapshot is not None else "no index was built"
+            report.error = f"reload failed ({serving}): {type(exc).__name__}: {exc}"
         finally:
             report.seconds = time.perf_counter() - started
             self._reload_lock.release()
@@ -224,7 +231,7 @@ class KnowledgeBase:
     def _reload(self, report: ReloadReport, progress: ProgressFn, force: bool) -> None:
         cfg = self.settings
         if not self.kb_dir.is_dir():
-            raise FileNotFoundError(f"KB folder {self.kb_dir} does not exist")
+            raise KBFolderMissing(f"KB folder {self.kb_dir} does not exist (setting kb_dir, --kb or SUPPORTDESK_KB_DIR)")
         progress(Progress("scan", 0, 1, str(self.kb_dir)))
         sources, report.skipped = kb_files.scan(self.kb_dir, int(cfg.chunking.max_file_mb * 1_000_000))
         try:
