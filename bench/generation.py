@@ -67,14 +67,16 @@ def worker_embedded(adapter_dir: str | None, runs: int) -> dict:
     from supportdesk.models.adapters import AdapterInfo
     from supportdesk.models.embedded import EmbeddedBackend
 
+    import gguf  # noqa: F401 - library imports are process start-up, not model cold start
+    import llama_cpp  # noqa: F401
+
     adapter = AdapterInfo(Path(adapter_dir).name, Path(adapter_dir)) if adapter_dir else None
     backend = EmbeddedBackend(adapter=adapter, context_tokens=4096)
     options = GenerationOptions(max_tokens=MAX_TOKENS, temperature=0.0)
-    cold_start = time.perf_counter()
     first = backend.generate([ChatMessage("system", SYSTEM), ChatMessage("user", QUESTIONS[0])], options)
     first.run()
-    cold = {"ttft_ms": (time.perf_counter() - cold_start) * 1000 - (first.stats.total_ms - (first.stats.ttft_ms or 0)),
-            "load_ms": first.stats.load_ms, "tok_s": first.stats.tokens_per_s}
+    # Cold TTFT: from the request to the first token, model load (and adapter check) included.
+    cold = {"ttft_ms": first.stats.ttft_ms, "load_ms": first.stats.load_ms, "tok_s": first.stats.tokens_per_s}
     warm = []
     for i in range(runs):
         gen = backend.generate([ChatMessage("system", SYSTEM), ChatMessage("user", QUESTIONS[1 + i % 5])], options)
@@ -180,7 +182,7 @@ def main() -> None:
         table.add_column(col, justify="left" if col == "configuration" else "right")
     for label, ttft, tok, load, rss in rows:
         table.add_row(label, f"{ttft:.0f}", f"{tok:.0f}" if tok else "-", f"{load:.0f}" if load else "-", f"{rss:.0f}")
-    Console().print(table)
+    Console(width=130).print(table)
     if not args.skip_transformers:
         warm_adapter = rows[3][2]
         ref_warm = rows[-1][2]
