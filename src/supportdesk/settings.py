@@ -112,6 +112,32 @@ class ModelSettings(BaseModel):
     )
 
 
+class RouterSettings(BaseModel):
+    """How messages are routed, and when a grounded answer is trusted."""
+
+    weights: list[float] = Field(
+        [2.7167, 2.2824, 2.6381, -1.2372],
+        min_length=4,
+        max_length=4,
+        description="Logistic weights for [fact-vs-chat example similarity, best doc score, cue score, bias]; "
+        "fitted by 'supportdesk router calibrate'.",
+    )
+    threshold: float = Field(0.5032, ge=0.0, le=1.0, description="p(facts) at or above this goes to the grounded route.")
+    abstain_below: float = Field(
+        0.40, ge=0.0, le=1.0, description="Grounded route: hand off when the best chunk's cosine is below this."
+    )
+    context_chunks: int = Field(4, ge=1, le=20, description="Most chunks put in a grounded prompt.")
+    context_chars: int = Field(2400, ge=200, description="Most characters of chunk text in a grounded prompt.")
+    support_min: float = Field(
+        0.5, ge=0.0, le=1.0, description="A sentence is supported when this share of its content words is in a cited chunk."
+    )
+    min_supported: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="Below this share of supported sentences, the model's answer is replaced by quoted sources.",
+    )
+    history_turns: int = Field(4, ge=0, le=20, description="Earlier messages given to the model in a conversation.")
+
+
 class Settings(BaseSettings):
     """The effective configuration of one supportdesk process."""
 
@@ -137,6 +163,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings, description="The embedding model.")
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="Search and fusion.")
     model: ModelSettings = Field(default_factory=ModelSettings, description="The answering model.")
+    router: RouterSettings = Field(default_factory=RouterSettings, description="Routing and grounding.")
 
     @property
     def index_dir(self) -> Path:

@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from supportdesk.cli import ask as ask_cmd
 from supportdesk.cli import config as config_cmd
+from supportdesk.cli import evaluate as evaluate_cmd
 from supportdesk.cli import kb as kb_cmd
 from supportdesk.cli import models as models_cmd
 from supportdesk.cli.context import AppContext
@@ -22,6 +24,9 @@ app = typer.Typer(
 app.add_typer(kb_cmd.app, name="kb")
 app.add_typer(models_cmd.app, name="models")
 app.command("config")(config_cmd.show)
+app.command("ask")(ask_cmd.ask)
+app.command("eval")(evaluate_cmd.evaluate)
+app.add_typer(evaluate_cmd.router_app, name="router")
 
 
 @app.callback(invoke_without_command=True)

@@ -193,7 +193,7 @@ class KnowledgeBase:
         snap = self.snapshot()
         cfg = self.settings.retrieval
         if snap is None:
-            return SearchResult(query, [])
+            return SearchResult(query, [], vector=np.asarray(self.embedder.embed_query(query), dtype=np.float32))
         return timed_search(
             snap.searcher,
             self.embedder.embed_query,

@@ -59,6 +59,12 @@ class SearchResult:
     query: str
     hits: list[SearchHit]
     timings: SearchTimings = field(default_factory=SearchTimings)
+    vector: np.ndarray | None = None
+
+    @property
+    def best_score(self) -> float:
+        """The best cosine similarity among the hits (0 when there are none)."""
+        return max((hit.score for hit in self.hits), default=0.0)
 
 
 def rrf_fuse(
@@ -177,4 +183,4 @@ def timed_search(searcher: Searcher, embed: Any, query: str, **options: Any) -> 
     start = time.perf_counter()
     hits = searcher.search(query, vector, **options)
     timings.search_ms = (time.perf_counter() - start) * 1000
-    return SearchResult(query, hits, timings)
+    return SearchResult(query, hits, timings, vector)

@@ -1,0 +1,91 @@
+"""After generation: check every citation marker and how well each sentence is supported.
+
+A marker ``[n]`` is valid when ``n`` is one of the sources shown to the model; invalid ones
+are removed (and counted). A sentence is supported when enough of its content words occur
+in one of the shown sources (lexical overlap: fast, transparent, and exactly what
+"the docs say so" means for names, numbers and menu paths).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from supportdesk.kb.lexical import tokenize
+
+MARKER = re.compile(r"\[(\d{1,2})\]")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
+_GENERIC = frozenset(
+    """please thank thanks help happy hi hello sorry kestrel care customer let know also just sure
+    glad question colleague source sources answer docs documentation need here great""".split()
+)
+
+
+@dataclass
+class SentenceCheck:
+    text: str
+    markers: list[int]
+    best_source: int | None
+    support: float
+
+    @property
+    def supported(self) -> bool:
+        return self.best_source is not None
+
+
+@dataclass
+class CitationReport:
+    text: str  # the answer with invalid markers removed
+    markers_total: int = 0
+    markers_invalid: int = 0
+    sentences: list[SentenceCheck] = field(default_factory=list)
+
+    @property
+    def markers_valid_rate(self) -> float | None:
+        return None if self.markers_total == 0 else 1 - self.markers_invalid / self.markers_total
+
+    @property
+    def supported_rate(self) -> float | None:
+        factual = [s for s in self.sentences if s.support >= 0]
+        if not factual:
+            return None
+        return sum(s.supported for s in factual) / len(factual)
+
+    @property
+    def cited_sources(self) -> list[int]:
+        seen: list[int] = []
+        for sentence in self.sentences:
+            for n in sentence.markers + ([sentence.best_source] if sentence.best_source else []):
+                if n not in seen:
+                    seen.append(n)
+        return seen
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE.split(text) if s.strip()]
+
+
+def content_words(text: str) -> set[str]:
+    return {t for t in tokenize(MARKER.sub(" ", text)) if t not in _GENERIC and len(t) > 1}
+
+
+def check(answer: str, sources: dict[int, str], support_min: float) -> CitationReport:
+    """Validate markers against ``sources`` ({number: text}) and score each sentence's support."""
+    report = CitationReport(text=answer)
+    found = [int(m) for m in MARKER.findall(answer)]
+    report.markers_total = len(found)
+    report.markers_invalid = sum(1 for n in found if n not in sources)
+    report.text = re.sub(r"\s+([.,;!?])", r"\1", MARKER.sub(lambda m: m.group(0) if int(m.group(1)) in sources else "", answer))
+    source_words = {n: content_words(text) for n, text in sources.items()}
+    for sentence in split_sentences(report.text):
+        words = content_words(sentence)
+        markers = [int(m) for m in MARKER.findall(sentence)]
+        if len(words) < 2:  # greetings, sign-offs: nothing to support
+            report.sentences.append(SentenceCheck(sentence, markers, None, -1.0))
+            continue
+        # Prefer the sources the sentence cites; fall back to any shown source.
+        candidates = [n for n in markers if n in sources] or list(sources)
+        scored = [(len(words & source_words[n]) / len(words), n) for n in candidates]
+        support, best = max(scored, default=(0.0, None))
+        report.sentences.append(SentenceCheck(sentence, markers, best if support >= support_min else None, support))
+    return report

@@ -1,0 +1,308 @@
+"""The answer pipeline: one call returns the answer stream plus a result with every reason.
+
+    answer = pipeline.ask("How long is the warranty?", history)
+    for piece in answer:          # streamed text (what the model writes)
+        ...
+    answer.result                 # route + reason, citations, checks, timings per stage
+
+Stages: follow-up rewrite → embed + search → route → (grounded) select sources, hand off if
+the evidence is weak → prompt → generate → check markers and sentence support. When the
+model's grounded answer is not supported by its sources, the final text is replaced by the
+sources quoted (``fallback = "extractive"``): the customer never gets an unsupported claim.
+``result.answer`` is the final text; it can differ from the streamed text.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from supportdesk.answers import citations as cite
+from supportdesk.answers.prompts import (
+    GROUNDED_SYSTEM,
+    HANDOFF_MESSAGE,
+    VOICE_SYSTEM,
+    Source,
+    grounded_user_message,
+    select_sources,
+)
+from supportdesk.kb.index import KnowledgeBase
+from supportdesk.kb.lexical import tokenize
+from supportdesk.models.base import ChatBackend, ChatMessage, Generation, GenerationOptions
+from supportdesk.router.cues import fact_cues
+from supportdesk.router.router import RouteDecision, Router
+from supportdesk.sanitize import strip_control
+from supportdesk.settings import Settings
+
+AnswerKind = Literal["voice", "grounded", "handoff"]
+VOICE_MAX_TOKENS = 96
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Literal["user", "assistant"]
+    content: str
+
+
+@dataclass
+class Citation:
+    number: int
+    source: str
+    title: str
+    heading: str
+    page: int | None
+    score: float
+    snippet: str
+    text: str
+    chunk_id: str
+    cited: bool = False
+
+
+@dataclass
+class AnswerResult:
+    question: str
+    query: str
+    kind: AnswerKind = "voice"
+    answer: str = ""
+    streamed: str = ""
+    decision: dict[str, Any] = field(default_factory=dict)
+    abstained: bool = False
+    handoff_reason: str | None = None
+    fallback: str | None = None
+    cancelled: bool = False
+    citations: list[Citation] = field(default_factory=list)
+    other_hits: list[Citation] = field(default_factory=list)
+    markers_total: int = 0
+    markers_invalid: int = 0
+    supported_rate: float | None = None
+    injection_removed: list[dict[str, str]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def route(self) -> str:
+        return str(self.decision.get("route", self.kind))
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["route"] = self.route
+        data["timings"] = {k: round(v, 2) for k, v in self.timings.items()}
+        return data
+
+
+_FOLLOWUP = re.compile(
+    r"^(and|also|what about|how about|then|so)\b|\b(it|that|this|those|these|them|there|same|one)\b", re.I
+)
+
+
+def retrieval_query(message: str, history: list[Turn]) -> str:
+    """A follow-up ("and how long does that take?") is searched together with the previous
+    question, so retrieval sees what "that" is. Self-contained messages are searched alone."""
+    previous = next((t.content for t in reversed(history) if t.role == "user"), None)
+    if previous is None:
+        return message
+    cues = fact_cues(message)
+    short = cues["words"] <= 9
+    self_contained = cues["codes"] > 0 or cues["products"] >= 2
+    if short and not self_contained and _FOLLOWUP.search(message):
+        return f"{previous} {message}"
+    return message
+
+
+def extractive_answer(question: str, sources: list[Source], max_sentences: int = 2) -> str:
+    """The sources' own sentences that best match the question, quoted with their markers."""
+    wanted = set(tokenize(question))
+    scored = []
+    for source in sources:
+        for order, sentence in enumerate(cite.split_sentences(source.text)):
+            words = set(tokenize(sentence))
+            if len(words) < 3 or sentence.startswith("|"):
+                continue
+            overlap = len(wanted & words) / (len(wanted) or 1)
+            scored.append((overlap, -source.number, -order, sentence.rstrip(), source.number))
+    scored.sort(reverse=True)
+    picked = [(text, n) for _, _, _, text, n in scored[:max_sentences]]
+    if not picked and sources:
+        picked = [(sources[0].text.split("\n")[0].strip(), 1)]
+    body = " ".join(f"{text} [{n}]" for text, n in picked)
+    return f"Here's what our documentation says: {body}"
+
+
+def _citation(number: int, source_hit: Any, text: str | None = None) -> Citation:
+    chunk = source_hit.chunk
+    body = text if text is not None else chunk.text
+    return Citation(
+        number=number,
+        source=chunk.source,
+        title=chunk.title,
+        heading=chunk.heading,
+        page=chunk.page,
+        score=round(float(source_hit.score), 4),
+        snippet=" ".join(body.split())[:200],
+        text=body,
+        chunk_id=chunk.id,
+    )
+
+
+class Answer:
+    """A streaming answer: iterate for text; ``result`` is complete when iteration ends."""
+
+    def __init__(self, pipeline: AnswerPipeline, message: str, history: list[Turn], options: GenerationOptions) -> None:
+        self._pipeline = pipeline
+        self._message = message
+        self._history = history
+        self._options = options
+        self._generation: Generation | None = None
+        self._cancelled = False
+        self.result = AnswerResult(question=message, query=message)
+        self.done = False
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        if self._generation is not None:
+            self._generation.cancel()
+
+    def run(self, on_text: Any = None) -> AnswerResult:
+        for piece in self:
+            if on_text is not None:
+                on_text(piece)
+        return self.result
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            yield from self._pipeline._answer(self)
+        finally:
+            self.done = True
+
+
+class AnswerPipeline:
+    """Routes, retrieves, prompts and checks; the model and the KB are injected."""
+
+    def __init__(self, settings: Settings, kb: KnowledgeBase, backend: ChatBackend, router: Router | None = None) -> None:
+        self.settings = settings
+        self.kb = kb
+        self.backend = backend
+        cfg = settings.router
+        self.router = router or Router(kb.embedder.embed_documents, cfg.weights, cfg.threshold)
+
+    def ask(self, message: str, history: list[Turn] | None = None, options: GenerationOptions | None = None) -> Answer:
+        opts = options or GenerationOptions(
+            max_tokens=self.settings.model.max_tokens, temperature=self.settings.model.temperature
+        )
+        return Answer(self, strip_control(message).strip(), list(history or []), opts)
+
+    def _history_messages(self, history: list[Turn]) -> list[ChatMessage]:
+        """Recent turns, without citation markers (a small model copies them into chit-chat)."""
+        keep = self.settings.router.history_turns
+        turns = history[-keep:] if keep else []
+        return [ChatMessage(t.role, cite.MARKER.sub("", t.content)[:600].strip()) for t in turns]
+
+    def _answer(self, answer: Answer) -> Iterator[str]:
+        cfg = self.settings.router
+        result = answer.result
+        timings = result.timings
+        started = time.perf_counter()
+        message = answer._message
+        result.query = retrieval_query(message, answer._history)
+
+        search = self.kb.search(result.query, k=max(cfg.context_chunks, self.settings.retrieval.top_k))
+        timings["embed_ms"] = search.timings.embed_ms
+        timings["search_ms"] = search.timings.search_ms
+        vector = search.vector
+        if result.query != message:  # the router judges the message itself
+            t = time.perf_counter()
+            vector = self.kb.embedder.embed_query(message)
+            timings["embed_ms"] += (time.perf_counter() - t) * 1000
+        decision: RouteDecision = self.router.decide(message, vector, search.best_score)
+        timings["route_ms"] = decision.elapsed_ms
+        result.decision = decision.to_json()
+
+        t = time.perf_counter()
+        sources: list[Source] = []
+        if decision.route == "grounded":
+            if search.best_score < cfg.abstain_below or not search.hits:
+                result.kind = "handoff"
+                result.abstained = True
+                result.handoff_reason = (
+                    f"best document score {search.best_score:.2f} is below {cfg.abstain_below:.2f}: "
+                    "the docs do not cover this well enough to answer"
+                )
+                result.other_hits = [_citation(i, h) for i, h in enumerate(search.hits, start=1)]
+                result.answer = result.streamed = HANDOFF_MESSAGE
+                timings["prompt_ms"] = (time.perf_counter() - t) * 1000
+                timings["total_ms"] = (time.perf_counter() - started) * 1000
+                yield HANDOFF_MESSAGE
+                return
+            result.kind = "grounded"
+            sources = select_sources(search.hits, cfg.context_chunks, cfg.context_chars)
+            for source in sources:
+                result.injection_removed += [{"source": source.hit.chunk.source, "line": line} for line in source.removed_lines]
+            messages = [
+                ChatMessage("system", GROUNDED_SYSTEM),
+                *self._history_messages(answer._history),
+                ChatMessage("user", grounded_user_message(message, sources)),
+            ]
+            shown = {s.hit.chunk.id for s in sources}
+            result.citations = [_citation(s.number, s.hit, s.text) for s in sources]
+            result.other_hits = [_citation(0, h) for h in search.hits if h.chunk.id not in shown]
+        else:
+            result.kind = "voice"
+            messages = [
+                ChatMessage("system", VOICE_SYSTEM),
+                *self._history_messages(answer._history),
+                ChatMessage("user", message),
+            ]
+            result.other_hits = [_citation(0, h) for h in search.hits]
+        timings["prompt_ms"] = (time.perf_counter() - t) * 1000
+
+        options = answer._options
+        if result.kind == "grounded":
+            options = GenerationOptions(**{**options.__dict__, "temperature": 0.0})
+        else:  # small talk stays short: one paragraph
+            options = GenerationOptions(
+                **{**options.__dict__, "max_tokens": min(options.max_tokens, VOICE_MAX_TOKENS), "stop": ("\n\n",)}
+            )
+        generation = self.backend.generate(messages, options)
+        answer._generation = generation
+        if answer._cancelled:
+            generation.cancel()
+        try:
+            for piece in generation:
+                clean = strip_control(piece)
+                result.streamed += clean
+                yield clean
+        finally:
+            stats = generation.stats
+            result.model = stats.as_dict()
+            result.cancelled = stats.finish_reason == "cancelled"
+            if stats.ttft_ms is not None:
+                timings["ttft_ms"] = stats.ttft_ms
+            timings["generation_ms"] = stats.total_ms
+            if stats.tokens_per_s:
+                timings["tokens_per_s"] = stats.tokens_per_s
+            timings["tokens"] = float(stats.tokens)
+            self._finish(result, sources)
+            timings["total_ms"] = (time.perf_counter() - started) * 1000
+
+    def _finish(self, result: AnswerResult, sources: list[Source]) -> None:
+        cfg = self.settings.router
+        text = result.streamed.strip()
+        if result.kind != "grounded":
+            result.answer = text
+            return
+        report = cite.check(text, {s.number: s.text for s in sources}, cfg.support_min)
+        result.markers_total = report.markers_total
+        result.markers_invalid = report.markers_invalid
+        result.supported_rate = report.supported_rate
+        result.answer = report.text
+        if not result.cancelled and (report.supported_rate is None or report.supported_rate < cfg.min_supported):
+            result.fallback = "extractive"
+            result.answer = extractive_answer(result.question, sources)
+            report = cite.check(result.answer, {s.number: s.text for s in sources}, cfg.support_min)
+        cited = set(report.cited_sources)
+        for citation in result.citations:
+            citation.cited = citation.number in cited

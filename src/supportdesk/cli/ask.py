@@ -1,0 +1,113 @@
+"""``supportdesk ask``: the full answer pipeline from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from supportdesk.cli.context import AppContext, console, err_console, fail
+
+BADGES = {"voice": "[black on green] brand voice [/]", "grounded": "[black on cyan] grounded [/]",
+          "handoff": "[black on yellow] handed off [/]"}
+
+
+def build_pipeline(appctx: AppContext, backend: str | None = None, adapter: str | None = None):  # noqa: ANN201
+    from supportdesk.answers import AnswerPipeline
+    from supportdesk.kb.store import IndexIntegrityError
+    from supportdesk.models import BackendError, create_backend
+
+    kb = appctx.knowledge_base()
+    try:
+        if kb.snapshot() is None:
+            fail(f"no index yet in {kb.store.root}: run 'supportdesk kb build' first")
+    except IndexIntegrityError as exc:
+        fail(f"{exc}. Rebuild with 'supportdesk kb build --force'.")
+    try:
+        model = create_backend(appctx.settings, backend, adapter)
+    except BackendError as exc:
+        fail(str(exc))
+    return AnswerPipeline(appctx.settings, kb, model)
+
+
+def print_result(result) -> None:  # noqa: ANN001
+    console.print(f"{BADGES[result.kind]} {escape(result.decision.get('reason', ''))}")
+    if result.query != result.question:
+        console.print(f"[dim]searched as: {escape(result.query)}[/]")
+    if result.answer.strip() != result.streamed.strip():
+        label = "quoted from the sources" if result.fallback == "extractive" else "after citation check"
+        console.print(f"[bold]final answer ({label}):[/] {escape(result.answer)}")
+    if result.handoff_reason:
+        console.print(f"[yellow]handed off:[/] {escape(result.handoff_reason)}")
+    if result.citations:
+        table = Table(title="sources shown to the model", title_justify="left")
+        for col in ("#", "cited", "score", "source", "heading"):
+            table.add_column(col, overflow="fold")
+        for c in result.citations:
+            where = c.source + (f" p.{c.page}" if c.page else "")
+            table.add_row(f"[{c.number}]", "yes" if c.cited else "", f"{c.score:.3f}", escape(where), escape(c.heading))
+        console.print(table)
+    if result.markers_total:
+        console.print(f"[dim]citation markers: {result.markers_total}, invalid removed: {result.markers_invalid}; "
+                      f"supported sentences: {result.supported_rate if result.supported_rate is not None else '-'}[/]")
+    if result.injection_removed:
+        console.print(f"[yellow]ignored {len(result.injection_removed)} instruction-like line(s) in the sources[/]")
+    t = result.timings
+    parts = [f"{k.removesuffix('_ms')} {t[k]:.0f} ms" for k in ("route_ms", "embed_ms", "search_ms", "prompt_ms", "ttft_ms", "generation_ms", "total_ms") if k in t]
+    if "tokens_per_s" in t:
+        parts.append(f"{t['tokens_per_s']:.0f} tok/s")
+    err_console.print("[dim]" + " · ".join(parts) + "[/]")
+
+
+def ask(
+    ctx: typer.Context,
+    question: Annotated[Optional[str], typer.Argument(help="The customer's message.")] = None,
+    queries: Annotated[Optional[Path], typer.Option("--queries", help="File with one question per line ('-': stdin).")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", help="embedded | ollama (default: settings).")] = None,
+    adapter: Annotated[Optional[str], typer.Option("--adapter", help="Adapter name, or 'none'.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Most tokens to generate.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per question.")] = False,
+) -> None:
+    """Answer like the bot: route, retrieve, generate, check citations; shows why and how long."""
+    from supportdesk.models import BackendError, default_options
+
+    appctx: AppContext = ctx.obj
+    if (question is None) == (queries is None):
+        fail("give either a QUESTION or --queries FILE")
+    if queries is not None:
+        try:
+            text = sys.stdin.read() if str(queries) == "-" else queries.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read questions file {queries}: {exc}")
+        items = [line.strip() for line in text.splitlines() if line.strip()]
+    else:
+        items = [question or ""]
+    pipeline = build_pipeline(appctx, backend, adapter)
+    options = default_options(appctx.settings, max_tokens=max_tokens)
+    for item in items:
+        answer = pipeline.ask(item, options=options)
+        try:
+            if as_json:
+                result = answer.run()
+            else:
+                console.print(f"[bold]> {escape(item)}[/]")
+                result = answer.run(lambda piece: (sys.stdout.write(piece), sys.stdout.flush()))
+                print()
+        except KeyboardInterrupt:
+            answer.cancel()
+            fail("cancelled", code=130)
+        except BackendError as exc:
+            fail(str(exc))
+        if as_json:
+            data = result.to_json()
+            keep = ("question", "query", "route", "kind", "answer", "abstained", "handoff_reason", "fallback",
+                    "decision", "citations", "markers_total", "markers_invalid", "supported_rate",
+                    "injection_removed", "timings")
+            print(json.dumps({k: data[k] for k in keep}), flush=True)
+        else:
+            print_result(result)

@@ -1,0 +1,55 @@
+"""Lexical cues that a message asks for facts (or is small talk). Pure regex: microseconds."""
+
+from __future__ import annotations
+
+import re
+
+# Model codes (KR-300, KE-404), versions (5.4.2), numbers with units, prices.
+_CODE = re.compile(r"\b(?:k[rpt]-?\d{3}|ke-?\d{3}|ks-\d+|kc-\d+|hw [ab])\b", re.I)
+_VERSION = re.compile(r"\b\d+\.\d+(?:\.\d+)?\b")
+_NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\s*(?:%|mbps|gbps|ghz|mhz|gb|tb|mb|days?|years?|months?|hours?|w|v|dbm)?\b", re.I)
+_PRODUCT = re.compile(
+    r"\b(?:aerie|perch|talon|roost|guardian|kestrelos|flock|care\+|care plus|fleet|secure dns|"
+    r"router|satellite|mesh|firmware|modem|gateway|sim|apn|vpn|wireguard|dns|ipv6|usb|led|light|wi-?fi|ssid|"
+    r"port|nat|bridge|dhcp|subnet|pppoe|vlan|ethernet|backhaul|band|ghz|password|account|pin|qr|voucher)s?\b",
+    re.I,
+)
+_FACT_WORD = re.compile(
+    r"\b(?:how|what|which|when|where|why|does|do|is|are|can|could|will|should|price|cost|much|many|long|"
+    r"return|refund|warranty|ship|shipping|deliver|cancel|reset|set ?up|install|update|error|code|mean|"
+    r"support|compatible|work with|difference|limit|fee|discount|covered|speed|slow|drop|offline|block)\b",
+    re.I,
+)
+_SMALL_TALK = re.compile(
+    r"\b(?:hi|hello|hey|thanks?|thank you|thx|cheers|bye|goodbye|ok(?:ay)?|cool|great|awesome|perfect|lol|"
+    r"haha|good (?:morning|evening|night)|nice|yes|no|yep|nope|sure|appreciate|love|happy|sorry)\b",
+    re.I,
+)
+
+
+def fact_cues(text: str) -> dict[str, int]:
+    """Counts of each cue family in ``text``."""
+    return {
+        "codes": len(_CODE.findall(text)),
+        "versions": len(_VERSION.findall(text)),
+        "numbers": len(_NUMBER.findall(text)) - len(_VERSION.findall(text)),
+        "products": len(_PRODUCT.findall(text)),
+        "fact_words": len(_FACT_WORD.findall(text)),
+        "question": int("?" in text),
+        "small_talk": len(_SMALL_TALK.findall(text)),
+        "words": len(text.split()),
+    }
+
+
+def cue_score(cues: dict[str, int]) -> float:
+    """One number from the cue counts: positive leans 'facts', negative leans 'small talk'."""
+    facts = (
+        2.0 * min(cues["codes"], 2)
+        + 1.0 * min(cues["versions"], 2)
+        + 0.5 * min(max(cues["numbers"], 0), 2)
+        + 1.0 * min(cues["products"], 3)
+        + 0.7 * min(cues["fact_words"], 3)
+        + 0.5 * cues["question"]
+    )
+    chat = 1.0 * min(cues["small_talk"], 3)
+    return (facts - chat) / 4.0
