@@ -101,3 +101,59 @@ def minilm():
     from supportdesk.kb.embeddings import MiniLMEmbeddings
 
     return MiniLMEmbeddings(batch_size=16, threads=2)
+
+
+class ScriptedBackend:
+    """A deterministic ChatBackend double: replies with a fixed text, records every prompt."""
+
+    name = "scripted"
+    model_name = "scripted-model"
+    adapter_name = None
+
+    def __init__(self, reply: str = "Thanks for asking! [1]", delay: float = 0.0) -> None:
+        self.reply = reply
+        self.delay = delay
+        self.prompts: list[list] = []
+
+    def generate(self, messages, options):
+        import time as _time
+
+        from supportdesk.models.base import Generation, GenerationStats
+
+        self.prompts.append(list(messages))
+        stats = GenerationStats(backend=self.name, model=self.model_name, prompt_tokens=sum(len(m.content) // 4 for m in messages))
+        reply = self.reply(messages) if callable(self.reply) else self.reply
+
+        def produce(gen):
+            for word in re.findall(r"\S+\s*", reply)[: options.max_tokens]:
+                if self.delay:
+                    _time.sleep(self.delay)
+                stats.tokens += 1
+                yield word
+
+        return Generation(produce, stats)
+
+    def list_models(self):
+        return []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 4
+
+
+@pytest.fixture
+def scripted():
+    return ScriptedBackend()
+
+
+@pytest.fixture(scope="session")
+def sample_index(tmp_path_factory):
+    """The whole sample KB indexed once with the real embedder: (settings, KnowledgeBase)."""
+    from supportdesk.kb import KnowledgeBase
+    from supportdesk.settings import Settings
+
+    data = tmp_path_factory.mktemp("sample-data")
+    settings = Settings(kb_dir=SAMPLE_KB, data_dir=data)
+    kb = KnowledgeBase(settings)
+    report = kb.reload()
+    assert report.ok, report.error
+    return settings, kb
