@@ -138,6 +138,15 @@ class RouterSettings(BaseModel):
     history_turns: int = Field(4, ge=0, le=20, description="Earlier messages given to the model in a conversation.")
 
 
+class TUISettings(BaseModel):
+    """The terminal app."""
+
+    keymap: dict[str, str] = Field(
+        default_factory=dict,
+        description="Remapped keys by binding id, e.g. {\"reload-kb\" = \"f5\"}; F1 in the app lists the ids.",
+    )
+
+
 class Settings(BaseSettings):
     """The effective configuration of one supportdesk process."""
 
@@ -164,6 +173,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="Search and fusion.")
     model: ModelSettings = Field(default_factory=ModelSettings, description="The answering model.")
     router: RouterSettings = Field(default_factory=RouterSettings, description="Routing and grounding.")
+    tui: TUISettings = Field(default_factory=TUISettings, description="The terminal app.")
 
     @property
     def index_dir(self) -> Path:

@@ -41,9 +41,9 @@ def root(
 ) -> None:
     ctx.obj = AppContext(overrides={"data_dir": data_dir, "kb_dir": kb_dir})
     if ctx.invoked_subcommand is None:
-        from supportdesk.cli.demo import run_demo
+        from supportdesk.tui.app import run
 
-        run_demo(ctx.obj)
+        run(ctx.obj.settings)
 
 
 def main() -> None:

@@ -1,0 +1,165 @@
+"""A support session: the KB, the model, the pipeline and the history, wired once.
+
+The TUI is a thin shell over this object (and the CLI uses the same pieces), so every
+feature the agent has on screen is reachable without Textual. Slow steps (loading the
+embedder and the model, building a missing index) are explicit methods the caller runs in
+a worker; nothing here blocks at construction.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from supportdesk.answers import Answer, AnswerPipeline, Turn
+from supportdesk.history import HistoryStore, StoredMessage
+from supportdesk.kb.index import KnowledgeBase, Progress, ReloadReport
+from supportdesk.models import ChatBackend, create_backend, list_adapters, read_active
+from supportdesk.models.adapters import write_active
+from supportdesk.settings import Settings
+
+
+@dataclass
+class SessionStatus:
+    backend: str
+    model: str
+    adapter: str | None
+    chunks: int
+    generation: str | None
+    reloaded_at: float | None
+    reloading: bool
+
+
+class SupportSession:
+    def __init__(self, settings: Settings, backend: ChatBackend | None = None, kb: KnowledgeBase | None = None) -> None:
+        self.settings = settings
+        self.kb = kb or KnowledgeBase(settings)
+        self._backend = backend
+        self._pipeline: AnswerPipeline | None = None
+        self.history = HistoryStore(settings.data_dir / "history.sqlite3")
+        self.conversation_id: int | None = None
+        self._lock = threading.Lock()
+
+    # -- start-up (run in a worker) ------------------------------------------------------
+    def start(self, progress: Callable[[str], None] = lambda s: None, build_missing_index: bool = True) -> None:
+        """Load the embedder, the index (building it if missing), the model; warm the router."""
+        progress("loading the embedding model")
+        self.kb.embedder_info  # noqa: B018
+        progress("opening the knowledge base")
+        if self.kb.snapshot() is None and build_missing_index:
+            progress("building the knowledge base index (first run)")
+            report = self.kb.reload(lambda p: progress(f"indexing: {p.stage} {p.done}/{p.total}"))
+            if not report.ok:
+                raise RuntimeError(report.error or "index build failed")
+        progress("loading the answering model")
+        backend = self.backend
+        load = getattr(backend, "load", None)
+        if callable(load):
+            load()
+        progress("warming up the router")
+        self.pipeline.router.warm_up()
+        progress("ready")
+
+    @property
+    def backend(self) -> ChatBackend:
+        if self._backend is None:
+            self._backend = create_backend(self.settings)
+        return self._backend
+
+    @property
+    def pipeline(self) -> AnswerPipeline:
+        if self._pipeline is None:
+            self._pipeline = AnswerPipeline(self.settings, self.kb, self.backend)
+        return self._pipeline
+
+    def status(self) -> SessionStatus:
+        snapshot = self.kb._snapshot  # never triggers a load from the UI thread
+        backend = self._backend
+        return SessionStatus(
+            backend=backend.name if backend else self.settings.model.backend,
+            model=backend.model_name if backend else "loading…",
+            adapter=backend.adapter_name if backend else None,
+            chunks=snapshot.chunk_count if snapshot else 0,
+            generation=snapshot.generation if snapshot else None,
+            reloaded_at=snapshot.loaded_at if snapshot else None,
+            reloading=self.kb.reloading,
+        )
+
+    # -- conversations ---------------------------------------------------------------------
+    def new_conversation(self) -> int:
+        self.conversation_id = self.history.new_conversation()
+        return self.conversation_id
+
+    def open_conversation(self, conversation_id: int) -> list[StoredMessage]:
+        self.conversation_id = conversation_id
+        return self.history.messages(conversation_id)
+
+    def resume_latest(self) -> list[StoredMessage]:
+        latest = self.history.latest_conversation()
+        if latest is None:
+            self.new_conversation()
+            return []
+        return self.open_conversation(latest)
+
+    def turns(self) -> list[Turn]:
+        if self.conversation_id is None:
+            return []
+        return [Turn(m.role, m.content) for m in self.history.messages(self.conversation_id)]  # type: ignore[arg-type]
+
+    def ask(self, message: str) -> tuple[Answer, int]:
+        """Store the question and start the answer; call ``record_answer`` when it is done."""
+        if self.conversation_id is None:
+            self.new_conversation()
+        assert self.conversation_id is not None
+        history = self.turns()
+        question_id = self.history.add_message(self.conversation_id, "user", message)
+        return self.pipeline.ask(message, history), question_id
+
+    def record_answer(self, answer: Answer) -> int:
+        result = answer.result
+        assert self.conversation_id is not None
+        citations = [c.__dict__ for c in result.citations] + [dict(c.__dict__, number=0) for c in result.other_hits]
+        content = result.answer if not result.cancelled else (result.streamed + " …(cancelled)")
+        return self.history.add_message(
+            self.conversation_id, "assistant", content or "(no answer)",
+            kind=result.kind, reason=result.decision.get("reason") or result.handoff_reason,
+            citations=citations, timings=result.timings, model=result.model, abstained=result.abstained,
+        )
+
+    def feedback(self, message_id: int, value: int) -> None:
+        self.history.set_feedback(message_id, value)
+
+    # -- commands ----------------------------------------------------------------------------
+    def reload_kb(self, progress: Callable[[Progress], None] | None = None) -> ReloadReport:
+        return self.kb.reload(progress)
+
+    def adapters(self) -> list[str]:
+        return [a.name for a in list_adapters(self.settings.adapters_dir)]
+
+    def switch_model(self, backend: str | None = None, adapter: str | None = None) -> ChatBackend:
+        """Swap the model (loads it: run in a worker). The adapter choice is remembered as active."""
+        new = create_backend(self.settings, backend or (self._backend.name if self._backend else None), adapter)
+        load = getattr(new, "load", None)
+        if callable(load):
+            load()
+        with self._lock:
+            self._backend = new
+            if self._pipeline is not None:
+                self._pipeline.backend = new
+        if adapter is not None:
+            write_active(self.settings.data_dir, None if adapter == "none" else adapter)
+        return new
+
+    @property
+    def active_adapter(self) -> str | None:
+        return read_active(self.settings.data_dir)
+
+    def close(self) -> None:
+        self.history.close()
+
+    def snapshot_info(self) -> dict[str, Any]:
+        status = self.status()
+        return {"chunks": status.chunks, "generation": status.generation, "at": time.time()}

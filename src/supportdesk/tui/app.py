@@ -1,0 +1,446 @@
+"""supportdesk's terminal app: a thin Textual shell over ``SupportSession``.
+
+Long work (loading models, answering, reloading the KB, switching the model) runs in
+``@work(thread=True)`` workers that post typed messages back; the event loop only renders.
+Every failure becomes a notification and a usable screen, never a traceback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.command import Hit, Hits, Provider
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Header, Static
+
+from supportdesk.history import HistoryStore
+from supportdesk.sanitize import strip_control
+from supportdesk.settings import Settings
+from supportdesk.tui.messages import (
+    AnswerChunk,
+    AnswerDone,
+    AnswerFailed,
+    ModelSwitched,
+    ReloadDone,
+    ReloadProgress,
+    SessionFailed,
+    SessionProgress,
+    SessionReady,
+)
+from supportdesk.tui.screens.modals import ChunkScreen, HelpScreen, HistoryScreen, PickerScreen
+from supportdesk.tui.widgets.conversation import ConversationView, MessageView
+from supportdesk.tui.widgets.latency import LatencyMeter
+from supportdesk.tui.widgets.prompt_input import PromptInput
+from supportdesk.tui.widgets.sources import SourcesPanel
+
+COMMANDS: list[tuple[str, str, str]] = [
+    ("New conversation", "new_conversation", "Start a fresh conversation"),
+    ("Reload knowledge base", "reload_kb", "Re-index changed documents; chat keeps working"),
+    ("Switch adapter", "switch_adapter", "Choose the brand-voice LoRA adapter"),
+    ("Switch backend", "switch_backend", "Embedded llama.cpp or Ollama"),
+    ("Copy answer", "copy_answer", "Copy the selected answer to the clipboard"),
+    ("Good answer 👍", "feedback_up", "Rate the selected answer"),
+    ("Bad answer 👎", "feedback_down", "Rate the selected answer"),
+    ("Open conversation…", "open_history", "Browse and reopen past conversations"),
+    ("Help: keys", "help", "Show every key"),
+]
+
+
+class SupportCommands(Provider):
+    """The command palette: every app command, searchable."""
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, action, help_text in COMMANDS:
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), self._runner(action), help=help_text)
+
+    def _runner(self, action: str) -> Callable[[], Any]:
+        async def run() -> None:
+            await self.app.run_action(action)
+
+        return run
+
+
+class SupportDeskApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "supportdesk"
+    COMMANDS = App.COMMANDS | {SupportCommands}
+    BINDINGS = [
+        Binding("escape", "cancel_answer", "Cancel", id="cancel-answer", priority=True),
+        Binding("f1", "help", "Help", id="help"),
+        Binding("ctrl+n", "new_conversation", "New", id="new-conversation"),
+        Binding("ctrl+r", "reload_kb", "Reload KB", id="reload-kb"),
+        Binding("ctrl+l", "switch_adapter", "Adapter", id="switch-adapter"),
+        Binding("ctrl+b", "switch_backend", "Backend", id="switch-backend"),
+        Binding("ctrl+o", "open_history", "History", id="open-history"),
+        Binding("ctrl+y", "copy_answer", "Copy", id="copy-answer", show=False),
+        Binding("ctrl+t", "feedback_up", "👍", id="feedback-up", show=False),
+        Binding("ctrl+x", "feedback_down", "👎", id="feedback-down", show=False),
+        Binding("ctrl+q", "quit", "Quit", id="quit"),
+    ]
+
+    def __init__(self, settings: Settings, session_factory: Callable[[Settings], Any] | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self._session_factory = session_factory
+        self.session: Any = None
+        self.history_store: HistoryStore | None = None
+        self._answer: Any = None
+        self._streaming: MessageView | None = None
+        self._selected: MessageView | None = None
+        self._status_note = "starting…"
+        self._counter = 0
+        if settings.tui.keymap:
+            self.set_keymap(dict(settings.tui.keymap))
+
+    # -- layout ------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        with Horizontal(id="main"):
+            with Vertical(id="chat-column"):
+                yield ConversationView(id="conversation")
+                yield PromptInput(id="prompt", soft_wrap=True, show_line_numbers=False, compact=True)
+            with Vertical(id="side"):
+                yield SourcesPanel(id="sources")
+                yield LatencyMeter(id="latency")
+        yield Static("", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(PromptInput).focus()
+        self.refresh_status()
+        self.set_interval(1.0, self.refresh_status)
+        try:  # history is plain SQLite: show the last conversation at once
+            self.history_store = HistoryStore(self.settings.data_dir / "history.sqlite3")
+            latest = self.history_store.latest_conversation()
+            if latest is not None:
+                self.show_conversation(self.history_store.messages(latest))
+        except Exception as exc:  # noqa: BLE001 - a broken history file must not stop the app
+            self.notify(f"history could not be opened: {exc}", severity="error", timeout=10)
+        self.start_session()
+
+    # -- start-up worker ---------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="session", exit_on_error=False)
+    def start_session(self) -> None:
+        try:
+            if self._session_factory is not None:
+                session = self._session_factory(self.settings)
+            else:
+                from supportdesk.session import SupportSession
+
+                session = SupportSession(self.settings)
+            session.start(lambda text: self.post_message(SessionProgress(text)))
+            session.resume_latest()
+            self.session = session
+            self.post_message(SessionReady())
+        except Exception as exc:  # noqa: BLE001 - shown, not thrown
+            self.post_message(SessionFailed(f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)))
+
+    def on_session_progress(self, message: SessionProgress) -> None:
+        self._status_note = message.text
+        self.refresh_status()
+
+    def on_session_ready(self, _: SessionReady) -> None:
+        self._status_note = "ready"
+        self.refresh_status()
+
+    def on_session_failed(self, message: SessionFailed) -> None:
+        self._status_note = "not ready"
+        self.refresh_status()
+        self.notify(f"could not start: {message.error}", title="start-up failed", severity="error", timeout=30)
+
+    def refresh_status(self) -> None:
+        status_widget = self.query_one("#status", Static)
+        if self.session is None:
+            status_widget.update(Text(f" {self._status_note}", style="italic"))
+            return
+        s = self.session.status()
+        when = time.strftime("%H:%M", time.localtime(s.reloaded_at)) if s.reloaded_at else "never"
+        note = "reloading KB…" if s.reloading else self._status_note
+        status_widget.update(Text.assemble(
+            (f" {s.backend}", "bold"), f" · {s.model}", " · adapter ", (s.adapter or "none", "bold"),
+            f" · KB {s.chunks} chunks, loaded {when}", (f" · {note}" if note and note != "ready" else ""),
+        ))
+
+    # -- asking ----------------------------------------------------------------------------
+    @on(PromptInput.Submitted)
+    def send(self, event: PromptInput.Submitted) -> None:
+        text = strip_control(event.text).strip()
+        if not text:
+            return
+        if self.session is None:
+            self.notify("still starting up: your message was not sent", severity="warning")
+            return
+        if self._answer is not None:
+            self.notify("an answer is still being written (Esc cancels it)", severity="warning")
+            return
+        conversation = self.query_one(ConversationView)
+        conversation.add(MessageView("user", text))
+        self._counter += 1
+        view = conversation.add(MessageView("assistant", "", id=f"answer-{self._counter}"))
+        view.set_note("thinking…")
+        self._streaming = view
+        view.stream = None
+        self.answer_worker(text, view.id or "")
+
+    @work(thread=True, exclusive=True, group="answer", exit_on_error=False)
+    def answer_worker(self, text: str, widget_id: str) -> None:
+        from supportdesk.models import BackendError
+
+        try:
+            answer, _ = self.session.ask(text)
+            self._answer = answer
+            for piece in answer:
+                self.post_message(AnswerChunk(widget_id, piece))
+            message_id = self.session.record_answer(answer)
+            self.post_message(AnswerDone(widget_id, answer.result, message_id))
+        except BackendError as exc:
+            self.post_message(AnswerFailed(widget_id, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - shown, not thrown
+            self.post_message(AnswerFailed(widget_id, f"{type(exc).__name__}: {exc}"))
+        finally:
+            self._answer = None
+
+    async def on_answer_chunk(self, message: AnswerChunk) -> None:
+        view = self._view(message.widget_id)
+        if view is None:
+            return
+        if view.stream is None:
+            view.set_note("")
+            view.stream = view.markdown.get_stream(view.markdown)
+        await view.stream.write(message.text)
+
+    async def on_answer_done(self, message: AnswerDone) -> None:
+        view = self._view(message.widget_id)
+        if view is None:
+            return
+        if view.stream is not None:
+            await view.stream.stop()
+        result = message.result
+        data = result.to_json()
+        citations = data["citations"] + [dict(c, number=0) for c in data["other_hits"]]
+        view.data = {"kind": result.kind, "reason": data["decision"].get("reason"), "citations": citations,
+                     "timings": result.timings, "handoff_reason": result.handoff_reason, "message_id": message.message_id}
+        view.message_id = message.message_id
+        view.text = result.answer
+        await view.markdown.update(result.answer if not result.cancelled else result.streamed + "\n\n*(cancelled)*")
+        view.set_kind(result.kind, data["decision"].get("reason"))
+        notes = []
+        if result.fallback == "extractive":
+            notes.append("model draft replaced by quoted sources (unsupported)")
+        if result.markers_invalid:
+            notes.append(f"{result.markers_invalid} invalid citation marker(s) removed")
+        if result.injection_removed:
+            notes.append(f"ignored {len(result.injection_removed)} instruction-like line(s) in sources")
+        view.set_note(" · ".join(notes))
+        self.query_one(LatencyMeter).record(result.timings.get("total_ms"))
+        self.select(view)
+        self._streaming = None
+
+    async def on_answer_failed(self, message: AnswerFailed) -> None:
+        view = self._view(message.widget_id)
+        if view is not None:
+            if view.stream is not None:
+                await view.stream.stop()
+            view.set_kind("error")
+            view.set_note(message.error)
+        self._streaming = None
+        self.notify(message.error, title="answer failed", severity="error", timeout=15)
+
+    def _view(self, widget_id: str) -> MessageView | None:
+        try:
+            return self.query_one(f"#{widget_id}", MessageView)
+        except Exception:  # noqa: BLE001 - the conversation was replaced meanwhile
+            return None
+
+    # -- selection: the side panels follow the selected answer -------------------------------
+    @on(MessageView.Selected)
+    def on_selected(self, event: MessageView.Selected) -> None:
+        if event.view.role == "assistant":
+            self.select(event.view)
+
+    def select(self, view: MessageView) -> None:
+        if self._selected is not None:
+            self._selected.remove_class("selected")
+        self._selected = view
+        view.add_class("selected")
+        self.query_one(SourcesPanel).show(view.data)
+        self.query_one(LatencyMeter).show(view.data.get("timings"))
+
+    @on(SourcesPanel.Open)
+    def open_chunk(self, event: SourcesPanel.Open) -> None:
+        self.push_screen(ChunkScreen(event.citation))
+
+    def show_conversation(self, messages: list[Any]) -> None:
+        conversation = self.query_one(ConversationView)
+        conversation.remove_children()
+        last = None
+        for m in messages:
+            data = {"kind": m.kind, "reason": m.reason, "citations": m.citations, "timings": m.timings,
+                    "feedback": m.feedback, "message_id": m.id}
+            view = conversation.add(MessageView(m.role, m.content, data=data))
+            if m.role == "assistant":
+                last = view
+                self.query_one(LatencyMeter).record(m.timings.get("total_ms"))
+        if last is not None:
+            self.call_after_refresh(self.select, last)
+        else:
+            self.query_one(SourcesPanel).show(None)
+            self.query_one(LatencyMeter).show(None)
+
+    # -- actions ---------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Esc cancels only while an answer is being written; otherwise it reaches the screen."""
+        if action == "cancel_answer":
+            return self._answer is not None and self.screen is self.screen_stack[0]
+        return True
+
+    def action_cancel_answer(self) -> None:
+        if self._answer is not None:
+            self._answer.cancel()
+            self.notify("answer cancelled")
+
+    def action_help(self) -> None:
+        rows = []
+        for binding_id, (key, description) in sorted(self._binding_keys().items()):
+            rows.append((key, description, binding_id))
+        self.push_screen(HelpScreen(rows))
+
+    def _binding_keys(self) -> dict[str, tuple[str, str]]:
+        out = {}
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            key = self._keymap.get(binding.id or "", binding.key) if binding.id else binding.key
+            out[binding.id or binding.action] = (key, binding.description)
+        return out
+
+    def action_new_conversation(self) -> None:
+        if self.session is None:
+            self.notify("still starting up", severity="warning")
+            return
+        self.session.new_conversation()
+        self.show_conversation([])
+        self.notify("new conversation")
+
+    def action_open_history(self) -> None:
+        store = self.session.history if self.session is not None else self.history_store
+        if store is None:
+            return
+
+        def chosen(conversation_id: int | None) -> None:
+            if conversation_id:
+                messages = self.session.open_conversation(conversation_id) if self.session else store.messages(conversation_id)
+                self.show_conversation(messages)
+
+        self.push_screen(HistoryScreen(store.conversations()), chosen)
+
+    def action_reload_kb(self) -> None:
+        if self.session is None:
+            self.notify("still starting up", severity="warning")
+            return
+        self.notify("reloading the knowledge base; chat keeps working meanwhile")
+        self.reload_worker()
+
+    @work(thread=True, exclusive=True, group="reload", exit_on_error=False)
+    def reload_worker(self) -> None:
+        from supportdesk.kb.index import ReloadInProgress
+
+        try:
+            report = self.session.reload_kb(lambda p: self.post_message(ReloadProgress(f"reload: {p.stage} {p.done}/{p.total}")))
+        except ReloadInProgress as exc:
+            self.post_message(ReloadProgress(str(exc)))
+            return
+        self.post_message(ReloadDone(report))
+
+    def on_reload_progress(self, message: ReloadProgress) -> None:
+        self._status_note = message.text
+        self.refresh_status()
+
+    def on_reload_done(self, message: ReloadDone) -> None:
+        report = message.report
+        self._status_note = "ready"
+        self.refresh_status()
+        if report.ok:
+            skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
+            self.notify(f"KB reloaded: {len(report.added)} added, {len(report.changed)} changed, "
+                        f"{len(report.removed)} removed{skipped} · {report.chunks_total} chunks")
+            for item in report.skipped[:5]:
+                self.notify(str(item), severity="warning", timeout=10)
+        else:
+            self.notify(report.error or "reload failed", title="reload failed: previous index still serving",
+                        severity="error", timeout=20)
+
+    def action_switch_adapter(self) -> None:
+        if self.session is None:
+            return
+        names = self.session.adapters()
+        options = [("none", "none (bare base model)")] + [(n, n) for n in names]
+        current = self.session.status().adapter or "none"
+        self.push_screen(PickerScreen("Brand-voice adapter", options, current),
+                         lambda choice: choice and self.switch_worker(None, choice))
+
+    def action_switch_backend(self) -> None:
+        if self.session is None:
+            return
+        options = [("embedded", "embedded (llama.cpp, in-process)"),
+                   ("ollama", f"ollama ({self.settings.model.ollama_host})")]
+        self.push_screen(PickerScreen("Backend", options, self.session.status().backend),
+                         lambda choice: choice and self.switch_worker(choice, None))
+
+    @work(thread=True, exclusive=True, group="switch", exit_on_error=False)
+    def switch_worker(self, backend: str | None, adapter: str | None) -> None:
+        from supportdesk.models import BackendError
+
+        self.post_message(SessionProgress("switching model…"))
+        try:
+            self.session.switch_model(backend, adapter)
+            self.post_message(ModelSwitched())
+        except BackendError as exc:
+            self.post_message(ModelSwitched(str(exc)))
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(ModelSwitched(f"{type(exc).__name__}: {exc}"))
+
+    def on_model_switched(self, message: ModelSwitched) -> None:
+        self._status_note = "ready"
+        self.refresh_status()
+        if message.error:
+            self.notify(message.error, title="switch failed: previous model still in use", severity="error", timeout=15)
+        else:
+            status = self.session.status()
+            self.notify(f"now answering with {status.backend}:{status.model}, adapter {status.adapter or 'none'}")
+
+    def action_copy_answer(self) -> None:
+        if self._selected is None or not self._selected.text:
+            self.notify("select an answer first", severity="warning")
+            return
+        self.copy_to_clipboard(self._selected.text)
+        self.notify("answer copied")
+
+    def _rate(self, value: int) -> None:
+        view = self._selected
+        if view is None or view.message_id is None:
+            self.notify("select a finished answer first", severity="warning")
+            return
+        store = self.session.history if self.session is not None else self.history_store
+        new = 0 if view.feedback == value else value
+        store.set_feedback(view.message_id, new)
+        view.feedback = new
+        view.data["feedback"] = new
+
+    def action_feedback_up(self) -> None:
+        self._rate(1)
+
+    def action_feedback_down(self) -> None:
+        self._rate(-1)
+
+
+def run(settings: Settings) -> None:
+    SupportDeskApp(settings).run()

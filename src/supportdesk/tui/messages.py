@@ -1,0 +1,62 @@
+"""Typed messages that workers post to the app (thread-safe), as harlequin does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual.message import Message
+
+
+@dataclass
+class SessionProgress(Message):
+    text: str
+
+
+@dataclass
+class SessionReady(Message):
+    pass
+
+
+@dataclass
+class SessionFailed(Message):
+    error: str
+
+
+@dataclass
+class AnswerStarted(Message):
+    widget_id: str
+
+
+@dataclass
+class AnswerChunk(Message):
+    widget_id: str
+    text: str
+
+
+@dataclass
+class AnswerDone(Message):
+    widget_id: str
+    result: Any
+    message_id: int
+
+
+@dataclass
+class AnswerFailed(Message):
+    widget_id: str
+    error: str
+
+
+@dataclass
+class ReloadProgress(Message):
+    text: str
+
+
+@dataclass
+class ReloadDone(Message):
+    report: Any
+
+
+@dataclass
+class ModelSwitched(Message):
+    error: str | None = None

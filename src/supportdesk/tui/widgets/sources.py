@@ -1,0 +1,66 @@
+"""The sources panel: for the selected answer, cited sources first (with their [n]), then the
+other retrieved chunks; each with score, file, heading and a snippet. Enter opens the chunk."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Label, ListItem, ListView, Static
+
+
+class SourceItem(ListItem):
+    def __init__(self, citation: dict[str, Any]) -> None:
+        super().__init__(classes="source-item" + (" cited" if citation.get("cited") else ""))
+        self.citation = citation
+
+    def compose(self) -> ComposeResult:
+        c = self.citation
+        marker = f"[{c['number']}]" if c.get("number") else " · "
+        where = c.get("source", "?") + (f" p.{c['page']}" if c.get("page") else "")
+        head = Text.assemble((marker + " ", "bold"), (f"{float(c.get('score', 0)):.2f} ", "cyan"), where)
+        if c.get("cited"):
+            head.append("  cited", "green")
+        yield Label(head, classes="source-head")
+        if c.get("heading"):
+            yield Label(Text(c["heading"], style="italic"), classes="source-heading")
+        yield Label(Text(c.get("snippet", "")[:160]), classes="source-snippet")
+
+
+class SourcesPanel(Vertical):
+    class Open(Message):
+        def __init__(self, citation: dict[str, Any]) -> None:
+            super().__init__()
+            self.citation = citation
+
+    def compose(self) -> ComposeResult:
+        yield Label("Sources", classes="panel-title")
+        yield Static("", id="route-reason", classes="route-reason")
+        yield ListView(id="source-list")
+
+    def show(self, data: dict[str, Any] | None) -> None:
+        data = data or {}
+        reason = self.query_one("#route-reason", Static)
+        note = data.get("reason") or ""
+        if data.get("handoff_reason"):
+            note = f"handed off: {data['handoff_reason']}"
+        reason.update(Text(note))
+        items = data.get("citations") or []
+        shown = [c for c in items if c.get("number")]
+        others = [c for c in items if not c.get("number")]
+        ordered = sorted(shown, key=lambda c: (not c.get("cited"), c["number"])) + others
+        listing = self.query_one(ListView)
+        listing.clear()
+        if not ordered:
+            listing.append(ListItem(Label("no sources for this answer"), disabled=True))
+        for citation in ordered:
+            listing.append(SourceItem(citation))
+        if ordered:
+            self.call_after_refresh(setattr, listing, "index", 0)
+
+    def on_list_view_selected(self, event: ListView.Selected) -> None:
+        if isinstance(event.item, SourceItem):
+            self.post_message(self.Open(event.item.citation))
