@@ -151,3 +151,31 @@ def test_ask_cli_json_with_real_model(sample_index):
     batch = runner.invoke(app, [*base, "ask", "--queries", "-", "--json", "--max-tokens", "8"], input="hi!\nthanks\n")
     lines = [json.loads(line) for line in batch.stdout.splitlines()]
     assert [line["route"] for line in lines] == ["voice", "voice"]
+
+
+def test_echoed_source_headers_are_dropped():
+    report = cite.check("[1] (Returns > Window) You have 45 days from delivery.", {1: "45 days from delivery"}, 0.5)
+    assert report.text == "[1] You have 45 days from delivery."
+
+
+def test_history_cli_export(sample_index, tmp_path):
+    from supportdesk.history import HistoryStore
+
+    settings, _ = sample_index
+    store = HistoryStore(tmp_path / "d" / "history.sqlite3")
+    cid = store.new_conversation()
+    store.add_message(cid, "user", "How long is the warranty?")
+    good = store.add_message(cid, "assistant", "Two years in the US [1].", kind="grounded")
+    store.add_message(cid, "user", "thanks")
+    store.add_message(cid, "assistant", "You're welcome!", kind="voice")
+    store.set_feedback(good, 1)
+    runner = CliRunner()
+    out = tmp_path / "export.jsonl"
+    result = runner.invoke(app, ["--data-dir", str(tmp_path / "d"), "history", "export", "--rated-good", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 1 and records[0]["messages"][-1]["content"] == "Two years in the US [1]."
+    everything = runner.invoke(app, ["--data-dir", str(tmp_path / "d"), "history", "export"])
+    assert len(everything.stdout.splitlines()) == 1 and len(json.loads(everything.stdout)["messages"]) == 4
+    shown = runner.invoke(app, ["--data-dir", str(tmp_path / "d"), "history", "show", str(cid)])
+    assert "👍" in shown.stdout

@@ -75,6 +75,8 @@ def check(answer: str, sources: dict[int, str], support_min: float) -> CitationR
     found = [int(m) for m in MARKER.findall(answer)]
     report.markers_total = len(found)
     report.markers_invalid = sum(1 for n in found if n not in sources)
+    # Small models echo the source header ("[2] (Guide > Section)"): keep the marker, drop the echo.
+    answer = re.sub(r"(\[\d{1,2}\])\s*\([^()\n]{0,160}\)", r"\1", answer)
     report.text = re.sub(r"\s+([.,;!?])", r"\1", MARKER.sub(lambda m: m.group(0) if int(m.group(1)) in sources else "", answer))
     source_words = {n: content_words(text) for n, text in sources.items()}
     for sentence in split_sentences(report.text):

@@ -10,6 +10,7 @@ import typer
 from supportdesk.cli import ask as ask_cmd
 from supportdesk.cli import config as config_cmd
 from supportdesk.cli import evaluate as evaluate_cmd
+from supportdesk.cli import history as history_cmd
 from supportdesk.cli import kb as kb_cmd
 from supportdesk.cli import models as models_cmd
 from supportdesk.cli.context import AppContext
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(kb_cmd.app, name="kb")
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(history_cmd.app, name="history")
 app.command("config")(config_cmd.show)
 app.command("ask")(ask_cmd.ask)
 app.command("eval")(evaluate_cmd.evaluate)
