@@ -4,4 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+if [[ $# -eq 0 ]]; then
+  # First run: build, evaluate and activate the sample brand-voice adapter (minutes on CPU).
+  .venv/bin/supportdesk adapter bootstrap
+fi
 exec .venv/bin/supportdesk "$@"

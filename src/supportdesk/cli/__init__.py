@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from supportdesk.cli import adapter as adapter_cmd
 from supportdesk.cli import ask as ask_cmd
 from supportdesk.cli import config as config_cmd
 from supportdesk.cli import evaluate as evaluate_cmd
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.add_typer(kb_cmd.app, name="kb")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(history_cmd.app, name="history")
+app.add_typer(adapter_cmd.app, name="adapter")
 app.command("config")(config_cmd.show)
 app.command("ask")(ask_cmd.ask)
 app.command("eval")(evaluate_cmd.evaluate)

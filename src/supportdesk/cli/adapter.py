@@ -1,0 +1,279 @@
+"""``supportdesk adapter``: prepare → build → eval → activate / push, for trainers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from supportdesk.cli.context import AppContext, console, err_console, fail
+from supportdesk.settings import PROJECT_ROOT
+
+app = typer.Typer(help="Build, evaluate and deploy the brand-voice LoRA adapter.", no_args_is_help=True)
+SAMPLE_TRANSCRIPTS = PROJECT_ROOT / "transcripts" / "kestrel_care.jsonl"
+SAMPLE_ADAPTER = "kestrel-voice"
+
+
+def dataset_dir(appctx: AppContext, name: str) -> Path:
+    return appctx.settings.data_dir / "datasets" / name
+
+
+@app.command("prepare")
+def prepare_cmd(
+    ctx: typer.Context,
+    inputs: Annotated[list[Path], typer.Argument(help="Transcript files: .jsonl (chat, Twitter shape, history export) or .csv.")],
+    name: Annotated[str, typer.Option("--name", help="Dataset name (under the data dir's datasets/).")] = "default",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the dataset here instead.")] = None,
+    company: Annotated[Optional[str], typer.Option("--company", help="Twitter shape: keep one brand only.")] = None,
+    eval_fraction: Annotated[float, typer.Option("--eval-fraction", min=0.05, max=0.5)] = 0.15,
+    order_pattern: Annotated[str, typer.Option("--order-pattern", help="Regex for order numbers to scrub.")] = r"\bKS-\d{8}\b",
+) -> None:
+    """Validate, scrub PII, deduplicate and split transcripts into train/eval."""
+    import re
+
+    from supportdesk.training.prepare import prepare, write_dataset
+
+    try:
+        re.compile(order_pattern)
+    except re.error as exc:
+        fail(f"--order-pattern is not a valid regular expression: {exc}")
+    dataset = prepare(list(inputs), eval_fraction=eval_fraction, order_pattern=order_pattern, company=company)
+    for problem in dataset.problems[:50]:
+        err_console.print(f"[yellow]skipped[/] {escape(str(problem))}")
+    if len(dataset.problems) > 50:
+        err_console.print(f"[yellow]… and {len(dataset.problems) - 50} more problems (see stats.json)[/]")
+    if not dataset.train:
+        fail("no usable conversations: nothing written")
+    target = out or dataset_dir(ctx.obj, name)
+    stats = write_dataset(dataset, target)
+    table = Table(title=f"dataset {target}", show_header=False)
+    for key in ("read", "bad_records", "duplicates", "train", "eval", "agent_turns"):
+        table.add_row(key, str(stats[key]))
+    table.add_row("PII replaced", ", ".join(f"{k} {v}" for k, v in sorted(stats["pii_replaced"].items())) or "none")
+    console.print(table)
+
+
+def run_build(appctx: AppContext, name: str, dataset: Path, replace: bool, max_steps: int | None = None,
+              epochs: float | None = None, rank: int | None = None):  # noqa: ANN201
+    from supportdesk.models.embedded import default_gguf_path
+    from supportdesk.training.build import TrainConfig, build_adapter, select_trainer
+
+    settings = appctx.settings
+    gguf = settings.model.gguf_path or default_gguf_path()
+    config = TrainConfig()
+    if max_steps:
+        config.max_steps = max_steps
+    if epochs:
+        config.epochs = epochs
+    if rank:
+        config.rank, config.alpha = rank, rank * 2
+    trainer = select_trainer()
+    err_console.print(f"training '{name}' with {trainer} on {gguf.name}" +
+                      (" — on the CPU this takes a few minutes" if trainer == "peft-cpu" else ""))
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console) as bar:
+        task = bar.add_task("loading base", total=None, loss="-")
+
+        def step(info) -> None:  # noqa: ANN001
+            bar.update(task, description="training", completed=info.step, total=info.total, loss=f"{info.loss:.3f}")
+
+        try:
+            return build_adapter(name, dataset, settings.adapters_dir, gguf, config, step, trainer, replace=replace)
+        except (FileExistsError, FileNotFoundError, ValueError) as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            fail("interrupted: nothing was written, the previous adapter (if any) is untouched", code=130)
+
+
+@app.command("build")
+def build_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Adapter name (folder under adapters/).")],
+    dataset: Annotated[Optional[Path], typer.Option("--dataset", help="Prepared dataset folder.")] = None,
+    dataset_name: Annotated[str, typer.Option("--dataset-name", help="Dataset prepared with --name.")] = "default",
+    replace: Annotated[bool, typer.Option("--replace", help="Replace an existing adapter of that name.")] = False,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1)] = None,
+    epochs: Annotated[Optional[float], typer.Option("--epochs", min=0.1)] = None,
+    rank: Annotated[Optional[int], typer.Option("--rank", min=1, max=256)] = None,
+) -> None:
+    """Train a LoRA adapter (Unsloth on a GPU, PEFT on the CPU) and write it in PEFT and GGUF form."""
+    result = run_build(ctx.obj, name, dataset or dataset_dir(ctx.obj, dataset_name), replace, max_steps, epochs, rank)
+    console.print(f"[bold green]adapter ready[/] {result.path} ({result.trainer}, {result.steps} steps, "
+                  f"final loss {result.final_loss:.3f}, {result.seconds:.0f} s). Next: supportdesk adapter eval {name}")
+
+
+def run_eval(appctx: AppContext, name: str, dataset: Path | None):  # noqa: ANN201
+    from supportdesk.models import find_adapter
+    from supportdesk.models.base import ModelMissing
+    from supportdesk.models.embedded import default_gguf_path
+    from supportdesk.training.evaluate import evaluate_adapter, record_metrics
+
+    settings = appctx.settings
+    try:
+        adapter = find_adapter(settings.adapters_dir, name)
+    except ModelMissing as exc:
+        fail(str(exc))
+    eval_file = (dataset or Path(adapter.manifest.get("dataset", ""))) / "eval.jsonl"
+    if not eval_file.is_file():
+        fail(f"{eval_file} not found: pass --dataset DIR (a folder made by 'adapter prepare')")
+    with err_console.status(f"evaluating '{name}' on {eval_file}…"):
+        evaluation = evaluate_adapter(adapter.path, settings.model.gguf_path or default_gguf_path(), eval_file)
+    record_metrics(adapter.path, evaluation)
+    return evaluation
+
+
+@app.command("eval")
+def eval_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Adapter to evaluate.")],
+    dataset: Annotated[Optional[Path], typer.Option("--dataset", help="Dataset folder (default: the one it was built on).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Held-out perplexity base vs adapter, voice markers, side-by-side replies; saved in the manifest."""
+    evaluation = run_eval(ctx.obj, name, dataset)
+    if as_json:
+        print(json.dumps({**evaluation.as_metrics(), "samples": evaluation.samples}))
+        return
+    table = Table(title=f"adapter {name}: held-out evaluation ({evaluation.eval_conversations} conversations)")
+    table.add_column("measure")
+    table.add_column("base", justify="right")
+    table.add_column("adapter", justify="right")
+    table.add_row("perplexity of agent replies", f"{evaluation.base_perplexity:.2f}", f"{evaluation.adapter_perplexity:.2f}")
+    for key in ("greeting_rate", "sign_off_rate", "banned_rate"):
+        table.add_row(key.replace("_", " "), f"{evaluation.markers['base'][key]:.2f}", f"{evaluation.markers['adapter'][key]:.2f}")
+    console.print(table)
+    console.print(f"perplexity drop: {evaluation.improvement:.1%}")
+    for sample in evaluation.samples:
+        console.print(f"[bold]> {escape(sample['prompt'])}[/]\n  [dim]base:[/] {escape(sample['base'])}\n  "
+                      f"[cyan]adapter:[/] {escape(sample['adapter'])}")
+
+
+@app.command("list")
+def list_cmd(ctx: typer.Context) -> None:
+    """Adapters in adapters/, with their metrics; the active one is marked."""
+    from supportdesk.models import list_adapters, read_active
+
+    settings = ctx.obj.settings
+    active = read_active(settings.data_dir)
+    table = Table(title=f"adapters in {settings.adapters_dir}")
+    for col in ("name", "trainer", "created", "perplexity base → adapter", "conversations"):
+        table.add_column(col)
+    for adapter in list_adapters(settings.adapters_dir):
+        m = adapter.manifest
+        metrics = m.get("metrics") or {}
+        ppl = (f"{metrics['base_perplexity']:.2f} → {metrics['adapter_perplexity']:.2f}"
+               if "adapter_perplexity" in metrics else "not evaluated")
+        table.add_row(("● " if adapter.name == active else "  ") + adapter.name, str(m.get("trainer", "?")),
+                      str(m.get("created", "?")), ppl, str(m.get("conversations", "?")))
+    console.print(table)
+
+
+@app.command("activate")
+def activate_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Adapter to serve, or 'none' for the bare base.")],
+    force: Annotated[bool, typer.Option("--force", help="Activate even if it is worse.")] = False,
+) -> None:
+    """Make the embedded backend serve this adapter (refused if worse than the base or the active one)."""
+    from supportdesk.models import find_adapter, read_active
+    from supportdesk.models.adapters import write_active
+    from supportdesk.models.base import ModelMissing
+    from supportdesk.training.evaluate import ActivationRefused, check_activation
+
+    settings = ctx.obj.settings
+    if name == "none":
+        write_active(settings.data_dir, None)
+        console.print("serving the bare base model")
+        return
+    try:
+        candidate = find_adapter(settings.adapters_dir, name)
+        active_name = read_active(settings.data_dir)
+        active = find_adapter(settings.adapters_dir, active_name) if active_name and active_name != name else None
+    except ModelMissing as exc:
+        fail(str(exc))
+    if not force:
+        try:
+            check_activation(candidate, active)
+        except ActivationRefused as exc:
+            fail(f"{exc} (use --force to activate anyway)")
+    write_active(settings.data_dir, name)
+    console.print(f"[bold green]active adapter:[/] {name}")
+
+
+def modelfile_text(base_gguf: Path, adapter_gguf: Path, system_prompt: str) -> str:
+    escaped = system_prompt.replace('"""', '\\"\\"\\"')
+    return (f"FROM {base_gguf}\nADAPTER {adapter_gguf}\n"
+            'TEMPLATE """{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}'
+            "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
+            '<|im_start|>assistant\n"""\n'
+            'PARAMETER stop "<|im_end|>"\n'
+            f'SYSTEM """{escaped}"""\n')
+
+
+@app.command("push")
+def push_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Adapter to register with Ollama.")],
+    model: Annotated[Optional[str], typer.Option("--model", help="Ollama model name (default: supportdesk-NAME).")] = None,
+) -> None:
+    """Register base + adapter with the Ollama server, and write adapters/NAME/Modelfile for 'ollama create -f'."""
+    import httpx
+    import ollama
+
+    from supportdesk.models import find_adapter
+    from supportdesk.models.base import ModelMissing
+    from supportdesk.models.embedded import default_gguf_path
+
+    settings = ctx.obj.settings
+    try:
+        adapter = find_adapter(settings.adapters_dir, name)
+    except ModelMissing as exc:
+        fail(str(exc))
+    base = settings.model.gguf_path or default_gguf_path()
+    system_prompt = adapter.manifest.get("system_prompt", "")
+    modelfile = adapter.path / "Modelfile"
+    modelfile.write_text(modelfile_text(base, adapter.gguf, system_prompt))
+    console.print(f"wrote {modelfile} (for: ollama create {model or 'supportdesk-' + name} -f {modelfile})")
+    target = model or f"supportdesk-{name}"
+    client = ollama.Client(host=settings.model.ollama_host, timeout=httpx.Timeout(connect=1.0, read=600.0, write=600.0, pool=5.0))
+    try:
+        base_digest = client.create_blob(base)
+        adapter_digest = client.create_blob(adapter.gguf)
+        client.create(model=target, files={base.name: base_digest}, adapters={adapter.gguf.name: adapter_digest},
+                      system=system_prompt, parameters={"stop": ["<|im_end|>"]}, stream=False)
+    except (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout):
+        fail(f"Ollama is not answering at {settings.model.ollama_host}: start it with 'ollama serve', or run "
+             f"'ollama create {target} -f {modelfile}' where it runs")
+    except ollama.ResponseError as exc:
+        fail(f"Ollama refused the model: {exc.error}")
+    console.print(f"[bold green]registered[/] {target} on {settings.model.ollama_host}; "
+                  f"use it with SUPPORTDESK_MODEL__BACKEND=ollama SUPPORTDESK_MODEL__OLLAMA_MODEL={target}")
+
+
+@app.command("bootstrap", hidden=True)
+def bootstrap_sample(ctx: typer.Context) -> None:
+    """Build, evaluate and activate the sample adapter if none exists (used by scripts/run.sh)."""
+    from supportdesk.models import list_adapters, read_active
+    from supportdesk.models.adapters import write_active
+    from supportdesk.training.prepare import prepare, write_dataset
+
+    appctx: AppContext = ctx.obj
+    settings = appctx.settings
+    if list_adapters(settings.adapters_dir):
+        if read_active(settings.data_dir) is None:
+            write_active(settings.data_dir, list_adapters(settings.adapters_dir)[0].name)
+        return
+    err_console.print("[bold]First run:[/] building the sample brand-voice adapter from transcripts/kestrel_care.jsonl "
+                      "(about 5 minutes on 2 CPU cores; only once).")
+    target = dataset_dir(appctx, "kestrel-sample")
+    write_dataset(prepare([SAMPLE_TRANSCRIPTS]), target)
+    run_build(appctx, SAMPLE_ADAPTER, target, replace=False)
+    evaluation = run_eval(appctx, SAMPLE_ADAPTER, target)
+    err_console.print(f"sample adapter: perplexity {evaluation.base_perplexity:.2f} → {evaluation.adapter_perplexity:.2f}")
+    if evaluation.adapter_perplexity < evaluation.base_perplexity:
+        write_active(settings.data_dir, SAMPLE_ADAPTER)

@@ -1,0 +1,309 @@
+"""Train the brand-voice LoRA adapter and write it in both formats, atomically.
+
+Trainer chosen at run time (``select_trainer``): **Unsloth** when CUDA is available and the
+``unsloth`` package imports (4-bit base, its fast LoRA kernels), otherwise the same LoRA SFT
+through **transformers + PEFT on the CPU**, loading the base from the very GGUF file the
+embedded backend serves (transformers dequantizes it). Both write the same artefact:
+
+    adapters/<name>/adapter_model.safetensors, adapter_config.json   (PEFT)
+    adapters/<name>/adapter.gguf                                      (llama.cpp / Ollama)
+    adapters/<name>/manifest.json                                     (base + sha256, data hash,
+                                                                       hyper-parameters, metrics)
+
+Loss is on assistant turns only. The adapter is built in a hidden folder next to its final
+place and renamed into place at the end, so Ctrl-C or a crash never leaves half an adapter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from supportdesk.answers.prompts import VOICE_SYSTEM
+from supportdesk.models.adapters import GGUF_NAME, MANIFEST_NAME
+
+TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@dataclass
+class TrainConfig:
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    learning_rate: float = 3e-4
+    epochs: float = 2.0
+    batch_size: int = 4
+    max_length: int = 384
+    seed: int = 0
+    max_steps: int | None = None
+    system_prompt: str = VOICE_SYSTEM
+    target_modules: tuple[str, ...] = TARGET_MODULES
+
+
+@dataclass
+class StepInfo:
+    step: int
+    total: int
+    loss: float
+
+
+@dataclass
+class BuildResult:
+    name: str
+    path: Path
+    trainer: str
+    steps: int
+    final_loss: float
+    seconds: float
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def select_trainer(cuda_available: bool | None = None, unsloth_importable: bool | None = None) -> str:
+    """'unsloth' with a GPU and the package, else 'peft-cpu'. Arguments override detection (tests)."""
+    if cuda_available is None:
+        try:
+            import torch
+
+            cuda_available = bool(torch.cuda.is_available())
+        except ImportError:  # pragma: no cover - torch is a dependency
+            cuda_available = False
+    if unsloth_importable is None:
+        unsloth_importable = importlib.util.find_spec("unsloth") is not None
+    return "unsloth" if cuda_available and unsloth_importable else "peft-cpu"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def with_system(messages: list[dict[str, str]], system_prompt: str) -> list[dict[str, str]]:
+    """Train in the context the product answers in: the brand-voice system prompt first."""
+    if messages and messages[0]["role"] == "system":
+        return messages
+    return [{"role": "system", "content": system_prompt}, *messages]
+
+
+def tokenize_with_labels(tokenizer: Any, messages: list[dict[str, str]], max_length: int) -> tuple[list[int], list[int]]:
+    """Token ids of the whole chat, and labels that are -100 except on assistant turns."""
+    ids: list[int] = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)
+    labels = [-100] * len(ids)
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        start = len(tokenizer.apply_chat_template(messages[:i], tokenize=True, add_generation_prompt=True, return_dict=False))
+        end = len(tokenizer.apply_chat_template(messages[: i + 1], tokenize=True, return_dict=False))
+        labels[start:end] = ids[start:end]
+    return ids[:max_length], labels[:max_length]
+
+
+def load_base_cpu(gguf_path: Path) -> tuple[Any, Any]:
+    """The GGUF base dequantized by transformers, and its tokenizer (offline)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def batches(examples: list[tuple[list[int], list[int]]], size: int, pad_id: int, rng: random.Random):  # noqa: ANN201
+    import torch
+
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    for start in range(0, len(order), size):
+        chunk = [examples[i] for i in order[start : start + size]]
+        width = max(len(ids) for ids, _ in chunk)
+        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, (ids, labs) in enumerate(chunk):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            labels[row, : len(labs)] = torch.tensor(labs)
+            mask[row, : len(ids)] = 1
+        yield input_ids, labels, mask
+
+
+def train_loop(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], config: TrainConfig,
+               on_step: Callable[[StepInfo], None], device: str = "cpu") -> tuple[int, float]:
+    """Plain PyTorch LoRA SFT loop (TRL's SFTTrainer refuses GGUF-loaded models)."""
+    import torch
+
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    examples = [tokenize_with_labels(tokenizer, with_system(c, config.system_prompt), config.max_length) for c in conversations]
+    examples = [e for e in examples if any(label != -100 for label in e[1])]
+    if not examples:
+        raise ValueError("no training examples with an agent turn")
+    per_epoch = math.ceil(len(examples) / config.batch_size)
+    total = config.max_steps or max(1, int(per_epoch * config.epochs))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 5) * max(0.0, 1 - s / total))
+    model.train()
+    # bf16 autocast on CPUs with native bf16 (AVX512-BF16): measured 3x faster steps here; the
+    # LoRA weights and optimizer state stay fp32.
+    from contextlib import nullcontext
+
+    from supportdesk.kb.embeddings import cpu_has_fast_bf16
+
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if device == "cpu" and cpu_has_fast_bf16() else nullcontext()
+    step, loss_value = 0, float("nan")
+    while step < total:
+        for input_ids, labels, mask in batches(examples, config.batch_size, tokenizer.pad_token_id, rng):
+            with autocast:
+                out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), labels=labels.to(device))
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            loss_value = float(out.loss.detach())
+            on_step(StepInfo(step, total, loss_value))
+            if step >= total:
+                break
+    model.eval()
+    return step, loss_value
+
+
+def train_peft_cpu(gguf_path: Path, conversations: list[list[dict[str, str]]], config: TrainConfig, out_dir: Path,
+                   on_step: Callable[[StepInfo], None]) -> tuple[int, float, Any]:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    model, tokenizer = load_base_cpu(gguf_path)
+    peft_config = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                             target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+    model = get_peft_model(model, peft_config)
+    steps, loss = train_loop(model, tokenizer, conversations, config, on_step)
+    model.save_pretrained(str(out_dir))
+    return steps, loss, model.config
+
+
+def train_unsloth(gguf_path: Path, conversations: list[list[dict[str, str]]], config: TrainConfig, out_dir: Path,
+                  on_step: Callable[[StepInfo], None]) -> tuple[int, float, Any]:  # pragma: no cover - needs a GPU
+    """Unsloth's recipe: 4-bit base, its LoRA patching, the same loop and the same outputs.
+
+    Unsloth cannot read GGUF, so the dequantized base is first written as a plain Hugging Face
+    folder (safetensors + config + tokenizer) next to the build, then loaded 4-bit from there.
+    """
+    from safetensors.torch import save_file
+    from unsloth import FastLanguageModel
+
+    base, tokenizer = load_base_cpu(gguf_path)
+    hf_dir = out_dir.parent / f".{out_dir.name}-hf-base"
+    hf_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in base.state_dict().items()}, str(hf_dir / "model.safetensors"))
+    base.config.save_pretrained(str(hf_dir))
+    tokenizer.save_pretrained(str(hf_dir))
+    del base
+    model, tokenizer = FastLanguageModel.from_pretrained(model_name=str(hf_dir), max_seq_length=config.max_length,
+                                                         load_in_4bit=True, dtype=None)
+    model = FastLanguageModel.get_peft_model(model, r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0,
+                                             target_modules=list(config.target_modules), bias="none",
+                                             use_gradient_checkpointing="unsloth", random_state=config.seed)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    steps, loss = train_loop(model, tokenizer, conversations, config, on_step, device="cuda")
+    model.save_pretrained(str(out_dir))
+    shutil.rmtree(hf_dir, ignore_errors=True)
+    return steps, loss, model.config
+
+
+def export_gguf(peft_dir: Path, base_config: Any, alpha: int) -> Path:
+    """PEFT safetensors → ``adapter.gguf`` with the gguf package's writer."""
+    from safetensors.numpy import load_file
+
+    from supportdesk.training.gguf_lora import pair_peft_tensors, write_gguf_lora
+
+    pairs = pair_peft_tensors(load_file(str(peft_dir / "adapter_model.safetensors")))
+    target = peft_dir / GGUF_NAME
+    write_gguf_lora(target, pairs, alpha=alpha, n_layers=int(base_config.num_hidden_layers),
+                    n_head=int(base_config.num_attention_heads),
+                    n_head_kv=int(getattr(base_config, "num_key_value_heads", base_config.num_attention_heads)),
+                    name=peft_dir.name)
+    return target
+
+
+def build_adapter(
+    name: str, dataset_dir: Path, adapters_dir: Path, gguf_path: Path, config: TrainConfig | None = None,
+    on_step: Callable[[StepInfo], None] = lambda s: None, trainer: str | None = None, replace: bool = False,
+) -> BuildResult:
+    """Train and write ``adapters_dir/name`` atomically; an existing adapter needs ``replace``."""
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"invalid adapter name '{name}'")
+    config = config or TrainConfig()
+    final = adapters_dir / name
+    if final.exists() and not replace:
+        raise FileExistsError(f"adapter '{name}' exists in {adapters_dir}: choose another name or pass --replace")
+    train_file = dataset_dir / "train.jsonl"
+    if not train_file.is_file():
+        raise FileNotFoundError(f"{train_file} not found: run 'supportdesk adapter prepare' first")
+    from supportdesk.training.prepare import load_split
+
+    conversations = load_split(train_file)
+    trainer = trainer or select_trainer()
+    started = time.time()
+    staging = adapters_dir / f".building-{name}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        train = train_unsloth if trainer == "unsloth" else train_peft_cpu
+        steps, loss, base_config = train(gguf_path, conversations, config, staging, on_step)
+        export_gguf(staging, base_config, config.alpha)
+        manifest = {
+            "name": name,
+            "description": f"brand-voice LoRA r={config.rank} on {gguf_path.name}",
+            "base_model": gguf_path.name,
+            "base_sha256": sha256_file(gguf_path),
+            "dataset": str(dataset_dir),
+            "dataset_sha256": sha256_file(train_file),
+            "eval_sha256": sha256_file(dataset_dir / "eval.jsonl") if (dataset_dir / "eval.jsonl").exists() else None,
+            "conversations": len(conversations),
+            "trainer": trainer,
+            "hyperparameters": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()
+                                if k != "system_prompt"},
+            "system_prompt": config.system_prompt,
+            "steps": steps,
+            "final_loss": loss,
+            "train_seconds": round(time.time() - started, 1),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "metrics": {},
+        }
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+        if final.exists():
+            old = adapters_dir / f".replaced-{name}-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(staging, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return BuildResult(name, final, trainer, steps, loss, time.time() - started, manifest)

@@ -1,0 +1,276 @@
+"""Transcripts → a validated, PII-scrubbed, deduplicated chat dataset with a fixed split.
+
+Inputs (by file): JSONL chat (``{"messages": [{"role", "content"}]}``, which is also what
+``supportdesk history export`` writes), CSV with ``customer`` / ``agent`` columns (rows of
+one conversation share a ``conversation`` id column, if present), and the Twitter customer-care
+shape (``{"context": [{"role": "customer"|"agent", "text"}], "agent_reply", "company",
+"session"}``). Bad records are reported with file, line and field, and skipped.
+
+PII is replaced by typed placeholders *before* anything is written: ``[EMAIL]``, ``[PHONE]``,
+``[CARD]`` (Luhn-checked), ``[HANDLE]``, ``[URL]`` (links carrying personal ids),
+``[ORDER]`` (a configurable pattern). Duplicates are dropped; the train/eval split is by
+conversation, from a hash of its content, so it is the same on every run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROLE_ALIASES = {"user": "user", "customer": "user", "human": "user", "assistant": "assistant", "agent": "assistant",
+                "ai": "assistant", "system": "system"}
+DEFAULT_ORDER_PATTERN = r"\bKS-\d{8}\b"
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+
+
+@dataclass
+class Conversation:
+    messages: list[dict[str, str]]
+    source: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.messages, sort_keys=True).encode()).hexdigest()
+
+
+# -- PII ---------------------------------------------------------------------------------------
+
+_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
+_URL = re.compile(r"\b(?:https?://|www\.)\s?[^\s<>\"']+", re.I)
+_HANDLE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{1,30}\b")
+_CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
+_PHONE = re.compile(r"(?<![\w-])(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)|\d{2,4})[\s.-]?\d{3,4}[\s.-]?\d{3,4}(?![\w-])")
+# A URL "carries a personal id" when a path segment or query value looks like an identifier.
+_PERSONAL_URL = re.compile(r"(?:[?&](?:id|user|uid|account|order|email|token|session)=)|/(?:[A-Za-z0-9_-]*\d[A-Za-z0-9_-]{5,})(?:[/?#]|$)", re.I)
+_KEEP_PHONES = re.compile(r"^1-888-537-8735$|^0800 048 7735$")  # Kestrel Care's own numbers are not PII
+
+
+def luhn_ok(digits: str) -> bool:
+    total, parity = 0, len(digits) % 2
+    for i, ch in enumerate(digits):
+        d = int(ch)
+        if i % 2 == parity:
+            d *= 2
+            d -= 9 if d > 9 else 0
+        total += d
+    return total % 10 == 0
+
+
+class Scrubber:
+    """Replaces PII with typed placeholders and counts what it replaced."""
+
+    def __init__(self, order_pattern: str = DEFAULT_ORDER_PATTERN) -> None:
+        self.order = re.compile(order_pattern)
+        self.counts: Counter[str] = Counter()
+
+    def _sub(self, pattern: re.Pattern[str], kind: str, text: str, keep: Any = None) -> str:
+        def replace(match: re.Match[str]) -> str:
+            if keep is not None and keep(match.group(0)):
+                return match.group(0)
+            self.counts[kind] += 1
+            return f"[{kind}]"
+
+        return pattern.sub(replace, text)
+
+    def __call__(self, text: str) -> str:
+        text = self._sub(_URL, "URL", text, keep=lambda url: not _PERSONAL_URL.search(url))
+        text = self._sub(_EMAIL, "EMAIL", text)
+        text = self._sub(self.order, "ORDER", text)
+        text = self._sub(_CARD, "CARD", text, keep=lambda s: not luhn_ok(re.sub(r"\D", "", s)))
+        text = self._sub(_PHONE, "PHONE", text, keep=lambda s: bool(_KEEP_PHONES.match(s.strip())) or len(re.sub(r"\D", "", s)) < 9)
+        text = self._sub(_HANDLE, "HANDLE", text)
+        return text
+
+
+# -- readers -------------------------------------------------------------------------------------
+
+
+def _messages(raw: Any, file: str, line: int, problems: list[Problem]) -> list[dict[str, str]] | None:
+    if not isinstance(raw, list) or not raw:
+        problems.append(Problem(file, line, "messages", "must be a non-empty list"))
+        return None
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            problems.append(Problem(file, line, f"messages[{i}]", "must be an object with role and content"))
+            return None
+        role = ROLE_ALIASES.get(str(item.get("role", "")).lower())
+        content = item.get("content", item.get("text"))
+        if role is None:
+            problems.append(Problem(file, line, f"messages[{i}].role", f"unknown role {item.get('role')!r}"))
+            return None
+        if not isinstance(content, str) or not content.strip():
+            problems.append(Problem(file, line, f"messages[{i}].content", "missing or empty text"))
+            return None
+        out.append({"role": role, "content": content.strip()})
+    if not any(m["role"] == "assistant" for m in out):
+        problems.append(Problem(file, line, "messages", "no agent (assistant) turn to learn from"))
+        return None
+    return out
+
+
+def read_jsonl(path: Path, problems: list[Problem], company: str | None = None) -> Iterator[Conversation]:
+    name = str(path)
+    with path.open(encoding="utf-8", errors="strict") as handle:
+        try:
+            lines = list(handle)
+        except UnicodeDecodeError as exc:
+            problems.append(Problem(name, 0, "file", f"not UTF-8: {exc}"))
+            return
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            problems.append(Problem(name, number, "json", f"not valid JSON ({exc.msg})"))
+            continue
+        if not isinstance(record, dict):
+            problems.append(Problem(name, number, "record", "must be a JSON object"))
+            continue
+        if "messages" in record:
+            messages = _messages(record["messages"], name, number, problems)
+            meta = {k: v for k, v in record.items() if k != "messages"}
+        elif "context" in record and "agent_reply" in record:  # the Twitter customer-care shape
+            if company and record.get("company") != company:
+                continue
+            context = record["context"]
+            if not isinstance(context, list):
+                problems.append(Problem(name, number, "context", "must be a list of turns"))
+                continue
+            raw = [{"role": t.get("role"), "content": t.get("text")} for t in context if isinstance(t, dict)]
+            raw.append({"role": "agent", "content": record.get("agent_reply")})
+            messages = _messages(raw, name, number, problems)
+            meta = {"company": record.get("company"), "session": record.get("session")}
+        else:
+            problems.append(Problem(name, number, "messages", "missing (expected 'messages', or 'context' + 'agent_reply')"))
+            continue
+        if messages:
+            yield Conversation(messages, f"{name}:{number}", meta)
+
+
+def read_csv(path: Path, problems: list[Problem]) -> Iterator[Conversation]:
+    name = str(path)
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = {c.strip().lower(): c for c in reader.fieldnames or []}
+        if "customer" not in columns or "agent" not in columns:
+            problems.append(Problem(name, 1, "header", f"needs 'customer' and 'agent' columns, found {list(columns)}"))
+            return
+        group_col = columns.get("conversation") or columns.get("conversation_id")
+        current: list[dict[str, str]] = []
+        current_id: str | None = None
+        start_line = 2
+        for number, row in enumerate(reader, start=2):
+            cid = row.get(group_col, "") if group_col else str(number)
+            if current and cid != current_id:
+                yield Conversation(current, f"{name}:{start_line}")
+                current = []
+            if not current:
+                start_line = number
+            current_id = cid
+            customer = (row.get(columns["customer"]) or "").strip()
+            agent = (row.get(columns["agent"]) or "").strip()
+            if not customer:
+                problems.append(Problem(name, number, "customer", "empty"))
+                continue
+            if not agent:
+                problems.append(Problem(name, number, "agent", "empty"))
+                continue
+            current += [{"role": "user", "content": customer}, {"role": "assistant", "content": agent}]
+        if current:
+            yield Conversation(current, f"{name}:{start_line}")
+
+
+# -- the whole step ----------------------------------------------------------------------------
+
+
+@dataclass
+class PreparedDataset:
+    train: list[Conversation]
+    eval: list[Conversation]
+    problems: list[Problem]
+    duplicates: int
+    pii: dict[str, int]
+    read: int
+
+    def stats(self) -> dict[str, Any]:
+        all_convs = self.train + self.eval
+        turns = [sum(m["role"] == "assistant" for m in c.messages) for c in all_convs]
+        return {
+            "read": self.read, "bad_records": len(self.problems), "duplicates": self.duplicates,
+            "train": len(self.train), "eval": len(self.eval), "agent_turns": sum(turns),
+            "pii_replaced": dict(self.pii),
+        }
+
+
+def split_of(conversation: Conversation, eval_fraction: float) -> str:
+    bucket = int(conversation.key[:8], 16) / 0xFFFFFFFF
+    return "eval" if bucket < eval_fraction else "train"
+
+
+def prepare(
+    paths: list[Path], *, eval_fraction: float = 0.15, order_pattern: str = DEFAULT_ORDER_PATTERN,
+    company: str | None = None,
+) -> PreparedDataset:
+    problems: list[Problem] = []
+    scrub = Scrubber(order_pattern)
+    seen: set[str] = set()
+    train: list[Conversation] = []
+    evals: list[Conversation] = []
+    duplicates = read = 0
+    for path in paths:
+        if not path.is_file():
+            problems.append(Problem(str(path), 0, "file", "not found"))
+            continue
+        if path.suffix.lower() == ".csv":
+            records = read_csv(path, problems)
+        elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+            records = read_jsonl(path, problems, company)
+        else:
+            problems.append(Problem(str(path), 0, "file", f"unsupported type '{path.suffix}' (use .jsonl or .csv)"))
+            continue
+        for conversation in records:
+            read += 1
+            conversation.messages = [{"role": m["role"], "content": scrub(m["content"])} for m in conversation.messages]
+            if conversation.key in seen:
+                duplicates += 1
+                continue
+            seen.add(conversation.key)
+            (evals if split_of(conversation, eval_fraction) == "eval" else train).append(conversation)
+    return PreparedDataset(train, evals, problems, duplicates, dict(scrub.counts), read)
+
+
+def write_dataset(dataset: PreparedDataset, out_dir: Path) -> dict[str, Any]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, items in (("train", dataset.train), ("eval", dataset.eval)):
+        (out_dir / f"{name}.jsonl").write_text(
+            "".join(json.dumps({"messages": c.messages, "source": c.source}, ensure_ascii=False) + "\n" for c in items)
+        )
+    stats = dataset.stats()
+    stats["problems"] = [str(p) for p in dataset.problems]
+    stats["sha256"] = {n: hashlib.sha256((out_dir / f"{n}.jsonl").read_bytes()).hexdigest() for n in ("train", "eval")}
+    (out_dir / "stats.json").write_text(json.dumps(stats, indent=1))
+    return stats
+
+
+def load_split(path: Path) -> list[list[dict[str, str]]]:
+    return [json.loads(line)["messages"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
