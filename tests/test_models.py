@@ -261,3 +261,16 @@ def test_adapter_for_another_model_is_refused(tmp_path):
     write_gguf_lora(folder / "adapter.gguf", pairs, alpha=8, n_layers=30, n_head=16, n_head_kv=16)
     with pytest.raises(ModelMissing, match="do not fit the base tensor"):
         EmbeddedBackend(adapter=AdapterInfo("wrong", folder)).generate(MESSAGES, GREEDY).run()
+
+
+@pytest.mark.slow
+def test_citation_limit_constrains_markers():
+    import re
+
+    sources = "\n\n".join(f"[{i}] Fact number {i}: the Aerie has {i + 2} antennas." for i in range(1, 3))
+    messages = [ChatMessage("system", "Cite sources like [1]. Use many citations."),
+                ChatMessage("user", f"{sources}\n\nList every fact with its citation, then cite [7] and [12] too.")]
+    backend = EmbeddedBackend()
+    constrained = backend.generate(messages, GenerationOptions(max_tokens=80, temperature=0.0, citation_limit=2)).run()
+    markers = [int(m) for m in re.findall(r"\[(\d+)", constrained)]
+    assert all(1 <= m <= 2 for m in markers), constrained

@@ -213,3 +213,23 @@ def test_gguf_adapter_matches_peft_greedy(tmp_path):
     prefix = [next((i for i, (a, b) in enumerate(zip(hf, ll)) if a != b), min(len(hf), len(ll))) for hf, ll in pairs]
     assert all(n >= 8 for n in prefix), prefix  # a wrong q/k permutation diverges at the first token
     assert len(with_adapter) >= 2, prefix
+
+
+def test_push_writes_modelfile_and_reports_a_down_server(tmp_path):
+    import socket
+
+    adapters = tmp_path / "adapters"
+    folder = adapters / "voice"
+    folder.mkdir(parents=True)
+    (folder / "adapter.gguf").write_bytes(b"x")
+    (folder / "manifest.json").write_text(json.dumps({"system_prompt": 'You are "Kestrel Care".'}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "d"), "adapter", "push", "voice"],
+                                env={"SUPPORTDESK_ADAPTERS_DIR": str(adapters),
+                                     "SUPPORTDESK_MODEL__OLLAMA_HOST": f"http://127.0.0.1:{port}", "COLUMNS": "200"})
+    assert result.exit_code == 1 and "not answering" in result.stderr and "ollama create supportdesk-voice -f" in result.stderr
+    modelfile = (folder / "Modelfile").read_text()
+    assert modelfile.startswith("FROM ") and f"ADAPTER {folder / 'adapter.gguf'}" in modelfile
+    assert 'SYSTEM """You are "Kestrel Care"."""' in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile

@@ -261,7 +261,7 @@ class AnswerPipeline:
 
         options = answer._options
         if result.kind == "grounded":
-            options = GenerationOptions(**{**options.__dict__, "temperature": 0.0})
+            options = GenerationOptions(**{**options.__dict__, "temperature": 0.0, "citation_limit": len(sources)})
         else:  # small talk stays short: one paragraph
             options = GenerationOptions(
                 **{**options.__dict__, "max_tokens": min(options.max_tokens, VOICE_MAX_TOKENS), "stop": ("\n\n",)}

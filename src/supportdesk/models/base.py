@@ -35,6 +35,8 @@ class GenerationOptions:
     repeat_penalty: float = 1.1
     seed: int | None = 0
     stop: tuple[str, ...] = ()
+    citation_limit: int | None = None
+    """When set, backends that can constrain decoding only emit markers [1]..[citation_limit]."""
 
 
 @dataclass

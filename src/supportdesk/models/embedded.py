@@ -98,6 +98,45 @@ def _load_llama(gguf: Path, lora: Path | None, n_ctx: int, threads: int) -> tupl
         return llm, (time.perf_counter() - started) * 1000
 
 
+_MARKER_TOKENS: dict[str, tuple[frozenset[int], dict[int, int]]] = {}
+
+
+def marker_tokens(llm: Any, key: str) -> tuple[frozenset[int], dict[int, int]]:
+    """(ids of tokens ending in '[', {digit: token id}) for this model's vocabulary; cached."""
+    if key not in _MARKER_TOKENS:
+        opens, digits = set(), {}
+        for token in range(llm.n_vocab()):
+            text = llm.detokenize([token]) or b""
+            if text.endswith(b"["):
+                opens.add(token)
+            elif len(text) == 1 and text.isdigit():
+                digits[int(text)] = token
+        _MARKER_TOKENS[key] = (frozenset(opens), digits)
+    return _MARKER_TOKENS[key]
+
+
+def citation_processor(opens: frozenset[int], digits: dict[int, int], limit: int):  # noqa: ANN201
+    """A llama.cpp logits processor: after '[' only the digits 1..limit; after '[d' no more digits.
+
+    Grounded prompts number their sources; this makes every marker the model writes point at
+    one of them (the post-generation check still validates, for backends that cannot do this).
+    """
+    import numpy as np
+
+    allowed = [digits[d] for d in range(1, min(limit, 9) + 1) if d in digits]
+    banned_after_open = [t for d, t in digits.items() if t not in allowed]
+    all_digits = list(digits.values())
+
+    def process(input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        if len(input_ids) and int(input_ids[-1]) in opens:
+            scores[banned_after_open] = -np.inf
+        elif len(input_ids) > 1 and int(input_ids[-2]) in opens and int(input_ids[-1]) in all_digits:
+            scores[all_digits] = -np.inf
+        return scores
+
+    return process
+
+
 class EmbeddedBackend:
     """llama.cpp running a GGUF chat model, optionally with a GGUF LoRA adapter."""
 
@@ -173,7 +212,14 @@ class EmbeddedBackend:
                     cached += 1
                 stats.prompt_tokens = len(tokens)
                 stats.prompt_cached_tokens = min(cached, len(tokens) - 1)
+                processors = None
+                if options.citation_limit:
+                    from llama_cpp import LogitsProcessorList
+
+                    opens, digits = marker_tokens(llm, str(self.gguf_path))
+                    processors = LogitsProcessorList([citation_processor(opens, digits, options.citation_limit)])
                 stream = llm.create_completion(
+                    logits_processor=processors,
                     prompt=tokens,
                     max_tokens=options.max_tokens,
                     temperature=options.temperature,
