@@ -114,7 +114,6 @@ async def test_escape_cancels_the_answer(make_app):
             await pilot.pause(0.05)
             if app._streaming is None:
                 break
-        view = app.query_one("#conversation").answers()[-1]
         stored = app.session.history.messages(app.session.conversation_id)[-1]
         assert stored.content.endswith("…(cancelled)") and len(stored.content.split()) < 100
 

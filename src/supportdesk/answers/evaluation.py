@@ -169,19 +169,24 @@ def _write_manual(corpus: Path, target: Path, skip: set[str]) -> None:
             (target / f"{section['id']}.md").write_text(f"# {section['title']}\n\n{section['text']}\n")
 
 
+def sample_questions(dataset: Path, n: int, seed: int, need_answer: bool = False) -> tuple[list[dict], list[dict], set[str]]:
+    """Deterministic samples: ``n`` questions made unanswerable (their gold sections removed),
+    and up to ``n`` answerable ones whose gold sections stay."""
+    questions = [json.loads(line) for line in (dataset / "questions_tv.jsonl").read_text().splitlines()]
+    questions = [q for q in questions if q.get("gold_section_id") and (q.get("answer") or not need_answer)]
+    random.Random(seed).shuffle(questions)
+    unanswerable = questions[:n]
+    removed = {q["gold_section_id"] for q in unanswerable}
+    answerable = [q for q in questions[n:] if q["gold_section_id"] not in removed][:n]
+    return answerable, unanswerable, removed
+
+
 def evaluate_emanual(
     settings: Settings, backend: ChatBackend, dataset: Path, n: int = 40, seed: int = 7,
     max_tokens: int = 96, progress: Any = None,
 ) -> AnswerReport:
     """Three systems on ``n`` answerable questions, and abstention on ``n`` unanswerable ones."""
-    questions = [json.loads(line) for line in (dataset / "questions_tv.jsonl").read_text().splitlines()]
-    questions = [q for q in questions if q.get("gold_section_id") and q.get("answer")]
-    rng = random.Random(seed)
-    rng.shuffle(questions)
-    unanswerable = questions[:n]
-    removed = {q["gold_section_id"] for q in unanswerable}
-    answerable = [q for q in questions[n:] if q["gold_section_id"] not in removed][:n]
-
+    answerable, unanswerable, removed = sample_questions(dataset, n, seed, need_answer=True)
     tmp = Path(tempfile.mkdtemp(prefix="supportdesk-eval-"))
     _write_manual(dataset / "corpus_tv.jsonl", tmp / "kb", removed)
     eval_settings = settings.model_copy(update={"kb_dir": tmp / "kb", "data_dir": tmp / "data"})
@@ -241,13 +246,7 @@ def evaluate_emanual(
 def abstention_scores(settings: Settings, dataset: Path, n: int = 200, seed: int = 11) -> dict[str, list[float]]:
     """Best retrieval scores for answerable vs. unanswerable questions (retrieval only: fast),
     to choose ``router.abstain_below``."""
-    questions = [json.loads(line) for line in (dataset / "questions_tv.jsonl").read_text().splitlines()]
-    questions = [q for q in questions if q.get("gold_section_id")]
-    rng = random.Random(seed)
-    rng.shuffle(questions)
-    unanswerable = questions[:n]
-    removed = {q["gold_section_id"] for q in unanswerable}
-    answerable = [q for q in questions[n:] if q["gold_section_id"] not in removed][:n]
+    answerable, unanswerable, removed = sample_questions(dataset, n, seed)
     tmp = Path(tempfile.mkdtemp(prefix="supportdesk-abstain-"))
     _write_manual(dataset / "corpus_tv.jsonl", tmp / "kb", removed)
     kb = KnowledgeBase(settings.model_copy(update={"kb_dir": tmp / "kb", "data_dir": tmp / "data"}))

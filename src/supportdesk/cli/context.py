@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NoReturn
@@ -45,6 +44,3 @@ class AppContext:
 
         return KnowledgeBase(self.settings)
 
-
-def is_tty() -> bool:
-    return sys.stdout.isatty()

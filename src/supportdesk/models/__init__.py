@@ -32,6 +32,9 @@ __all__ = [
     "ModelInfo",
     "ModelMissing",
     "create_backend",
+    "find_adapter",
+    "list_adapters",
+    "read_active",
     "default_options",
     "resolve_adapter",
 ]

@@ -16,7 +16,6 @@ place and renamed into place at the end, so Ctrl-C or a crash never leaves half 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import math
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from supportdesk.answers.prompts import VOICE_SYSTEM
+from supportdesk.kb.files import sha256_file
 from supportdesk.models.adapters import GGUF_NAME, MANIFEST_NAME
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -80,14 +80,6 @@ def select_trainer(cuda_available: bool | None = None, unsloth_importable: bool 
     if unsloth_importable is None:
         unsloth_importable = importlib.util.find_spec("unsloth") is not None
     return "unsloth" if cuda_available and unsloth_importable else "peft-cpu"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- data ----------------------------------------------------------------------------------------
