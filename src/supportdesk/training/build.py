@@ -108,6 +108,10 @@ def tokenize_with_labels(tokenizer: Any, messages: list[dict[str, str]], max_len
 def load_base_cpu(gguf_path: Path) -> tuple[Any, Any]:
     """The GGUF base dequantized by transformers, and its tokenizer (offline)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF de-quantisation bar: ours shows progress
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
