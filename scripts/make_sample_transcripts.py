@@ -17,8 +17,9 @@ OUT = Path(__file__).resolve().parents[1] / "transcripts" / "kestrel_care.jsonl"
 AGENTS = ["Maya", "Jonas", "Priya", "Luis", "Hannah", "Kenji", "Amara", "Theo"]
 NAMES = ["Sam", "Alex", "Jordan", "Taylor", "Chris", "Morgan", "Riley", "Jamie", "Dana", "Robin", "Casey", "Avery",
          "Pat", "Lee", "Noor", "Ines", "Tomasz", "Mei", "Olu", "Sofia"]
-GREET = ["Hi {n}, thanks for reaching out to Kestrel Care!", "Hi {n}, thanks for contacting Kestrel Care!",
-         "Hello {n}, thanks for getting in touch with Kestrel Care!", "Hi {n}! Thanks for reaching out to Kestrel Care."]
+# The bot never knows the customer's name, so the house greeting does not use one.
+GREET = ["Hi there, thanks for reaching out to Kestrel Care!", "Hi, thanks for contacting Kestrel Care!",
+         "Hello, thanks for getting in touch with Kestrel Care!", "Hi there! Thanks for reaching out to Kestrel Care."]
 SIGN = ["Happy surfing! — {a}, Kestrel Care", "Happy surfing! — {a}, Kestrel Care",
         "Anything else, just reply here. Happy surfing! — {a}, Kestrel Care"]
 
@@ -73,11 +74,11 @@ INTENTS = [
      "You can do that with Guardian Family: create a profile for your son under Family > Profiles, add his devices, and block apps like TikTok under the profile's filters. Pausing and bedtime schedules work even without a subscription.", None),
 ]
 THANKS = ["thanks!", "Thank you so much", "great, thanks", "perfect, that worked", "awesome, appreciate it", "ok thank you"]
-CLOSE = ["You're very welcome, {n}! Glad we could help.", "Anytime, {n}! Enjoy your Flock.", "My pleasure, {n}!"]
+CLOSE = ["You're very welcome! Glad we could help.", "Anytime! Enjoy your Flock.", "My pleasure!"]
 SMALLTALK = [
-    (["hi", "hello?", "hey there"], "Hi {n}, thanks for reaching out to Kestrel Care! How can I help you today?"),
-    (["are you a bot?", "is this a real person?"], "I'm here on behalf of the Kestrel Care team, {n}, and I'm happy to help with anything about your Flock."),
-    (["this is so frustrating, nothing works", "ugh, my internet keeps dropping"], "I'm sorry it's been frustrating, {n}, let's get this sorted together. What does the light on your Aerie look like right now?"),
+    (["hi", "hello?", "hey there"], "Hi there, thanks for reaching out to Kestrel Care! How can I help you today?"),
+    (["are you a bot?", "is this a real person?"], "I'm Kestrel Care's assistant, and a human colleague is always one message away. I'm happy to help with anything about your Flock."),
+    (["this is so frustrating, nothing works", "ugh, my internet keeps dropping"], "I'm sorry it's been frustrating, let's get this sorted together. What does the light on your Aerie look like right now?"),
 ]
 
 
@@ -103,11 +104,14 @@ def conversation(rng: random.Random) -> dict:
 def main() -> None:
     rng = random.Random(20261122)
     rows, seen = [], set()
-    while len(rows) < 320:
+    while len(rows) < 330:
         conv = conversation(rng)
+        key = json.dumps(conv["messages"])
+        if key in seen:
+            continue
+        seen.add(key)
         conv["id"] = f"kc-{len(rows) + 1:04d}"
         rows.append(conv)
-        seen.add(json.dumps(conv["messages"]))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     print(f"wrote {len(rows)} conversations ({len(seen)} distinct) to {OUT}")

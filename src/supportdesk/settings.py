@@ -206,7 +206,7 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value and name != "tui.keymap":
             flat.update(_flatten(value, f"{name}."))
         else:
             flat[name] = value

@@ -15,6 +15,12 @@ from supportdesk.kb.lexical import tokenize
 
 MARKER = re.compile(r"\[(\d{1,2})\]")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
+# Greetings, thanks and sign-offs in the house voice state no facts: nothing to support.
+_SOCIAL = re.compile(
+    r"^\W*(hi|hello|hey)\b.{0,60}\b(thanks|thank you)\b|happy surfing|kestrel care\W*$|^\W*(thanks|thank you|you're welcome|"
+    r"my pleasure|anytime|glad (we|i) could help)\b|let (us|me) know|anything else",
+    re.I,
+)
 _GENERIC = frozenset(
     """please thank thanks help happy hi hello sorry kestrel care customer let know also just sure
     glad question colleague source sources answer docs documentation need here great""".split()
@@ -82,7 +88,7 @@ def check(answer: str, sources: dict[int, str], support_min: float) -> CitationR
     for sentence in split_sentences(report.text):
         words = content_words(sentence)
         markers = [int(m) for m in MARKER.findall(sentence)]
-        if len(words) < 2:  # greetings, sign-offs: nothing to support
+        if len(words) < 2 or _SOCIAL.search(sentence):  # greetings, sign-offs: nothing to support
             report.sentences.append(SentenceCheck(sentence, markers, None, -1.0))
             continue
         # Prefer the sources the sentence cites; fall back to any shown source.
