@@ -269,7 +269,7 @@ def bootstrap_sample(ctx: typer.Context) -> None:
             write_active(settings.data_dir, list_adapters(settings.adapters_dir)[0].name)
         return
     err_console.print("[bold]First run:[/] building the sample brand-voice adapter from transcripts/kestrel_care.jsonl "
-                      "(about 5 minutes on 2 CPU cores; only once).")
+                      "(about 8 minutes on 2 CPU cores; only once).")
     target = dataset_dir(appctx, "kestrel-sample")
     write_dataset(prepare([SAMPLE_TRANSCRIPTS]), target)
     run_build(appctx, SAMPLE_ADAPTER, target, replace=False)
