@@ -82,8 +82,8 @@ class SupportDeskApp(App[None]):
         Binding("ctrl+b", "switch_backend", "Backend", id="switch-backend"),
         Binding("ctrl+o", "open_history", "History", id="open-history"),
         Binding("ctrl+y", "copy_answer", "Copy", id="copy-answer", show=False),
-        Binding("ctrl+t", "feedback_up", "👍", id="feedback-up", show=False),
-        Binding("ctrl+x", "feedback_down", "👎", id="feedback-down", show=False),
+        Binding("ctrl+t", "feedback_up", "Rate good 👍", id="feedback-up", show=False),
+        Binding("ctrl+x", "feedback_down", "Rate bad 👎", id="feedback-down", show=False),
         Binding("ctrl+q", "quit", "Quit", id="quit"),
     ]
 
