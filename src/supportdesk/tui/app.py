@@ -17,6 +17,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Static
 
 from supportdesk.history import HistoryStore
@@ -158,7 +159,10 @@ class SupportDeskApp(App[None]):
         self.notify(f"could not start: {message.error}", title="start-up failed", severity="error", timeout=30)
 
     def refresh_status(self) -> None:
-        status_widget = self.query_one("#status", Static)
+        try:
+            status_widget = self.query_one("#status", Static)
+        except NoMatches:  # a timer or a worker message arriving while the app shuts down
+            return
         if self.session is None:
             status_widget.update(Text(f" {self._status_note}", style="italic"))
             return
@@ -241,7 +245,10 @@ class SupportDeskApp(App[None]):
         if result.injection_removed:
             notes.append(f"ignored {len(result.injection_removed)} instruction-like line(s) in sources")
         view.set_note(" · ".join(notes))
-        self.query_one(LatencyMeter).record(result.timings.get("total_ms"))
+        try:
+            self.query_one(LatencyMeter).record(result.timings.get("total_ms"))
+        except NoMatches:
+            return
         self.select(view)
         self._streaming = None
 
@@ -258,7 +265,7 @@ class SupportDeskApp(App[None]):
     def _view(self, widget_id: str) -> MessageView | None:
         try:
             return self.query_one(f"#{widget_id}", MessageView)
-        except Exception:  # noqa: BLE001 - the conversation was replaced meanwhile
+        except NoMatches:  # the conversation was replaced meanwhile
             return None
 
     # -- selection: the side panels follow the selected answer -------------------------------
@@ -272,8 +279,11 @@ class SupportDeskApp(App[None]):
             self._selected.remove_class("selected")
         self._selected = view
         view.add_class("selected")
-        self.query_one(SourcesPanel).show(view.data)
-        self.query_one(LatencyMeter).show(view.data.get("timings"))
+        try:
+            self.query_one(SourcesPanel).show(view.data)
+            self.query_one(LatencyMeter).show(view.data.get("timings"))
+        except NoMatches:  # called after refresh while the app shuts down
+            pass
 
     @on(SourcesPanel.Open)
     def open_chunk(self, event: SourcesPanel.Open) -> None:
