@@ -108,7 +108,7 @@ def tokenize_with_labels(tokenizer: Any, messages: list[dict[str, str]], max_len
 def load_base_cpu(gguf_path: Path) -> tuple[Any, Any]:
     """The GGUF base dequantized by transformers, and its tokenizer (offline)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF de-quantisation bar: ours shows progress
+    import functools
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
@@ -118,6 +118,14 @@ def load_base_cpu(gguf_path: Path) -> tuple[Any, Any]:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    try:  # transformers' GGUF de-quantisation uses a bare tqdm bar; ours already shows progress
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+        if not isinstance(gguf_utils.tqdm, functools.partial):
+            gguf_utils.tqdm = functools.partial(gguf_utils.tqdm, disable=True)
+    except (ImportError, AttributeError):
+        pass
+    warnings.filterwarnings("ignore", message="Could not find a config file", module="peft")
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
     if tokenizer.pad_token_id is None:
