@@ -9,15 +9,13 @@ a worker; nothing here blocks at construction.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from supportdesk.answers import Answer, AnswerPipeline, Turn
 from supportdesk.history import HistoryStore, StoredMessage
 from supportdesk.kb.index import KnowledgeBase, Progress, ReloadReport
-from supportdesk.models import ChatBackend, create_backend, list_adapters, read_active
+from supportdesk.models import ChatBackend, create_backend, list_adapters
 from supportdesk.models.adapters import write_active
 from supportdesk.settings import Settings
 
@@ -153,13 +151,6 @@ class SupportSession:
             write_active(self.settings.data_dir, None if adapter == "none" else adapter)
         return new
 
-    @property
-    def active_adapter(self) -> str | None:
-        return read_active(self.settings.data_dir)
-
     def close(self) -> None:
         self.history.close()
 
-    def snapshot_info(self) -> dict[str, Any]:
-        status = self.status()
-        return {"chunks": status.chunks, "generation": status.generation, "at": time.time()}

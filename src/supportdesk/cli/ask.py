@@ -19,15 +19,9 @@ BADGES = {"voice": "[black on green] brand voice [/]", "grounded": "[black on cy
 
 def build_pipeline(appctx: AppContext, backend: str | None = None, adapter: str | None = None):  # noqa: ANN201
     from supportdesk.answers import AnswerPipeline
-    from supportdesk.kb.store import IndexIntegrityError
     from supportdesk.models import BackendError, create_backend
 
-    kb = appctx.knowledge_base()
-    try:
-        if kb.snapshot() is None:
-            fail(f"no index yet in {kb.store.root}: run 'supportdesk kb build' first")
-    except IndexIntegrityError as exc:
-        fail(f"{exc}. Rebuild with 'supportdesk kb build --force'.")
+    kb = appctx.built_knowledge_base()
     try:
         model = create_backend(appctx.settings, backend, adapter)
     except BackendError as exc:

@@ -44,3 +44,16 @@ class AppContext:
 
         return KnowledgeBase(self.settings)
 
+    def built_knowledge_base(self):  # noqa: ANN201
+        """The KB with its index loaded, or one clear line saying how to get one."""
+        from supportdesk.kb.store import IndexIntegrityError
+
+        kb = self.knowledge_base()
+        try:
+            snapshot = kb.snapshot()
+        except IndexIntegrityError as exc:
+            fail(f"{exc}. Rebuild with 'supportdesk kb build --force'.")
+        if snapshot is None:
+            fail(f"no index yet in {kb.store.root}: run 'supportdesk kb build' first")
+        return kb
+

@@ -22,15 +22,9 @@ router_app = typer.Typer(help="Calibrate and inspect the router.", no_args_is_he
 
 
 def _router_and_kb(appctx: AppContext):  # noqa: ANN202
-    from supportdesk.kb.store import IndexIntegrityError
     from supportdesk.router import Router
 
-    kb = appctx.knowledge_base()
-    try:
-        if kb.snapshot() is None:
-            fail(f"no index yet in {kb.store.root}: run 'supportdesk kb build' first (best doc score is a signal)")
-    except IndexIntegrityError as exc:
-        fail(str(exc))
+    kb = appctx.built_knowledge_base()  # the best document score is one of the router's signals
     cfg = appctx.settings.router
     return Router(kb.embedder.embed_documents, cfg.weights, cfg.threshold), kb
 

@@ -116,15 +116,7 @@ def search(
         items = [line.strip() for line in lines if line.strip()]
     else:
         items = [query or ""]
-    from supportdesk.kb.store import IndexIntegrityError
-
-    kb = appctx.knowledge_base()
-    try:
-        snap = kb.snapshot()
-    except IndexIntegrityError as exc:
-        fail(f"{exc}. Rebuild with 'supportdesk kb build --force'.")
-    if snap is None:
-        fail(f"no index yet in {kb.store.root}: run 'supportdesk kb build' first")
+    kb = appctx.built_knowledge_base()
     for item in items:
         result = kb.search(item, k=k, mode=mode)  # type: ignore[arg-type]
         if as_json:
