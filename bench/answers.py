@@ -6,8 +6,9 @@
 The curve: grounded prompts built from real sample-KB chunks, 0 to 4,000 characters of
 context, first-token latency of the embedded model with nothing cached (median of 3). RAG
 prompts are mostly context, and prompt evaluation on 2 cores is what the agent waits for.
-Then ``supportdesk eval``'s figures: route accuracy, E-Manual answer quality for three
-systems, citation validity, support, abstention.
+Then the hand-off calibration tables (``supportdesk router calibrate-abstain``, nothing
+written) and ``supportdesk eval``'s figures: route accuracy, E-Manual answer quality for
+three systems, citation validity, support, abstention.
 """
 
 from __future__ import annotations
@@ -77,10 +78,11 @@ def main() -> None:
 
     from supportdesk.cli import app
 
-    result = CliRunner().invoke(app, ["eval", "-n", str(args.n)], env={"COLUMNS": "120"})
-    console.print(result.stdout)
-    if result.exit_code:
-        sys.exit(result.stderr)
+    for command in (["router", "calibrate-abstain"], ["eval", "-n", str(args.n)]):
+        result = CliRunner().invoke(app, command, env={"COLUMNS": "120"})
+        console.print(result.stdout)
+        if result.exit_code:
+            sys.exit(result.stderr)
 
 
 if __name__ == "__main__":

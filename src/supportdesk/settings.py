@@ -123,8 +123,17 @@ class RouterSettings(BaseModel):
         "fitted by 'supportdesk router calibrate'.",
     )
     threshold: float = Field(0.5032, ge=0.0, le=1.0, description="p(facts) at or above this goes to the grounded route.")
+    answerability_weights: list[float] = Field(
+        [4.0276, 3.3596, -3.6646],
+        min_length=3,
+        max_length=3,
+        description="Logistic weights for [best doc score, query-term coverage, bias] of the answerability model; "
+        "fitted by 'supportdesk router calibrate-abstain'.",
+    )
     abstain_below: float = Field(
-        0.40, ge=0.0, le=1.0, description="Grounded route: hand off when the best chunk's cosine is below this."
+        0.4616, ge=0.0, le=1.0,
+        description="Grounded route: hand off to a human when answerability (a probability) is below this. "
+        "Set by 'supportdesk router calibrate-abstain' so 90% of the KB's answerable questions are answered.",
     )
     context_chunks: int = Field(3, ge=1, le=20, description="Most chunks put in a grounded prompt.")
     context_chars: int = Field(

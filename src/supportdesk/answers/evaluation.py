@@ -8,17 +8,17 @@ deterministically, and compares three systems on the same questions:
 * grounded: the full pipeline on the grounded route (sources, citations, checks, fallback);
 * extractive: the best-matching sentences of the retrieved sources, quoted.
 
-Unanswerable questions are made by removing the gold sections of a second sample from the
-index; a good system hands those off and answers the others.
+Unanswerable questions are made by removing from the index every section that holds the
+answer of a second sample (``answers.abstention``); a good system hands those off and answers
+the others. Questions come from the evaluation half of the manual, never the half the
+hand-off was calibrated on.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import re
 import statistics
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from supportdesk.answers.abstention import EMANUAL_SAMPLE, build_manual_kb, calibrate_emanual, sample_questions
 from supportdesk.answers.pipeline import AnswerPipeline, extractive_answer
 from supportdesk.answers.prompts import VOICE_SYSTEM, select_sources
 from supportdesk.kb.index import KnowledgeBase
@@ -155,45 +156,35 @@ class AnswerReport:
     answered_rate: float
     abstained_unanswerable_rate: float
     ttft_ms_p50: float | None
+    unanswerable_n: int = 0
+    adjudicated_n: int = 0
+    abstained_adjudicated_rate: float | None = None
+    answerability: dict[str, Any] = field(default_factory=dict)
+    """The hand-off model calibrated on the manual's calibration half, and its retrieval-only
+    rates on the evaluation half (more answerable questions than the generation run)."""
 
     @property
     def marker_validity(self) -> float | None:
         return None if not self.markers_total else 1 - self.markers_invalid / self.markers_total
 
 
-def _write_manual(corpus: Path, target: Path, skip: set[str]) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    for line in corpus.read_text().splitlines():
-        section = json.loads(line)
-        if section["id"] not in skip:
-            (target / f"{section['id']}.md").write_text(f"# {section['title']}\n\n{section['text']}\n")
-
-
-def sample_questions(dataset: Path, n: int, seed: int, need_answer: bool = False) -> tuple[list[dict], list[dict], set[str]]:
-    """Deterministic samples: ``n`` questions made unanswerable (their gold sections removed),
-    and up to ``n`` answerable ones whose gold sections stay."""
-    questions = [json.loads(line) for line in (dataset / "questions_tv.jsonl").read_text().splitlines()]
-    questions = [q for q in questions if q.get("gold_section_id") and (q.get("answer") or not need_answer)]
-    random.Random(seed).shuffle(questions)
-    unanswerable = questions[:n]
-    removed = {q["gold_section_id"] for q in unanswerable}
-    answerable = [q for q in questions[n:] if q["gold_section_id"] not in removed][:n]
-    return answerable, unanswerable, removed
-
-
 def evaluate_emanual(
-    settings: Settings, backend: ChatBackend, dataset: Path, n: int = 40, seed: int = 7,
-    max_tokens: int = 96, progress: Any = None,
+    settings: Settings, backend: ChatBackend, dataset: Path, n: int = 30, max_tokens: int = 96,
+    progress: Any = None, adjudication: dict[str, str] | None = None, answer_rate: float = 0.9,
 ) -> AnswerReport:
-    """Three systems on ``n`` answerable questions, and abstention on ``n`` unanswerable ones."""
-    answerable, unanswerable, removed = sample_questions(dataset, n, seed, need_answer=True)
-    tmp = Path(tempfile.mkdtemp(prefix="supportdesk-eval-"))
-    _write_manual(dataset / "corpus_tv.jsonl", tmp / "kb", removed)
-    eval_settings = settings.model_copy(update={"kb_dir": tmp / "kb", "data_dir": tmp / "data"})
-    kb = KnowledgeBase(eval_settings)
-    report = kb.reload()
-    if not report.ok:
-        raise RuntimeError(f"could not index the E-Manual: {report.error}")
+    """Three systems on ``n`` answerable questions, and hand-off on the unanswerable sample.
+
+    The hand-off is first calibrated on the manual's calibration half, as a deployment on this
+    manual would be (``calibrate_emanual``); everything here runs on the evaluation half.
+    """
+    bench = calibrate_emanual(settings, dataset, adjudication, answer_rate)
+    answerable, unanswerable, removed = sample_questions(dataset, part="eval", **EMANUAL_SAMPLE)
+    answerable = answerable[:n]
+    router = settings.router.model_copy(
+        update={"answerability_weights": bench.fit.weights, "abstain_below": bench.fit.threshold}
+    )
+    kb = build_manual_kb(settings.model_copy(update={"router": router}), dataset, removed)
+    eval_settings = kb.settings
     pipeline = AnswerPipeline(eval_settings, kb, backend)
     pipeline.router.threshold = 0.0  # every E-Manual question is a product question: measure grounding
     options = GenerationOptions(max_tokens=max_tokens, temperature=0.0)
@@ -226,11 +217,14 @@ def evaluate_emanual(
         if "ttft_ms" in result.timings:
             ttfts.append(result.timings["ttft_ms"])
     abstained = 0
+    adjudicated: list[bool] = []
     for done, q in enumerate(unanswerable, start=len(answerable) + 1):
         if progress:
             progress(done, total, q["question"])
         result = pipeline.ask(q["question"], options=options).run()
         abstained += result.abstained
+        if (adjudication or {}).get(q["qid"]) == "unanswerable":
+            adjudicated.append(result.abstained)
     return AnswerReport(
         systems={name: scores.summary() for name, scores in systems.items()},
         markers_total=markers_total,
@@ -240,18 +234,9 @@ def evaluate_emanual(
         answered_rate=answered / max(len(answerable), 1),
         abstained_unanswerable_rate=abstained / max(len(unanswerable), 1),
         ttft_ms_p50=statistics.median(ttfts) if ttfts else None,
+        unanswerable_n=len(unanswerable),
+        adjudicated_n=len(adjudicated),
+        abstained_adjudicated_rate=sum(adjudicated) / len(adjudicated) if adjudicated else None,
+        answerability={"weights": bench.fit.weights, "abstain_below": bench.fit.threshold,
+                       "retrieval_only": bench.heldout[0]},
     )
-
-
-def abstention_scores(settings: Settings, dataset: Path, n: int = 200, seed: int = 11) -> dict[str, list[float]]:
-    """Best retrieval scores for answerable vs. unanswerable questions (retrieval only: fast),
-    to choose ``router.abstain_below``."""
-    answerable, unanswerable, removed = sample_questions(dataset, n, seed)
-    tmp = Path(tempfile.mkdtemp(prefix="supportdesk-abstain-"))
-    _write_manual(dataset / "corpus_tv.jsonl", tmp / "kb", removed)
-    kb = KnowledgeBase(settings.model_copy(update={"kb_dir": tmp / "kb", "data_dir": tmp / "data"}))
-    kb.reload()
-    return {
-        "answerable": [kb.search(q["question"]).best_score for q in answerable],
-        "unanswerable": [kb.search(q["question"]).best_score for q in unanswerable],
-    }

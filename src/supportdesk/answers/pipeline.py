@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from supportdesk.answers import citations as cite
+from supportdesk.answers.answerability import Answerability
 from supportdesk.answers.prompts import (
     GROUNDED_SYSTEM,
     HANDOFF_MESSAGE,
@@ -39,6 +40,7 @@ from supportdesk.settings import Settings
 
 AnswerKind = Literal["voice", "grounded", "handoff"]
 VOICE_MAX_TOKENS = 96
+HEADING_WEIGHT = 0.4  # extractive fallback: weight of the section heading's match to the question
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class AnswerResult:
     answer: str = ""
     streamed: str = ""
     decision: dict[str, Any] = field(default_factory=dict)
+    answerability: dict[str, Any] | None = None
     abstained: bool = False
     handoff_reason: str | None = None
     fallback: str | None = None
@@ -114,16 +117,25 @@ def retrieval_query(message: str, history: list[Turn]) -> str:
 
 
 def extractive_answer(question: str, sources: list[Source], max_sentences: int = 2) -> str:
-    """The sources' own sentences that best match the question, quoted with their markers."""
+    """The sources' own sentences that best match the question, quoted with their markers.
+
+    A sentence scores by the question words it holds and, with weight ``HEADING_WEIGHT``, by
+    those its section heading holds: FAQ answers ("45 days from delivery...") rarely repeat the
+    question, their heading does. Neutral on the E-Manual (token F1 0.347 -> 0.348 on 69
+    questions); on the FAQ-style sample KB it finds the answer filed under a question heading.
+    """
     wanted = set(tokenize(question))
     scored = []
     for source in sources:
+        heading = set(tokenize(source.hit.chunk.heading.split(" > ")[-1]))
+        heading_overlap = len(wanted & heading) / (len(wanted) or 1)
         for order, sentence in enumerate(cite.split_sentences(source.text)):
             words = set(tokenize(sentence))
             if len(words) < 3 or sentence.startswith("|"):
                 continue
             overlap = len(wanted & words) / (len(wanted) or 1)
-            scored.append((overlap, -source.number, -order, sentence.rstrip(), source.number))
+            score = (1 - HEADING_WEIGHT) * overlap + HEADING_WEIGHT * heading_overlap
+            scored.append((score, -source.number, -order, sentence.rstrip(), source.number))
     scored.sort(reverse=True)
     picked = [(text, n) for _, _, _, text, n in scored[:max_sentences]]
     if not picked and sources:
@@ -188,6 +200,7 @@ class AnswerPipeline:
         self.backend = backend
         cfg = settings.router
         self.router = router or Router(kb.embedder.embed_documents, cfg.weights, cfg.threshold)
+        self.answerability = Answerability(cfg.answerability_weights, cfg.abstain_below)
 
     def ask(self, message: str, history: list[Turn] | None = None, options: GenerationOptions | None = None) -> Answer:
         opts = options or GenerationOptions(
@@ -224,13 +237,12 @@ class AnswerPipeline:
         t = time.perf_counter()
         sources: list[Source] = []
         if decision.route == "grounded":
-            if search.best_score < cfg.abstain_below or not search.hits:
+            verdict = self.answerability.assess(*search.evidence(cfg.context_chunks))
+            result.answerability = verdict.to_json()
+            if not verdict.answerable or not search.hits:
                 result.kind = "handoff"
                 result.abstained = True
-                result.handoff_reason = (
-                    f"best document score {search.best_score:.2f} is below {cfg.abstain_below:.2f}: "
-                    "the docs do not cover this well enough to answer"
-                )
+                result.handoff_reason = verdict.reason if search.hits else "the knowledge base returned nothing"
                 result.other_hits = [_citation(i, h) for i, h in enumerate(search.hits, start=1)]
                 result.answer = result.streamed = HANDOFF_MESSAGE
                 timings["prompt_ms"] = (time.perf_counter() - t) * 1000

@@ -38,6 +38,8 @@ def print_result(result) -> None:  # noqa: ANN001
         console.print(f"[bold]final answer ({label}):[/] {escape(result.answer)}")
     if result.handoff_reason:
         console.print(f"[yellow]handed off:[/] {escape(result.handoff_reason)}")
+    elif result.answerability:
+        console.print(f"[dim]{escape(result.answerability['reason'])}[/]")
     if result.citations:
         table = Table(title="sources shown to the model", title_justify="left")
         for col in ("#", "cited", "score", "source", "heading"):
@@ -100,7 +102,7 @@ def ask(
         if as_json:
             data = result.to_json()
             keep = ("question", "query", "route", "kind", "answer", "abstained", "handoff_reason", "fallback",
-                    "decision", "citations", "markers_total", "markers_invalid", "supported_rate",
+                    "decision", "answerability", "citations", "markers_total", "markers_invalid", "supported_rate",
                     "injection_removed", "timings")
             print(json.dumps({k: data[k] for k in keep}), flush=True)
         else:

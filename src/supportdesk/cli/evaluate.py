@@ -16,6 +16,8 @@ from supportdesk.cli.context import AppContext, console, err_console, fail
 from supportdesk.settings import PROJECT_ROOT
 
 ROUTE_SET = PROJECT_ROOT / "eval" / "route_set.jsonl"
+UNANSWERABLE_SET = PROJECT_ROOT / "eval" / "unanswerable.jsonl"
+ADJUDICATION = PROJECT_ROOT / "eval" / "emanual_adjudication.jsonl"
 EMANUAL = PROJECT_ROOT.parent / "shared" / "datasets" / "emanual"
 
 router_app = typer.Typer(help="Calibrate and inspect the router.", no_args_is_help=True)
@@ -38,17 +40,56 @@ def _load_routes(path: Path):  # noqa: ANN202
         fail(str(exc))
 
 
-def write_router_settings(toml_path: Path, weights: list[float], threshold: float) -> None:
-    """Replace (or add) the [router] weights/threshold in a TOML file, keeping everything else."""
+def write_router_settings(toml_path: Path, values: dict[str, object]) -> None:
+    """Replace (or add) keys of the TOML file's [router] table, keeping everything else."""
     text = toml_path.read_text() if toml_path.exists() else ""
-    block = f"weights = {json.dumps(weights)}\nthreshold = {threshold}\n"
+    block = "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
     section = re.search(r"(?ms)^\[router\]\n(.*?)(?=^\[|\Z)", text)
     if section:
-        body = re.sub(r"(?m)^(weights|threshold)\s*=.*\n?", "", section.group(1))
+        keys = "|".join(re.escape(key) for key in values)
+        body = re.sub(rf"(?m)^({keys})\s*=.*\n?", "", section.group(1))
         text = text[: section.start(1)] + block + body + text[section.end(1):]
     else:
         text = (text.rstrip() + "\n\n" if text.strip() else "") + "[router]\n" + block
     toml_path.write_text(text)
+
+
+def _load_unanswerable(path: Path):  # noqa: ANN202
+    from supportdesk.answers.abstention import load_unanswerable
+
+    try:
+        return load_unanswerable(path)
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+
+
+def _load_adjudication(path: Path) -> dict[str, str]:
+    from supportdesk.answers.abstention import load_adjudication
+
+    try:
+        return load_adjudication(path)
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+        raise
+
+
+def _rate(value: object) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def abstention_table(rows: list[dict], title: str) -> Table:
+    table = Table(title=title)
+    for name, justify in (("questions", "left"), ("answerable", "right"), ("answered", "right"),
+                          ("unanswerable", "right"), ("handed off", "right"), ("adjudicated", "right"),
+                          ("handed off (adj.)", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        adjudicated = row.get("unanswerable_adjudicated") or 0
+        table.add_row(row["set"], str(row["answerable"]), _rate(row["answered_rate"]),
+                      str(row["unanswerable"]), _rate(row["abstained_rate"]),
+                      str(adjudicated) if adjudicated else "-",
+                      _rate(row["abstained_adjudicated_rate"]) if adjudicated else "-")
+    return table
 
 
 @router_app.command("calibrate")
@@ -76,16 +117,76 @@ def calibrate_cmd(
     for miss in report.mistakes:
         console.print(f"  [yellow]missed[/] {escape(miss['text'])!s} (expected {miss['expected']})")
     if write is not None:
-        write_router_settings(write, cal.weights, cal.threshold)
+        write_router_settings(write, {"weights": cal.weights, "threshold": cal.threshold})
+        console.print(f"saved to {write} [router]")
+
+
+@router_app.command("calibrate-abstain")
+def calibrate_abstain_cmd(
+    ctx: typer.Context,
+    route_set: Annotated[Path, typer.Option("--set", help="Labelled messages; 'grounded' ones are answerable.")] = ROUTE_SET,
+    unanswerable: Annotated[
+        Path, typer.Option("--unanswerable", help="Product questions the KB does not cover (JSONL: text, split).")
+    ] = UNANSWERABLE_SET,
+    emanual: Annotated[
+        Path, typer.Option("--emanual", help="E-Manual dataset folder: more calibration data, and the benchmark.")
+    ] = EMANUAL,
+    answer_rate: Annotated[
+        float, typer.Option("--answer-rate", min=0.5, max=1.0, help="Share of answerable questions still answered.")
+    ] = 0.9,
+    show_misses: Annotated[bool, typer.Option("--misses", help="List the held-out questions decided wrongly.")] = False,
+    write: Annotated[
+        Optional[Path], typer.Option("--write", help="Save the weights and threshold into this TOML file's [router].")
+    ] = None,
+) -> None:
+    """Fit the hand-off (answerability) model on the calibration splits; report the held-out ones."""
+    from supportdesk.answers.abstention import calibrate_emanual, calibrate_product, load_adjudication
+
+    appctx: AppContext = ctx.obj
+    kb = appctx.built_knowledge_base()
+    dataset = emanual if emanual.exists() else None
+    if dataset is None:
+        err_console.print(f"[yellow]E-Manual not found at {emanual}: calibrating on the product KB's questions only[/]")
+    with console.status("searching the calibration questions..."):
+        product = calibrate_product(appctx.settings, kb, _load_routes(route_set), _load_unanswerable(unanswerable),
+                                    dataset, answer_rate=answer_rate)
+    fit = product.fit
+    console.print(f"fitted on {fit.n_answerable} answerable + {fit.n_unanswerable} unanswerable questions: weights "
+                  f"{fit.weights} over \\[best score, coverage, bias]; abstain_below {fit.threshold} (set on the "
+                  f"product KB's calibration questions)")
+    console.print(abstention_table(product.calibration + product.heldout, "product KB: calibration, then held-out"))
+    rows = product.heldout
+    if dataset is not None:
+        with console.status("E-Manual benchmark: calibrating on one half, measuring the other..."):
+            bench = calibrate_emanual(appctx.settings, dataset, _load_adjudication(ADJUDICATION), answer_rate)
+        console.print(abstention_table(bench.calibration + bench.heldout,
+                                       f"E-Manual benchmark (own calibration: weights {bench.fit.weights}, "
+                                       f"abstain_below {bench.fit.threshold})"))
+        rows = rows + bench.heldout
+    if show_misses:
+        for row in rows:
+            for text in row["answered_unanswerable"]:
+                console.print(f"  [yellow]answered[/] {escape(text)} [dim]({row['set']}, unanswerable)[/]")
+            for text in row["handed_off_answerable"]:
+                console.print(f"  [yellow]handed off[/] {escape(text)} [dim]({row['set']}, answerable)[/]")
+    if write is not None:
+        write_router_settings(write, {"answerability_weights": fit.weights, "abstain_below": fit.threshold})
         console.print(f"saved to {write} [router]")
 
 
 def evaluate(
     ctx: typer.Context,
     route_set: Annotated[Path, typer.Option("--set", help="Labelled route set (JSONL).")] = ROUTE_SET,
+    unanswerable: Annotated[
+        Path, typer.Option("--unanswerable", help="Product questions the KB does not cover (JSONL: text, split).")
+    ] = UNANSWERABLE_SET,
     emanual: Annotated[Path, typer.Option("--emanual", help="E-Manual dataset folder.")] = EMANUAL,
-    n: Annotated[int, typer.Option("-n", min=1, help="E-Manual questions per sample (answerable and unanswerable).")] = 30,
-    skip_answers: Annotated[bool, typer.Option("--routes-only", help="Only the route accuracy (fast).")] = False,
+    n: Annotated[int, typer.Option(
+        "-n", min=1, help="E-Manual answerable questions answered by all three systems (60 unanswerable, fixed)."
+    )] = 30,
+    skip_answers: Annotated[
+        bool, typer.Option("--routes-only", help="Only route accuracy and the product KB's hand-off (fast).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Route accuracy on the held-out set, and answer quality / citations / abstention on the E-Manual."""
@@ -94,8 +195,15 @@ def evaluate(
 
     appctx: AppContext = ctx.obj
     router, kb = _router_and_kb(appctx)
-    routes = evaluate_routes(router, kb, _load_routes(route_set))
-    figures: dict[str, object] = {"route_accuracy_heldout": routes.heldout_accuracy, "route_heldout_n": routes.heldout_n}
+    from supportdesk.answers.abstention import measure_abstention
+
+    route_rows = _load_routes(route_set)
+    routes = evaluate_routes(router, kb, route_rows)
+    product = measure_abstention(kb, route_rows, _load_unanswerable(unanswerable))
+    figures: dict[str, object] = {
+        "route_accuracy_heldout": routes.heldout_accuracy, "route_heldout_n": routes.heldout_n,
+        "product_kb_abstention": {k: v for k, v in product.items() if not isinstance(v, list)},
+    }
     answers = None
     if not skip_answers:
         if not emanual.exists():
@@ -103,9 +211,11 @@ def evaluate(
         try:
             backend = create_backend(appctx.settings)
             with Progress(console=err_console, transient=True) as bar:
-                task = bar.add_task("E-Manual", total=2 * n)
+                task = bar.add_task("E-Manual (calibrating the hand-off first)", total=None)
                 answers = evaluate_emanual(appctx.settings, backend, emanual, n=n,
-                                           progress=lambda done, total, q: bar.update(task, completed=done, total=total))
+                                           adjudication=_load_adjudication(ADJUDICATION),
+                                           progress=lambda done, total, q: bar.update(
+                                               task, completed=done, total=total, description="E-Manual"))
         except BackendError as exc:
             fail(str(exc))
         figures["emanual"] = {
@@ -114,6 +224,11 @@ def evaluate(
                 sum(answers.supported_rates) / len(answers.supported_rates) if answers.supported_rates else None),
             "fallback_rate": answers.fallback_rate, "answered_rate": answers.answered_rate,
             "abstained_unanswerable_rate": answers.abstained_unanswerable_rate, "ttft_ms_p50": answers.ttft_ms_p50,
+            "unanswerable_n": answers.unanswerable_n, "adjudicated_n": answers.adjudicated_n,
+            "abstained_adjudicated_rate": answers.abstained_adjudicated_rate,
+            "answerability": {k: v for k, v in answers.answerability.items() if k != "retrieval_only"} | {
+                "retrieval_only": {k: v for k, v in answers.answerability["retrieval_only"].items()
+                                   if not isinstance(v, list)}},
         }
     if as_json:
         print(json.dumps(figures))
@@ -133,8 +248,17 @@ def evaluate(
         table.add_row("supported sentences (model's grounded answers)",
                       "-" if em["supported_rate"] is None else f"{em['supported_rate']:.3f}")  # type: ignore[index]
         table.add_row("grounded answers replaced by quoted sources", f"{answers.fallback_rate:.3f}")
-        table.add_row("answerable questions answered", f"{answers.answered_rate:.3f}")
-        table.add_row("unanswerable questions handed off", f"{answers.abstained_unanswerable_rate:.3f}")
+        n_answerable = int(answers.systems["grounded"]["n"])
+        table.add_row(f"E-Manual answerable questions answered (n={n_answerable})", f"{answers.answered_rate:.3f}")
+        table.add_row(f"E-Manual unanswerable handed off: answer sections removed (n={answers.unanswerable_n})",
+                      f"{answers.abstained_unanswerable_rate:.3f}")
+        table.add_row(f"E-Manual unanswerable handed off: adjudicated, answer truly absent (n={answers.adjudicated_n})",
+                      _rate(answers.abstained_adjudicated_rate))
+        only = answers.answerability["retrieval_only"]
+        table.add_row(f"E-Manual answered, hand-off decision only (n={only['answerable']})", _rate(only["answered_rate"]))
         if answers.ttft_ms_p50 is not None:
             table.add_row("grounded TTFT p50 (ms)", f"{answers.ttft_ms_p50:.0f}")
+    table.add_row(f"product KB held-out: answerable answered (n={product['answerable']})", _rate(product["answered_rate"]))
+    table.add_row(f"product KB held-out: unanswerable handed off (n={product['unanswerable']})",
+                  _rate(product["abstained_rate"]))
     console.print(table)

@@ -47,6 +47,8 @@ class SourcesPanel(Vertical):
         note = data.get("reason") or ""
         if data.get("handoff_reason"):
             note = f"handed off: {data['handoff_reason']}"
+        elif data.get("answerability"):
+            note = f"{note}\n{data['answerability']}" if note else data["answerability"]
         reason.update(Text(note))
         items = data.get("citations") or []
         shown = [c for c in items if c.get("number")]

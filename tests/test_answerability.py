@@ -1,0 +1,192 @@
+"""The hand-off decision: coverage signal, answerability model, calibration, unanswerable sets."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import pytest
+from typer.testing import CliRunner
+
+from supportdesk.answers import AnswerPipeline
+from supportdesk.answers.abstention import (
+    EMANUAL_SAMPLE,
+    answer_sections,
+    emanual_part,
+    load_adjudication,
+    load_unanswerable,
+    product_signals,
+    sample_questions,
+)
+from supportdesk.answers.answerability import Answerability, answer_threshold, fit_answerability
+from supportdesk.answers.evaluation import load_route_set
+from supportdesk.cli import app
+from supportdesk.kb.lexical import BM25Index, query_coverage
+
+from conftest import ROOT, ScriptedBackend
+
+ROUTE_SET = ROOT / "eval" / "route_set.jsonl"
+UNANSWERABLE = ROOT / "eval" / "unanswerable.jsonl"
+ADJUDICATION = ROOT / "eval" / "emanual_adjudication.jsonl"
+EMANUAL = ROOT.parent / "shared" / "datasets" / "emanual"
+
+
+# -- the coverage signal ----------------------------------------------------------------------
+
+
+def test_coverage_weighs_rare_terms_and_ignores_filler():
+    bm25 = BM25Index([
+        "The warranty on the KR-300 is two years.",
+        "Returns are accepted within 45 days.",
+        "The warranty covers defects, not lightning.",
+    ])
+    weights = bm25.term_weights("hey quick one, how long is the warranty on the KR-300? thanks!")
+    assert "hey" not in weights and "quick" not in weights and "thank" not in weights
+    assert weights["kr-300"] > weights["warranty"]  # in one chunk vs in two
+    assert query_coverage(weights, "The warranty on the KR-300 is two years.") == pytest.approx(1.0 - weights["long"] / sum(weights.values()))
+    unseen = bm25.term_weights("zigbee hub")
+    assert unseen["zigbee"] == max(unseen.values()) >= max(weights.values())  # unknown to the KB: the rarest of all
+    assert query_coverage(unseen, "The warranty on the KR-300 is two years.") == 0.0
+    assert query_coverage({}, "anything") == 0.0
+
+
+# -- the model and its calibration ------------------------------------------------------------
+
+
+def test_answer_threshold_is_the_split_conformal_quantile():
+    probabilities = [i / 100 for i in range(1, 100)]  # 99 answerable questions
+    # floor((99 + 1) * 0.1) = 10 -> the 10th smallest: 9 of 99 handed off, 90 answered.
+    assert answer_threshold(probabilities, 0.9) == 0.10
+    assert answer_threshold([0.3, 0.8], 0.9) == 0.0  # too few to promise 90%: never hand off
+    with pytest.raises(ValueError):
+        answer_threshold([], 0.9)
+
+
+def test_fit_separates_and_keeps_the_answer_rate():
+    answerable = [(0.55 + 0.004 * i, 0.6 + 0.004 * (i % 50)) for i in range(100)]
+    unanswerable = [(0.25 + 0.004 * i, 0.2 + 0.005 * (i % 40)) for i in range(60)]
+    fit = fit_answerability(answerable, unanswerable, answer_rate=0.9)
+    assert fit.weights[0] > 0 and fit.weights[1] > 0  # more similar, better covered: more answerable
+    assert fit.answered_rate >= 0.9 and fit.abstained_rate > 0.9
+    model = Answerability(fit.weights, fit.threshold)
+    verdict = model.assess(0.3, 0.2)
+    assert not verdict.answerable
+    assert "answerability" in verdict.reason and "0.30" in verdict.reason and "20%" in verdict.reason
+    assert model.assess(0.8, 0.9).answerable
+    assert verdict.to_json()["answerable"] is False
+    with pytest.raises(ValueError, match="3 values"):
+        Answerability([1.0, 2.0], 0.5)
+    with pytest.raises(ValueError):
+        fit_answerability(answerable, [], 0.9)
+
+
+# -- the pipeline -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_pipeline_reports_answerability_and_hands_off_uncovered_questions(sample_index):
+    settings, kb = sample_index
+    backend = ScriptedBackend("Kestrel Store purchases can be returned within 45 days of delivery [1].")
+    pipeline = AnswerPipeline(settings, kb, backend)
+    covered = pipeline.ask("How many days do I have to return a router?").run()
+    assert covered.kind == "grounded" and covered.answerability["answerable"]
+    assert covered.answerability["probability"] >= settings.router.abstain_below
+    uncovered = pipeline.ask("Can the Aerie act as a Zigbee hub for my smart bulbs?").run()
+    assert uncovered.kind == "handoff" and uncovered.abstained
+    assert uncovered.answerability["probability"] < settings.router.abstain_below
+    assert uncovered.handoff_reason.startswith("answerability")
+    assert len(backend.prompts) == 1  # the hand-off never reached the model
+
+
+@pytest.mark.slow
+def test_default_hand_off_on_the_product_held_out_split(sample_index):
+    """The shipped weights and threshold, on questions never used to fit them."""
+    settings, kb = sample_index
+    held = product_signals(kb, load_route_set(ROUTE_SET), load_unanswerable(UNANSWERABLE), "heldout")
+    rates = held.rates(Answerability(settings.router.answerability_weights, settings.router.abstain_below))
+    assert rates["answerable"] >= 60 and rates["unanswerable"] >= 20
+    assert rates["answered_rate"] >= 0.9
+    assert rates["abstained_rate"] >= 0.6
+
+
+@pytest.mark.slow
+def test_calibrate_abstain_command_writes_toml(sample_index, tmp_path, monkeypatch):
+    settings, _ = sample_index
+    monkeypatch.chdir(tmp_path)
+    toml = tmp_path / "supportdesk.toml"
+    toml.write_text("[router]\nthreshold = 0.5\nabstain_below = 0.99\n")
+    result = CliRunner().invoke(
+        app,
+        ["--data-dir", str(settings.data_dir), "--kb", str(settings.kb_dir), "router", "calibrate-abstain",
+         "--emanual", str(tmp_path / "absent"), "--misses", "--write", str(toml)],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "product KB (heldout)" in result.stdout and "E-Manual not found" in result.output
+    data = tomllib.loads(toml.read_text())["router"]
+    assert data["threshold"] == 0.5  # the router's own keys are kept
+    assert len(data["answerability_weights"]) == 3 and 0 < data["abstain_below"] < 0.99
+
+
+# -- the unanswerable sets --------------------------------------------------------------------
+
+
+def _tiny_manual(tmp_path):
+    sections = [
+        {"id": "s1", "title": "Resetting the network", "text": "Open Settings, General, Network and select Reset Network to restore the defaults."},
+        {"id": "s2", "title": "Network FAQ", "text": "To restore the defaults, open Settings, General, Network and select Reset Network to restore the defaults."},
+        {"id": "s3", "title": "Picture size", "text": "Change the picture size in Settings, Picture, Picture Size Settings."},
+        {"id": "s4", "title": "Sound mode", "text": "Choose a sound mode in Settings, Sound, Sound Mode."},
+    ]
+    questions = [
+        {"qid": "q1", "question": "How do I reset the network?", "answer": "Open Settings, General, Network and select Reset Network to restore the defaults.", "gold_section_id": "s1"},
+        {"qid": "q2", "question": "How do I change the picture size?", "answer": "Change the picture size in Settings, Picture, Picture Size Settings.", "gold_section_id": "s3"},
+        {"qid": "q3", "question": "How do I choose a sound mode?", "answer": "Choose a sound mode in Settings, Sound, Sound Mode.", "gold_section_id": "s4"},
+        {"qid": "q4", "question": "Is it loud?", "answer": None, "gold_section_id": None},
+    ]
+    (tmp_path / "corpus_tv.jsonl").write_text("\n".join(json.dumps(s) for s in sections) + "\n")
+    (tmp_path / "questions_tv.jsonl").write_text("\n".join(json.dumps(q) for q in questions) + "\n")
+    return sections, questions
+
+
+def test_unanswerable_questions_lose_every_section_that_holds_their_answer(tmp_path):
+    sections, questions = _tiny_manual(tmp_path)
+    assert answer_sections(questions[0]["answer"], sections) == {"s1", "s2"}  # the near-duplicate too
+    assert answer_sections("", sections) == set()
+    for seed in range(6):
+        answerable, unanswerable, removed = sample_questions(tmp_path, n=1, seed=seed, part=None, n_answerable=5)
+        gone = unanswerable[0]
+        assert answer_sections(gone["answer"], sections) <= removed and gone["gold_section_id"] in removed
+        assert all(q["gold_section_id"] not in removed for q in answerable)
+        assert all(q["qid"] != "q4" for q in answerable + unanswerable)  # no gold section: not usable
+    again = sample_questions(tmp_path, n=1, seed=3, part=None)
+    assert again == sample_questions(tmp_path, n=1, seed=3, part=None)  # deterministic
+    assert {emanual_part(f"section_{i}") for i in range(20)} == {"calibration", "eval"}
+    assert emanual_part("section_7") == emanual_part("section_7")
+
+
+def test_set_loaders_name_file_line_and_field(tmp_path):
+    bad = tmp_path / "unanswerable.jsonl"
+    bad.write_text('{"text": "ok", "split": "heldout"}\n{"text": "no split"}\n')
+    with pytest.raises(ValueError, match=r"unanswerable.jsonl:2: field 'split'"):
+        load_unanswerable(bad)
+    bad.write_text('{"qid": "tv-1", "verdict": "maybe"}\n')
+    with pytest.raises(ValueError, match=r"unanswerable.jsonl:1: needs 'qid' and 'verdict'"):
+        load_adjudication(bad)
+    bad.write_text("not json\n")
+    with pytest.raises(ValueError, match=r":1: not JSON"):
+        load_adjudication(bad)
+
+
+def test_shipped_unanswerable_and_adjudication_sets():
+    rows = load_unanswerable(UNANSWERABLE)
+    assert len(rows) >= 40 and {r["split"] for r in rows} == {"calibration", "heldout"}
+    verdicts = load_adjudication(ADJUDICATION)
+    assert len(verdicts) == EMANUAL_SAMPLE["n"]
+    assert 30 <= sum(v == "unanswerable" for v in verdicts.values()) < EMANUAL_SAMPLE["n"]
+
+
+@pytest.mark.skipif(not EMANUAL.exists(), reason=f"E-Manual dataset not found at {EMANUAL}")
+def test_adjudication_covers_exactly_the_evaluation_sample():
+    _, unanswerable, _ = sample_questions(EMANUAL, part="eval", **EMANUAL_SAMPLE)
+    assert [q["qid"] for q in unanswerable] == list(load_adjudication(ADJUDICATION))
