@@ -21,7 +21,7 @@ from supportdesk.answers.abstention import (
 from supportdesk.answers.answerability import Answerability, answer_threshold, fit_answerability
 from supportdesk.answers.evaluation import load_route_set
 from supportdesk.cli import app
-from supportdesk.kb.lexical import BM25Index, query_coverage
+from supportdesk.kb.lexical import BM25Index, query_coverage, tokenize
 
 from conftest import ROOT, ScriptedBackend
 
@@ -45,9 +45,22 @@ def test_coverage_weighs_rare_terms_and_ignores_filler():
     assert weights["kr-300"] > weights["warranty"]  # in one chunk vs in two
     assert query_coverage(weights, "The warranty on the KR-300 is two years.") == pytest.approx(1.0 - weights["long"] / sum(weights.values()))
     unseen = bm25.term_weights("zigbee hub")
-    assert unseen["zigbee"] == max(unseen.values()) >= max(weights.values())  # unknown to the KB: the rarest of all
+    zigbee = tokenize("zigbee")[0]
+    assert unseen[zigbee] == max(unseen.values()) >= max(weights.values())  # unknown to the KB: the rarest of all
     assert query_coverage(unseen, "The warranty on the KR-300 is two years.") == 0.0
     assert query_coverage({}, "anything") == 0.0
+
+
+def test_tokenizer_meets_inflections_and_spellings_of_one_word():
+    def same(a, b):
+        return set(tokenize(a)) & set(tokenize(b))
+
+    assert same("Wi-Fi", "wifi") and same("KR-300", "kr300") and same("e-mail", "email")
+    for a, b in (("devices", "device"), ("configured", "configure"), ("updating", "updates"),
+                 ("resetting", "reset"), ("installed", "install"), ("boxes", "box"), ("batteries", "battery")):
+        assert same(a, b), (a, b)
+    assert tokenize("access status") == ["access", "status"]  # not plurals
+    assert "5.4.2" in tokenize("KestrelOS 5.4.2") and "542" not in tokenize("KestrelOS 5.4.2")
 
 
 # -- the model and its calibration ------------------------------------------------------------
@@ -106,7 +119,7 @@ def test_default_hand_off_on_the_product_held_out_split(sample_index):
     rates = held.rates(Answerability(settings.router.answerability_weights, settings.router.abstain_below))
     assert rates["answerable"] >= 60 and rates["unanswerable"] >= 20
     assert rates["answered_rate"] >= 0.9
-    assert rates["abstained_rate"] >= 0.6
+    assert rates["abstained_rate"] >= 0.65
 
 
 @pytest.mark.slow

@@ -129,7 +129,7 @@ def calibrate_abstain_cmd(
         Path, typer.Option("--unanswerable", help="Product questions the KB does not cover (JSONL: text, split).")
     ] = UNANSWERABLE_SET,
     emanual: Annotated[
-        Path, typer.Option("--emanual", help="E-Manual dataset folder: more calibration data, and the benchmark.")
+        Path, typer.Option("--emanual", help="E-Manual dataset folder, for the benchmark table (its own calibration).")
     ] = EMANUAL,
     answer_rate: Annotated[
         float, typer.Option("--answer-rate", min=0.5, max=1.0, help="Share of answerable questions still answered.")
@@ -146,14 +146,13 @@ def calibrate_abstain_cmd(
     kb = appctx.built_knowledge_base()
     dataset = emanual if emanual.exists() else None
     if dataset is None:
-        err_console.print(f"[yellow]E-Manual not found at {emanual}: calibrating on the product KB's questions only[/]")
+        err_console.print(f"[yellow]E-Manual not found at {emanual}: no benchmark table[/]")
     with console.status("searching the calibration questions..."):
-        product = calibrate_product(appctx.settings, kb, _load_routes(route_set), _load_unanswerable(unanswerable),
-                                    dataset, answer_rate=answer_rate)
+        product = calibrate_product(kb, _load_routes(route_set), _load_unanswerable(unanswerable), answer_rate=answer_rate)
     fit = product.fit
-    console.print(f"fitted on {fit.n_answerable} answerable + {fit.n_unanswerable} unanswerable questions: weights "
-                  f"{fit.weights} over \\[best score, coverage, bias]; abstain_below {fit.threshold} (set on the "
-                  f"product KB's calibration questions)")
+    console.print(f"fitted on {fit.n_answerable} answerable + {fit.n_unanswerable} unanswerable questions of the product "
+                  f"KB's calibration split: weights {fit.weights} over \\[best score, coverage, bias]; "
+                  f"abstain_below {fit.threshold}")
     console.print(abstention_table(product.calibration + product.heldout, "product KB: calibration, then held-out"))
     rows = product.heldout
     if dataset is not None:

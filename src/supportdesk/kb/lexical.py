@@ -32,17 +32,27 @@ _FILLER = frozenset(
 )
 
 
+_SUFFIXES = (("ies", "y"), ("sses", "ss"), ("xes", "x"), ("ches", "ch"), ("shes", "sh"), ("zes", "z"),
+             ("ing", ""), ("ed", ""), ("s", ""))
+
+
 def _stem(token: str) -> str:
-    """A light English stemmer: enough to match 'routers'/'router', 'resetting'/'reset'."""
+    """A light English stemmer: 'routers'/'router', 'resetting'/'reset', and, by dropping a
+    final 'e', 'devices'/'device' and 'configured'/'configure' meet at the same stem."""
     if len(token) <= 3 or token.isdigit():
         return token
-    for suffix, keep in (("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
-        if token.endswith(suffix) and len(token) - len(suffix) >= 3 and not token.endswith("ss"):
+    stem = token
+    for suffix, keep in _SUFFIXES:
+        if token.endswith(suffix) and len(token) - len(suffix) >= 3:
+            if suffix == "s" and token.endswith(("ss", "us", "is")):
+                break  # 'access', 'status', 'analysis' are not plurals
             stem = token[: -len(suffix)] + keep
-            if suffix in ("ing", "ed") and len(stem) > 3 and stem[-1] == stem[-2]:
-                stem = stem[:-1]  # 'resetting' -> 'resett' -> 'reset'
-            return stem
-    return token
+            if suffix in ("ing", "ed") and len(stem) > 3 and stem[-1] == stem[-2] and stem[-1] not in "ls":
+                stem = stem[:-1]  # 'resetting' -> 'resett' -> 'reset' (but 'installed' -> 'install')
+            break
+    if len(stem) > 3 and stem.endswith("e"):
+        stem = stem[:-1]
+    return stem
 
 
 def tokenize(text: str) -> list[str]:
@@ -52,6 +62,8 @@ def tokenize(text: str) -> list[str]:
         parts = re.split(r"[-./]", word)
         if len(parts) > 1:
             tokens.append(word)
+            if "-" in word and "." not in word and "/" not in word:
+                tokens.append("".join(parts))  # 'Wi-Fi' also as 'wifi', 'KR-300' as 'kr300'
         tokens.extend(_stem(p) for p in parts if p and p not in _STOP)
     return tokens
 
