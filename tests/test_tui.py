@@ -129,7 +129,9 @@ async def test_sources_panel_follows_the_selected_answer(make_app):
         await pilot.pause(0.1)
         panel = app.query_one(SourcesPanel)
         assert app._selected is first
-        assert "p(facts)" in str(panel.query_one("#route-reason").render())
+        reason = str(panel.query_one("#route-reason").render())
+        assert "p(facts)" in reason and "answerability" in reason and ">=" in reason
+        assert panel.query_one("#route-reason").size.height >= 5  # both reasons visible, not clipped
         assert any(item.citation.get("cited") for item in panel.query(SourceItem))
 
 
