@@ -203,3 +203,18 @@ def test_shipped_unanswerable_and_adjudication_sets():
 def test_adjudication_covers_exactly_the_evaluation_sample():
     _, unanswerable, _ = sample_questions(EMANUAL, part="eval", **EMANUAL_SAMPLE)
     assert [q["qid"] for q in unanswerable] == list(load_adjudication(ADJUDICATION))
+
+
+@pytest.mark.slow
+def test_calibrate_abstain_without_calibration_rows_says_so(sample_index, tmp_path):
+    settings, _ = sample_index
+    only_heldout = tmp_path / "unanswerable.jsonl"
+    only_heldout.write_text('{"text": "Do you sell fridges?", "split": "heldout"}\n')
+    result = CliRunner().invoke(
+        app,
+        ["--data-dir", str(settings.data_dir), "--kb", str(settings.kb_dir), "router", "calibrate-abstain",
+         "--unanswerable", str(only_heldout), "--emanual", str(tmp_path / "absent")],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit)  # a message, not a traceback
+    assert "needs both answerable and unanswerable" in result.output and "unanswerable.jsonl" in result.output

@@ -147,8 +147,13 @@ def calibrate_abstain_cmd(
     dataset = emanual if emanual.exists() else None
     if dataset is None:
         err_console.print(f"[yellow]E-Manual not found at {emanual}: no benchmark table[/]")
+    routes, questions = _load_routes(route_set), _load_unanswerable(unanswerable)
     with console.status("searching the calibration questions..."):
-        product = calibrate_product(kb, _load_routes(route_set), _load_unanswerable(unanswerable), answer_rate=answer_rate)
+        try:
+            product = calibrate_product(kb, routes, questions, answer_rate=answer_rate)
+        except ValueError as exc:
+            fail(f"{exc}: {route_set} needs 'grounded' rows and {unanswerable} rows in both splits "
+                 "('calibration' and 'heldout')")
     fit = product.fit
     console.print(f"fitted on {fit.n_answerable} answerable + {fit.n_unanswerable} unanswerable questions of the product "
                   f"KB's calibration split: weights {fit.weights} over \\[best score, coverage, bias]; "
