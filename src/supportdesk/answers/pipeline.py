@@ -137,7 +137,8 @@ def extractive_answer(question: str, sources: list[Source], max_sentences: int =
             score = (1 - HEADING_WEIGHT) * overlap + HEADING_WEIGHT * heading_overlap
             scored.append((score, -source.number, -order, sentence.rstrip(), source.number))
     scored.sort(reverse=True)
-    picked = [(text, n) for _, _, _, text, n in scored[:max_sentences]]
+    best = sorted(scored[:max_sentences], key=lambda item: (item[4], -item[2]))  # read in source order
+    picked = [(text, n) for _, _, _, text, n in best]
     if not picked and sources:
         picked = [(sources[0].text.split("\n")[0].strip(), 1)]
     body = " ".join(f"{text} [{n}]" for text, n in picked)
