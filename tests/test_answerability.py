@@ -117,9 +117,9 @@ def test_default_hand_off_on_the_product_held_out_split(sample_index):
     settings, kb = sample_index
     held = product_signals(kb, load_route_set(ROUTE_SET), load_unanswerable(UNANSWERABLE), "heldout")
     rates = held.rates(Answerability(settings.router.answerability_weights, settings.router.abstain_below))
-    assert rates["answerable"] >= 60 and rates["unanswerable"] >= 20
+    assert rates["answerable"] >= 60 and rates["unanswerable"] >= 25
     assert rates["answered_rate"] >= 0.9
-    assert rates["abstained_rate"] >= 0.75
+    assert rates["abstained_rate"] >= 0.65
 
 
 @pytest.mark.slow
@@ -193,7 +193,7 @@ def test_set_loaders_name_file_line_and_field(tmp_path):
 
 def test_shipped_unanswerable_and_adjudication_sets():
     rows = load_unanswerable(UNANSWERABLE)
-    assert len(rows) >= 40 and {r["split"] for r in rows} == {"calibration", "heldout"}
+    assert len(rows) >= 50 and {r["split"] for r in rows} == {"calibration", "heldout"}
     verdicts = load_adjudication(ADJUDICATION)
     assert len(verdicts) == EMANUAL_SAMPLE["n"]
     assert 30 <= sum(v == "unanswerable" for v in verdicts.values()) < EMANUAL_SAMPLE["n"]
