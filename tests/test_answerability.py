@@ -22,6 +22,7 @@ from supportdesk.answers.answerability import Answerability, answer_threshold, f
 from supportdesk.answers.evaluation import load_route_set
 from supportdesk.cli import app
 from supportdesk.kb.lexical import BM25Index, query_coverage, tokenize
+from supportdesk.kb.search import Evidence
 
 from conftest import ROOT, ScriptedBackend
 
@@ -76,21 +77,32 @@ def test_answer_threshold_is_the_split_conformal_quantile():
 
 
 def test_fit_separates_and_keeps_the_answer_rate():
-    answerable = [(0.55 + 0.004 * i, 0.6 + 0.004 * (i % 50)) for i in range(100)]
-    unanswerable = [(0.25 + 0.004 * i, 0.2 + 0.005 * (i % 40)) for i in range(60)]
+    answerable = [(0.55 + 0.004 * i, 0.6 + 0.004 * (i % 50), 0.1 * (i % 3)) for i in range(100)]
+    unanswerable = [(0.25 + 0.004 * i, 0.2 + 0.005 * (i % 40), 0.6 + 0.01 * (i % 30)) for i in range(60)]
     fit = fit_answerability(answerable, unanswerable, answer_rate=0.9)
     assert fit.weights[0] > 0 and fit.weights[1] > 0  # more similar, better covered: more answerable
+    assert fit.weights[2] < 0  # a specific word missing from every chunk: less answerable
     assert fit.answered_rate >= 0.9 and fit.abstained_rate > 0.9
     model = Answerability(fit.weights, fit.threshold)
-    verdict = model.assess(0.3, 0.2)
+    verdict = model.assess(Evidence(0.3, 0.2, 0.9, "zigbee"))
     assert not verdict.answerable
     assert "answerability" in verdict.reason and "0.30" in verdict.reason and "20%" in verdict.reason
-    assert model.assess(0.8, 0.9).answerable
-    assert verdict.to_json()["answerable"] is False
-    with pytest.raises(ValueError, match="3 values"):
+    assert "not found: 'zigbee'" in verdict.reason
+    assert model.assess(Evidence(0.8, 0.9, 0.0)).answerable and model.answers((0.8, 0.9, 0.0))
+    assert verdict.to_json()["answerable"] is False and verdict.to_json()["missing_term"] == "zigbee"
+    with pytest.raises(ValueError, match="4 values"):
         Answerability([1.0, 2.0], 0.5)
     with pytest.raises(ValueError):
         fit_answerability(answerable, [], 0.9)
+
+
+@pytest.mark.slow
+def test_evidence_names_the_most_specific_missing_word(sample_index):
+    _, kb = sample_index
+    evidence = kb.search("Which wallpapers can I choose in the Roost app?").evidence(3)
+    assert evidence.missing_term == tokenize("wallpapers")[0] and evidence.missing == pytest.approx(1.0)
+    covered = kb.search("How long is the warranty on the KR-300?").evidence(3)
+    assert covered.missing_term is None and covered.missing == 0.0 and covered.coverage > 0.5
 
 
 # -- the pipeline -----------------------------------------------------------------------------
@@ -104,6 +116,7 @@ def test_pipeline_reports_answerability_and_hands_off_uncovered_questions(sample
     covered = pipeline.ask("How many days do I have to return a router?").run()
     assert covered.kind == "grounded" and covered.answerability["answerable"]
     assert covered.answerability["probability"] >= settings.router.abstain_below
+    assert set(covered.answerability) >= {"best_score", "coverage", "missing", "missing_term", "reason"}
     uncovered = pipeline.ask("Can the Aerie act as a Zigbee hub for my smart bulbs?").run()
     assert uncovered.kind == "handoff" and uncovered.abstained
     assert uncovered.answerability["probability"] < settings.router.abstain_below
@@ -138,7 +151,7 @@ def test_calibrate_abstain_command_writes_toml(sample_index, tmp_path, monkeypat
     assert "product KB (heldout)" in result.stdout and "E-Manual not found" in result.output
     data = tomllib.loads(toml.read_text())["router"]
     assert data["threshold"] == 0.5  # the router's own keys are kept
-    assert len(data["answerability_weights"]) == 3 and 0 < data["abstain_below"] < 0.99
+    assert len(data["answerability_weights"]) == 4 and 0 < data["abstain_below"] < 0.99
 
 
 # -- the unanswerable sets --------------------------------------------------------------------

@@ -124,14 +124,15 @@ class RouterSettings(BaseModel):
     )
     threshold: float = Field(0.5032, ge=0.0, le=1.0, description="p(facts) at or above this goes to the grounded route.")
     answerability_weights: list[float] = Field(
-        [2.6819, 6.0953, -3.634],
-        min_length=3,
-        max_length=3,
-        description="Logistic weights for [best doc score, query-term coverage, bias] of the answerability model; "
+        [2.6473, 4.1765, -1.8826, -1.2241],
+        min_length=4,
+        max_length=4,
+        description="Logistic weights for [best doc score, query-term coverage, most specific missing term, bias] "
+        "of the answerability model; "
         "fitted by 'supportdesk router calibrate-abstain'.",
     )
     abstain_below: float = Field(
-        0.6245, ge=0.0, le=1.0,
+        0.6206, ge=0.0, le=1.0,
         description="Grounded route: hand off to a human when answerability (a probability) is below this. "
         "Set by 'supportdesk router calibrate-abstain' so 90% of the KB's answerable questions are answered.",
     )

@@ -38,11 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supportdesk.answers.answerability import Answerability, AnswerabilityFit, fit_answerability
+from supportdesk.answers.answerability import Answerability, AnswerabilityFit, Signals, fit_answerability
 from supportdesk.kb.index import KnowledgeBase
 from supportdesk.settings import Settings
 
-Signals = tuple[float, float]  # (best_score, coverage)
 EMANUAL_SAMPLE = {"n": 60, "n_answerable": 100, "seed": 3}  # the sample eval/emanual_adjudication.jsonl reads
 # Calibration-half samples pooled to fit the benchmark's hand-off: with one sample (~80
 # answerable questions) the 10% quantile, and so the operating point on the other half,
@@ -114,7 +113,7 @@ def signals(kb: KnowledgeBase, questions: Iterable[str]) -> list[Signals]:
     """Answerability signals as the pipeline computes them: over the chunks a prompt would show."""
     cfg = kb.settings
     k = max(cfg.router.context_chunks, cfg.retrieval.top_k)
-    return [kb.search(question, k=k).evidence(cfg.router.context_chunks) for question in questions]
+    return [kb.search(question, k=k).evidence(cfg.router.context_chunks).signals() for question in questions]
 
 
 def load_unanswerable(path: Path) -> list[dict[str, str]]:
@@ -165,8 +164,8 @@ class SignalSet:
     unanswerable_ids: list[str] = field(default_factory=list)
 
     def rates(self, model: Answerability, adjudication: dict[str, str] | None = None) -> dict[str, Any]:
-        answered = [model.assess(*s).answerable for s in self.answerable]
-        handed = [not model.assess(*s).answerable for s in self.unanswerable]
+        answered = [model.answers(s) for s in self.answerable]
+        handed = [not model.answers(s) for s in self.unanswerable]
         verdicts = adjudication or {}
         truly = [h for h, qid in zip(handed, self.unanswerable_ids, strict=False) if verdicts.get(qid) == "unanswerable"]
         return {
@@ -179,7 +178,7 @@ class SignalSet:
             "abstained_adjudicated_rate": _share(truly),
             "answered_unanswerable": [t for t, h in zip(self.unanswerable_text, handed, strict=True) if not h],
             "handed_off_answerable": [
-                t for t, s in zip(self.answerable_text, self.answerable, strict=True) if not model.assess(*s).answerable
+                t for t, s in zip(self.answerable_text, self.answerable, strict=True) if not model.answers(s)
             ],
         }
 

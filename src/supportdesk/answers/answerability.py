@@ -1,19 +1,20 @@
 """Answer from the docs, or hand off to a human? One probability, and why.
 
-A grounded answer is only as good as the chunks behind it. Two retrieval signals, both
-already computed by a search, decide whether those chunks can carry an answer:
+A grounded answer is only as good as the chunks behind it. Three retrieval signals, all
+computed by a search (``kb.search.Evidence``) over the chunks a grounded prompt would show:
 
-* ``best_score``: the best cosine similarity between the question and a retrieved chunk;
-* ``coverage``: the best share of the question's idf-weighted terms that one of the top
-  chunks holds (``kb.lexical.query_coverage``). A chunk that is merely on the topic misses
-  the question's distinctive words; the chunk that answers it usually has them.
+* ``best_score``: the best cosine similarity between the question and one of those chunks;
+* ``coverage``: the best share of the question's idf-weighted content words that one chunk
+  holds (``kb.lexical.query_coverage``). A chunk that is merely on the topic misses some of
+  the question's distinctive words; the chunk that answers it usually has them;
+* ``missing``: how specific the most specific question word is that *none* of the chunks
+  holds (its idf over the largest idf possible; 0 when every word is there). "Which
+  wallpapers can I choose in Roost?" finds Roost chunks, but "wallpaper" is nowhere.
 
-They are combined by a logistic model, ``p = sigmoid(w · [best_score, coverage, 1])``; below
-``router.abstain_below`` the pipeline hands off. Weights and threshold live in settings and
-are fitted by ``supportdesk router calibrate-abstain`` on the calibration half of the
-E-Manual (questions made unanswerable by removing the sections that hold their answers) plus
-the product's own labelled questions, at a target share of answerable questions answered.
-Measured (held-out half, see the README): cosine alone AUC 0.78, both signals 0.82.
+They are combined by a logistic model, ``p = sigmoid(w · [best_score, coverage, missing, 1])``;
+below ``router.abstain_below`` the pipeline hands off. Weights and threshold live in settings
+and are fitted per knowledge base by ``supportdesk router calibrate-abstain``, at a target
+share of answerable questions answered. Measured (held-out halves, README): see "Answers".
 """
 
 from __future__ import annotations
@@ -25,17 +26,18 @@ from typing import Any
 
 import numpy as np
 
+from supportdesk.kb.search import Evidence
 from supportdesk.router.router import fit_logistic
 
-FEATURES = ("best_score", "coverage", "bias")
+FEATURES = ("best_score", "coverage", "missing", "bias")
+Signals = tuple[float, float, float]
 
 
 @dataclass(frozen=True)
 class AnswerabilityVerdict:
     probability: float
     threshold: float
-    best_score: float
-    coverage: float
+    evidence: Evidence
 
     @property
     def answerable(self) -> bool:
@@ -43,26 +45,31 @@ class AnswerabilityVerdict:
 
     @property
     def reason(self) -> str:
+        e = self.evidence
         side = ">=" if self.answerable else "<"
         verdict = "the docs cover this" if self.answerable else "the docs do not cover this well enough to answer"
+        missing = f", not found: '{e.missing_term}'" if e.missing_term else ""
         return (
             f"answerability {self.probability:.2f} {side} {self.threshold:.2f} (chunks for the prompt: best score "
-            f"{self.best_score:.2f}, question terms covered {self.coverage:.0%}): {verdict}"
+            f"{e.best_score:.2f}, question terms covered {e.coverage:.0%}{missing}): {verdict}"
         )
 
     def to_json(self) -> dict[str, Any]:
+        e = self.evidence
         return {
             "probability": round(self.probability, 4),
             "threshold": self.threshold,
             "answerable": self.answerable,
-            "best_score": round(self.best_score, 4),
-            "coverage": round(self.coverage, 4),
+            "best_score": round(e.best_score, 4),
+            "coverage": round(e.coverage, 4),
+            "missing": round(e.missing, 4),
+            "missing_term": e.missing_term,
             "reason": self.reason,
         }
 
 
-def features(best_score: float, coverage: float) -> np.ndarray:
-    return np.array([best_score, coverage, 1.0], dtype=np.float64)
+def features(signals: Signals) -> np.ndarray:
+    return np.array([*signals, 1.0], dtype=np.float64)
 
 
 class Answerability:
@@ -74,12 +81,15 @@ class Answerability:
         self.weights = np.asarray(weights, dtype=np.float64)
         self.threshold = float(threshold)
 
-    def probability(self, best_score: float, coverage: float) -> float:
-        z = float(features(best_score, coverage) @ self.weights)
+    def probability(self, signals: Signals) -> float:
+        z = float(features(signals) @ self.weights)
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
-    def assess(self, best_score: float, coverage: float) -> AnswerabilityVerdict:
-        return AnswerabilityVerdict(self.probability(best_score, coverage), self.threshold, best_score, coverage)
+    def assess(self, evidence: Evidence) -> AnswerabilityVerdict:
+        return AnswerabilityVerdict(self.probability(evidence.signals()), self.threshold, evidence)
+
+    def answers(self, signals: Signals) -> bool:
+        return self.probability(signals) >= self.threshold
 
 
 def answer_threshold(probabilities: Sequence[float], answer_rate: float) -> float:
@@ -110,13 +120,13 @@ class AnswerabilityFit:
 
 
 def fit_answerability(
-    answerable: Sequence[tuple[float, float]], unanswerable: Sequence[tuple[float, float]], answer_rate: float = 0.9
+    answerable: Sequence[Signals], unanswerable: Sequence[Signals], answer_rate: float = 0.9
 ) -> AnswerabilityFit:
-    """Fit the weights on (best_score, coverage) pairs, then put the threshold where
-    ``answer_rate`` of the answerable examples are still answered (abstention is the price)."""
+    """Fit the weights on the signals of answerable and unanswerable questions, then put the
+    threshold where ``answer_rate`` of new answerable questions are answered."""
     if not answerable or not unanswerable:
         raise ValueError("calibration needs both answerable and unanswerable examples")
-    x = np.array([features(*pair) for pair in [*answerable, *unanswerable]])
+    x = np.array([features(signals) for signals in [*answerable, *unanswerable]])
     y = np.r_[np.ones(len(answerable)), np.zeros(len(unanswerable))]
     # Features are in [0, 1]: no scaling needed; a weak L2 keeps the fit stable on few rows.
     w = fit_logistic(x, y, l2=0.001, steps=6000, lr=2.0)

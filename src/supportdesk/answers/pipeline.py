@@ -238,7 +238,7 @@ class AnswerPipeline:
         t = time.perf_counter()
         sources: list[Source] = []
         if decision.route == "grounded":
-            verdict = self.answerability.assess(*search.evidence(cfg.context_chunks))
+            verdict = self.answerability.assess(search.evidence(cfg.context_chunks))
             result.answerability = verdict.to_json()
             if not verdict.answerable or not search.hits:
                 result.kind = "handoff"

@@ -156,7 +156,7 @@ def calibrate_abstain_cmd(
                  "('calibration' and 'heldout')")
     fit = product.fit
     console.print(f"fitted on {fit.n_answerable} answerable + {fit.n_unanswerable} unanswerable questions of the product "
-                  f"KB's calibration split: weights {fit.weights} over \\[best score, coverage, bias]; "
+                  f"KB's calibration split: weights {fit.weights} over \\[best score, coverage, missing, bias]; "
                   f"abstain_below {fit.threshold}")
     console.print(abstention_table(product.calibration + product.heldout, "product KB: calibration, then held-out"))
     rows = product.heldout

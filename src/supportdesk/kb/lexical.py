@@ -106,6 +106,11 @@ class BM25Index:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self._matrix[:, cols].sum(axis=1)).ravel()
 
+    @property
+    def unseen_idf(self) -> float:
+        """The idf of a term no chunk holds: the largest any term can have."""
+        return self._unseen_idf
+
     def term_weights(self, query: str) -> dict[str, float]:
         """The query's distinct content terms with their idf; a term no chunk holds gets the highest idf."""
         weights: dict[str, float] = {}
@@ -127,7 +132,7 @@ class BM25Index:
         return [(int(i), float(scores[i])) for i in best if scores[i] > 0]
 
 
-def query_coverage(weights: dict[str, float], text: str) -> float:
+def query_coverage(weights: dict[str, float], text: str | set[str]) -> float:
     """Share of the query's idf mass whose terms occur in ``text``, in [0, 1].
 
     An answer usually sits in a chunk that holds the question's distinctive words; a chunk
@@ -138,5 +143,5 @@ def query_coverage(weights: dict[str, float], text: str) -> float:
     total = sum(weights.values())
     if total <= 0:
         return 0.0
-    present = set(tokenize(text))
+    present = set(tokenize(text)) if isinstance(text, str) else text
     return sum(w for term, w in weights.items() if term in present) / total

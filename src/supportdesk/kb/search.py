@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from supportdesk.kb.chunking import Chunk
-from supportdesk.kb.lexical import BM25Index, query_coverage
+from supportdesk.kb.lexical import BM25Index, query_coverage, tokenize
 from supportdesk.kb.store import cosine_relevance
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -30,6 +30,8 @@ class SearchHit:
     bm25_score: float | None = None
     coverage: float = 0.0
     """Share of the query's idf-weighted terms this chunk holds (title, heading and text)."""
+    matched: frozenset[str] = frozenset()
+    """The query's content terms this chunk holds."""
 
     def to_json(self) -> dict[str, Any]:
         chunk = self.chunk
@@ -57,23 +59,49 @@ class SearchTimings:
         return {k: round(v, 3) for k, v in asdict(self).items()}
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What a set of hits says about answering the query from them (see answers/answerability.py)."""
+
+    best_score: float
+    """Best cosine similarity of a hit to the query."""
+    coverage: float
+    """Best share of the query's idf-weighted content terms that one hit holds."""
+    missing: float
+    """idf of the most specific query term that no hit holds, over the largest idf possible (0: none missing)."""
+    missing_term: str | None = None
+
+    def signals(self) -> tuple[float, float, float]:
+        return (self.best_score, self.coverage, self.missing)
+
+
 @dataclass
 class SearchResult:
     query: str
     hits: list[SearchHit]
     timings: SearchTimings = field(default_factory=SearchTimings)
     vector: np.ndarray | None = None
+    term_weights: dict[str, float] = field(default_factory=dict)
+    """The query's content terms and their idf in this index."""
+    unseen_idf: float = 1.0
 
     @property
     def best_score(self) -> float:
         """The best cosine similarity among the hits (0 when there are none)."""
         return max((hit.score for hit in self.hits), default=0.0)
 
-    def evidence(self, top: int | None = None) -> tuple[float, float]:
-        """(best cosine, best query-term coverage) among the first ``top`` hits: the
-        answerability signals of the chunks a grounded prompt will show."""
+    def evidence(self, top: int | None = None) -> Evidence:
+        """The answerability signals of the first ``top`` hits: the chunks a grounded prompt shows."""
         hits = self.hits[:top] if top else self.hits
-        return max((h.score for h in hits), default=0.0), max((h.coverage for h in hits), default=0.0)
+        matched = frozenset().union(*(h.matched for h in hits))
+        absent = {term: w for term, w in self.term_weights.items() if term not in matched}
+        term = max(absent, key=absent.__getitem__) if absent else None
+        return Evidence(
+            best_score=max((h.score for h in hits), default=0.0),
+            coverage=max((h.coverage for h in hits), default=0.0),
+            missing=absent[term] / self.unseen_idf if term and self.unseen_idf > 0 else 0.0,
+            missing_term=term,
+        )
 
 
 def rrf_fuse(
@@ -182,11 +210,15 @@ class Searcher:
             )
         return hits
 
-    def add_coverage(self, query: str, hits: list[SearchHit]) -> None:
-        """Fill each hit's query-term coverage (~0.1 ms for a handful of hits)."""
+    def add_coverage(self, query: str, hits: list[SearchHit]) -> dict[str, float]:
+        """Fill each hit's query-term coverage (~0.1 ms for a handful of hits); return the
+        query's term weights."""
         weights = self.bm25.term_weights(query)
         for hit in hits:
-            hit.coverage = query_coverage(weights, hit.chunk.indexed_text)
+            present = set(tokenize(hit.chunk.indexed_text))
+            hit.matched = frozenset(term for term in weights if term in present)
+            hit.coverage = query_coverage(weights, present)
+        return weights
 
 
 def timed_search(searcher: Searcher, embed: Any, query: str, **options: Any) -> SearchResult:
@@ -197,6 +229,6 @@ def timed_search(searcher: Searcher, embed: Any, query: str, **options: Any) -> 
     timings.embed_ms = (time.perf_counter() - start) * 1000
     start = time.perf_counter()
     hits = searcher.search(query, vector, **options)
-    searcher.add_coverage(query, hits)
+    weights = searcher.add_coverage(query, hits)
     timings.search_ms = (time.perf_counter() - start) * 1000
-    return SearchResult(query, hits, timings, vector)
+    return SearchResult(query, hits, timings, vector, weights, searcher.bm25.unseen_idf)
