@@ -11,9 +11,12 @@ from typer.testing import CliRunner
 from supportdesk.answers import AnswerPipeline
 from supportdesk.answers.abstention import (
     EMANUAL_SAMPLE,
+    EVAL_SAMPLES,
     answer_sections,
     emanual_part,
     load_adjudication,
+    load_adjudications,
+    load_confirmation,
     load_unanswerable,
     product_signals,
     sample_questions,
@@ -28,7 +31,8 @@ from conftest import ROOT, ScriptedBackend
 
 ROUTE_SET = ROOT / "eval" / "route_set.jsonl"
 UNANSWERABLE = ROOT / "eval" / "unanswerable.jsonl"
-ADJUDICATION = ROOT / "eval" / "emanual_adjudication.jsonl"
+EVAL_DIR = ROOT / "eval"
+CONFIRMATION = ROOT / "eval" / "handoff_confirmation.jsonl"
 EMANUAL = ROOT.parent / "shared" / "datasets" / "emanual"
 
 
@@ -202,20 +206,31 @@ def test_set_loaders_name_file_line_and_field(tmp_path):
     bad.write_text("not json\n")
     with pytest.raises(ValueError, match=r":1: not JSON"):
         load_adjudication(bad)
+    bad.write_text('{"text": "Do you sell fridges?", "answerable": "no"}\n')
+    with pytest.raises(ValueError, match=r"unanswerable.jsonl:1: needs 'text' and 'answerable'"):
+        load_confirmation(bad)
 
 
-def test_shipped_unanswerable_and_adjudication_sets():
+def test_shipped_unanswerable_adjudication_and_confirmation_sets():
     rows = load_unanswerable(UNANSWERABLE)
     assert len(rows) >= 50 and {r["split"] for r in rows} == {"calibration", "heldout"}
-    verdicts = load_adjudication(ADJUDICATION)
-    assert len(verdicts) == EMANUAL_SAMPLE["n"]
-    assert 30 <= sum(v == "unanswerable" for v in verdicts.values()) < EMANUAL_SAMPLE["n"]
+    adjudications = load_adjudications(EVAL_DIR)
+    assert list(adjudications) == [name for name, _, _ in EVAL_SAMPLES]
+    for (_, params, _), verdicts in zip(EVAL_SAMPLES, adjudications.values(), strict=True):
+        assert len(verdicts) == params["n"]
+        assert 30 <= sum(v == "unanswerable" for v in verdicts.values()) < params["n"]
+    confirmation = load_confirmation(CONFIRMATION)
+    assert {r["answerable"] for r in confirmation} == {True, False} and len(confirmation) >= 20
+    texts = {r["text"] for r in rows} | {r["text"] for r in load_route_set(ROUTE_SET)}
+    assert not texts & {r["text"] for r in confirmation}  # never used to fit or choose anything
 
 
 @pytest.mark.skipif(not EMANUAL.exists(), reason=f"E-Manual dataset not found at {EMANUAL}")
-def test_adjudication_covers_exactly_the_evaluation_sample():
-    _, unanswerable, _ = sample_questions(EMANUAL, part="eval", **EMANUAL_SAMPLE)
-    assert [q["qid"] for q in unanswerable] == list(load_adjudication(ADJUDICATION))
+def test_adjudications_cover_exactly_their_evaluation_samples():
+    adjudications = load_adjudications(EVAL_DIR)
+    for name, params, _ in EVAL_SAMPLES:
+        _, unanswerable, _ = sample_questions(EMANUAL, part="eval", **params)
+        assert [q["qid"] for q in unanswerable] == list(adjudications[name])
 
 
 @pytest.mark.slow

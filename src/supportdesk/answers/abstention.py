@@ -15,9 +15,9 @@ Two sources of answerable / unanswerable questions:
 
 Removing answer-bearing sections is still not enough on this manual: it repeats itself
 (paraphrased questions, the same menu path in several chapters). Reading the evaluation
-sample question by question (``eval/emanual_adjudication.jsonl``: question id, verdict, the
-section that still answers it) found 25 of its 60 "unanswerable" questions still answered by
-a remaining section; rates are reported on both the raw and the adjudicated set.
+samples question by question (``eval/emanual_adjudication_{a,b}.jsonl``: question id,
+verdict, the section that still answers it) found 25 of each sample's 60 "unanswerable"
+questions still answered by a remaining section; rates are reported raw and adjudicated.
 
 Hand-off thresholds are per knowledge base (what "well covered" scores look like depends on
 the documents and on how customers write), so each KB is calibrated on its own questions:
@@ -42,7 +42,14 @@ from supportdesk.answers.answerability import Answerability, AnswerabilityFit, S
 from supportdesk.kb.index import KnowledgeBase
 from supportdesk.settings import Settings
 
-EMANUAL_SAMPLE = {"n": 60, "n_answerable": 100, "seed": 3}  # the sample eval/emanual_adjudication.jsonl reads
+EMANUAL_SAMPLE = {"n": 60, "n_answerable": 100, "seed": 3}  # sample A, the one the answers are generated for
+# Evaluation-half samples, each with its adjudication file in eval/. Sample B was drawn and
+# read after the model (signals, weights, threshold rule) was fixed: a check on sample A,
+# which was looked at while choosing the signals.
+EVAL_SAMPLES = (
+    ("sample A", EMANUAL_SAMPLE, "emanual_adjudication_a.jsonl"),
+    ("sample B, drawn after the model was fixed", {"n": 60, "n_answerable": 100, "seed": 4}, "emanual_adjudication_b.jsonl"),
+)
 # Calibration-half samples pooled to fit the benchmark's hand-off: with one sample (~80
 # answerable questions) the 10% quantile, and so the operating point on the other half,
 # moved by +-0.05 between samples; pooled over five (~480) it holds still (measured 1-10).
@@ -132,6 +139,28 @@ def load_unanswerable(path: Path) -> list[dict[str, str]]:
     return rows
 
 
+def load_confirmation(path: Path) -> list[dict[str, Any]]:
+    """Labelled product questions (text, answerable) written after the hand-off model was fixed."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise ValueError(f"{path}:{number}: not JSON ({exc})") from exc
+        if not isinstance(row.get("text"), str) or not isinstance(row.get("answerable"), bool):
+            raise ValueError(f"{path}:{number}: needs 'text' and 'answerable' (true or false)")
+        rows.append(row)
+    return rows
+
+
+def confirmation_signals(kb: KnowledgeBase, rows: list[dict[str, Any]]) -> SignalSet:
+    answerable = [r["text"] for r in rows if r["answerable"]]
+    unanswerable = [r["text"] for r in rows if not r["answerable"]]
+    return SignalSet("product KB confirmation", signals(kb, answerable), signals(kb, unanswerable), unanswerable, answerable)
+
+
 def load_adjudication(path: Path) -> dict[str, str]:
     """qid -> 'answerable' | 'unanswerable', as judged by reading the KB left after removal."""
     verdicts = {}
@@ -214,6 +243,7 @@ def calibrate_product(
     route_rows: list[dict[str, str]],
     unanswerable_rows: list[dict[str, str]],
     answer_rate: float = 0.9,
+    confirmation_rows: list[dict[str, Any]] | None = None,
 ) -> AbstainCalibration:
     """The product's hand-off, fitted on the product KB's own calibration questions (weights
     and threshold: what a well-covered question looks like depends on the KB and on how its
@@ -221,15 +251,18 @@ def calibrate_product(
     cal = product_signals(product_kb, route_rows, unanswerable_rows, "calibration")
     fitted = fit_answerability(cal.answerable, cal.unanswerable, answer_rate)
     model = Answerability(fitted.weights, fitted.threshold)
-    held = product_signals(product_kb, route_rows, unanswerable_rows, "heldout")
-    return AbstainCalibration(fitted, [held.rates(model)], [cal.rates(model)])
+    held = [product_signals(product_kb, route_rows, unanswerable_rows, "heldout")]
+    if confirmation_rows:
+        held.append(confirmation_signals(product_kb, confirmation_rows))
+    return AbstainCalibration(fitted, [group.rates(model) for group in held], [cal.rates(model)])
 
 
 def calibrate_emanual(
-    settings: Settings, dataset: Path, adjudication: dict[str, str] | None = None, answer_rate: float = 0.9
+    settings: Settings, dataset: Path, adjudications: dict[str, dict[str, str]] | None = None, answer_rate: float = 0.9
 ) -> AbstainCalibration:
     """The benchmark: calibrate on the manual's calibration half as a deployment on that
-    manual would (several samples pooled), measure on the evaluation half (raw and adjudicated)."""
+    manual would (several samples pooled), measure each evaluation-half sample (raw and
+    adjudicated, ``adjudications`` keyed by sample name)."""
     cal = SignalSet("E-Manual (calibration half)")
     for seed in CALIBRATION_SEEDS:
         sample = emanual_signals(settings, dataset, "calibration", **{**EMANUAL_SAMPLE, "seed": seed})
@@ -240,14 +273,28 @@ def calibrate_emanual(
         cal.unanswerable_ids += sample.unanswerable_ids
     fitted = fit_answerability(cal.answerable, cal.unanswerable, answer_rate)
     model = Answerability(fitted.weights, fitted.threshold)
-    held = emanual_signals(settings, dataset, "eval", **EMANUAL_SAMPLE)
-    return AbstainCalibration(fitted, [held.rates(model, adjudication)], [cal.rates(model)])
+    held = []
+    for name, params, _ in EVAL_SAMPLES:
+        group = emanual_signals(settings, dataset, "eval", **params)
+        group.name = f"E-Manual eval half, {name}"
+        held.append(group.rates(model, (adjudications or {}).get(name)))
+    return AbstainCalibration(fitted, held, [cal.rates(model)])
+
+
+def load_adjudications(folder: Path) -> dict[str, dict[str, str]]:
+    """Every evaluation sample's adjudication from ``folder`` (eval/), keyed by sample name."""
+    return {name: load_adjudication(folder / filename) for name, _, filename in EVAL_SAMPLES}
 
 
 def measure_abstention(
-    product_kb: KnowledgeBase, route_rows: list[dict[str, str]], unanswerable_rows: list[dict[str, str]]
-) -> dict[str, Any]:
-    """The configured model's answered / handed-off rates on the product KB's held-out split."""
+    product_kb: KnowledgeBase, route_rows: list[dict[str, str]], unanswerable_rows: list[dict[str, str]],
+    confirmation_rows: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The configured model's answered / handed-off rates on the product KB's held-out split
+    (and on the confirmation questions, when given)."""
     cfg = product_kb.settings.router
     model = Answerability(cfg.answerability_weights, cfg.abstain_below)
-    return product_signals(product_kb, route_rows, unanswerable_rows, "heldout").rates(model)
+    groups = [product_signals(product_kb, route_rows, unanswerable_rows, "heldout")]
+    if confirmation_rows:
+        groups.append(confirmation_signals(product_kb, confirmation_rows))
+    return [group.rates(model) for group in groups]

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from supportdesk.answers.abstention import EMANUAL_SAMPLE, build_manual_kb, calibrate_emanual, sample_questions
+from supportdesk.answers.abstention import EMANUAL_SAMPLE, EVAL_SAMPLES, build_manual_kb, calibrate_emanual, sample_questions
 from supportdesk.answers.pipeline import AnswerPipeline, extractive_answer
 from supportdesk.answers.prompts import VOICE_SYSTEM, select_sources
 from supportdesk.kb.index import KnowledgeBase
@@ -170,14 +170,15 @@ class AnswerReport:
 
 def evaluate_emanual(
     settings: Settings, backend: ChatBackend, dataset: Path, n: int = 30, max_tokens: int = 96,
-    progress: Any = None, adjudication: dict[str, str] | None = None, answer_rate: float = 0.9,
+    progress: Any = None, adjudications: dict[str, dict[str, str]] | None = None, answer_rate: float = 0.9,
 ) -> AnswerReport:
     """Three systems on ``n`` answerable questions, and hand-off on the unanswerable sample.
 
     The hand-off is first calibrated on the manual's calibration half, as a deployment on this
     manual would be (``calibrate_emanual``); everything here runs on the evaluation half.
     """
-    bench = calibrate_emanual(settings, dataset, adjudication, answer_rate)
+    bench = calibrate_emanual(settings, dataset, adjudications, answer_rate)
+    adjudication = (adjudications or {}).get(EVAL_SAMPLES[0][0], {})
     answerable, unanswerable, removed = sample_questions(dataset, part="eval", **EMANUAL_SAMPLE)
     answerable = answerable[:n]
     router = settings.router.model_copy(
@@ -223,7 +224,7 @@ def evaluate_emanual(
             progress(done, total, q["question"])
         result = pipeline.ask(q["question"], options=options).run()
         abstained += result.abstained
-        if (adjudication or {}).get(q["qid"]) == "unanswerable":
+        if adjudication.get(q["qid"]) == "unanswerable":
             adjudicated.append(result.abstained)
     return AnswerReport(
         systems={name: scores.summary() for name, scores in systems.items()},
@@ -238,5 +239,5 @@ def evaluate_emanual(
         adjudicated_n=len(adjudicated),
         abstained_adjudicated_rate=sum(adjudicated) / len(adjudicated) if adjudicated else None,
         answerability={"weights": bench.fit.weights, "abstain_below": bench.fit.threshold,
-                       "retrieval_only": bench.heldout[0]},
+                       "retrieval_only": bench.heldout},
     )

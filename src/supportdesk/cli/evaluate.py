@@ -17,7 +17,8 @@ from supportdesk.settings import PROJECT_ROOT
 
 ROUTE_SET = PROJECT_ROOT / "eval" / "route_set.jsonl"
 UNANSWERABLE_SET = PROJECT_ROOT / "eval" / "unanswerable.jsonl"
-ADJUDICATION = PROJECT_ROOT / "eval" / "emanual_adjudication.jsonl"
+EVAL_DIR = PROJECT_ROOT / "eval"
+CONFIRMATION = PROJECT_ROOT / "eval" / "handoff_confirmation.jsonl"
 EMANUAL = PROJECT_ROOT.parent / "shared" / "datasets" / "emanual"
 
 router_app = typer.Typer(help="Calibrate and inspect the router.", no_args_is_help=True)
@@ -63,11 +64,23 @@ def _load_unanswerable(path: Path):  # noqa: ANN202
         fail(str(exc))
 
 
-def _load_adjudication(path: Path) -> dict[str, str]:
-    from supportdesk.answers.abstention import load_adjudication
+def _load_adjudications() -> dict[str, dict[str, str]]:
+    from supportdesk.answers.abstention import load_adjudications
 
     try:
-        return load_adjudication(path)
+        return load_adjudications(EVAL_DIR)
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+        raise
+
+
+def _load_confirmation(path: Path) -> list[dict]:
+    from supportdesk.answers.abstention import load_confirmation
+
+    if not path.exists():
+        return []
+    try:
+        return load_confirmation(path)
     except (OSError, ValueError) as exc:
         fail(str(exc))
         raise
@@ -150,7 +163,8 @@ def calibrate_abstain_cmd(
     routes, questions = _load_routes(route_set), _load_unanswerable(unanswerable)
     with console.status("searching the calibration questions..."):
         try:
-            product = calibrate_product(kb, routes, questions, answer_rate=answer_rate)
+            product = calibrate_product(kb, routes, questions, answer_rate=answer_rate,
+                                        confirmation_rows=_load_confirmation(CONFIRMATION))
         except ValueError as exc:
             fail(f"{exc}: {route_set} needs 'grounded' rows and {unanswerable} rows in both splits "
                  "('calibration' and 'heldout')")
@@ -158,11 +172,12 @@ def calibrate_abstain_cmd(
     console.print(f"fitted on {fit.n_answerable} answerable + {fit.n_unanswerable} unanswerable questions of the product "
                   f"KB's calibration split: weights {fit.weights} over \\[best score, coverage, missing, bias]; "
                   f"abstain_below {fit.threshold}")
-    console.print(abstention_table(product.calibration + product.heldout, "product KB: calibration, then held-out"))
+    console.print(abstention_table(product.calibration + product.heldout,
+                                   "product KB: calibration, held-out, confirmation (written after the model was fixed)"))
     rows = product.heldout
     if dataset is not None:
         with console.status("E-Manual benchmark: calibrating on one half, measuring the other..."):
-            bench = calibrate_emanual(appctx.settings, dataset, _load_adjudication(ADJUDICATION), answer_rate)
+            bench = calibrate_emanual(appctx.settings, dataset, _load_adjudications(), answer_rate)
         console.print(abstention_table(bench.calibration + bench.heldout,
                                        f"E-Manual benchmark (own calibration: weights {bench.fit.weights}, "
                                        f"abstain_below {bench.fit.threshold})"))
@@ -203,10 +218,10 @@ def evaluate(
 
     route_rows = _load_routes(route_set)
     routes = evaluate_routes(router, kb, route_rows)
-    product = measure_abstention(kb, route_rows, _load_unanswerable(unanswerable))
+    product_rows = measure_abstention(kb, route_rows, _load_unanswerable(unanswerable), _load_confirmation(CONFIRMATION))
     figures: dict[str, object] = {
         "route_accuracy_heldout": routes.heldout_accuracy, "route_heldout_n": routes.heldout_n,
-        "product_kb_abstention": {k: v for k, v in product.items() if not isinstance(v, list)},
+        "product_kb_abstention": [{k: v for k, v in row.items() if not isinstance(v, list)} for row in product_rows],
     }
     answers = None
     if not skip_answers:
@@ -217,7 +232,7 @@ def evaluate(
             with Progress(console=err_console, transient=True) as bar:
                 task = bar.add_task("E-Manual (calibrating the hand-off first)", total=None)
                 answers = evaluate_emanual(appctx.settings, backend, emanual, n=n,
-                                           adjudication=_load_adjudication(ADJUDICATION),
+                                           adjudications=_load_adjudications(),
                                            progress=lambda done, total, q: bar.update(
                                                task, completed=done, total=total, description="E-Manual"))
         except BackendError as exc:
@@ -231,8 +246,8 @@ def evaluate(
             "unanswerable_n": answers.unanswerable_n, "adjudicated_n": answers.adjudicated_n,
             "abstained_adjudicated_rate": answers.abstained_adjudicated_rate,
             "answerability": {k: v for k, v in answers.answerability.items() if k != "retrieval_only"} | {
-                "retrieval_only": {k: v for k, v in answers.answerability["retrieval_only"].items()
-                                   if not isinstance(v, list)}},
+                "retrieval_only": [{k: v for k, v in row.items() if not isinstance(v, list)}
+                                   for row in answers.answerability["retrieval_only"]]},
         }
     if as_json:
         print(json.dumps(figures))
@@ -253,16 +268,21 @@ def evaluate(
                       "-" if em["supported_rate"] is None else f"{em['supported_rate']:.3f}")  # type: ignore[index]
         table.add_row("grounded answers replaced by quoted sources", f"{answers.fallback_rate:.3f}")
         n_answerable = int(answers.systems["grounded"]["n"])
-        table.add_row(f"E-Manual answerable questions answered (n={n_answerable})", f"{answers.answered_rate:.3f}")
-        table.add_row(f"E-Manual unanswerable handed off: answer sections removed (n={answers.unanswerable_n})",
+        table.add_row(f"E-Manual sample A, pipeline: answerable answered (n={n_answerable})", f"{answers.answered_rate:.3f}")
+        table.add_row(f"E-Manual sample A, pipeline: unanswerable handed off (n={answers.unanswerable_n})",
                       f"{answers.abstained_unanswerable_rate:.3f}")
-        table.add_row(f"E-Manual unanswerable handed off: adjudicated, answer truly absent (n={answers.adjudicated_n})",
+        table.add_row(f"E-Manual sample A, pipeline: adjudicated unanswerable handed off (n={answers.adjudicated_n})",
                       _rate(answers.abstained_adjudicated_rate))
-        only = answers.answerability["retrieval_only"]
-        table.add_row(f"E-Manual answered, hand-off decision only (n={only['answerable']})", _rate(only["answered_rate"]))
+        for only in answers.answerability["retrieval_only"]:
+            name = only["set"].removeprefix("E-Manual eval half, ")
+            table.add_row(f"E-Manual {name}, hand-off decision: answered (n={only['answerable']}) / handed off "
+                          f"(n={only['unanswerable']}) / adjudicated (n={only['unanswerable_adjudicated']})",
+                          f"{_rate(only['answered_rate'])} / {_rate(only['abstained_rate'])} / "
+                          f"{_rate(only['abstained_adjudicated_rate'])}")
         if answers.ttft_ms_p50 is not None:
             table.add_row("grounded TTFT p50 (ms)", f"{answers.ttft_ms_p50:.0f}")
-    table.add_row(f"product KB held-out: answerable answered (n={product['answerable']})", _rate(product["answered_rate"]))
-    table.add_row(f"product KB held-out: unanswerable handed off (n={product['unanswerable']})",
-                  _rate(product["abstained_rate"]))
+    for product in product_rows:
+        table.add_row(f"{product['set']}: answerable answered (n={product['answerable']})", _rate(product["answered_rate"]))
+        table.add_row(f"{product['set']}: unanswerable handed off (n={product['unanswerable']})",
+                      _rate(product["abstained_rate"]))
     console.print(table)
