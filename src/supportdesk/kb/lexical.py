@@ -55,17 +55,30 @@ def _stem(token: str) -> str:
     return stem
 
 
-def tokenize(text: str) -> list[str]:
-    tokens: list[str] = []
+def _terms(text: str) -> list[tuple[str, str]]:
+    """(term, the word it came from) for every term of ``text``."""
+    terms: list[tuple[str, str]] = []
     for match in _TOKEN.finditer(text.lower()):
         word = match.group()
         parts = re.split(r"[-./]", word)
         if len(parts) > 1:
-            tokens.append(word)
+            terms.append((word, word))
             if "-" in word and "." not in word and "/" not in word:
-                tokens.append("".join(parts))  # 'Wi-Fi' also as 'wifi', 'KR-300' as 'kr300'
-        tokens.extend(_stem(p) for p in parts if p and p not in _STOP)
-    return tokens
+                terms.append(("".join(parts), word))  # 'Wi-Fi' also as 'wifi', 'KR-300' as 'kr300'
+        terms.extend((_stem(p), p) for p in parts if p and p not in _STOP)
+    return terms
+
+
+def tokenize(text: str) -> list[str]:
+    return [term for term, _ in _terms(text)]
+
+
+def surface_words(text: str) -> dict[str, str]:
+    """Each term of ``text`` mapped to the word it was written as ('zigbe' -> 'zigbee')."""
+    words: dict[str, str] = {}
+    for term, word in _terms(text):
+        words.setdefault(term, word)
+    return words
 
 
 class BM25Index:

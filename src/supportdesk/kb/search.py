@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from supportdesk.kb.chunking import Chunk
-from supportdesk.kb.lexical import BM25Index, query_coverage, tokenize
+from supportdesk.kb.lexical import BM25Index, query_coverage, surface_words, tokenize
 from supportdesk.kb.store import cosine_relevance
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -100,7 +100,7 @@ class SearchResult:
             best_score=max((h.score for h in hits), default=0.0),
             coverage=max((h.coverage for h in hits), default=0.0),
             missing=absent[term] / self.unseen_idf if term and self.unseen_idf > 0 else 0.0,
-            missing_term=term,
+            missing_term=surface_words(self.query).get(term, term) if term else None,
         )
 
 
