@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from supportdesk.answers import AnswerPipeline
 from supportdesk.answers.abstention import (
-    EMANUAL_SAMPLE,
     EVAL_SAMPLES,
     answer_sections,
     emanual_part,
