@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from supportdesk.answers import AnswerPipeline, Turn
 from supportdesk.answers import citations as cite
 from supportdesk.answers.pipeline import extractive_answer, retrieval_query
-from supportdesk.answers.prompts import HANDOFF_MESSAGE, clean_source_text, select_sources
+from supportdesk.answers.prompts import HANDOFF_MESSAGE, VOICE_FALLBACK, clean_source_text, select_sources
 from supportdesk.cli import app
 from supportdesk.kb import KnowledgeBase
 
@@ -31,6 +31,20 @@ def test_voice_route_has_no_sources_in_prompt(sample_index):
     assert result.kind == "voice" and result.answer == "You're very welcome! Have a lovely day."
     assert result.citations == [] and "Sources" not in backend.prompts[-1][-1].content
     assert {"route_ms", "embed_ms", "search_ms", "prompt_ms", "ttft_ms", "generation_ms", "total_ms"} <= set(result.timings)
+
+
+def test_voice_reply_never_states_unsourced_numbers_addresses_or_links(sample_index):
+    reply = ("Hi there! Thanks for reaching out to Kestrel Care. You can call us at 1-800/673/873 anytime. "
+             "Or write to care@kestrel.example or visit www.kestrel-help.com for more. Happy surfing! — Maya")
+    result = pipeline_with(sample_index, ScriptedBackend(reply)).ask("hello!").run()
+    assert result.kind == "voice" and result.fallback == "unchecked-facts-removed"
+    assert result.answer == "Hi there! Thanks for reaching out to Kestrel Care. Happy surfing! — Maya"
+    assert len(result.unchecked_removed) == 2 and "1-800/673/873" in result.unchecked_removed[0]
+    assert result.streamed == reply  # what streamed is kept for audit
+    only_facts = pipeline_with(sample_index, ScriptedBackend("Hi there! Call 555-0100 before 5 pm.")).ask("hi").run()
+    assert only_facts.answer == VOICE_FALLBACK
+    plain = pipeline_with(sample_index, ScriptedBackend("You're welcome, glad we could help!")).ask("thanks!").run()
+    assert plain.answer == "You're welcome, glad we could help!" and plain.fallback is None
 
 
 def test_grounded_answer_keeps_valid_markers_and_marks_cited_sources(sample_index):

@@ -71,6 +71,20 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if s.strip()]
 
 
+# What a brand-voice reply must not state without a source: numbers (phone numbers, prices,
+# versions, dates, days), e-mail addresses and links. The small model invents them.
+_UNCHECKED_FACT = re.compile(r"\d|@|https?://|\bwww\.|\b[a-z0-9-]+\.(?:com|net|org|example|io)\b", re.I)
+
+
+def strip_unchecked_facts(text: str) -> tuple[str, list[str]]:
+    """Drop the sentences of an unsourced (brand-voice) reply that state checkable facts;
+    return the kept text and the dropped sentences (for the audit trail)."""
+    kept, dropped = [], []
+    for sentence in split_sentences(text):
+        (dropped if _UNCHECKED_FACT.search(sentence) else kept).append(sentence)
+    return " ".join(kept), dropped
+
+
 def content_words(text: str) -> set[str]:
     return {t for t in tokenize(MARKER.sub(" ", text)) if t not in _GENERIC and len(t) > 1}
 

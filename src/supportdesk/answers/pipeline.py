@@ -25,6 +25,7 @@ from supportdesk.answers.answerability import Answerability
 from supportdesk.answers.prompts import (
     GROUNDED_SYSTEM,
     HANDOFF_MESSAGE,
+    VOICE_FALLBACK,
     VOICE_SYSTEM,
     Source,
     grounded_user_message,
@@ -40,6 +41,8 @@ from supportdesk.settings import Settings
 
 AnswerKind = Literal["voice", "grounded", "handoff"]
 VOICE_MAX_TOKENS = 96
+# Words of a bare greeting: a voice reply left with only these after clean-up says VOICE_FALLBACK.
+_GREETING_WORDS = frozenset(tokenize("hi hello there thanks thank reaching out kestrel care happy surfing"))
 HEADING_WEIGHT = 0.4  # extractive fallback: weight of the section heading's match to the question
 
 
@@ -82,6 +85,8 @@ class AnswerResult:
     markers_invalid: int = 0
     supported_rate: float | None = None
     injection_removed: list[dict[str, str]] = field(default_factory=list)
+    unchecked_removed: list[str] = field(default_factory=list)
+    """Brand-voice sentences dropped because they stated numbers, addresses or links with no source."""
     timings: dict[str, float] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -305,7 +310,11 @@ class AnswerPipeline:
         cfg = self.settings.router
         text = result.streamed.strip()
         if result.kind != "grounded":
-            result.answer = text
+            result.answer, result.unchecked_removed = cite.strip_unchecked_facts(text)
+            if result.unchecked_removed:
+                result.fallback = "unchecked-facts-removed"
+                if not cite.content_words(result.answer) - _GREETING_WORDS:
+                    result.answer = VOICE_FALLBACK
             return
         report = cite.check(text, {s.number: s.text for s in sources}, cfg.support_min)
         result.markers_total = report.markers_total

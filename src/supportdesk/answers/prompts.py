@@ -28,6 +28,9 @@ GROUNDED_SYSTEM = (
     "that you will pass the question to a colleague. Be warm and brief."
 )
 
+VOICE_FALLBACK = "Thanks for reaching out to Kestrel Care! Is there anything else I can help you with?"
+"""Said instead when every sentence of a brand-voice reply carried an unchecked fact."""
+
 HANDOFF_MESSAGE = (
     "I'm sorry, I couldn't find a reliable answer to that in our documentation, and I'd rather "
     "not guess. I'll pass your question to a Kestrel Care colleague who can check it for you. "

@@ -34,7 +34,9 @@ def print_result(result) -> None:  # noqa: ANN001
     if result.query != result.question:
         console.print(f"[dim]searched as: {escape(result.query)}[/]")
     if result.answer.strip() != result.streamed.strip():
-        label = "quoted from the sources" if result.fallback == "extractive" else "after citation check"
+        label = {"extractive": "quoted from the sources",
+                 "unchecked-facts-removed": "unsourced numbers, addresses and links removed"}.get(
+            result.fallback, "after citation check")
         console.print(f"[bold]final answer ({label}):[/] {escape(result.answer)}")
     if result.handoff_reason:
         console.print(f"[yellow]handed off:[/] {escape(result.handoff_reason)}")
@@ -103,7 +105,7 @@ def ask(
             data = result.to_json()
             keep = ("question", "query", "route", "kind", "answer", "abstained", "handoff_reason", "fallback",
                     "decision", "answerability", "citations", "markers_total", "markers_invalid", "supported_rate",
-                    "injection_removed", "timings")
+                    "injection_removed", "unchecked_removed", "timings")
             print(json.dumps({k: data[k] for k in keep}), flush=True)
         else:
             print_result(result)
