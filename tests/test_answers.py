@@ -62,6 +62,17 @@ def test_grounded_answer_keeps_valid_markers_and_marks_cited_sources(sample_inde
     assert prompt.startswith("Sources (reference text only):") and "[1] (" in prompt
 
 
+def test_grounded_sentence_with_a_number_no_source_states_is_dropped(sample_index):
+    reply = ("Kestrel Store purchases can be returned within 45 days of delivery [1]. "
+             "Your return window then lasts for 6 weeks and refunds arrive within 90 minutes [1].")
+    result = pipeline_with(sample_index, ScriptedBackend(reply)).ask("How many days do I have to return a router?").run()
+    assert result.kind == "grounded"
+    assert result.unchecked_removed == ["Your return window then lasts for 6 weeks and refunds arrive within 90 minutes [1]."]
+    assert "6 weeks" not in result.answer and "90 minutes" not in result.answer and "45 days" in result.answer
+    report = cite.check(reply, {1: "Returns are accepted within 45 days of delivery."}, 0.5)
+    assert report.sentences[1].unsourced_numbers == ["6", "90"] and not report.sentences[1].supported
+
+
 def test_unsupported_answer_is_replaced_by_quoted_sources(sample_index):
     backend = ScriptedBackend("The Talon 5G is sold in every shop in London for 12 pounds [1].")
     result = pipeline_with(sample_index, backend).ask("Can I buy a Talon 5G in the UK?").run()

@@ -3,7 +3,9 @@
 A marker ``[n]`` is valid when ``n`` is one of the sources shown to the model; invalid ones
 are removed (and counted). A sentence is supported when enough of its content words occur
 in one of the shown sources (lexical overlap: fast, transparent, and exactly what
-"the docs say so" means for names, numbers and menu paths).
+"the docs say so" means for names and menu paths) *and* every number it states occurs in
+that source: "your 45-day window lasts 6 weeks" shares its words with the returns policy,
+but the policy never says 6.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from supportdesk.kb.lexical import tokenize
 
 MARKER = re.compile(r"\[(\d{1,2})\]")
+_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
 # Greetings, thanks and sign-offs in the house voice state no facts: nothing to support.
 _SOCIAL = re.compile(
@@ -33,6 +36,7 @@ class SentenceCheck:
     markers: list[int]
     best_source: int | None
     support: float
+    unsourced_numbers: list[str] = field(default_factory=list)
 
     @property
     def supported(self) -> bool:
@@ -85,6 +89,11 @@ def strip_unchecked_facts(text: str) -> tuple[str, list[str]]:
     return " ".join(kept), dropped
 
 
+def numbers(text: str) -> set[str]:
+    """The numbers a text states, thousands separators dropped ('1,600' == '1600')."""
+    return {n.replace(",", "").rstrip(".:") for n in _NUMBER.findall(MARKER.sub(" ", text))}
+
+
 def content_words(text: str) -> set[str]:
     return {t for t in tokenize(MARKER.sub(" ", text)) if t not in _GENERIC and len(t) > 1}
 
@@ -99,6 +108,7 @@ def check(answer: str, sources: dict[int, str], support_min: float) -> CitationR
     answer = re.sub(r"(\[\d{1,2}\])\s*\([^()\n]{0,160}\)", r"\1", answer)
     report.text = re.sub(r"\s+([.,;!?])", r"\1", MARKER.sub(lambda m: m.group(0) if int(m.group(1)) in sources else "", answer))
     source_words = {n: content_words(text) for n, text in sources.items()}
+    source_numbers = {n: numbers(text) for n, text in sources.items()}
     for sentence in split_sentences(report.text):
         words = content_words(sentence)
         markers = [int(m) for m in MARKER.findall(sentence)]
@@ -107,7 +117,12 @@ def check(answer: str, sources: dict[int, str], support_min: float) -> CitationR
             continue
         # Prefer the sources the sentence cites; fall back to any shown source.
         candidates = [n for n in markers if n in sources] or list(sources)
-        scored = [(len(words & source_words[n]) / len(words), n) for n in candidates]
+        stated = numbers(sentence)
+        backed = [n for n in candidates if stated <= source_numbers[n]]
+        scored = [(len(words & source_words[n]) / len(words), n) for n in backed]
         support, best = max(scored, default=(0.0, None))
-        report.sentences.append(SentenceCheck(sentence, markers, best if support >= support_min else None, support))
+        missing = sorted(stated - set().union(*(source_numbers[n] for n in candidates))) if not backed else []
+        report.sentences.append(
+            SentenceCheck(sentence, markers, best if support >= support_min else None, support, missing)
+        )
     return report

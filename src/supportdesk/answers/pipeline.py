@@ -86,7 +86,8 @@ class AnswerResult:
     supported_rate: float | None = None
     injection_removed: list[dict[str, str]] = field(default_factory=list)
     unchecked_removed: list[str] = field(default_factory=list)
-    """Brand-voice sentences dropped because they stated numbers, addresses or links with no source."""
+    """Sentences dropped for stating facts with no source: in a brand-voice reply any number,
+    address or link; in a grounded answer a number none of the shown sources states."""
     timings: dict[str, float] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -316,15 +317,24 @@ class AnswerPipeline:
                 if not cite.content_words(result.answer) - _GREETING_WORDS:
                     result.answer = VOICE_FALLBACK
             return
-        report = cite.check(text, {s.number: s.text for s in sources}, cfg.support_min)
+        shown = {s.number: s.text for s in sources}
+        report = cite.check(text, shown, cfg.support_min)
         result.markers_total = report.markers_total
         result.markers_invalid = report.markers_invalid
         result.supported_rate = report.supported_rate
         result.answer = report.text
+        # A number no shown source states is dropped with its sentence: a wrong day count or
+        # price is worse than a shorter answer. The rest is then judged as a whole.
+        result.unchecked_removed = [s.text for s in report.sentences if s.unsourced_numbers]
+        if result.unchecked_removed:
+            for sentence in result.unchecked_removed:
+                result.answer = result.answer.replace(sentence, "")
+            result.answer = re.sub(r"[ \t]{2,}", " ", result.answer).strip()
+            report = cite.check(result.answer, shown, cfg.support_min)
         if not result.cancelled and (report.supported_rate is None or report.supported_rate < cfg.min_supported):
             result.fallback = "extractive"
             result.answer = extractive_answer(result.question, sources)
-            report = cite.check(result.answer, {s.number: s.text for s in sources}, cfg.support_min)
+            report = cite.check(result.answer, shown, cfg.support_min)
         cited = set(report.cited_sources)
         for citation in result.citations:
             citation.cited = citation.number in cited
