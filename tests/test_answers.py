@@ -71,6 +71,8 @@ def test_grounded_sentence_with_a_number_no_source_states_is_dropped(sample_inde
     assert "6 weeks" not in result.answer and "90 minutes" not in result.answer and "45 days" in result.answer
     report = cite.check(reply, {1: "Returns are accepted within 45 days of delivery."}, 0.5)
     assert report.sentences[1].unsourced_numbers == ["6", "90"] and not report.sentences[1].supported
+    # Enumerations and markers are not statements; separators do not matter.
+    assert cite.numbers("1. Open Settings [2]\nStep 3. Wait 10 minutes; it costs $1,600.") == {"10", "1600"}
 
 
 def test_unsupported_answer_is_replaced_by_quoted_sources(sample_index):

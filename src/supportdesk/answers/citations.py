@@ -89,9 +89,14 @@ def strip_unchecked_facts(text: str) -> tuple[str, list[str]]:
     return " ".join(kept), dropped
 
 
+_ENUMERATION = re.compile(r"(?im)^\s*(?:step\s+)?\d{1,2}[.)]\s")
+
+
 def numbers(text: str) -> set[str]:
-    """The numbers a text states, thousands separators dropped ('1,600' == '1600')."""
-    return {n.replace(",", "").rstrip(".:") for n in _NUMBER.findall(MARKER.sub(" ", text))}
+    """The numbers a text states, thousands separators dropped ('1,600' == '1600'); list
+    enumerations ("1. Open Settings") and citation markers are not statements."""
+    text = _ENUMERATION.sub(" ", MARKER.sub(" ", text))
+    return {n.replace(",", "").rstrip(".:") for n in _NUMBER.findall(text)}
 
 
 def content_words(text: str) -> set[str]:
