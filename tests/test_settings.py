@@ -63,6 +63,8 @@ def test_config_command_reports_sources_and_bad_values(clean_env, monkeypatch):
     data = json.loads(result.stdout)
     assert data["kb_dir"] == {"value": str(clean_env), "source": "env", "description": data["kb_dir"]["description"]}
     assert data["data_dir"]["source"] == "cli"
+    table = runner.invoke(app, ["--data-dir", str(clean_env / "d"), "config"], env={"COLUMNS": "250"})
+    assert table.exit_code == 0 and "[best doc score, query-term coverage" in table.stdout  # brackets are text, not markup
 
     monkeypatch.setenv("SUPPORTDESK_CHUNKING__CHUNK_SIZE", "ten")
     bad = runner.invoke(app, ["config"])

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from supportdesk.cli.context import AppContext, console
 from supportdesk.settings import explain
@@ -28,5 +29,5 @@ def show(
     table.add_column("source", style="cyan")
     table.add_column("description", style="dim")
     for key, value, source, description in rows:
-        table.add_row(key, str(value), source, description)
+        table.add_row(key, Text(str(value)), source, Text(description))  # never markup: '[a, b]' is data
     console.print(table)
