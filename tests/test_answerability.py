@@ -245,3 +245,15 @@ def test_calibrate_abstain_without_calibration_rows_says_so(sample_index, tmp_pa
     )
     assert result.exit_code != 0 and isinstance(result.exception, SystemExit)  # a message, not a traceback
     assert "needs both answerable and unanswerable" in result.output and "unanswerable.jsonl" in result.output
+
+
+@pytest.mark.slow
+def test_eval_reports_the_product_hand_off(sample_index):
+    settings, _ = sample_index
+    result = CliRunner().invoke(
+        app, ["--data-dir", str(settings.data_dir), "--kb", str(settings.kb_dir), "eval", "--routes-only", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = {row["set"]: row for row in json.loads(result.stdout)["product_kb_abstention"]}
+    assert set(rows) == {"product KB (heldout)", "product KB confirmation"}
+    assert all(row["answered_rate"] >= 0.9 and row["abstained_rate"] >= 0.8 for row in rows.values())
