@@ -11,7 +11,8 @@ Two sources of answerable / unanswerable questions:
   questions are used both to fit and to measure;
 * the product's own: ``eval/route_set.jsonl`` messages labelled ``grounded`` (answerable
   from ``kb/``) against ``eval/unanswerable.jsonl`` (hand-written product-sounding questions
-  the sample KB does not cover), each with a calibration / held-out split.
+  the sample KB does not cover), each with a calibration / held-out split, and
+  ``eval/handoff_confirmation.jsonl``: questions written after the model was fixed.
 
 Removing answer-bearing sections is still not enough on this manual: it repeats itself
 (paraphrased questions, the same menu path in several chapters). Reading the evaluation
@@ -33,7 +34,7 @@ import json
 import random
 import re
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,6 @@ EVAL_SAMPLES = (
 # answerable questions) the 10% quantile, and so the operating point on the other half,
 # moved by +-0.05 between samples; pooled over five (~480) it holds still (measured 1-10).
 CALIBRATION_SEEDS = (1, 2, 3, 4, 5)
-ProgressFn = Callable[[int, int, str], None]
 _WORD = re.compile(r"\w+")
 
 

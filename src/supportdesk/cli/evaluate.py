@@ -153,7 +153,7 @@ def calibrate_abstain_cmd(
     ] = None,
 ) -> None:
     """Fit the hand-off (answerability) model on the calibration splits; report the held-out ones."""
-    from supportdesk.answers.abstention import calibrate_emanual, calibrate_product, load_adjudication
+    from supportdesk.answers.abstention import calibrate_emanual, calibrate_product
 
     appctx: AppContext = ctx.obj
     kb = appctx.built_knowledge_base()
