@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from supportdesk.answers.answerability import Answerability, AnswerabilityFit, Signals, fit_answerability
+from supportdesk.jsonl import read_jsonl, require_text
 from supportdesk.kb.index import KnowledgeBase
 from supportdesk.settings import Settings
 
@@ -124,35 +125,19 @@ def signals(kb: KnowledgeBase, questions: Iterable[str]) -> list[Signals]:
 
 
 def load_unanswerable(path: Path) -> list[dict[str, str]]:
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise ValueError(f"{path}:{number}: not JSON ({exc})") from exc
-        for key in ("text", "split"):
-            if not isinstance(row.get(key), str):
-                raise ValueError(f"{path}:{number}: field '{key}' is missing or not text")
-        rows.append(row)
-    return rows
+    rows = read_jsonl(path)
+    for number, row in rows:
+        require_text(path, number, row, ("text", "split"))
+    return [row for _, row in rows]
 
 
 def load_confirmation(path: Path) -> list[dict[str, Any]]:
     """Labelled product questions (text, answerable) written after the hand-off model was fixed."""
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise ValueError(f"{path}:{number}: not JSON ({exc})") from exc
+    rows = read_jsonl(path)
+    for number, row in rows:
         if not isinstance(row.get("text"), str) or not isinstance(row.get("answerable"), bool):
             raise ValueError(f"{path}:{number}: needs 'text' and 'answerable' (true or false)")
-        rows.append(row)
-    return rows
+    return [row for _, row in rows]
 
 
 def confirmation_signals(kb: KnowledgeBase, rows: list[dict[str, Any]]) -> SignalSet:
@@ -164,13 +149,7 @@ def confirmation_signals(kb: KnowledgeBase, rows: list[dict[str, Any]]) -> Signa
 def load_adjudication(path: Path) -> dict[str, str]:
     """qid -> 'answerable' | 'unanswerable', as judged by reading the KB left after removal."""
     verdicts = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise ValueError(f"{path}:{number}: not JSON ({exc})") from exc
+    for number, row in read_jsonl(path):
         if row.get("verdict") not in ("answerable", "unanswerable") or not isinstance(row.get("qid"), str):
             raise ValueError(f"{path}:{number}: needs 'qid' and 'verdict' ('answerable' or 'unanswerable')")
         verdicts[row["qid"]] = row["verdict"]

@@ -16,7 +16,6 @@ hand-off was calibrated on.
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 from collections import Counter
@@ -29,6 +28,7 @@ import numpy as np
 from supportdesk.answers.abstention import EMANUAL_SAMPLE, EVAL_SAMPLES, build_manual_kb, calibrate_emanual, sample_questions
 from supportdesk.answers.pipeline import AnswerPipeline, extractive_answer
 from supportdesk.answers.prompts import VOICE_SYSTEM, select_sources
+from supportdesk.jsonl import read_jsonl, require_text
 from supportdesk.kb.index import KnowledgeBase
 from supportdesk.models.base import ChatBackend, ChatMessage, GenerationOptions
 from supportdesk.router.router import Calibration, Router, calibrate
@@ -71,21 +71,12 @@ def rouge_l(prediction: str, reference: str) -> float:
 
 
 def load_route_set(path: Path) -> list[dict[str, str]]:
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise ValueError(f"{path}:{number}: not JSON ({exc})") from exc
-        for key in ("text", "route", "split"):
-            if not isinstance(row.get(key), str):
-                raise ValueError(f"{path}:{number}: field '{key}' is missing or not text")
+    rows = read_jsonl(path)
+    for number, row in rows:
+        require_text(path, number, row, ("text", "route", "split"))
         if row["route"] not in ("voice", "grounded"):
             raise ValueError(f"{path}:{number}: field 'route' must be 'voice' or 'grounded', not '{row['route']}'")
-        rows.append(row)
-    return rows
+    return [row for _, row in rows]
 
 
 def route_features(router: Router, kb: KnowledgeBase, rows: list[dict[str, str]]) -> np.ndarray:
