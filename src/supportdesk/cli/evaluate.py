@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Optional
+from collections.abc import Callable
+from typing import Annotated, Optional, TypeVar
 
 import typer
 from rich.markup import escape
@@ -21,6 +22,12 @@ EVAL_DIR = PROJECT_ROOT / "eval"
 CONFIRMATION = PROJECT_ROOT / "eval" / "handoff_confirmation.jsonl"
 EMANUAL = PROJECT_ROOT.parent / "shared" / "datasets" / "emanual"
 
+T = TypeVar("T")
+# Options shared by 'router calibrate-abstain' and 'eval'.
+UnanswerableOption = Annotated[
+    Path, typer.Option("--unanswerable", help="Product questions the KB does not cover (JSONL: text, split).")
+]
+
 router_app = typer.Typer(help="Calibrate and inspect the router.", no_args_is_help=True)
 
 
@@ -32,13 +39,19 @@ def _router_and_kb(appctx: AppContext):  # noqa: ANN202
     return Router(kb.embedder.embed_documents, cfg.weights, cfg.threshold), kb
 
 
-def _load_routes(path: Path):  # noqa: ANN202
-    from supportdesk.answers.evaluation import load_route_set
-
+def _read(loader: Callable[[Path], T], path: Path) -> T:
+    """Run one of the labelled-set loaders; a bad or missing file is a message, not a traceback."""
     try:
-        return load_route_set(path)
+        return loader(path)
     except (OSError, ValueError) as exc:
         fail(str(exc))
+        raise
+
+
+def _load_routes(path: Path) -> list[dict[str, str]]:
+    from supportdesk.answers.evaluation import load_route_set
+
+    return _read(load_route_set, path)
 
 
 def write_router_settings(toml_path: Path, values: dict[str, object]) -> None:
@@ -55,35 +68,22 @@ def write_router_settings(toml_path: Path, values: dict[str, object]) -> None:
     toml_path.write_text(text)
 
 
-def _load_unanswerable(path: Path):  # noqa: ANN202
+def _load_unanswerable(path: Path) -> list[dict[str, str]]:
     from supportdesk.answers.abstention import load_unanswerable
 
-    try:
-        return load_unanswerable(path)
-    except (OSError, ValueError) as exc:
-        fail(str(exc))
+    return _read(load_unanswerable, path)
 
 
 def _load_adjudications() -> dict[str, dict[str, str]]:
     from supportdesk.answers.abstention import load_adjudications
 
-    try:
-        return load_adjudications(EVAL_DIR)
-    except (OSError, ValueError) as exc:
-        fail(str(exc))
-        raise
+    return _read(load_adjudications, EVAL_DIR)
 
 
 def _load_confirmation(path: Path) -> list[dict]:
     from supportdesk.answers.abstention import load_confirmation
 
-    if not path.exists():
-        return []
-    try:
-        return load_confirmation(path)
-    except (OSError, ValueError) as exc:
-        fail(str(exc))
-        raise
+    return _read(load_confirmation, path) if path.exists() else []
 
 
 def _rate(value: object) -> str:
@@ -138,9 +138,7 @@ def calibrate_cmd(
 def calibrate_abstain_cmd(
     ctx: typer.Context,
     route_set: Annotated[Path, typer.Option("--set", help="Labelled messages; 'grounded' ones are answerable.")] = ROUTE_SET,
-    unanswerable: Annotated[
-        Path, typer.Option("--unanswerable", help="Product questions the KB does not cover (JSONL: text, split).")
-    ] = UNANSWERABLE_SET,
+    unanswerable: UnanswerableOption = UNANSWERABLE_SET,
     emanual: Annotated[
         Path, typer.Option("--emanual", help="E-Manual dataset folder, for the benchmark table (its own calibration).")
     ] = EMANUAL,
@@ -196,9 +194,7 @@ def calibrate_abstain_cmd(
 def evaluate(
     ctx: typer.Context,
     route_set: Annotated[Path, typer.Option("--set", help="Labelled route set (JSONL).")] = ROUTE_SET,
-    unanswerable: Annotated[
-        Path, typer.Option("--unanswerable", help="Product questions the KB does not cover (JSONL: text, split).")
-    ] = UNANSWERABLE_SET,
+    unanswerable: UnanswerableOption = UNANSWERABLE_SET,
     emanual: Annotated[Path, typer.Option("--emanual", help="E-Manual dataset folder.")] = EMANUAL,
     n: Annotated[int, typer.Option(
         "-n", min=1, help="E-Manual answerable questions answered by all three systems (60 unanswerable, fixed)."
