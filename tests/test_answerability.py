@@ -53,6 +53,11 @@ def test_coverage_weighs_rare_terms_and_ignores_filler():
     assert unseen[zigbee] == max(unseen.values()) >= max(weights.values())  # unknown to the KB: the rarest of all
     assert query_coverage(unseen, "The warranty on the KR-300 is two years.") == 0.0
     assert query_coverage({}, "anything") == 0.0
+    texts = ["The warranty on the KR-300 is two years.", "Returns are accepted within 45 days."]
+    assert bm25.matched_terms([0, 1], weights) == [
+        frozenset(t for t in weights if t in tokenize(text)) for text in texts
+    ]  # read from the index, same as tokenizing again
+    assert bm25.matched_terms([], weights) == [] and bm25.matched_terms([2], ["zigbee"]) == [frozenset()]
 
 
 def test_tokenizer_meets_inflections_and_spellings_of_one_word():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -133,6 +133,15 @@ class BM25Index:
             col = self.vocabulary.get(term)
             weights[term] = float(self._idf[col]) if col is not None else self._unseen_idf
         return weights
+
+    def matched_terms(self, rows: Sequence[int], terms: Iterable[str]) -> list[frozenset[str]]:
+        """For each text in ``rows``, which of ``terms`` it holds: read from the index, not
+        by tokenizing the texts again."""
+        known = [(term, self.vocabulary[term]) for term in terms if term in self.vocabulary]
+        if not known or not rows:
+            return [frozenset() for _ in rows]
+        present = self._matrix[:, [col for _, col in known]][list(rows)].toarray() > 0
+        return [frozenset(term for (term, _), hit in zip(known, flags, strict=True) if hit) for flags in present]
 
     def top(self, query: str, k: int) -> list[tuple[int, float]]:
         """The ``k`` best (row, score) pairs with a positive score, best first."""

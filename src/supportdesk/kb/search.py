@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from supportdesk.kb.chunking import Chunk
-from supportdesk.kb.lexical import BM25Index, query_coverage, surface_words, tokenize
+from supportdesk.kb.lexical import BM25Index, query_coverage, surface_words
 from supportdesk.kb.store import cosine_relevance
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -214,10 +214,10 @@ class Searcher:
         """Fill each hit's query-term coverage (~0.1 ms for a handful of hits); return the
         query's term weights."""
         weights = self.bm25.term_weights(query)
-        for hit in hits:
-            present = set(tokenize(hit.chunk.indexed_text))
-            hit.matched = frozenset(term for term in weights if term in present)
-            hit.coverage = query_coverage(weights, present)
+        rows = [self._row_of[hit.chunk.id] for hit in hits]  # BM25 rows follow self.chunks
+        for hit, matched in zip(hits, self.bm25.matched_terms(rows, weights), strict=True):
+            hit.matched = matched
+            hit.coverage = query_coverage(weights, set(matched))
         return weights
 
 
