@@ -15,9 +15,11 @@ adapter in adapters/, else a synthetic rank-16 q/k/v/o LoRA of the same size as 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -155,6 +157,7 @@ def main() -> None:
     except Exception:  # noqa: BLE001 - fall back to the synthetic adapter below
         adapter = None
     tmp = Path(tempfile.mkdtemp(prefix="supportdesk-genbench-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     if adapter is None:
         adapter_dir, adapter_label = synthetic_adapter(tmp / "synthetic"), "synthetic rank-16 q/k/v/o"
     else:

@@ -29,10 +29,12 @@ retrieval only: the same decision the pipeline takes, on more questions.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import random
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -104,8 +106,10 @@ def sample_questions(
 
 
 def build_manual_kb(settings: Settings, dataset: Path, removed: set[str], prefix: str = "supportdesk-eval-") -> KnowledgeBase:
-    """A temporary KB of the TV manual (one Markdown document per section) without ``removed``."""
+    """A temporary KB of the TV manual (one Markdown document per section) without ``removed``;
+    its folder goes when the process exits."""
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     (tmp / "kb").mkdir(parents=True)
     for section in load_sections(dataset):
         if section["id"] not in removed:
@@ -170,6 +174,8 @@ class SignalSet:
     unanswerable_text: list[str] = field(default_factory=list)
     answerable_text: list[str] = field(default_factory=list)
     unanswerable_ids: list[str] = field(default_factory=list)
+    kb: KnowledgeBase | None = None
+    """The index the signals were measured on (E-Manual samples build their own)."""
 
     def rates(self, model: Answerability, adjudication: dict[str, str] | None = None) -> dict[str, Any]:
         answered = [model.answers(s) for s in self.answerable]
@@ -201,6 +207,7 @@ def emanual_signals(settings: Settings, dataset: Path, part: str, n: int, n_answ
         [q["question"] for q in unanswerable],
         [q["question"] for q in answerable],
         [q["qid"] for q in unanswerable],
+        kb,
     )
 
 
@@ -215,6 +222,8 @@ class AbstainCalibration:
     fit: AnswerabilityFit
     heldout: list[dict[str, Any]]
     calibration: list[dict[str, Any]]
+    heldout_kbs: list[KnowledgeBase | None] = field(default_factory=list)
+    """The indexes the held-out rows were measured on, in order (reused by the answer eval)."""
 
 
 def calibrate_product(
@@ -256,8 +265,11 @@ def calibrate_emanual(
     for name, params, _ in EVAL_SAMPLES:
         group = emanual_signals(settings, dataset, "eval", **params)
         group.name = f"E-Manual eval half, {name}"
-        held.append(group.rates(model, (adjudications or {}).get(name)))
-    return AbstainCalibration(fitted, held, [cal.rates(model)])
+        held.append(group)
+    return AbstainCalibration(
+        fitted, [g.rates(model, (adjudications or {}).get(name)) for g, (name, _, _) in zip(held, EVAL_SAMPLES, strict=True)],
+        [cal.rates(model)], [g.kb for g in held],
+    )
 
 
 def load_adjudications(folder: Path) -> dict[str, dict[str, str]]:
