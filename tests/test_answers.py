@@ -192,6 +192,22 @@ def test_ask_cli_json_with_real_model(sample_index):
     assert [line["route"] for line in lines] == ["voice", "voice"]
 
 
+def test_ask_cli_does_one_time_work_before_the_first_question(sample_index, monkeypatch):
+    """The route examples are embedded (and the model loaded) before the first question, so its
+    route_ms is the routing cost, not a one-time ~80 ms warm-up."""
+    from supportdesk.router.router import Router
+
+    settings, _ = sample_index
+    events: list[str] = []
+    warm_up, ask = Router.warm_up, AnswerPipeline.ask
+    monkeypatch.setattr(Router, "warm_up", lambda self: (events.append("warm up"), warm_up(self))[1])
+    monkeypatch.setattr(AnswerPipeline, "ask", lambda self, *a, **k: (events.append("ask"), ask(self, *a, **k))[1])
+    base = ["--data-dir", str(settings.data_dir), "--kb", str(settings.kb_dir)]
+    result = CliRunner().invoke(app, [*base, "ask", "thanks!", "--json", "--max-tokens", "4"])
+    assert result.exit_code == 0, result.output
+    assert events == ["warm up", "ask"]
+
+
 def test_echoed_source_headers_are_dropped():
     report = cite.check("[1] (Returns > Window) You have 45 days from delivery.", {1: "45 days from delivery"}, 0.5)
     assert report.text == "[1] You have 45 days from delivery."

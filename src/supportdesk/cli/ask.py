@@ -86,6 +86,15 @@ def ask(
     else:
         items = [question or ""]
     pipeline = build_pipeline(appctx, backend, adapter)
+    # One-time costs up front, as the TUI's start-up does, so the first question's timings
+    # are the per-message costs (the route examples' embeddings took ~80 ms in its route_ms).
+    load = getattr(pipeline.backend, "load", None)
+    try:
+        if callable(load):
+            load()
+    except BackendError as exc:
+        fail(str(exc))
+    pipeline.router.warm_up()
     options = default_options(appctx.settings, max_tokens=max_tokens)
     for item in items:
         answer = pipeline.ask(item, options=options)
