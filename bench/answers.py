@@ -45,7 +45,7 @@ def ttft_curve(budgets: list[int], runs: int = 3) -> list[tuple[int, int, float]
         messages = [ChatMessage("system", GROUNDED_SYSTEM), ChatMessage("user", user)]
         times = []
         for _ in range(runs):
-            llm = backend._llm()[0]  # noqa: SLF001 - benchmark: empty the KV cache for a cold prompt
+            llm = backend._llm()[0]
             llm.reset()  # n_tokens = 0: nothing of the prompt is reused
             generation = backend.generate(messages, GenerationOptions(max_tokens=2, temperature=0.0))
             generation.run()

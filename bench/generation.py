@@ -65,12 +65,12 @@ def synthetic_adapter(folder: Path) -> Path:
 
 
 def worker_embedded(adapter_dir: str | None, runs: int) -> dict:
+    import gguf  # noqa: F401 - library imports are process start-up, not model cold start
+    import llama_cpp  # noqa: F401
+
     from supportdesk.models import ChatMessage, GenerationOptions
     from supportdesk.models.adapters import AdapterInfo
     from supportdesk.models.embedded import EmbeddedBackend
-
-    import gguf  # noqa: F401 - library imports are process start-up, not model cold start
-    import llama_cpp  # noqa: F401
 
     adapter = AdapterInfo(Path(adapter_dir).name, Path(adapter_dir)) if adapter_dir else None
     backend = EmbeddedBackend(adapter=adapter, context_tokens=4096)
@@ -109,7 +109,7 @@ def worker_transformers(runs: int) -> dict:
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True)
         kwargs = dict(**ids, max_new_tokens=MAX_TOKENS, do_sample=False, streamer=streamer)
         begin = time.perf_counter()
-        thread = threading.Thread(target=lambda: model.generate(**kwargs))
+        thread = threading.Thread(target=model.generate, kwargs=kwargs)
         thread.start()
         first = None
         for piece in streamer:

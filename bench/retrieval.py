@@ -32,11 +32,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT.parent / "shared" / "datasets" / "emanual"
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.console import Console
+from rich.table import Table
 
-from supportdesk.kb import KnowledgeBase  # noqa: E402
-from supportdesk.settings import Settings  # noqa: E402
+from supportdesk.kb import KnowledgeBase
+from supportdesk.settings import Settings
 
 console = Console()
 

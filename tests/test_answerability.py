@@ -6,6 +6,7 @@ import json
 import tomllib
 
 import pytest
+from conftest import ROOT, ScriptedBackend
 from typer.testing import CliRunner
 
 from supportdesk.answers import AnswerPipeline
@@ -25,8 +26,6 @@ from supportdesk.answers.evaluation import load_route_set
 from supportdesk.cli import app
 from supportdesk.kb.lexical import BM25Index, query_coverage, tokenize
 from supportdesk.kb.search import Evidence
-
-from conftest import ROOT, ScriptedBackend
 
 ROUTE_SET = ROOT / "eval" / "route_set.jsonl"
 UNANSWERABLE = ROOT / "eval" / "unanswerable.jsonl"

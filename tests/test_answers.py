@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+from conftest import SAMPLE_KB, ScriptedBackend
 from typer.testing import CliRunner
 
 from supportdesk.answers import AnswerPipeline, Turn
@@ -14,8 +15,6 @@ from supportdesk.answers.pipeline import extractive_answer, retrieval_query
 from supportdesk.answers.prompts import HANDOFF_MESSAGE, VOICE_FALLBACK, clean_source_text, select_sources
 from supportdesk.cli import app
 from supportdesk.kb import KnowledgeBase
-
-from conftest import SAMPLE_KB, ScriptedBackend
 
 pytestmark = pytest.mark.slow
 
@@ -216,7 +215,7 @@ def test_echoed_source_headers_are_dropped():
 def test_history_cli_export(sample_index, tmp_path):
     from supportdesk.history import HistoryStore
 
-    settings, _ = sample_index
+    _settings, _ = sample_index
     store = HistoryStore(tmp_path / "d" / "history.sqlite3")
     cid = store.new_conversation()
     store.add_message(cid, "user", "How long is the warranty?")

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLE_KB
 
 from supportdesk.kb.chunking import split
 from supportdesk.kb.files import SourceFile, scan
 from supportdesk.kb.loaders import LoadError, load, text_to_markdown
 from supportdesk.sanitize import strip_control
-
-from conftest import SAMPLE_KB
 
 
 def source(path: Path, root: Path | None = None) -> SourceFile:

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from fake_ollama import FakeOllama
 from typer.testing import CliRunner
 
 from supportdesk.cli import app
@@ -23,8 +24,6 @@ from supportdesk.models.adapters import AdapterInfo, write_active
 from supportdesk.models.embedded import EmbeddedBackend
 from supportdesk.models.ollama_backend import OllamaBackend, request_options
 from supportdesk.training.gguf_lora import write_gguf_lora
-
-from fake_ollama import FakeOllama
 
 MESSAGES = [
     ChatMessage("system", "You are Kestrel Care, the support team of Kestrel Networks."),

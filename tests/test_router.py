@@ -7,6 +7,7 @@ import tomllib
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from typer.testing import CliRunner
 
 from supportdesk.answers.evaluation import evaluate_routes, load_route_set
@@ -14,8 +15,6 @@ from supportdesk.cli import app
 from supportdesk.router import Router
 from supportdesk.router.cues import cue_score, fact_cues
 from supportdesk.router.router import calibrate
-
-from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, SHARED
 from typer.testing import CliRunner
 
 from supportdesk.cli import app
@@ -14,8 +15,6 @@ from supportdesk.training import build as build_mod
 from supportdesk.training.build import select_trainer
 from supportdesk.training.evaluate import ActivationRefused, check_activation, voice_markers
 from supportdesk.training.prepare import Scrubber, luhn_ok, prepare, write_dataset
-
-from conftest import ROOT, SHARED
 
 DATA = Path(__file__).parent / "data"
 TWITTER = SHARED / "datasets" / "twitter_support" / "agent_reply_pairs.jsonl"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 import shutil
+import time
 
 import pytest
+from conftest import SAMPLE_KB, ScriptedBackend
 
 from supportdesk.kb import KnowledgeBase
 from supportdesk.models import BackendUnavailable
@@ -16,8 +17,6 @@ from supportdesk.tui.app import SupportDeskApp
 from supportdesk.tui.screens.modals import ChunkScreen, HelpScreen
 from supportdesk.tui.widgets.conversation import MessageView
 from supportdesk.tui.widgets.sources import SourceItem, SourcesPanel
-
-from conftest import SAMPLE_KB, ScriptedBackend
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +65,7 @@ async def send(pilot, app, text: str) -> MessageView:
 
 
 async def test_send_stream_and_sources(make_app):
-    app, model = make_app(ScriptedBackend(grounded_reply, delay=0.06))
+    app, _model = make_app(ScriptedBackend(grounded_reply, delay=0.06))
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot, app)
         app.query_one("#prompt").insert("How many days do I have to return a router?")

@@ -18,7 +18,7 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
         except ValueError as exc:
             raise ValueError(f"{path}:{number}: not JSON ({exc})") from exc
         if not isinstance(row, dict):
-            raise ValueError(f"{path}:{number}: not a JSON object")
+            raise ValueError(f"{path}:{number}: not a JSON object")  # noqa: TRY004 - bad data, reported as ValueError with file:line
         rows.append((number, row))
     return rows
 
@@ -26,4 +26,4 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
 def require_text(path: Path, number: int, row: dict[str, Any], keys: tuple[str, ...]) -> None:
     for key in keys:
         if not isinstance(row.get(key), str):
-            raise ValueError(f"{path}:{number}: field '{key}' is missing or not text")
+            raise ValueError(f"{path}:{number}: field '{key}' is missing or not text")  # noqa: TRY004 - as above

@@ -140,7 +140,7 @@ def load_confirmation(path: Path) -> list[dict[str, Any]]:
     rows = read_jsonl(path)
     for number, row in rows:
         if not isinstance(row.get("text"), str) or not isinstance(row.get("answerable"), bool):
-            raise ValueError(f"{path}:{number}: needs 'text' and 'answerable' (true or false)")
+            raise ValueError(f"{path}:{number}: needs 'text' and 'answerable' (true or false)")  # noqa: TRY004 - bad data, file:line
     return [row for _, row in rows]
 
 

@@ -22,11 +22,10 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
 _SOCIAL = re.compile(
     r"^\W*(hi|hello|hey)\b.{0,60}\b(thanks|thank you)\b|happy surfing|kestrel care\W*$|^\W*(thanks|thank you|you're welcome|"
     r"my pleasure|anytime|glad (we|i) could help)\b|let (us|me) know|anything else",
-    re.I,
+    re.IGNORECASE,
 )
 _GENERIC = frozenset(
-    """please thank thanks help happy hi hello sorry kestrel care customer let know also just sure
-    glad question colleague source sources answer docs documentation need here great""".split()
+    ["please", "thank", "thanks", "help", "happy", "hi", "hello", "sorry", "kestrel", "care", "customer", "let", "know", "also", "just", "sure", "glad", "question", "colleague", "source", "sources", "answer", "docs", "documentation", "need", "here", "great"]
 )
 
 
@@ -77,7 +76,7 @@ def split_sentences(text: str) -> list[str]:
 
 # What a brand-voice reply must not state without a source: numbers (phone numbers, prices,
 # versions, dates, days), e-mail addresses and links. The small model invents them.
-_UNCHECKED_FACT = re.compile(r"\d|@|https?://|\bwww\.|\b[a-z0-9-]+\.(?:com|net|org|example|io)\b", re.I)
+_UNCHECKED_FACT = re.compile(r"\d|@|https?://|\bwww\.|\b[a-z0-9-]+\.(?:com|net|org|example|io)\b", re.IGNORECASE)
 
 
 def strip_unchecked_facts(text: str) -> tuple[str, list[str]]:

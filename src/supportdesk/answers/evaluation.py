@@ -25,7 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from supportdesk.answers.abstention import EMANUAL_SAMPLE, EVAL_SAMPLES, build_manual_kb, calibrate_emanual, sample_questions
+from supportdesk.answers.abstention import (
+    EMANUAL_SAMPLE,
+    EVAL_SAMPLES,
+    build_manual_kb,
+    calibrate_emanual,
+    sample_questions,
+)
 from supportdesk.answers.pipeline import AnswerPipeline, extractive_answer
 from supportdesk.answers.prompts import VOICE_SYSTEM, select_sources
 from supportdesk.jsonl import read_jsonl, require_text

@@ -104,7 +104,7 @@ class AnswerResult:
 
 
 _FOLLOWUP = re.compile(
-    r"^(and|also|what about|how about|then|so)\b|\b(it|that|this|those|these|them|there|same|one)\b", re.I
+    r"^(and|also|what about|how about|then|so)\b|\b(it|that|this|those|these|them|there|same|one)\b", re.IGNORECASE
 )
 
 

@@ -37,12 +37,12 @@ HANDOFF_MESSAGE = (
     "You can also reach us by chat in Roost (Account > Help) or at 1-888-537-8735."
 )
 
-_TEMPLATE_TOKENS = re.compile(r"<\|[^|>]{1,40}\|>|</?s>|\[/?INST\]|<<SYS>>|<</SYS>>", re.I)
+_TEMPLATE_TOKENS = re.compile(r"<\|[^|>]{1,40}\|>|</?s>|\[/?INST\]|<<SYS>>|<</SYS>>", re.IGNORECASE)
 _INJECTION = re.compile(
     r"(ignore|disregard|forget|override)\b.{0,40}\b(instructions?|prompts?|rules|above|previous)"
     r"|\byou are now\b|\bnew instructions?\b|\bsystem prompt\b|\bact as\b|\bdo anything now\b"
     r"|^\s*(system|assistant|user)\s*:",
-    re.I | re.M,
+    re.IGNORECASE | re.MULTILINE,
 )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -37,10 +37,10 @@ app.add_typer(evaluate_cmd.router_app, name="router")
 def root(
     ctx: typer.Context,
     data_dir: Annotated[
-        Optional[Path], typer.Option("--data-dir", help="Runtime data folder (index, history). Env: SUPPORTDESK_DATA_DIR.")
+        Path | None, typer.Option("--data-dir", help="Runtime data folder (index, history). Env: SUPPORTDESK_DATA_DIR.")
     ] = None,
     kb_dir: Annotated[
-        Optional[Path], typer.Option("--kb", help="Folder of documents to index. Env: SUPPORTDESK_KB_DIR.")
+        Path | None, typer.Option("--kb", help="Folder of documents to index. Env: SUPPORTDESK_KB_DIR.")
     ] = None,
 ) -> None:
     ctx.obj = AppContext(overrides={"data_dir": data_dir, "kb_dir": kb_dir})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -28,8 +28,8 @@ def prepare_cmd(
     ctx: typer.Context,
     inputs: Annotated[list[Path], typer.Argument(help="Transcript files: .jsonl (chat, Twitter shape, history export) or .csv.")],
     name: Annotated[str, typer.Option("--name", help="Dataset name (under the data dir's datasets/).")] = "default",
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the dataset here instead.")] = None,
-    company: Annotated[Optional[str], typer.Option("--company", help="Twitter shape: keep one brand only.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the dataset here instead.")] = None,
+    company: Annotated[str | None, typer.Option("--company", help="Twitter shape: keep one brand only.")] = None,
     eval_fraction: Annotated[float, typer.Option("--eval-fraction", min=0.05, max=0.5)] = 0.15,
     order_pattern: Annotated[str, typer.Option("--order-pattern", help="Regex for order numbers to scrub.")] = r"\bKS-\d{8}\b",
 ) -> None:
@@ -59,7 +59,7 @@ def prepare_cmd(
 
 
 def run_build(appctx: AppContext, name: str, dataset: Path, replace: bool, max_steps: int | None = None,
-              epochs: float | None = None, rank: int | None = None):  # noqa: ANN201
+              epochs: float | None = None, rank: int | None = None):
     from supportdesk.models.embedded import default_gguf_path
     from supportdesk.training.build import TrainConfig, build_adapter, select_trainer
 
@@ -79,7 +79,7 @@ def run_build(appctx: AppContext, name: str, dataset: Path, replace: bool, max_s
                   TimeElapsedColumn(), TimeRemainingColumn(), console=err_console) as bar:
         task = bar.add_task("loading base", total=None, loss="-")
 
-        def step(info) -> None:  # noqa: ANN001
+        def step(info) -> None:
             bar.update(task, description="training", completed=info.step, total=info.total, loss=f"{info.loss:.3f}")
 
         try:
@@ -94,12 +94,12 @@ def run_build(appctx: AppContext, name: str, dataset: Path, replace: bool, max_s
 def build_cmd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Adapter name (folder under adapters/).")],
-    dataset: Annotated[Optional[Path], typer.Option("--dataset", help="Prepared dataset folder.")] = None,
+    dataset: Annotated[Path | None, typer.Option("--dataset", help="Prepared dataset folder.")] = None,
     dataset_name: Annotated[str, typer.Option("--dataset-name", help="Dataset prepared with --name.")] = "default",
     replace: Annotated[bool, typer.Option("--replace", help="Replace an existing adapter of that name.")] = False,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1)] = None,
-    epochs: Annotated[Optional[float], typer.Option("--epochs", min=0.1)] = None,
-    rank: Annotated[Optional[int], typer.Option("--rank", min=1, max=256)] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1)] = None,
+    epochs: Annotated[float | None, typer.Option("--epochs", min=0.1)] = None,
+    rank: Annotated[int | None, typer.Option("--rank", min=1, max=256)] = None,
 ) -> None:
     """Train a LoRA adapter (Unsloth on a GPU, PEFT on the CPU) and write it in PEFT and GGUF form."""
     result = run_build(ctx.obj, name, dataset or dataset_dir(ctx.obj, dataset_name), replace, max_steps, epochs, rank)
@@ -107,7 +107,7 @@ def build_cmd(
                   f"final loss {result.final_loss:.3f}, {result.seconds:.0f} s). Next: supportdesk adapter eval {name}")
 
 
-def run_eval(appctx: AppContext, name: str, dataset: Path | None):  # noqa: ANN201
+def run_eval(appctx: AppContext, name: str, dataset: Path | None):
     from supportdesk.models import find_adapter
     from supportdesk.models.base import ModelMissing
     from supportdesk.models.embedded import default_gguf_path
@@ -131,7 +131,7 @@ def run_eval(appctx: AppContext, name: str, dataset: Path | None):  # noqa: ANN2
 def eval_cmd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Adapter to evaluate.")],
-    dataset: Annotated[Optional[Path], typer.Option("--dataset", help="Dataset folder (default: the one it was built on).")] = None,
+    dataset: Annotated[Path | None, typer.Option("--dataset", help="Dataset folder (default: the one it was built on).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Held-out perplexity base vs adapter, voice markers, side-by-side replies; saved in the manifest."""
@@ -219,7 +219,7 @@ def modelfile_text(base_gguf: Path, adapter_gguf: Path, system_prompt: str) -> s
 def push_cmd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Adapter to register with Ollama.")],
-    model: Annotated[Optional[str], typer.Option("--model", help="Ollama model name (default: supportdesk-NAME).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Ollama model name (default: supportdesk-NAME).")] = None,
 ) -> None:
     """Register base + adapter with the Ollama server, and write adapters/NAME/Modelfile for 'ollama create -f'."""
     import httpx

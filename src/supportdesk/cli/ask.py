@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -17,7 +17,7 @@ BADGES = {"voice": "[black on green] brand voice [/]", "grounded": "[black on cy
           "handoff": "[black on yellow] handed off [/]"}
 
 
-def build_pipeline(appctx: AppContext, backend: str | None = None, adapter: str | None = None):  # noqa: ANN201
+def build_pipeline(appctx: AppContext, backend: str | None = None, adapter: str | None = None):
     from supportdesk.answers import AnswerPipeline
     from supportdesk.models import BackendError, create_backend
 
@@ -29,7 +29,7 @@ def build_pipeline(appctx: AppContext, backend: str | None = None, adapter: str 
     return AnswerPipeline(appctx.settings, kb, model)
 
 
-def print_result(result) -> None:  # noqa: ANN001
+def print_result(result) -> None:
     console.print(f"{BADGES[result.kind]} {escape(result.decision.get('reason', ''))}")
     if result.query != result.question:
         console.print(f"[dim]searched as: {escape(result.query)}[/]")
@@ -64,11 +64,11 @@ def print_result(result) -> None:  # noqa: ANN001
 
 def ask(
     ctx: typer.Context,
-    question: Annotated[Optional[str], typer.Argument(help="The customer's message.")] = None,
-    queries: Annotated[Optional[Path], typer.Option("--queries", help="File with one question per line ('-': stdin).")] = None,
-    backend: Annotated[Optional[str], typer.Option("--backend", help="embedded | ollama (default: settings).")] = None,
-    adapter: Annotated[Optional[str], typer.Option("--adapter", help="Adapter name, or 'none'.")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Most tokens to generate.")] = None,
+    question: Annotated[str | None, typer.Argument(help="The customer's message.")] = None,
+    queries: Annotated[Path | None, typer.Option("--queries", help="File with one question per line ('-': stdin).")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="embedded | ollama (default: settings).")] = None,
+    adapter: Annotated[str | None, typer.Option("--adapter", help="Adapter name, or 'none'.")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Most tokens to generate.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per question.")] = False,
 ) -> None:
     """Answer like the bot: route, retrieve, generate, check citations; shows why and how long."""

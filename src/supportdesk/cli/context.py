@@ -36,15 +36,15 @@ class AppContext:
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
             )
             fail(f"invalid settings: {problems}")
-        except Exception as exc:  # a malformed TOML file, say
+        except Exception as exc:  # noqa: BLE001 - a malformed TOML file, say: shown, never a traceback
             fail(f"cannot read settings: {exc}")
 
-    def knowledge_base(self):  # noqa: ANN201 - imported lazily: torch takes seconds
+    def knowledge_base(self):
         from supportdesk.kb import KnowledgeBase
 
         return KnowledgeBase(self.settings)
 
-    def built_knowledge_base(self):  # noqa: ANN201
+    def built_knowledge_base(self):
         """The KB with its index loaded, or one clear line saying how to get one."""
         from supportdesk.kb.store import IndexIntegrityError
 

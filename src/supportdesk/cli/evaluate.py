@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from collections.abc import Callable
-from typing import Annotated, Optional, TypeVar
+from pathlib import Path
+from typing import Annotated, TypeVar
 
 import typer
 from rich.markup import escape
@@ -31,7 +31,7 @@ UnanswerableOption = Annotated[
 router_app = typer.Typer(help="Calibrate and inspect the router.", no_args_is_help=True)
 
 
-def _router_and_kb(appctx: AppContext):  # noqa: ANN202
+def _router_and_kb(appctx: AppContext):
     from supportdesk.router import Router
 
     kb = appctx.built_knowledge_base()  # the best document score is one of the router's signals
@@ -110,10 +110,10 @@ def calibrate_cmd(
     ctx: typer.Context,
     route_set: Annotated[Path, typer.Option("--set", help="Labelled messages (JSONL: text, route, split).")] = ROUTE_SET,
     target: Annotated[
-        Optional[float], typer.Option("--target-escalation", min=0.0, max=1.0, help="Send this share to grounded.")
+        float | None, typer.Option("--target-escalation", min=0.0, max=1.0, help="Send this share to grounded.")
     ] = None,
     write: Annotated[
-        Optional[Path], typer.Option("--write", help="Save weights and threshold into this TOML file's [router].")
+        Path | None, typer.Option("--write", help="Save weights and threshold into this TOML file's [router].")
     ] = None,
 ) -> None:
     """Fit the router's weights and threshold on the calibration split; report the held-out split."""
@@ -147,7 +147,7 @@ def calibrate_abstain_cmd(
     ] = 0.9,
     show_misses: Annotated[bool, typer.Option("--misses", help="List the held-out questions decided wrongly.")] = False,
     write: Annotated[
-        Optional[Path], typer.Option("--write", help="Save the weights and threshold into this TOML file's [router].")
+        Path | None, typer.Option("--write", help="Save the weights and threshold into this TOML file's [router].")
     ] = None,
 ) -> None:
     """Fit the hand-off (answerability) model on the calibration splits; report the held-out ones."""

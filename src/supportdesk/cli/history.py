@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -16,7 +16,7 @@ from supportdesk.cli.context import AppContext, console, fail
 app = typer.Typer(help="Browse and export the conversation history.", no_args_is_help=True)
 
 
-def _store(ctx: typer.Context):  # noqa: ANN202
+def _store(ctx: typer.Context):
     from supportdesk.history import HistoryStore
 
     appctx: AppContext = ctx.obj
@@ -60,7 +60,7 @@ def show(ctx: typer.Context, conversation_id: int) -> None:
 @app.command("export")
 def export(
     ctx: typer.Context,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="JSONL file (default: stdout).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="JSONL file (default: stdout).")] = None,
     rated_good: Annotated[bool, typer.Option("--rated-good", help="Only 👍 answers, each with its context.")] = False,
 ) -> None:
     """Conversations as JSONL chat records, the format 'supportdesk adapter prepare' reads."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -16,7 +16,7 @@ from supportdesk.cli.context import AppContext, console, err_console, fail
 app = typer.Typer(help="Build, search and inspect the knowledge base.", no_args_is_help=True)
 
 
-def build_with_progress(appctx: AppContext, force: bool = False):  # noqa: ANN201
+def build_with_progress(appctx: AppContext, force: bool = False):
     """Run a reload with a progress bar on stderr; returns the ReloadReport."""
     from supportdesk.kb.index import Progress as Step
 
@@ -43,7 +43,7 @@ def build_with_progress(appctx: AppContext, force: bool = False):  # noqa: ANN20
 @app.command("build")
 def build(
     ctx: typer.Context,
-    kb_dir: Annotated[Optional[Path], typer.Option("--kb", help="Folder to index (overrides settings).")] = None,
+    kb_dir: Annotated[Path | None, typer.Option("--kb", help="Folder to index (overrides settings).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Re-embed every file, ignoring the current index.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -52,7 +52,7 @@ def build(
     if kb_dir is not None:
         appctx.overrides["kb_dir"] = kb_dir
         appctx.__dict__.pop("settings", None)
-    kb, report = build_with_progress(appctx, force=force)
+    _kb, report = build_with_progress(appctx, force=force)
     for skipped in report.skipped:
         err_console.print(f"[yellow]skipped[/] {escape(skipped.rel)}: {escape(skipped.reason)}")
     for rel in report.kept_previous:
@@ -73,7 +73,7 @@ def build(
     )
 
 
-def _print_hits(query: str, result, show_text: bool) -> None:  # noqa: ANN001
+def _print_hits(query: str, result, show_text: bool) -> None:
     table = Table(title=f"{escape(query)}  ({result.timings.embed_ms:.1f} ms embed, {result.timings.search_ms:.1f} ms search)")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
@@ -91,12 +91,12 @@ def _print_hits(query: str, result, show_text: bool) -> None:  # noqa: ANN001
 @app.command("search")
 def search(
     ctx: typer.Context,
-    query: Annotated[Optional[str], typer.Argument(help="What to look for.")] = None,
-    k: Annotated[Optional[int], typer.Option("-k", "--top-k", min=1, max=100, help="Hits to return.")] = None,
+    query: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
+    k: Annotated[int | None, typer.Option("-k", "--top-k", min=1, max=100, help="Hits to return.")] = None,
     queries: Annotated[
-        Optional[Path], typer.Option("--queries", help="File with one query per line ('-' for stdin).")
+        Path | None, typer.Option("--queries", help="File with one query per line ('-' for stdin).")
     ] = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", help="hybrid | dense | bm25 (default: settings).")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="hybrid | dense | bm25 (default: settings).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per query.")] = False,
     full: Annotated[bool, typer.Option("--full", help="Show whole chunk texts.")] = False,
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -70,13 +70,13 @@ def print_stats(stats: dict[str, object]) -> None:
 def chat(
     ctx: typer.Context,
     message: Annotated[str, typer.Argument(help="What the customer says.")],
-    backend: Annotated[Optional[str], typer.Option("--backend", help="embedded | ollama (default: settings).")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="embedded | ollama (default: settings).")] = None,
     adapter: Annotated[
-        Optional[str], typer.Option("--adapter", help="Adapter name under adapters/, or 'none' for the bare base.")
+        str | None, typer.Option("--adapter", help="Adapter name under adapters/, or 'none' for the bare base.")
     ] = None,
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Most tokens to generate.")] = None,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="0 = greedy.")] = None,
-    system: Annotated[Optional[str], typer.Option("--system", help="System prompt (default: settings).")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Most tokens to generate.")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", min=0.0, help="0 = greedy.")] = None,
+    system: Annotated[str | None, typer.Option("--system", help="System prompt (default: settings).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object: reply and stats.")] = False,
 ) -> None:
     """Stream one reply from the answering model and print its timings."""

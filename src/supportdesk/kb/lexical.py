@@ -17,18 +17,14 @@ from scipy import sparse
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-./][a-z0-9]+)*")
 _STOP = frozenset(
-    """a an and are as at be but by can do does for from has have how i if in into is it its
-    me my no not of on or our so that the their them then there these they this to was we
-    what when where which who why will with you your""".split()
+    ["a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for", "from", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or", "our", "so", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "was", "we", "what", "when", "where", "which", "who", "why", "will", "with", "you", "your"]
 )
 
 
 # Conversational filler: no evidence either way about whether the docs answer a message
 # ("hey quick one, how long is the warranty?"). Left out of query coverage only; BM25 keeps them.
 _FILLER = frozenset(
-    """hey hi hello hiya ok okay cool great thank thanks please pls sorry bother quick question
-    one again just wonder wondering know tell want need help like really also still actually
-    anyone someone guy folk mean got thing stuff there here now oh um uh hmm yes yeah""".split()
+    ["hey", "hi", "hello", "hiya", "ok", "okay", "cool", "great", "thank", "thanks", "please", "pls", "sorry", "bother", "quick", "question", "one", "again", "just", "wonder", "wondering", "know", "tell", "want", "need", "help", "like", "really", "also", "still", "actually", "anyone", "someone", "guy", "folk", "mean", "got", "thing", "stuff", "there", "here", "now", "oh", "um", "uh", "hmm", "yes", "yeah"]
 )
 
 

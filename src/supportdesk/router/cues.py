@@ -5,25 +5,25 @@ from __future__ import annotations
 import re
 
 # Model codes (KR-300, KE-404), versions (5.4.2), numbers with units, prices.
-_CODE = re.compile(r"\b(?:k[rpt]-?\d{3}|ke-?\d{3}|ks-\d+|kc-\d+|hw [ab])\b", re.I)
+_CODE = re.compile(r"\b(?:k[rpt]-?\d{3}|ke-?\d{3}|ks-\d+|kc-\d+|hw [ab])\b", re.IGNORECASE)
 _VERSION = re.compile(r"\b\d+\.\d+(?:\.\d+)?\b")
-_NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\s*(?:%|mbps|gbps|ghz|mhz|gb|tb|mb|days?|years?|months?|hours?|w|v|dbm)?\b", re.I)
+_NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\s*(?:%|mbps|gbps|ghz|mhz|gb|tb|mb|days?|years?|months?|hours?|w|v|dbm)?\b", re.IGNORECASE)
 _PRODUCT = re.compile(
     r"\b(?:aerie|perch|talon|roost|guardian|kestrelos|flock|care\+|care plus|fleet|secure dns|"
     r"router|satellite|mesh|firmware|modem|gateway|sim|apn|vpn|wireguard|dns|ipv6|usb|led|light|wi-?fi|ssid|"
     r"port|nat|bridge|dhcp|subnet|pppoe|vlan|ethernet|backhaul|band|ghz|password|account|pin|qr|voucher)s?\b",
-    re.I,
+    re.IGNORECASE,
 )
 _FACT_WORD = re.compile(
     r"\b(?:how|what|which|when|where|why|does|do|is|are|can|could|will|should|price|cost|much|many|long|"
     r"return|refund|warranty|ship|shipping|deliver|cancel|reset|set ?up|install|update|error|code|mean|"
     r"support|compatible|work with|difference|limit|fee|discount|covered|speed|slow|drop|offline|block)\b",
-    re.I,
+    re.IGNORECASE,
 )
 _SMALL_TALK = re.compile(
     r"\b(?:hi|hello|hey|thanks?|thank you|thx|cheers|bye|goodbye|ok(?:ay)?|cool|great|awesome|perfect|lol|"
     r"haha|good (?:morning|evening|night)|nice|yes|no|yep|nope|sure|appreciate|love|happy|sorry)\b",
-    re.I,
+    re.IGNORECASE,
 )
 
 

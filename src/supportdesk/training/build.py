@@ -133,7 +133,7 @@ def load_base_cpu(gguf_path: Path) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def batches(examples: list[tuple[list[int], list[int]]], size: int, pad_id: int, rng: random.Random):  # noqa: ANN201
+def batches(examples: list[tuple[list[int], list[int]]], size: int, pad_id: int, rng: random.Random):
     import torch
 
     order = list(range(len(examples)))

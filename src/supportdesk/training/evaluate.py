@@ -21,9 +21,9 @@ from typing import Any
 from supportdesk.models.adapters import MANIFEST_NAME, AdapterInfo
 from supportdesk.training.build import load_base_cpu, tokenize_with_labels, with_system
 
-GREETING = re.compile(r"^\s*(hi|hello|hey)\b.{0,40}(thanks|thank you) for (reaching out|contacting|getting in touch)", re.I)
-SIGN_OFF = re.compile(r"happy surfing", re.I)
-BANNED = re.compile(r"\b(as an? [\w-]+(?: [\w-]+)? ai|i am an ai|language model|smollm|hugging ?face|i cannot help)\b", re.I)
+GREETING = re.compile(r"^\s*(hi|hello|hey)\b.{0,40}(thanks|thank you) for (reaching out|contacting|getting in touch)", re.IGNORECASE)
+SIGN_OFF = re.compile(r"happy surfing", re.IGNORECASE)
+BANNED = re.compile(r"\b(as an? [\w-]+(?: [\w-]+)? ai|i am an ai|language model|smollm|hugging ?face|i cannot help)\b", re.IGNORECASE)
 
 
 @dataclass

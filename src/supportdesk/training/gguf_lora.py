@@ -103,7 +103,7 @@ def read_gguf_header(path: Path) -> tuple[dict[str, object], dict[str, list[int]
     import struct
 
     with path.open("rb") as handle:
-        def read(fmt: str):  # noqa: ANN202
+        def read(fmt: str):
             size = struct.calcsize(fmt)
             data = handle.read(size)
             if len(data) != size:

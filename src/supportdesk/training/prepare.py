@@ -54,12 +54,12 @@ class Conversation:
 # -- PII ---------------------------------------------------------------------------------------
 
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
-_URL = re.compile(r"\b(?:https?://|www\.)\s?[^\s<>\"']+", re.I)
+_URL = re.compile(r"\b(?:https?://|www\.)\s?[^\s<>\"']+", re.IGNORECASE)
 _HANDLE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{1,30}\b")
 _CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
 _PHONE = re.compile(r"(?<![\w-])(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)|\d{2,4})[\s.-]?\d{3,4}[\s.-]?\d{3,4}(?![\w-])")
 # A URL "carries a personal id" when a path segment or query value looks like an identifier.
-_PERSONAL_URL = re.compile(r"(?:[?&](?:id|user|uid|account|order|email|token|session)=)|/(?:[A-Za-z0-9_-]*\d[A-Za-z0-9_-]{5,})(?:[/?#]|$)", re.I)
+_PERSONAL_URL = re.compile(r"(?:[?&](?:id|user|uid|account|order|email|token|session)=)|/(?:[A-Za-z0-9_-]*\d[A-Za-z0-9_-]{5,})(?:[/?#]|$)", re.IGNORECASE)
 _KEEP_PHONES = re.compile(r"^1-888-537-8735$|^0800 048 7735$")  # Kestrel Care's own numbers are not PII
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.command import Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
@@ -74,7 +74,7 @@ class SupportDeskApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "supportdesk"
     COMMANDS = App.COMMANDS | {SupportCommands}
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel_answer", "Cancel", id="cancel-answer", priority=True),
         Binding("f1", "help", "Help", id="help"),
         Binding("ctrl+n", "new_conversation", "New", id="new-conversation"),

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList, Static
@@ -16,7 +16,7 @@ from textual.widgets.option_list import Option
 
 
 class _Modal(ModalScreen[Any]):
-    BINDINGS = [Binding("escape", "dismiss_none", "Close", id="modal.close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss_none", "Close", id="modal.close")]
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)

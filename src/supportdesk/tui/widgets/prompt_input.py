@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual import events
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import TextArea
 
 
 class PromptInput(TextArea):
-    BINDINGS = [Binding("shift+enter,ctrl+j", "newline", "New line", id="prompt.newline", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("shift+enter,ctrl+j", "newline", "New line", id="prompt.newline", show=False)]
 
     def on_mount(self) -> None:
         self.cursor_blink = False  # a steady cursor: calmer, and stable in screenshots
