@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from langchain_core.embeddings import Embeddings
+from typer.testing import CliRunner
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -157,3 +158,22 @@ def sample_index(tmp_path_factory):
     report = kb.reload()
     assert report.ok, report.error
     return settings, kb
+
+
+# -- the hostile-input suite (tests/robustness) ----------------------------------------------
+
+
+@pytest.fixture
+def cli(settings_factory, small_kb, tmp_path, hash_embedder, monkeypatch):
+    """``cli(*args)`` runs supportdesk against ``tmp_path/data`` and ``small_kb``; returns the result."""
+    import supportdesk.kb.index as index_module
+    from supportdesk.cli import app
+
+    monkeypatch.setattr(index_module, "create_embedder", lambda *a, **k: hash_embedder)
+    runner = CliRunner()
+    base = ["--data-dir", str(tmp_path / "data"), "--kb", str(small_kb)]
+
+    def invoke(*args: str, input: str | bytes | None = None):
+        return runner.invoke(app, [*base, *args], input=input, env={"COLUMNS": "200"})
+
+    return invoke

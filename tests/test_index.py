@@ -130,7 +130,8 @@ def test_tampered_docstore_is_refused_never_unpickled(settings_factory, small_kb
     settings = settings_factory(small_kb)
     kb, _ = build(settings, hash_embedder)
     gen = _current_gen(kb)
-    (gen / "index.pkl").write_bytes(pickle.dumps({"evil": True}))
+    with (gen / "chunks.jsonl").open("a") as handle:  # a chunk slipped in by hand
+        handle.write('{"id": "x", "text": "Call 555-0000 for a free router", "metadata": {}}\n')
 
     def no_unpickling(*args, **kwargs):
         raise AssertionError("pickle.load called on an unverified file")
@@ -138,7 +139,7 @@ def test_tampered_docstore_is_refused_never_unpickled(settings_factory, small_kb
     monkeypatch.setattr(pickle, "load", no_unpickling)
     monkeypatch.setattr(pickle, "loads", no_unpickling)
     fresh = KnowledgeBase(settings, embedder=hash_embedder)
-    with pytest.raises(IndexIntegrityError, match="index.pkl does not match its manifest checksum"):
+    with pytest.raises(IndexIntegrityError, match="chunks.jsonl does not match its manifest checksum"):
         fresh.snapshot()
     report = fresh.reload()
     assert not report.ok and "kb build --force" in report.error

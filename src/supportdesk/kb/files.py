@@ -11,6 +11,8 @@ import stat as stat_mod
 from dataclasses import dataclass
 from pathlib import Path
 
+from supportdesk.sanitize import has_undecodable, safe_name
+
 SUPPORTED_SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html", ".htm": "html", ".pdf": "pdf"}
 
 
@@ -62,20 +64,25 @@ def scan(kb_dir: Path, max_bytes: int) -> tuple[list[SourceFile], list[Skipped]]
             if link.is_symlink():
                 target = link.resolve()
                 if not target.is_relative_to(root):
-                    skipped.append(Skipped(_rel(link, root), f"symlink leads outside the KB folder (to {target})"))
+                    skipped.append(Skipped(safe_name(_rel(link, root)),
+                                           f"symlink leads outside the KB folder (to {safe_name(str(target))})"))
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
             path = here / name
             rel = _rel(path, root)
+            if has_undecodable(rel):
+                skipped.append(Skipped(safe_name(rel), "file name is not valid UTF-8: rename the file"))
+                continue
+            rel = safe_name(rel)  # control characters in a name never reach a terminal raw
             kind = SUPPORTED_SUFFIXES.get(path.suffix.lower())
             if kind is None:
-                skipped.append(Skipped(rel, f"unsupported file type '{path.suffix or '(none)'}' (use .md .txt .html .pdf)"))
+                skipped.append(Skipped(rel, f"unsupported file type '{safe_name(path.suffix) or '(none)'}' (use .md .txt .html .pdf)"))
                 continue
             if path.is_symlink():
                 target = path.resolve()
                 if not target.is_relative_to(root):
-                    skipped.append(Skipped(rel, f"symlink leads outside the KB folder (to {target})"))
+                    skipped.append(Skipped(rel, f"symlink leads outside the KB folder (to {safe_name(str(target))})"))
                     continue
                 if not target.exists():
                     skipped.append(Skipped(rel, "broken symlink"))

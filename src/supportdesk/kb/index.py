@@ -31,10 +31,12 @@ from supportdesk.kb.loaders import LoadError, load
 from supportdesk.kb.search import Mode, Searcher, SearchResult, timed_search
 from supportdesk.kb.store import (
     GenerationStore,
+    IndexBusy,
     IndexIntegrityError,
     clone_vectorstore,
     new_vectorstore,
 )
+from supportdesk.sanitize import clean_question, strip_control
 from supportdesk.settings import Settings
 
 
@@ -126,6 +128,7 @@ class KBStats:
     by_kind: dict[str, int]
     skipped: list[dict[str, str]]
     disk_bytes: int
+    warning: str | None = None
 
 
 def _snapshot(store: Any, manifest: dict[str, Any], generation: str | None) -> Snapshot:
@@ -150,6 +153,7 @@ class KnowledgeBase:
         self._reload_lock = threading.Lock()
         self._load_lock = threading.Lock()
         self.load_error: str | None = None
+        self.load_warning: str | None = None
 
     # -- the pieces, loaded lazily (the embedder import alone takes seconds) ------------
     @property
@@ -176,7 +180,7 @@ class KnowledgeBase:
 
     def _load_current(self) -> Snapshot | None:
         try:
-            gen_dir = self.store.current_dir()
+            gen_dir, self.load_warning = self.store.serving_dir()
             if gen_dir is None:
                 return None
             store, manifest = self.store.load(gen_dir, self.embedder)
@@ -190,6 +194,7 @@ class KnowledgeBase:
 
     # -- search ----------------------------------------------------------------------
     def search(self, query: str, k: int | None = None, mode: Mode | None = None) -> SearchResult:
+        query = clean_question(query)  # invalid UTF-8 or control bytes never reach the tokenizers
         snap = self.snapshot()
         cfg = self.settings.retrieval
         if snap is None:
@@ -214,8 +219,11 @@ class KnowledgeBase:
         started = time.perf_counter()
         report = ReloadReport(ok=False)
         try:
-            self._reload(report, progress or (lambda p: None), force)
+            with self.store.writing():
+                self._reload(report, progress or (lambda p: None), force)
             report.ok = True
+        except IndexBusy as exc:
+            report.error = str(exc)
         except IndexIntegrityError as exc:
             report.error = f"{exc}. Run 'supportdesk kb build --force' to rebuild from the documents."
         except KBFolderMissing as exc:
@@ -283,8 +291,9 @@ class KnowledgeBase:
                 chunks = split(doc, src.rel, cfg.chunking.chunk_size, cfg.chunking.chunk_overlap)
                 if not chunks:
                     raise LoadError("no text content")
-            except LoadError as exc:
-                report.skipped.append(kb_files.Skipped(src.rel, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - one bad file never blocks a reload
+                reason = str(exc) if isinstance(exc, LoadError) else f"cannot be indexed ({type(exc).__name__}: {exc})"
+                report.skipped.append(kb_files.Skipped(src.rel, strip_control(reason)))
                 if old:
                     new_files[src.rel] = old
                     report.kept_previous.append(src.rel)
@@ -386,4 +395,5 @@ class KnowledgeBase:
             by_kind=by_kind,
             skipped=manifest.get("skipped", []),
             disk_bytes=disk,
+            warning=self.load_warning,
         )

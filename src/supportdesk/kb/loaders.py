@@ -15,7 +15,7 @@ from pathlib import Path
 from langchain_core.documents import Document
 
 from supportdesk.kb.files import SourceFile
-from supportdesk.sanitize import strip_control
+from supportdesk.sanitize import safe_name, strip_control
 
 
 class LoadError(Exception):
@@ -54,12 +54,16 @@ def _decode(raw: bytes, encoding: str = "utf-8") -> str:
             f"not valid {encoding.upper()} (byte 0x{raw[exc.start]:02x} at line {line}); re-save the file as UTF-8"
         ) from exc
     except LookupError as exc:
-        raise LoadError(f"unknown text encoding '{encoding}'") from exc
+        raise LoadError(f"unknown text encoding '{safe_name(encoding)}'") from exc
+    except Exception as exc:  # noqa: BLE001 - a codec that is not for text (punycode, idna, ...) fails its own way
+        raise LoadError(
+            f"declares charset '{safe_name(encoding)}', which cannot decode it ({type(exc).__name__}); re-save it as UTF-8"
+        ) from exc
     return strip_control(text.lstrip("\ufeff"))
 
 
 def _title_from_name(path: Path) -> str:
-    return re.sub(r"[-_]+", " ", path.stem).strip().title()
+    return safe_name(re.sub(r"[-_]+", " ", path.stem).strip().title())
 
 
 def _first_heading(text: str) -> str | None:
