@@ -8,7 +8,9 @@ training data for the next adapter.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -16,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from supportdesk.private import private_dir, private_file, write_private_text
 
 # Each entry upgrades the schema by one version; never edit a released step, add one.
 MIGRATIONS: list[str] = [
@@ -73,26 +77,99 @@ class Conversation:
     message_count: int = 0
 
 
-class HistoryStore:
-    """Thread-safe: one connection, serialised by a lock (workers write, the UI reads)."""
+class HistoryError(RuntimeError):
+    """The history file is damaged or unusable; the message names it and what to do."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self.upgraded_from = self._upgrade()
+
+def _is_locked(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def _loads(text: Any, default: Any) -> Any:
+    """A stored JSON column; a damaged value reads as empty instead of failing the whole read."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return default
+    return value if isinstance(value, type(default)) else default
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a broken history file (and its WAL/SHM) out of the way; returns the new name."""
+    target = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%dT%H%M%S')}")
+    os.replace(path, target)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.replace(side, target.with_name(target.name + suffix))
+    return target
+
+
+@dataclass
+class _PendingWrite:
+    """A write that met a locked database: kept in order, retried, never dropped."""
+
+    kind: str  # "conversation" | "message" | "feedback"
+    placeholder: int
+    values: dict[str, Any]
+
+
+class HistoryStore:
+    """Thread-safe: one connection, serialised by a lock (workers write, the UI reads).
+
+    Writes that find the database locked by another program (a backup tool, a second
+    supportdesk, an open ``sqlite3`` shell) are queued in memory in order, with placeholder
+    (negative) ids, and retried every second until they go through; ``pending`` says how many
+    wait. A damaged file raises ``HistoryError`` naming it, from opening and from every read.
+    """
+
+    busy_timeout_s = 2.0
+    retry_every_s = 1.0
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        memory = str(path) == ":memory:"
+        if not memory:
+            private_dir(self.path.parent)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            private_file(self.path)
+        self._lock = threading.RLock()
+        self._pending: list[_PendingWrite] = []
+        self._resolved: dict[int, int] = {}  # placeholder id -> real row id
+        self._next_placeholder = -1
+        self._retry: threading.Timer | None = None
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
+                                       timeout=self.busy_timeout_s)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA foreign_keys = ON")
+            if not memory:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+                if check != "ok":
+                    raise sqlite3.DatabaseError(f"integrity check failed: {check}")
+            self.upgraded_from = self._upgrade()
+        except sqlite3.DatabaseError as exc:
+            with contextlib.suppress(Exception):
+                self._db.close()
+            raise self._damaged(exc) from exc
+
+    def _damaged(self, exc: sqlite3.Error) -> HistoryError:
+        return HistoryError(
+            f"the history file {self.path} is damaged or not a supportdesk history ({exc}); "
+            "move it aside with 'supportdesk history move-aside' (nothing is deleted) and a new one starts"
+        )
 
     def _upgrade(self) -> int:
         """Apply missing migrations in one transaction each; returns the version found."""
         with self._lock:
             found = self._db.execute("PRAGMA user_version").fetchone()[0]
             if found > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} has schema version {found}, newer than this supportdesk ({SCHEMA_VERSION})"
+                raise HistoryError(
+                    f"{self.path} has schema version {found}, newer than this supportdesk ({SCHEMA_VERSION}): "
+                    "upgrade supportdesk, or point data_dir elsewhere"
                 )
             for version in range(found, SCHEMA_VERSION):
                 self._db.execute("BEGIN")
@@ -108,18 +185,114 @@ class HistoryStore:
     def version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
-    def close(self) -> None:
+    @property
+    def pending(self) -> int:
+        """Writes waiting for a lock to clear."""
         with self._lock:
+            return len(self._pending)
+
+    def close(self) -> Path | None:
+        """Flush what waits (a few seconds' grace); anything still locked out is saved beside the
+        database as JSON lines, never dropped. Returns that file, if one was written."""
+        with self._lock:
+            if self._retry is not None:
+                self._retry.cancel()
+            deadline = time.monotonic() + 5.0
+            while self._pending and time.monotonic() < deadline and not self._flush():
+                time.sleep(0.2)
+            leftover = None
+            if self._pending and str(self.path) != ":memory:":
+                leftover = self.path.with_name(f"history-unsaved-{time.strftime('%Y%m%dT%H%M%S')}.jsonl")
+                write_private_text(leftover, "".join(
+                    json.dumps({"kind": p.kind, "id": p.placeholder, **p.values}, ensure_ascii=False) + "\n"
+                    for p in self._pending))
             self._db.close()
+            return leftover
 
     # -- writing ---------------------------------------------------------------------
-    def new_conversation(self, title: str = "") -> int:
-        now = time.time()
+    def _queue(self, kind: str, values: dict[str, Any]) -> int:
+        placeholder = self._next_placeholder
+        self._next_placeholder -= 1
+        self._pending.append(_PendingWrite(kind, placeholder, values))
+        self._schedule_retry()
+        return placeholder
+
+    def _schedule_retry(self) -> None:
+        if self._retry is None or not self._retry.is_alive():
+            self._retry = threading.Timer(self.retry_every_s, self._retry_flush)
+            self._retry.daemon = True
+            self._retry.start()
+
+    def _retry_flush(self) -> None:
         with self._lock:
-            cursor = self._db.execute(
-                "INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)", (title[:120], now, now)
-            )
+            self._retry = None
+            if self._pending and not self._flush():
+                self._schedule_retry()
+
+    def flush(self) -> bool:
+        """Write what waits now; True when nothing is left waiting."""
+        with self._lock:
+            return self._flush()
+
+    def _flush(self) -> bool:
+        while self._pending:
+            item = self._pending[0]
+            try:
+                real = self._apply(item.kind, item.values)
+            except sqlite3.Error as exc:
+                if _is_locked(exc):
+                    return False
+                raise self._damaged(exc) from exc
+            self._resolved[item.placeholder] = real
+            self._pending.pop(0)
+        return True
+
+    def _real(self, row_id: int) -> int:
+        return self._resolved.get(row_id, row_id)
+
+    def _apply(self, kind: str, v: dict[str, Any]) -> int:
+        if kind == "conversation":
+            cursor = self._db.execute("INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)",
+                                      (v["title"], v["at"], v["at"]))
             return int(cursor.lastrowid)
+        if kind == "feedback":
+            self._db.execute("UPDATE messages SET feedback = ? WHERE id = ? AND role = 'assistant'",
+                             (v["value"], self._real(v["message_id"])))
+            return 0
+        conversation_id = self._real(v["conversation_id"])
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = self._db.execute(
+                "INSERT INTO messages (conversation_id, role, content, created_at, kind, reason, citations, timings,"
+                " model, abstained) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, v["role"], v["content"], v["at"], v["kind"], v["reason"], json.dumps(v["citations"]),
+                 json.dumps(v["timings"]), json.dumps(v["model"]), int(v["abstained"])),
+            )
+            self._db.execute(
+                "UPDATE conversations SET updated_at = ?, title = CASE WHEN title = '' AND ? = 'user' THEN ? ELSE title END"
+                " WHERE id = ?",
+                (v["at"], v["role"], v["content"][:80], conversation_id),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        return int(cursor.lastrowid)
+
+    def _write(self, kind: str, values: dict[str, Any]) -> int:
+        with self._lock:
+            if self._pending and not self._flush():  # keep the order: nothing overtakes a queued write
+                return self._queue(kind, values)
+            try:
+                return self._apply(kind, values)
+            except sqlite3.Error as exc:
+                if _is_locked(exc):
+                    return self._queue(kind, values)
+                raise self._damaged(exc) from exc
+
+    def new_conversation(self, title: str = "") -> int:
+        return self._write("conversation", {"title": title[:120], "at": time.time()})
 
     def add_message(
         self,
@@ -134,43 +307,50 @@ class HistoryStore:
         model: dict[str, Any] | None = None,
         abstained: bool = False,
     ) -> int:
-        now = time.time()
-        with self._lock:
-            cursor = self._db.execute(
-                "INSERT INTO messages (conversation_id, role, content, created_at, kind, reason, citations, timings,"
-                " model, abstained) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, role, content, now, kind, reason, json.dumps(citations or []),
-                 json.dumps(timings or {}), json.dumps(model or {}), int(abstained)),
-            )
-            self._db.execute(
-                "UPDATE conversations SET updated_at = ?, title = CASE WHEN title = '' AND ? = 'user' THEN ? ELSE title END"
-                " WHERE id = ?",
-                (now, role, content[:80], conversation_id),
-            )
-            return int(cursor.lastrowid)
+        """The new message's id; negative while it waits for a locked database (see ``pending``)."""
+        return self._write("message", {
+            "conversation_id": conversation_id, "role": role, "content": content, "at": time.time(), "kind": kind,
+            "reason": reason, "citations": citations or [], "timings": timings or {}, "model": model or {},
+            "abstained": abstained,
+        })
 
     def set_feedback(self, message_id: int, value: int) -> None:
         if value not in (-1, 0, 1):
             raise ValueError("feedback is -1, 0 or 1")
-        with self._lock:
-            self._db.execute("UPDATE messages SET feedback = ? WHERE id = ? AND role = 'assistant'", (value, message_id))
+        self._write("feedback", {"message_id": message_id, "value": value})
 
     # -- reading ---------------------------------------------------------------------
+    def _read(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            if _is_locked(exc):
+                return []  # a reader locked out sees what is in memory; nothing is lost
+            raise self._damaged(exc) from exc
+
     def conversations(self, limit: int = 100) -> list[Conversation]:
         with self._lock:
-            rows = self._db.execute(
+            rows = self._read(
                 "SELECT c.*, COUNT(m.id) AS n FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.id"
                 " GROUP BY c.id ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
                 (limit,),
-            ).fetchall()
-        return [Conversation(r["id"], r["title"], r["created_at"], r["updated_at"], r["n"]) for r in rows]
+            )
+            found = [Conversation(r["id"], r["title"] or "", r["created_at"], r["updated_at"], r["n"]) for r in rows]
+            waiting = [Conversation(p.placeholder, p.values["title"], p.values["at"], p.values["at"])
+                       for p in self._pending if p.kind == "conversation"]
+        return (waiting[::-1] + found)[:limit]
 
     def messages(self, conversation_id: int) -> list[StoredMessage]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)
-            ).fetchall()
-        return [self._message(r) for r in rows]
+            real = self._real(conversation_id)
+            rows = self._read("SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (real,)) if real > 0 else []
+            out = [self._message(r) for r in rows]
+            for p in self._pending:
+                if p.kind == "message" and self._real(p.values["conversation_id"]) == real:
+                    v = p.values
+                    out.append(StoredMessage(p.placeholder, conversation_id, v["role"], v["content"], v["at"], v["kind"],
+                                             v["reason"], v["citations"], v["timings"], 0, v["model"], v["abstained"]))
+        return out
 
     def latest_conversation(self) -> int | None:
         found = self.conversations(limit=1)
@@ -179,10 +359,10 @@ class HistoryStore:
     @staticmethod
     def _message(row: sqlite3.Row) -> StoredMessage:
         return StoredMessage(
-            id=row["id"], conversation_id=row["conversation_id"], role=row["role"], content=row["content"],
+            id=row["id"], conversation_id=row["conversation_id"], role=row["role"], content=row["content"] or "",
             created_at=row["created_at"], kind=row["kind"], reason=row["reason"],
-            citations=json.loads(row["citations"]), timings=json.loads(row["timings"]),
-            feedback=row["feedback"], model=json.loads(row["model"]), abstained=bool(row["abstained"]),
+            citations=_loads(row["citations"], []), timings=_loads(row["timings"], {}),
+            feedback=row["feedback"] or 0, model=_loads(row["model"], {}), abstained=bool(row["abstained"]),
         )
 
     def export(self, rated_good_only: bool = False) -> Iterator[dict[str, Any]]:

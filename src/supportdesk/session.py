@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from supportdesk.answers import Answer, AnswerPipeline, Turn
-from supportdesk.history import HistoryStore, StoredMessage
+from supportdesk.history import HistoryError, HistoryStore, StoredMessage, move_aside
 from supportdesk.kb.index import KnowledgeBase, Progress, ReloadReport
 from supportdesk.models import ChatBackend, create_backend, list_adapters
 from supportdesk.models.adapters import write_active
@@ -37,9 +37,39 @@ class SupportSession:
         self.kb = kb or KnowledgeBase(settings)
         self._backend = backend
         self._pipeline: AnswerPipeline | None = None
-        self.history = HistoryStore(settings.data_dir / "history.sqlite3")
+        self.history_path = settings.data_dir / "history.sqlite3"
+        self.history_problem: str | None = None
+        self.history = self._open_history()
         self.conversation_id: int | None = None
         self._lock = threading.Lock()
+
+    def _open_history(self) -> HistoryStore:
+        """The history file, or, when it is broken, an in-memory one so the chat still works."""
+        try:
+            return HistoryStore(self.history_path)
+        except (HistoryError, OSError) as exc:
+            self.history_problem = f"{exc} — this session's conversations are kept in memory only"
+            return HistoryStore(":memory:")
+
+    def move_history_aside(self) -> str:
+        """Rename the broken file, start a new one, and copy this session's messages into it."""
+        moved = move_aside(self.history_path)
+        fresh = HistoryStore(self.history_path)
+        mapping: dict[int, int] = {}
+        for conversation in sorted(self.history.conversations(limit=1_000_000), key=lambda c: c.id):
+            mapping[conversation.id] = fresh.new_conversation(conversation.title)
+            for m in self.history.messages(conversation.id):
+                new_id = fresh.add_message(mapping[conversation.id], m.role, m.content, kind=m.kind, reason=m.reason,
+                                           citations=m.citations, timings=m.timings, model=m.model,
+                                           abstained=m.abstained)
+                if m.feedback:
+                    fresh.set_feedback(new_id, m.feedback)
+        old, self.history = self.history, fresh
+        old.close()
+        if self.conversation_id is not None:
+            self.conversation_id = mapping.get(self.conversation_id)
+        self.history_problem = None
+        return str(moved)
 
     # -- start-up (run in a worker) ------------------------------------------------------
     def start(self, progress: Callable[[str], None] = lambda s: None, build_missing_index: bool = True) -> None:
@@ -113,8 +143,9 @@ class SupportSession:
             self.new_conversation()
         assert self.conversation_id is not None
         history = self.turns()
-        question_id = self.history.add_message(self.conversation_id, "user", message)
-        return self.pipeline.ask(message, history), question_id
+        answer = self.pipeline.ask(message, history)  # an empty question is refused before anything is stored
+        question_id = self.history.add_message(self.conversation_id, "user", answer.result.question)
+        return answer, question_id
 
     def record_answer(self, answer: Answer) -> int:
         result = answer.result
@@ -151,6 +182,8 @@ class SupportSession:
             write_active(self.settings.data_dir, None if adapter == "none" else adapter)
         return new
 
-    def close(self) -> None:
-        self.history.close()
+    def close(self) -> str | None:
+        """Close the history; returns the file holding writes a lock kept out, if any."""
+        leftover = self.history.close()
+        return str(leftover) if leftover else None
 

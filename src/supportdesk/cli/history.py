@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -12,49 +14,63 @@ from rich.markup import escape
 from rich.table import Table
 
 from supportdesk.cli.context import AppContext, console, fail
+from supportdesk.history import HistoryError, HistoryStore
+from supportdesk.sanitize import safe_name, safe_text
 
 app = typer.Typer(help="Browse and export the conversation history.", no_args_is_help=True)
 
 
-def _store(ctx: typer.Context):
-    from supportdesk.history import HistoryStore
-
+def _path(ctx: typer.Context) -> Path:
     appctx: AppContext = ctx.obj
+    return appctx.settings.data_dir / "history.sqlite3"
+
+
+@contextmanager
+def _store(ctx: typer.Context) -> Iterator[HistoryStore]:
+    """The history, open for one command; a damaged file is one clear message, from opening or any read."""
     try:
-        return HistoryStore(appctx.settings.data_dir / "history.sqlite3")
-    except Exception as exc:  # noqa: BLE001
+        store = HistoryStore(_path(ctx))
+    except (HistoryError, OSError) as exc:
         fail(f"cannot open the history: {exc}")
+    try:
+        yield store
+    except HistoryError as exc:
+        fail(str(exc))
+    finally:
+        store.close()
 
 
 @app.command("list")
 def list_conversations(ctx: typer.Context, limit: Annotated[int, typer.Option("-n", min=1)] = 30) -> None:
     """Recent conversations."""
-    store = _store(ctx)
+    with _store(ctx) as store:
+        found = store.conversations(limit)
     table = Table(title="conversations")
     for col in ("id", "updated", "messages", "title"):
         table.add_column(col)
-    for c in store.conversations(limit):
+    for c in found:
         table.add_row(str(c.id), time.strftime("%Y-%m-%d %H:%M", time.localtime(c.updated_at)), str(c.message_count),
-                      escape(c.title))
+                      escape(safe_name(c.title)))
     console.print(table)
 
 
 @app.command("show")
 def show(ctx: typer.Context, conversation_id: int) -> None:
     """One conversation with routes, citations and feedback."""
-    store = _store(ctx)
-    messages = store.messages(conversation_id)
+    with _store(ctx) as store:
+        messages = store.messages(conversation_id)
     if not messages:
         fail(f"no conversation {conversation_id}")
     for m in messages:
         if m.role == "user":
-            console.print(f"[bold]> {escape(m.content)}[/]")
+            console.print(f"[bold]> {escape(safe_text(m.content))}[/]")
             continue
         rating = {1: " 👍", -1: " 👎"}.get(m.feedback, "")
-        console.print(f"[cyan][{m.kind}][/]{rating} {escape(m.content)}")
-        cited = [c for c in m.citations if c.get("cited")]
+        console.print(f"[cyan][{escape(str(m.kind))}][/]{rating} {escape(safe_text(m.content))}")
+        cited = [c for c in m.citations if isinstance(c, dict) and c.get("cited")]
         for c in cited:
-            console.print(f"   [dim][{c['number']}] {escape(c['source'])} — {escape(c.get('heading') or '')}[/]")
+            console.print(f"   [dim][{c.get('number', '?')}] {escape(safe_name(str(c.get('source', '?'))))} — "
+                          f"{escape(safe_name(str(c.get('heading') or '')))}[/]")
 
 
 @app.command("export")
@@ -64,11 +80,26 @@ def export(
     rated_good: Annotated[bool, typer.Option("--rated-good", help="Only 👍 answers, each with its context.")] = False,
 ) -> None:
     """Conversations as JSONL chat records, the format 'supportdesk adapter prepare' reads."""
-    store = _store(ctx)
-    lines = [json.dumps(record, ensure_ascii=False) for record in store.export(rated_good_only=rated_good)]
+    with _store(ctx) as store:
+        lines = [json.dumps(record, ensure_ascii=False) for record in store.export(rated_good_only=rated_good)]
     if output is None:
         for line in lines:
             print(line)
     else:
         output.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
         console.print(f"wrote {len(lines)} records to {output}")
+
+
+@app.command("move-aside")
+def move_aside_cmd(ctx: typer.Context) -> None:
+    """Rename a damaged history file out of the way (nothing is deleted); the next start makes a new one."""
+    from supportdesk.history import move_aside
+
+    path = _path(ctx)
+    if not path.exists():
+        fail(f"no history file at {path}")
+    try:
+        moved = move_aside(path)
+    except OSError as exc:
+        fail(f"cannot move {path}: {exc.strerror or exc}")
+    console.print(f"moved {path} to {moved}; a new history starts with the next conversation")

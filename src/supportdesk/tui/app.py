@@ -20,7 +20,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Static
 
-from supportdesk.history import HistoryStore
+from supportdesk.history import HistoryError, HistoryStore
 from supportdesk.sanitize import strip_control
 from supportdesk.settings import Settings
 from supportdesk.tui.messages import (
@@ -34,7 +34,7 @@ from supportdesk.tui.messages import (
     SessionProgress,
     SessionReady,
 )
-from supportdesk.tui.screens.modals import ChunkScreen, HelpScreen, HistoryScreen, PickerScreen
+from supportdesk.tui.screens.modals import ChunkScreen, ConfirmScreen, HelpScreen, HistoryScreen, PickerScreen
 from supportdesk.tui.widgets.conversation import ConversationView, MessageView
 from supportdesk.tui.widgets.latency import LatencyMeter
 from supportdesk.tui.widgets.prompt_input import PromptInput
@@ -98,6 +98,7 @@ class SupportDeskApp(App[None]):
         self._streaming: MessageView | None = None
         self._selected: MessageView | None = None
         self._status_note = "starting…"
+        self._start_error: str | None = None
         self._counter = 0
         if settings.tui.keymap:
             self.set_keymap(dict(settings.tui.keymap))
@@ -119,14 +120,20 @@ class SupportDeskApp(App[None]):
         self.query_one(PromptInput).focus()
         self.refresh_status()
         self.set_interval(1.0, self.refresh_status)
+        for warning in self.settings.warnings:
+            self.notify(strip_control(warning), title="settings", severity="warning", timeout=15)
         try:  # history is plain SQLite: show the last conversation at once
             self.history_store = HistoryStore(self.settings.data_dir / "history.sqlite3")
             latest = self.history_store.latest_conversation()
             if latest is not None:
                 self.show_conversation(self.history_store.messages(latest))
-        except Exception as exc:  # noqa: BLE001 - a broken history file must not stop the app
-            self.notify(f"history could not be opened: {exc}", severity="error", timeout=10)
+        except Exception:  # noqa: BLE001 - a broken history file must not stop the app; the session says why
+            self.history_store = None
         self.start_session()
+
+    def on_unmount(self) -> None:
+        if self.session is not None:
+            self.session.close()  # flushes history writes that waited for a lock (or saves them aside)
 
     # -- start-up worker ---------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="session", exit_on_error=False)
@@ -152,9 +159,31 @@ class SupportDeskApp(App[None]):
     def on_session_ready(self, _: SessionReady) -> None:
         self._status_note = "ready"
         self.refresh_status()
+        problem = getattr(self.session, "history_problem", None)
+        if problem:
+            self.notify(strip_control(problem), title="history not saved", severity="warning", timeout=30)
+            self.push_screen(
+                ConfirmScreen("The conversation history cannot be read",
+                              f"{strip_control(problem)}\n\nMove the broken file aside (it is renamed, not deleted) "
+                              "and start a new history? This session's messages are copied into it.",
+                              yes="move it aside and start a new history", no="keep chatting without saving"),
+                self._history_choice,
+            )
+
+    def _history_choice(self, move: bool | None) -> None:
+        if not move or self.session is None:
+            return
+        try:
+            moved = self.session.move_history_aside()
+        except Exception as exc:  # noqa: BLE001 - shown, not thrown
+            self.notify(f"could not move the history aside: {exc}", severity="error", timeout=15)
+            return
+        self.history_store = self.session.history
+        self.notify(f"broken history moved to {moved}; new history started", timeout=10)
 
     def on_session_failed(self, message: SessionFailed) -> None:
         self._status_note = "not ready"
+        self._start_error = message.error
         self.refresh_status()
         self.notify(f"could not start: {message.error}", title="start-up failed", severity="error", timeout=30)
 
@@ -181,7 +210,10 @@ class SupportDeskApp(App[None]):
         if not text:
             return
         if self.session is None:
-            self.notify("still starting up: your message was not sent", severity="warning")
+            if self._start_error:
+                self.notify(f"not sent: supportdesk could not start ({self._start_error})", severity="error", timeout=15)
+            else:
+                self.notify("still starting up: your message was not sent", severity="warning")
             return
         if self._answer is not None:
             self.notify("an answer is still being written (Esc cancels it)", severity="warning")
@@ -245,6 +277,11 @@ class SupportDeskApp(App[None]):
             notes.append(f"{result.markers_invalid} invalid citation marker(s) removed")
         if result.injection_removed:
             notes.append(f"ignored {len(result.injection_removed)} instruction-like line(s) in sources")
+        pending = self.session.history.pending if self.session is not None else 0
+        if pending:
+            notes.append("not saved yet: the history is locked")
+            self.notify(f"the history file is locked by another program: {pending} write(s) wait and are saved "
+                        "when the lock clears", title="history busy", severity="warning", timeout=10)
         view.set_note(" · ".join(notes))
         try:
             self.query_one(LatencyMeter).record(result.timings.get("total_ms"))
@@ -348,10 +385,20 @@ class SupportDeskApp(App[None]):
 
         def chosen(conversation_id: int | None) -> None:
             if conversation_id:
-                messages = self.session.open_conversation(conversation_id) if self.session else store.messages(conversation_id)
+                try:
+                    messages = (self.session.open_conversation(conversation_id) if self.session
+                                else store.messages(conversation_id))
+                except HistoryError as exc:
+                    self.notify(str(exc), title="history", severity="error", timeout=15)
+                    return
                 self.show_conversation(messages)
 
-        self.push_screen(HistoryScreen(store.conversations()), chosen)
+        try:
+            conversations = store.conversations()
+        except HistoryError as exc:
+            self.notify(str(exc), title="history", severity="error", timeout=15)
+            return
+        self.push_screen(HistoryScreen(conversations), chosen)
 
     def action_reload_kb(self) -> None:
         if self.session is None:
@@ -442,7 +489,11 @@ class SupportDeskApp(App[None]):
             return
         store = self.session.history if self.session is not None else self.history_store
         new = 0 if view.feedback == value else value
-        store.set_feedback(view.message_id, new)
+        try:
+            store.set_feedback(view.message_id, new)
+        except HistoryError as exc:
+            self.notify(str(exc), title="rating not saved", severity="error", timeout=15)
+            return
         view.feedback = new
         view.data["feedback"] = new
 

@@ -97,3 +97,29 @@ class HistoryScreen(_Modal):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(int(event.option.id or 0))
+
+
+class ConfirmScreen(_Modal):
+    """A yes/no question about something that changes files; dismisses with True or False/None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("n", "answer(False)", "No", id="confirm.no"),
+    ]
+
+    def __init__(self, title: str, body: str, yes: str = "yes", no: str = "no") -> None:
+        super().__init__()
+        self.title_text, self.body, self.yes, self.no = title, body, yes, no
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="panel-title")
+            yield Static(Text(self.body))
+            yield OptionList(Option(f"y  {self.yes}", id="yes"), Option(f"n  {self.no}", id="no"))
+            yield Label("y / n · enter chooses · esc: no", classes="hint")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id == "yes")
