@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import ROOT, SHARED
 from typer.testing import CliRunner
@@ -14,7 +15,8 @@ from supportdesk.models.adapters import AdapterInfo
 from supportdesk.training import build as build_mod
 from supportdesk.training.build import select_trainer
 from supportdesk.training.evaluate import ActivationRefused, check_activation, voice_markers
-from supportdesk.training.prepare import Scrubber, luhn_ok, prepare, write_dataset
+from supportdesk.training.pii import Scrubber, _valid_card
+from supportdesk.training.prepare import prepare, write_dataset
 
 DATA = Path(__file__).parent / "data"
 TWITTER = SHARED / "datasets" / "twitter_support" / "agent_reply_pairs.jsonl"
@@ -97,7 +99,7 @@ def test_scrubber_types_and_keeps_what_is_not_pii():
     assert text.count("[CARD]") == 1 and "[ORDER]" in text  # the non-Luhn number is not called a card
     assert "1-888-537-8735" in text and "[PHONE]" in text
     assert "https://example.com/help" in text and text.count("[URL]") == 1
-    assert luhn_ok("4111111111111111") and not luhn_ok("1234567890123456")
+    assert _valid_card("4111111111111111") and not _valid_card("1234567890123456")
 
 
 def test_dedupe_and_deterministic_split(tmp_path):
@@ -160,7 +162,12 @@ def test_activate_cli_refuses_and_forces(tmp_path):
     adapters = tmp_path / "adapters"
     folder = adapters / "bad"
     folder.mkdir(parents=True)
-    (folder / "adapter.gguf").write_bytes(b"x")
+    # A well-formed LoRA for SmolLM2 (activation checks the GGUF even with --force), worse than the base.
+    from supportdesk.training.gguf_lora import write_gguf_lora
+
+    lora = {f"model.layers.{i}.self_attn.q_proj": (np.zeros((4, 576), np.float32), np.zeros((576, 4), np.float32))
+            for i in range(30)}
+    write_gguf_lora(folder / "adapter.gguf", lora, alpha=8, n_layers=30, n_head=9, n_head_kv=3)
     (folder / "manifest.json").write_text(json.dumps({"metrics": {"base_perplexity": 5.0, "adapter_perplexity": 6.0}}))
     runner = CliRunner()
     env = {"SUPPORTDESK_ADAPTERS_DIR": str(adapters)}

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -101,6 +101,14 @@ class ModelSettings(BaseModel):
     adapter: str | None = Field(None, description="Adapter name under adapters/ to apply; default: the active one.")
     ollama_host: str = Field("http://127.0.0.1:11434", description="Ollama server URL.")
     ollama_model: str = Field("supportdesk-voice", description="Ollama model name that carries the adapter.")
+    ollama_connect_timeout: float = Field(
+        2.0, gt=0, le=120, description="Seconds to wait for the Ollama server to accept a connection."
+    )
+    ollama_read_timeout: float = Field(
+        30.0, gt=0, le=3600,
+        description="Seconds to wait for the first byte of a reply, and between streamed pieces, before giving up "
+        "with a message (a host that accepts and never answers). Raise it if a large model takes longer to load.",
+    )
     context_tokens: int = Field(8192, ge=512, description="Context window given to the model.")
     max_tokens: int = Field(256, ge=1, description="Most tokens generated per answer.")
     temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy).")
@@ -188,6 +196,12 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings, description="The answering model.")
     router: RouterSettings = Field(default_factory=RouterSettings, description="Routing and grounding.")
     tui: TUISettings = Field(default_factory=TUISettings, description="The terminal app.")
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Problems found while reading the settings (unknown keys), for the CLI and the TUI to show."""
+        return self._warnings
 
     @property
     def index_dir(self) -> Path:
@@ -207,9 +221,79 @@ class Settings(BaseSettings):
         return init_settings, env_settings, dotenv_settings, toml
 
 
+class SettingsFileError(ValueError):
+    """A settings file that cannot be read as TOML; the message names the file and the line."""
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        keys.add(f"{prefix}{name}")
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys |= _known_keys(annotation, f"{prefix}{name}.")
+    return keys
+
+
+def _unknown(data: dict[str, Any], known: set[str], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if name not in known:
+            out.append(name)
+        elif isinstance(value, dict) and name != "tui.keymap" and any(k.startswith(name + ".") for k in known):
+            out.extend(_unknown(value, known, f"{name}."))
+    return out
+
+
+def _suggest(name: str, known: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+NON_SETTING_ENV = {"CONFIG", "SERVER", "TOKEN", "DEBUG"}
+
+
+def check_sources(environ: dict[str, str] | None = None) -> list[str]:
+    """Warnings for keys no setting has (a typo is otherwise ignored in silence), naming where
+    each was found; ``SettingsFileError`` for a TOML file that does not parse, naming it."""
+    import tomllib
+
+    known = _known_keys(Settings)
+    warnings: list[str] = []
+    for path in default_config_files():
+        if not path.is_file():
+            continue
+        path = path.resolve()  # name the file unambiguously
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsFileError(f"settings file {path} is not valid TOML: {exc}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsFileError(f"settings file {path} cannot be read: {exc}") from exc
+        for key in _unknown(data, known):
+            warnings.append(f"{path}: unknown setting '{key}' is ignored{_suggest(key, known)}")
+    env = os.environ if environ is None else environ
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX) or var[len(ENV_PREFIX):] in NON_SETTING_ENV:
+            continue
+        key = var[len(ENV_PREFIX):].lower().replace("__", ".")
+        if key not in known and not key.startswith("tui.keymap."):
+            warnings.append(f"environment: {var} is not a setting and is ignored{_suggest(key, known)}")
+    return warnings
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Settings with CLI overrides applied; ``None`` overrides are ignored."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Settings with CLI overrides applied; ``None`` overrides are ignored.
+
+    ``settings.warnings`` lists unknown keys in the TOML files and the environment.
+    """
+    warnings = check_sources()
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    settings._warnings = warnings
+    return settings
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -3,6 +3,6 @@
 Headless: nothing here imports Textual.
 """
 
-from supportdesk.answers.pipeline import Answer, AnswerPipeline, AnswerResult, Turn
+from supportdesk.answers.pipeline import Answer, AnswerPipeline, AnswerResult, EmptyQuestion, Turn
 
-__all__ = ["Answer", "AnswerPipeline", "AnswerResult", "Turn"]
+__all__ = ["Answer", "AnswerPipeline", "AnswerResult", "EmptyQuestion", "Turn"]

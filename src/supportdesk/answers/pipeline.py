@@ -36,7 +36,7 @@ from supportdesk.kb.lexical import tokenize
 from supportdesk.models.base import ChatBackend, ChatMessage, Generation, GenerationOptions
 from supportdesk.router.cues import fact_cues
 from supportdesk.router.router import RouteDecision, Router
-from supportdesk.sanitize import strip_control
+from supportdesk.sanitize import clean_question, strip_control
 from supportdesk.settings import Settings
 
 AnswerKind = Literal["voice", "grounded", "handoff"]
@@ -167,6 +167,10 @@ def _citation(number: int, source_hit: Any, text: str | None = None) -> Citation
     )
 
 
+class EmptyQuestion(ValueError):
+    """A message with no text (blank, whitespace, control characters only): nothing is asked."""
+
+
 class Answer:
     """A streaming answer: iterate for text; ``result`` is complete when iteration ends."""
 
@@ -213,7 +217,10 @@ class AnswerPipeline:
         opts = options or GenerationOptions(
             max_tokens=self.settings.model.max_tokens, temperature=self.settings.model.temperature
         )
-        return Answer(self, strip_control(message).strip(), list(history or []), opts)
+        text = clean_question(message)
+        if not text:
+            raise EmptyQuestion("the question is empty: type a message to ask")
+        return Answer(self, text, list(history or []), opts)
 
     def _history_messages(self, history: list[Turn]) -> list[ChatMessage]:
         """Recent turns, without citation markers (a small model copies them into chit-chat)."""

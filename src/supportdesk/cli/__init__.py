@@ -51,4 +51,23 @@ def root(
 
 
 def main() -> None:
-    app()
+    """Run the CLI. The last line of defence: a file or database problem that no command
+    foresaw is still one line naming it, not a traceback (``SUPPORTDESK_DEBUG=1`` shows it)."""
+    import os
+    import sqlite3
+
+    from supportdesk.history import HistoryError
+
+    try:
+        app()
+    except (OSError, sqlite3.Error, HistoryError, UnicodeError) as exc:
+        if os.environ.get("SUPPORTDESK_DEBUG"):
+            raise
+        from supportdesk.cli.context import fail
+
+        where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        try:
+            fail(f"{type(exc).__name__}{where}: {detail}")
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None

@@ -19,8 +19,18 @@ SAMPLE_TRANSCRIPTS = PROJECT_ROOT / "transcripts" / "kestrel_care.jsonl"
 SAMPLE_ADAPTER = "kestrel-voice"
 
 
+def plain(name: str, what: str) -> str:
+    """A name that becomes a folder: refused, with a message, unless it is a plain name."""
+    from supportdesk.sanitize import check_plain_name
+
+    try:
+        return check_plain_name(name, what)
+    except ValueError as exc:
+        fail(str(exc))
+
+
 def dataset_dir(appctx: AppContext, name: str) -> Path:
-    return appctx.settings.data_dir / "datasets" / name
+    return appctx.settings.data_dir / "datasets" / plain(name, "dataset name")
 
 
 @app.command("prepare")
@@ -38,6 +48,7 @@ def prepare_cmd(
 
     from supportdesk.training.prepare import prepare, write_dataset
 
+    target = out or dataset_dir(ctx.obj, name)
     try:
         re.compile(order_pattern)
     except re.error as exc:
@@ -49,8 +60,10 @@ def prepare_cmd(
         err_console.print(f"[yellow]… and {len(dataset.problems) - 50} more problems (see stats.json)[/]")
     if not dataset.train:
         fail("no usable conversations: nothing written")
-    target = out or dataset_dir(ctx.obj, name)
-    stats = write_dataset(dataset, target)
+    try:
+        stats = write_dataset(dataset, target)
+    except OSError as exc:
+        fail(f"cannot write the dataset to {target}: {exc.strerror or exc}")
     table = Table(title=f"dataset {target}", show_header=False)
     for key in ("read", "bad_records", "duplicates", "train", "eval", "agent_turns"):
         table.add_row(key, str(stats[key]))
@@ -102,6 +115,7 @@ def build_cmd(
     rank: Annotated[int | None, typer.Option("--rank", min=1, max=256)] = None,
 ) -> None:
     """Train a LoRA adapter (Unsloth on a GPU, PEFT on the CPU) and write it in PEFT and GGUF form."""
+    plain(name, "adapter name")
     result = run_build(ctx.obj, name, dataset or dataset_dir(ctx.obj, dataset_name), replace, max_steps, epochs, rank)
     console.print(f"[bold green]adapter ready[/] {result.path} ({result.trainer}, {result.steps} steps, "
                   f"final loss {result.final_loss:.3f}, {result.seconds:.0f} s). Next: supportdesk adapter eval {name}")
@@ -181,19 +195,29 @@ def activate_cmd(
 ) -> None:
     """Make the embedded backend serve this adapter (refused if worse than the base or the active one)."""
     from supportdesk.models import find_adapter, read_active
-    from supportdesk.models.adapters import write_active
+    from supportdesk.models.adapters import StateWriteError, verify_adapter, write_active
     from supportdesk.models.base import ModelMissing
+    from supportdesk.models.embedded import default_gguf_path
     from supportdesk.training.evaluate import ActivationRefused, check_activation
 
     settings = ctx.obj.settings
     if name == "none":
-        write_active(settings.data_dir, None)
+        try:
+            write_active(settings.data_dir, None)
+        except StateWriteError as exc:
+            fail(str(exc))
         console.print("serving the bare base model")
         return
     try:
         candidate = find_adapter(settings.adapters_dir, name)
+        verify_adapter(candidate, settings.model.gguf_path or default_gguf_path())  # --force never skips this
         active_name = read_active(settings.data_dir)
-        active = find_adapter(settings.adapters_dir, active_name) if active_name and active_name != name else None
+        active = None
+        if active_name and active_name != name:
+            try:
+                active = find_adapter(settings.adapters_dir, active_name)
+            except ModelMissing:
+                active = None  # the active one is gone: nothing to compare against
     except ModelMissing as exc:
         fail(str(exc))
     if not force:
@@ -201,7 +225,10 @@ def activate_cmd(
             check_activation(candidate, active)
         except ActivationRefused as exc:
             fail(f"{exc} (use --force to activate anyway)")
-    write_active(settings.data_dir, name)
+    try:
+        write_active(settings.data_dir, name)
+    except StateWriteError as exc:
+        fail(str(exc))
     console.print(f"[bold green]active adapter:[/] {name}")
 
 

@@ -79,12 +79,18 @@ def ask(
         fail("give either a QUESTION or --queries FILE")
     if queries is not None:
         try:
-            text = sys.stdin.read() if str(queries) == "-" else queries.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            # Invalid UTF-8 becomes U+FFFD in the question (the core cleans it), not a failed run.
+            raw = sys.stdin.buffer.read() if str(queries) == "-" else queries.read_bytes()
+            text = raw.decode("utf-8-sig", errors="surrogateescape")
+        except OSError as exc:
             fail(f"cannot read questions file {queries}: {exc}")
         items = [line.strip() for line in text.splitlines() if line.strip()]
     else:
         items = [question or ""]
+    from supportdesk.sanitize import clean_question
+
+    if not any(clean_question(item) for item in items):
+        fail("the question is empty: type a message to ask")  # before any model is loaded
     pipeline = build_pipeline(appctx, backend, adapter)
     # One-time costs up front, as the TUI's start-up does, so the first question's timings
     # are the per-message costs (the route examples' embeddings took ~80 ms in its route_ms).
@@ -96,13 +102,20 @@ def ask(
         fail(str(exc))
     pipeline.router.warm_up()
     options = default_options(appctx.settings, max_tokens=max_tokens)
+    from supportdesk.answers import EmptyQuestion
+
     for item in items:
-        answer = pipeline.ask(item, options=options)
+        try:
+            answer = pipeline.ask(item, options=options)
+        except EmptyQuestion as exc:
+            if queries is None:
+                fail(str(exc))
+            continue
         try:
             if as_json:
                 result = answer.run()
             else:
-                console.print(f"[bold]> {escape(item)}[/]")
+                console.print(f"[bold]> {escape(answer.result.question)}[/]")
                 result = answer.run(lambda piece: (sys.stdout.write(piece), sys.stdout.flush()))
                 print()
         except KeyboardInterrupt:

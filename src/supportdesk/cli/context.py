@@ -11,15 +11,20 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from supportdesk.settings import Settings, load_settings
+from supportdesk.sanitize import safe_text
+from supportdesk.settings import Settings, SettingsFileError, load_settings
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print one clear line to stderr and exit: bad input never shows a traceback."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
+    """Print one clear line to stderr and exit: bad input never shows a traceback.
+
+    Messages often quote file names and server replies: control characters are made visible,
+    never sent to the terminal raw.
+    """
+    err_console.print(f"[bold red]error:[/] {escape(safe_text(message))}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -30,7 +35,9 @@ class AppContext:
     @cached_property
     def settings(self) -> Settings:
         try:
-            return load_settings(**self.overrides)
+            settings = load_settings(**self.overrides)
+        except SettingsFileError as exc:
+            fail(f"cannot read settings: {exc}")
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
@@ -38,6 +45,9 @@ class AppContext:
             fail(f"invalid settings: {problems}")
         except Exception as exc:  # noqa: BLE001 - a malformed TOML file, say: shown, never a traceback
             fail(f"cannot read settings: {exc}")
+        for warning in settings.warnings:
+            err_console.print(f"[yellow]warning:[/] {escape(safe_text(warning))}", soft_wrap=True)
+        return settings
 
     def knowledge_base(self):
         from supportdesk.kb import KnowledgeBase
@@ -55,5 +65,7 @@ class AppContext:
             fail(f"{exc}. Rebuild with 'supportdesk kb build --force'.")
         if snapshot is None:
             fail(f"no index yet in {kb.store.root}: run 'supportdesk kb build' first")
+        if kb.load_warning:
+            err_console.print(f"[yellow]warning:[/] {escape(kb.load_warning)}")
         return kb
 

@@ -110,12 +110,18 @@ def search(
         import sys
 
         try:
-            lines = (sys.stdin.read() if str(queries) == "-" else queries.read_text(encoding="utf-8")).splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
+            raw = sys.stdin.buffer.read() if str(queries) == "-" else queries.read_bytes()
+            lines = raw.decode("utf-8-sig", errors="surrogateescape").splitlines()
+        except OSError as exc:
             fail(f"cannot read queries file {queries}: {exc}")
         items = [line.strip() for line in lines if line.strip()]
     else:
         items = [query or ""]
+    from supportdesk.sanitize import clean_question
+
+    items = [clean for clean in (clean_question(item) for item in items) if clean]
+    if not items:
+        fail("the query is empty: give words to search for")
     kb = appctx.built_knowledge_base()
     for item in items:
         result = kb.search(item, k=k, mode=mode)  # type: ignore[arg-type]
@@ -152,6 +158,8 @@ def stats(
 
         print(json.dumps(asdict(info)))
         return
+    if info.warning:
+        err_console.print(f"[yellow]warning:[/] {escape(info.warning)}")
     if info.generation is None:
         console.print(f"no index yet in {escape(info.index_dir)}: run 'supportdesk kb build'")
         return

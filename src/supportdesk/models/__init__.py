@@ -57,7 +57,8 @@ def create_backend(settings: Settings, backend: str | None = None, adapter: str 
         from supportdesk.models.ollama_backend import OllamaBackend
 
         model = cfg.ollama_model if not adapter or adapter == NO_ADAPTER else f"supportdesk-{adapter}"
-        return OllamaBackend(cfg.ollama_host, model, cfg.context_tokens)
+        return OllamaBackend(cfg.ollama_host, model, cfg.context_tokens, cfg.ollama_connect_timeout,
+                             cfg.ollama_read_timeout)
     if kind == "embedded":
         from supportdesk.models.embedded import EmbeddedBackend
 

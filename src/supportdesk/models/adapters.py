@@ -8,6 +8,7 @@ kept in the data dir (``active_adapter``), so activating never edits the checkou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from supportdesk.models.base import ModelMissing
+from supportdesk.private import private_dir, write_private_text
+from supportdesk.sanitize import check_plain_name
 
 GGUF_NAME = "adapter.gguf"
 MANIFEST_NAME = "manifest.json"
@@ -36,8 +39,10 @@ def _read(path: Path) -> AdapterInfo | None:
     if not (path / GGUF_NAME).is_file():
         return None
     try:
-        manifest = json.loads((path / MANIFEST_NAME).read_text())
+        manifest = json.loads((path / MANIFEST_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        manifest = {}
+    if not isinstance(manifest, dict):
         manifest = {}
     return AdapterInfo(path.name, path, manifest)
 
@@ -50,7 +55,11 @@ def list_adapters(adapters_dir: Path) -> list[AdapterInfo]:
 
 
 def find_adapter(adapters_dir: Path, name: str) -> AdapterInfo:
-    info = _read(adapters_dir / name) if name and "/" not in name else None
+    try:
+        check_plain_name(name, "adapter name")
+    except ValueError as exc:
+        raise ModelMissing(str(exc)) from exc
+    info = _read(adapters_dir / name)
     if info is None:
         known = ", ".join(a.name for a in list_adapters(adapters_dir)) or "none"
         raise ModelMissing(
@@ -67,8 +76,47 @@ def read_active(data_dir: Path) -> str | None:
     return name or None
 
 
+class StateWriteError(OSError):
+    """The data dir cannot take the choice (it is a file, read-only, full): nothing changed."""
+
+
 def write_active(data_dir: Path, name: str | None) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
     tmp = data_dir / f".{ACTIVE_FILE}.tmp{os.getpid()}"
-    tmp.write_text((name or "") + "\n")
-    os.replace(tmp, data_dir / ACTIVE_FILE)
+    try:
+        private_dir(data_dir)
+        write_private_text(tmp, (name or "") + "\n")
+        os.replace(tmp, data_dir / ACTIVE_FILE)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StateWriteError(
+            f"cannot record the active adapter in the data dir {data_dir}: {exc.strerror or exc} "
+            "(setting data_dir, --data-dir or SUPPORTDESK_DATA_DIR); the previous choice is unchanged"
+        ) from exc
+
+
+def verify_adapter(adapter: AdapterInfo, base_gguf: Path) -> None:
+    """Refuse an adapter whose file is not what its build wrote, or not a LoRA for this base.
+
+    The build records ``adapter_sha256`` in the manifest; a file swapped or damaged since is
+    caught here. The GGUF header is then checked against the base (llama.cpp only logs a bad
+    adapter and crashes later).
+    """
+    from supportdesk.kb.files import sha256_file
+    from supportdesk.training.gguf_lora import AdapterFormatError, validate_gguf_lora
+
+    expected = adapter.manifest.get("adapter_sha256")
+    if expected:
+        try:
+            actual = sha256_file(adapter.gguf)
+        except OSError as exc:
+            raise ModelMissing(f"cannot read {adapter.gguf}: {exc.strerror or exc}") from exc
+        if actual != expected:
+            raise ModelMissing(
+                f"{adapter.gguf} does not match the sha256 its build recorded in {adapter.path / MANIFEST_NAME}: "
+                "the file changed since it was built; rebuild it with 'supportdesk adapter build --replace'"
+            )
+    try:
+        validate_gguf_lora(adapter.gguf, base_gguf)
+    except AdapterFormatError as exc:
+        raise ModelMissing(f"could not load the adapter '{adapter.name}': it cannot be used ({exc})") from exc

@@ -155,6 +155,7 @@ class EmbeddedBackend:
         self.threads = threads
         self._lock = threading.Lock()  # one generation at a time per model instance
         self._formatter: Any = None
+        self._verified = False
 
     @property
     def model_name(self) -> str:
@@ -165,6 +166,11 @@ class EmbeddedBackend:
         return self.adapter.name if self.adapter else None
 
     def _llm(self) -> tuple[Any, float]:
+        if self.adapter is not None and not self._verified:
+            from supportdesk.models.adapters import verify_adapter
+
+            verify_adapter(self.adapter, self.gguf_path)
+            self._verified = True
         return _load_llama(self.gguf_path, self.adapter.gguf if self.adapter else None, self.context_tokens, self.threads)
 
     def load(self) -> float:

@@ -4,7 +4,11 @@ The brand-voice adapter is registered on the server as its own model (``supportd
 push`` creates it from the base + adapter blobs), so here a model name is all we need.
 Server down → ``BackendUnavailable`` within a second (short connect timeout); the client
 raises ``ConnectionError`` on plain calls but ``httpx.ConnectError`` while iterating a
-stream, so both are mapped. Model missing → ``ModelMissing`` naming the command to run.
+stream, so both are mapped. A host that accepts and then says nothing (or stalls mid-stream)
+is given up on after ``read_timeout`` seconds without a byte, not the client's five minutes.
+A reply that is not Ollama's API (an HTML page, a broken stream line, a chunk without
+``message.role``) is one ``BackendError``, never a parser traceback. Model missing →
+``ModelMissing`` naming the command to run. Server text in errors is made terminal-safe.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from supportdesk.sanitize import safe_text
 from supportdesk.models.base import (
     BackendError,
     BackendUnavailable,
@@ -78,15 +83,17 @@ class OllamaBackend:
 
     name = "ollama"
 
-    def __init__(self, host: str, model: str, context_tokens: int = 8192, connect_timeout: float = 1.0) -> None:
+    def __init__(self, host: str, model: str, context_tokens: int = 8192, connect_timeout: float = 2.0,
+                 read_timeout: float = 30.0) -> None:
         import httpx
         import ollama
 
         self.host = host
         self.model = model
         self.context_tokens = context_tokens
+        self.read_timeout = read_timeout
         self._client = ollama.Client(
-            host=host, timeout=httpx.Timeout(connect=connect_timeout, read=300.0, write=30.0, pool=5.0)
+            host=host, timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout, write=30.0, pool=5.0)
         )
 
     @property
@@ -104,15 +111,25 @@ class OllamaBackend:
         if isinstance(exc, (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout)):
             return BackendUnavailable(f"Ollama is not answering at {self.host}: start it with 'ollama serve'")
         if isinstance(exc, httpx.TimeoutException):
-            return BackendUnavailable(f"Ollama at {self.host} timed out: {exc}")
+            return BackendUnavailable(
+                f"Ollama at {self.host} accepted the connection but sent nothing for {self.read_timeout:g} s "
+                "(setting model.ollama_read_timeout): is the server stuck, or something else listening there?"
+            )
         if isinstance(exc, ollama.ResponseError):
+            body = safe_text(str(exc.error))[:300]
             if exc.status_code == 404:
                 return ModelMissing(
                     f"Ollama has no model '{self.model}': create it with 'supportdesk adapter push NAME' "
                     f"(or 'ollama create {self.model} -f adapters/NAME/Modelfile')"
                 )
-            return BackendError(f"Ollama error {exc.status_code}: {exc.error}")
-        return BackendError(f"Ollama request failed: {type(exc).__name__}: {exc}")
+            return BackendError(f"Ollama error {exc.status_code}: {body}")
+        if isinstance(exc, ValueError):  # JSONDecodeError, pydantic's ValidationError
+            detail = safe_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:200]
+            return BackendError(
+                f"the server at {self.host} did not answer in Ollama's API ({type(exc).__name__}: {detail}): "
+                "is it an Ollama server? (setting model.ollama_host)"
+            )
+        return BackendError(f"Ollama request failed: {type(exc).__name__}: {safe_text(str(exc))[:300]}")
 
     def generate(self, messages: list[ChatMessage], options: GenerationOptions) -> Generation:
         stats = GenerationStats(backend=self.name, model=self.model)
@@ -121,7 +138,7 @@ class OllamaBackend:
             import httpx
             import ollama
 
-            errors = (ConnectionError, httpx.HTTPError, ollama.ResponseError)
+            errors = (ConnectionError, httpx.HTTPError, ollama.ResponseError, ValueError)
             try:
                 stream = self._client.chat(
                     model=self.model,
@@ -153,7 +170,7 @@ class OllamaBackend:
 
         try:
             listing = self._client.list()
-        except (ConnectionError, httpx.HTTPError, ollama.ResponseError) as exc:
+        except (ConnectionError, httpx.HTTPError, ollama.ResponseError, ValueError) as exc:
             raise self._map_error(exc) from exc
         models = _field(listing, "models") or []
         out = []

@@ -30,6 +30,7 @@ from typing import Any
 
 from supportdesk.answers.prompts import VOICE_SYSTEM
 from supportdesk.kb.files import sha256_file
+from supportdesk.sanitize import check_plain_name
 from supportdesk.models.adapters import GGUF_NAME, MANIFEST_NAME
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -259,8 +260,7 @@ def build_adapter(
     on_step: Callable[[StepInfo], None] = lambda s: None, trainer: str | None = None, replace: bool = False,
 ) -> BuildResult:
     """Train and write ``adapters_dir/name`` atomically; an existing adapter needs ``replace``."""
-    if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"invalid adapter name '{name}'")
+    check_plain_name(name, "adapter name")
     config = config or TrainConfig()
     final = adapters_dir / name
     if final.exists() and not replace:
@@ -285,6 +285,7 @@ def build_adapter(
             "description": f"brand-voice LoRA r={config.rank} on {gguf_path.name}",
             "base_model": gguf_path.name,
             "base_sha256": sha256_file(gguf_path),
+            "adapter_sha256": sha256_file(staging / GGUF_NAME),
             "dataset": str(dataset_dir),
             "dataset_sha256": sha256_file(train_file),
             "eval_sha256": sha256_file(dataset_dir / "eval.jsonl") if (dataset_dir / "eval.jsonl").exists() else None,

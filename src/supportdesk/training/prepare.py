@@ -6,9 +6,10 @@ one conversation share a ``conversation`` id column, if present), and the Twitte
 shape (``{"context": [{"role": "customer"|"agent", "text"}], "agent_reply", "company",
 "session"}``). Bad records are reported with file, line and field, and skipped.
 
-PII is replaced by typed placeholders *before* anything is written: ``[EMAIL]``, ``[PHONE]``,
-``[CARD]`` (Luhn-checked), ``[HANDLE]``, ``[URL]`` (links carrying personal ids),
-``[ORDER]`` (a configurable pattern). Duplicates are dropped; the train/eval split is by
+PII is replaced by typed placeholders *before* anything is written (``training/pii.py``):
+``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[IBAN]``, ``[SSN]``, ``[IP]``, ``[MAC]``, ``[HANDLE]``,
+``[URL]`` (profiles and links carrying personal ids), ``[ORDER]`` / ``[ACCOUNT]`` (numbers
+introduced as such, and a configurable pattern). Duplicates are dropped; the train/eval split is by
 conversation, from a hash of its content, so it is the same on every run.
 """
 
@@ -24,9 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from supportdesk.private import private_dir, private_tree
+from supportdesk.training.pii import DEFAULT_ORDER_PATTERN, Scrubber
+
 ROLE_ALIASES = {"user": "user", "customer": "user", "human": "user", "assistant": "assistant", "agent": "assistant",
                 "ai": "assistant", "system": "system"}
-DEFAULT_ORDER_PATTERN = r"\bKS-\d{8}\b"
 
 
 @dataclass(frozen=True)
@@ -49,55 +52,6 @@ class Conversation:
     @property
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.messages, sort_keys=True).encode()).hexdigest()
-
-
-# -- PII ---------------------------------------------------------------------------------------
-
-_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
-_URL = re.compile(r"\b(?:https?://|www\.)\s?[^\s<>\"']+", re.IGNORECASE)
-_HANDLE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{1,30}\b")
-_CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
-_PHONE = re.compile(r"(?<![\w-])(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)|\d{2,4})[\s.-]?\d{3,4}[\s.-]?\d{3,4}(?![\w-])")
-# A URL "carries a personal id" when a path segment or query value looks like an identifier.
-_PERSONAL_URL = re.compile(r"(?:[?&](?:id|user|uid|account|order|email|token|session)=)|/(?:[A-Za-z0-9_-]*\d[A-Za-z0-9_-]{5,})(?:[/?#]|$)", re.IGNORECASE)
-_KEEP_PHONES = re.compile(r"^1-888-537-8735$|^0800 048 7735$")  # Kestrel Care's own numbers are not PII
-
-
-def luhn_ok(digits: str) -> bool:
-    total, parity = 0, len(digits) % 2
-    for i, ch in enumerate(digits):
-        d = int(ch)
-        if i % 2 == parity:
-            d *= 2
-            d -= 9 if d > 9 else 0
-        total += d
-    return total % 10 == 0
-
-
-class Scrubber:
-    """Replaces PII with typed placeholders and counts what it replaced."""
-
-    def __init__(self, order_pattern: str = DEFAULT_ORDER_PATTERN) -> None:
-        self.order = re.compile(order_pattern)
-        self.counts: Counter[str] = Counter()
-
-    def _sub(self, pattern: re.Pattern[str], kind: str, text: str, keep: Any = None) -> str:
-        def replace(match: re.Match[str]) -> str:
-            if keep is not None and keep(match.group(0)):
-                return match.group(0)
-            self.counts[kind] += 1
-            return f"[{kind}]"
-
-        return pattern.sub(replace, text)
-
-    def __call__(self, text: str) -> str:
-        text = self._sub(_URL, "URL", text, keep=lambda url: not _PERSONAL_URL.search(url))
-        text = self._sub(_EMAIL, "EMAIL", text)
-        text = self._sub(self.order, "ORDER", text)
-        text = self._sub(_CARD, "CARD", text, keep=lambda s: not luhn_ok(re.sub(r"\D", "", s)))
-        text = self._sub(_PHONE, "PHONE", text, keep=lambda s: bool(_KEEP_PHONES.match(s.strip())) or len(re.sub(r"\D", "", s)) < 9)
-        text = self._sub(_HANDLE, "HANDLE", text)
-        return text
 
 
 # -- readers -------------------------------------------------------------------------------------
@@ -129,7 +83,7 @@ def _messages(raw: Any, file: str, line: int, problems: list[Problem]) -> list[d
 
 def read_jsonl(path: Path, problems: list[Problem], company: str | None = None) -> Iterator[Conversation]:
     name = str(path)
-    with path.open(encoding="utf-8", errors="strict") as handle:
+    with path.open(encoding="utf-8-sig", errors="strict") as handle:
         try:
             lines = list(handle)
         except UnicodeDecodeError as exc:
@@ -168,10 +122,26 @@ def read_jsonl(path: Path, problems: list[Problem], company: str | None = None) 
 
 
 def read_csv(path: Path, problems: list[Problem]) -> Iterator[Conversation]:
+    """Spreadsheet exports included: a UTF-8 byte-order mark is dropped; other encodings are named."""
+    import io
+
     name = str(path)
-    with path.open(encoding="utf-8", newline="") as handle:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        problems.append(Problem(name, line, "file", f"not UTF-8 (byte 0x{raw[exc.start]:02x}); "
+                                                    "export the sheet as 'CSV UTF-8' and try again"))
+        return
+    with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
-        columns = {c.strip().lower(): c for c in reader.fieldnames or []}
+        try:
+            fieldnames = reader.fieldnames or []
+        except csv.Error as exc:
+            problems.append(Problem(name, 1, "header", f"not a readable CSV header ({exc})"))
+            return
+        columns = {c.strip().lstrip("\ufeff").lower(): c for c in fieldnames}
         if "customer" not in columns or "agent" not in columns:
             problems.append(Problem(name, 1, "header", f"needs 'customer' and 'agent' columns, found {list(columns)}"))
             return
@@ -179,7 +149,16 @@ def read_csv(path: Path, problems: list[Problem]) -> Iterator[Conversation]:
         current: list[dict[str, str]] = []
         current_id: str | None = None
         start_line = 2
-        for number, row in enumerate(reader, start=2):
+        rows = iter(reader)
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                problems.append(Problem(name, reader.line_num, "row", f"not readable CSV ({exc}); the rest of the file is skipped"))
+                break
+            number = reader.line_num
             cid = row.get(group_col, "") if group_col else str(number)
             if current and cid != current_id:
                 yield Conversation(current, f"{name}:{start_line}")
@@ -260,7 +239,7 @@ def prepare(
 
 
 def write_dataset(dataset: PreparedDataset, out_dir: Path) -> dict[str, Any]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(out_dir)
     for name, items in (("train", dataset.train), ("eval", dataset.eval)):
         (out_dir / f"{name}.jsonl").write_text(
             "".join(json.dumps({"messages": c.messages, "source": c.source}, ensure_ascii=False) + "\n" for c in items)
@@ -269,6 +248,7 @@ def write_dataset(dataset: PreparedDataset, out_dir: Path) -> dict[str, Any]:
     stats["problems"] = [str(p) for p in dataset.problems]
     stats["sha256"] = {n: hashlib.sha256((out_dir / f"{n}.jsonl").read_bytes()).hexdigest() for n in ("train", "eval")}
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=1))
+    private_tree(out_dir)
     return stats
 
 

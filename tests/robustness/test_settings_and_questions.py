@@ -1,0 +1,66 @@
+"""Settings with typos, and questions that are empty or not valid UTF-8."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import ScriptedBackend
+from outcome import no_traceback
+from typer.testing import CliRunner
+
+from supportdesk.cli import app
+
+
+def test_unknown_setting_keys_are_named_with_their_file(settings_factory, tmp_path, monkeypatch):
+    """Weak spot: '[retrieval] topk' was ignored in silence."""
+    (tmp_path / "supportdesk.toml").write_text("[retrieval]\ntopk = 8\n\n[modle]\nbackend = 'ollama'\n")
+    monkeypatch.setenv("SUPPORTDESK_ROUTER__THRESHOLDD", "0.4")
+    result = CliRunner().invoke(app, ["config"])
+    assert result.exit_code == 0, result.output
+    assert "supportdesk.toml: unknown setting 'retrieval.topk' is ignored; did you mean 'retrieval.top_k'?" in result.stderr
+    assert "unknown setting 'modle'" in result.stderr
+    assert "SUPPORTDESK_ROUTER__THRESHOLDD is not a setting" in result.stderr and "router.threshold" in result.stderr
+
+
+def test_invalid_toml_names_the_file(settings_factory, tmp_path):
+    (tmp_path / "supportdesk.toml").write_text("[retrieval]\ntop_k = = 3\n")
+    result = CliRunner().invoke(app, ["config"])
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'supportdesk.toml'} is not valid TOML" in result.stderr and "line 2" in result.stderr
+    no_traceback(result)
+
+
+@pytest.fixture
+def pipeline(settings_factory, small_kb, hash_embedder):
+    from supportdesk.answers import AnswerPipeline
+    from supportdesk.kb import KnowledgeBase
+
+    settings = settings_factory(small_kb)
+    kb = KnowledgeBase(settings, embedder=hash_embedder)
+    assert kb.reload().ok
+    return AnswerPipeline(settings, kb, ScriptedBackend("Sure, here is how [1]."))
+
+
+def test_question_with_invalid_utf8_is_answered(pipeline):
+    """Defect 11 (answer side): the tokenizer used to raise TypeError on surrogates."""
+    question = os.fsdecode(b"how do I return my router \xff\xfe?")
+    result = pipeline.ask(question).run()
+    assert result.question == "how do I return my router \ufffd\ufffd?" and result.answer
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\n\t ", "\x1b[2J\x07"])
+def test_empty_questions_are_refused_before_the_model(pipeline, blank):
+    """Weak spot: whitespace-only questions went to the model."""
+    from supportdesk.answers import EmptyQuestion
+
+    with pytest.raises(EmptyQuestion, match="the question is empty"):
+        pipeline.ask(blank)
+    assert pipeline.backend.prompts == []
+
+
+def test_ask_cli_refuses_an_empty_question_without_loading_a_model(cli):
+    assert cli("kb", "build").exit_code == 0
+    result = cli("ask", "   ")
+    assert result.exit_code == 1 and "the question is empty" in result.stderr
+    no_traceback(result)
