@@ -14,7 +14,7 @@ from outcome import no_traceback
 from typer.testing import CliRunner
 
 from supportdesk.cli import app
-from supportdesk.history import HistoryError, HistoryStore
+from supportdesk.history import HistoryStore
 
 
 def _filled(path: Path, conversations: int = 30) -> None:

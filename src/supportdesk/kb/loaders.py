@@ -55,7 +55,7 @@ def _decode(raw: bytes, encoding: str = "utf-8") -> str:
         ) from exc
     except LookupError as exc:
         raise LoadError(f"unknown text encoding '{safe_name(encoding)}'") from exc
-    except Exception as exc:  # noqa: BLE001 - a codec that is not for text (punycode, idna, ...) fails its own way
+    except Exception as exc:
         raise LoadError(
             f"declares charset '{safe_name(encoding)}', which cannot decode it ({type(exc).__name__}); re-save it as UTF-8"
         ) from exc

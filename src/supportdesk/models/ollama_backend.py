@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from supportdesk.sanitize import safe_text
 from supportdesk.models.base import (
     BackendError,
     BackendUnavailable,
@@ -27,6 +26,7 @@ from supportdesk.models.base import (
     ModelInfo,
     ModelMissing,
 )
+from supportdesk.sanitize import safe_text
 
 NS_PER_MS = 1_000_000
 

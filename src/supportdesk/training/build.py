@@ -30,8 +30,8 @@ from typing import Any
 
 from supportdesk.answers.prompts import VOICE_SYSTEM
 from supportdesk.kb.files import sha256_file
-from supportdesk.sanitize import check_plain_name
 from supportdesk.models.adapters import GGUF_NAME, MANIFEST_NAME
+from supportdesk.sanitize import check_plain_name
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import re
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
