@@ -239,3 +239,77 @@ def test_push_writes_modelfile_and_reports_a_down_server(tmp_path):
     modelfile = (folder / "Modelfile").read_text()
     assert modelfile.startswith("FROM ") and f"ADAPTER {folder / 'adapter.gguf'}" in modelfile
     assert 'SYSTEM """You are "Kestrel Care"."""' in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
+
+
+class _WordTokenizer:
+    """Just enough of a chat tokenizer for the training loop: one id per word, ChatML-ish turns."""
+
+    pad_token_id = 0
+
+    def apply_chat_template(self, messages, tokenize=True, add_generation_prompt=False, return_dict=False):
+        ids = []
+        for m in messages:
+            ids += [1 + (m["role"] == "assistant")] + [3 + sum(map(ord, w)) % 90 for w in m["content"].split()] + [2]
+        return ids + ([1] if add_generation_prompt else [])
+
+
+def _tiny_lora_model(seed: int = 0):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    base = LlamaForCausalLM(LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128))
+    return get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
+                                           init_lora_weights=False, task_type="CAUSAL_LM"))
+
+
+def test_label_positions_only_loss_equals_the_library_loss():
+    import torch
+
+    from supportdesk.training.build import lm_loss
+
+    model = _tiny_lora_model()
+    ids = torch.randint(3, 96, (3, 20))
+    labels = torch.full_like(ids, -100)
+    labels[:, 12:] = ids[:, 12:]  # the agent's turn
+    mask = torch.ones_like(ids)
+    mask[2, 16:] = 0
+    labels[2, 16:] = -100
+    expected = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    assert torch.allclose(lm_loss(model, ids, mask, labels), expected, atol=1e-5)
+
+
+def test_paused_training_resumes_to_the_same_weights(tmp_path):
+    """Quitting pauses a build; the next one resumes from the checkpoint and ends exactly where an
+    uninterrupted run ends (same batches, same optimizer moments)."""
+    import torch
+
+    from supportdesk.training.build import TrainConfig, train_loop
+    from supportdesk.training.checkpoint import BuildPaused, Checkpointer
+
+    conversations = [[{"role": "user", "content": f"question {i} about the router"},
+                      {"role": "assistant", "content": f"Happy to help! Step {i}: restart the Aerie."}] for i in range(10)]
+    config = TrainConfig(rank=4, alpha=8, dropout=0.0, batch_size=2, epochs=1.2, system_prompt="Kestrel Care")
+
+    straight = _tiny_lora_model()
+    train_loop(straight, _WordTokenizer(), conversations, config, lambda s: None)
+
+    steps: list[int] = []
+    paused = _tiny_lora_model()
+    checkpoint = Checkpointer(tmp_path / "ckpt", "fingerprint-1", every=100)
+    with pytest.raises(BuildPaused, match="paused at step 3/6"):
+        train_loop(paused, _WordTokenizer(), conversations, config, lambda s: steps.append(s.step), checkpoint=checkpoint,
+                   should_stop=lambda: len(steps) >= 3)
+    assert (tmp_path / "ckpt" / "checkpoint.safetensors").is_file()
+    resumed = _tiny_lora_model()  # a new process: fresh weights, restored from the checkpoint
+    steps.clear()
+    done, _ = train_loop(resumed, _WordTokenizer(), conversations, config, lambda s: steps.append(s.step),
+                         checkpoint=checkpoint)
+    assert done == 6 and steps[0] == 3 and steps[-1] == 6
+    for (name, a), (_, b) in zip(straight.named_parameters(), resumed.named_parameters(), strict=True):
+        if a.requires_grad:
+            assert torch.allclose(a, b, atol=1e-6), name
+    other = Checkpointer(tmp_path / "ckpt", "another-dataset")
+    assert other.restore([(n, p) for n, p in _tiny_lora_model().named_parameters() if p.requires_grad], None) is None

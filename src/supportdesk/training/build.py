@@ -16,6 +16,7 @@ place and renamed into place at the end, so Ctrl-C or a crash never leaves half 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import math
@@ -32,6 +33,7 @@ from supportdesk.answers.prompts import VOICE_SYSTEM
 from supportdesk.kb.files import sha256_file
 from supportdesk.models.adapters import GGUF_NAME, MANIFEST_NAME
 from supportdesk.sanitize import check_plain_name
+from supportdesk.training.checkpoint import BuildPaused, Checkpointer
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 
@@ -49,6 +51,7 @@ class TrainConfig:
     max_steps: int | None = None
     system_prompt: str = VOICE_SYSTEM
     target_modules: tuple[str, ...] = TARGET_MODULES
+    threads: int | None = None  # torch intra-op threads; None: every core (a background build uses fewer)
 
 
 @dataclass
@@ -152,9 +155,40 @@ def batches(examples: list[tuple[list[int], list[int]]], size: int, pad_id: int,
         yield input_ids, labels, mask
 
 
+def lm_loss(model: Any, input_ids: Any, mask: Any, labels: Any) -> Any:
+    """Causal-LM loss computed on the label positions only.
+
+    The library's ``model(labels=...)`` projects *every* position onto the 49k-token vocabulary
+    and keeps those fp32 logits (and their gradients) for the whole batch: ~600 MB for a batch
+    of 4 x 384, most of it for prompt tokens whose loss is ignored. Here the decoder runs as
+    usual and only the positions with a label (the agent's turns) meet the output head: the
+    same mean cross-entropy, a fraction of the memory and of the head's compute.
+    """
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder, head = getattr(base, "model", None), getattr(base, "lm_head", None)
+    if decoder is None or head is None:  # an architecture without the usual split: the library's way
+        return model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+    hidden = decoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != -100
+    logits = head(hidden[:, :-1][keep])
+    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+
+
 def train_loop(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], config: TrainConfig,
-               on_step: Callable[[StepInfo], None], device: str = "cpu") -> tuple[int, float]:
-    """Plain PyTorch LoRA SFT loop (TRL's SFTTrainer refuses GGUF-loaded models)."""
+               on_step: Callable[[StepInfo], None], device: str = "cpu", checkpoint: Checkpointer | None = None,
+               should_stop: Callable[[], bool] = lambda: False) -> tuple[int, float]:
+    """Plain PyTorch LoRA SFT loop (TRL's SFTTrainer refuses GGUF-loaded models).
+
+    The batch order is a function of the seed and the epoch alone, so a build resumed from a
+    checkpoint at step ``s`` replays the shuffles and continues with batch ``s`` exactly.
+    ``should_stop`` is asked after every step: when it says so, a checkpoint is written and
+    ``BuildPaused`` raised.
+    """
+    import warnings
+
     import torch
 
     rng = random.Random(config.seed)
@@ -165,53 +199,71 @@ def train_loop(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
         raise ValueError("no training examples with an agent turn")
     per_epoch = math.ceil(len(examples) / config.batch_size)
     total = config.max_steps or max(1, int(per_epoch * config.epochs))
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 5) * max(0.0, 1 - s / total))
+    schedule = lambda s: min(1.0, (s + 1) / 5) * max(0.0, 1 - s / total)  # noqa: E731 - warm-up, then linear decay
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    step, loss_value = 0, float("nan")
+    restored = checkpoint.restore(named, optimizer) if checkpoint is not None else None
+    if restored is not None:
+        step, loss_value = restored
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
+            warnings.simplefilter("ignore")
+            scheduler.last_epoch = step - 1
+            scheduler.step()
+        on_step(StepInfo(step, total, loss_value))
     model.train()
     # bf16 autocast on CPUs with native bf16 (AVX512-BF16): measured 3x faster steps here; the
-    # LoRA weights and optimizer state stay fp32.
+    # LoRA weights and optimizer state stay fp32. Elsewhere fp32: emulated bf16 is slower.
     from contextlib import nullcontext
 
     from supportdesk.kb.embeddings import cpu_has_fast_bf16
 
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if device == "cpu" and cpu_has_fast_bf16() else nullcontext()
-    step, loss_value = 0, float("nan")
+    epoch = 0
     while step < total:
-        for input_ids, labels, mask in batches(examples, config.batch_size, tokenizer.pad_token_id, rng):
+        for index, (input_ids, labels, mask) in enumerate(batches(examples, config.batch_size, tokenizer.pad_token_id, rng)):
+            if epoch * per_epoch + index < step:
+                continue  # done before the checkpoint: the shuffle is replayed, the work is not
             with autocast:
-                out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), labels=labels.to(device))
-            out.loss.backward()
+                loss = lm_loss(model, input_ids.to(device), mask.to(device), labels.to(device))
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            loss_value = float(out.loss.detach())
+            loss_value = float(loss.detach())
             on_step(StepInfo(step, total, loss_value))
+            if checkpoint is not None and step < total and (step % checkpoint.every == 0 or should_stop()):
+                checkpoint.save(named, optimizer, step, loss_value)
+            if step < total and should_stop():
+                raise BuildPaused(step, total, checkpoint.folder if checkpoint else Path("."))
             if step >= total:
                 break
+        epoch += 1
     model.eval()
     return step, loss_value
 
 
 def train_peft_cpu(gguf_path: Path, conversations: list[list[dict[str, str]]], config: TrainConfig, out_dir: Path,
-                   on_step: Callable[[StepInfo], None]) -> tuple[int, float, Any]:
+                   on_step: Callable[[StepInfo], None], **resume: Any) -> tuple[int, float, Any]:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(config.threads or max(1, os.cpu_count() or 1))
     model, tokenizer = load_base_cpu(gguf_path)
     peft_config = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                              target_modules=list(config.target_modules), task_type="CAUSAL_LM")
     model = get_peft_model(model, peft_config)
-    steps, loss = train_loop(model, tokenizer, conversations, config, on_step)
+    steps, loss = train_loop(model, tokenizer, conversations, config, on_step, **resume)
     model.save_pretrained(str(out_dir))
     return steps, loss, model.config
 
 
 def train_unsloth(gguf_path: Path, conversations: list[list[dict[str, str]]], config: TrainConfig, out_dir: Path,
-                  on_step: Callable[[StepInfo], None]) -> tuple[int, float, Any]:  # pragma: no cover - needs a GPU
+                  on_step: Callable[[StepInfo], None], **resume: Any) -> tuple[int, float, Any]:  # pragma: no cover - GPU
     """Unsloth's recipe: 4-bit base, its LoRA patching, the same loop and the same outputs.
 
     Unsloth cannot read GGUF, so the dequantized base is first written as a plain Hugging Face
@@ -234,7 +286,7 @@ def train_unsloth(gguf_path: Path, conversations: list[list[dict[str, str]]], co
                                              use_gradient_checkpointing="unsloth", random_state=config.seed)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    steps, loss = train_loop(model, tokenizer, conversations, config, on_step, device="cuda")
+    steps, loss = train_loop(model, tokenizer, conversations, config, on_step, device="cuda", **resume)
     model.save_pretrained(str(out_dir))
     shutil.rmtree(hf_dir, ignore_errors=True)
     return steps, loss, model.config
@@ -258,8 +310,14 @@ def export_gguf(peft_dir: Path, base_config: Any, alpha: int) -> Path:
 def build_adapter(
     name: str, dataset_dir: Path, adapters_dir: Path, gguf_path: Path, config: TrainConfig | None = None,
     on_step: Callable[[StepInfo], None] = lambda s: None, trainer: str | None = None, replace: bool = False,
+    checkpoint_dir: Path | None = None, should_stop: Callable[[], bool] = lambda: False,
 ) -> BuildResult:
-    """Train and write ``adapters_dir/name`` atomically; an existing adapter needs ``replace``."""
+    """Train and write ``adapters_dir/name`` atomically; an existing adapter needs ``replace``.
+
+    With ``checkpoint_dir`` the training is resumable: it starts from a checkpoint there made
+    for the same base, data and hyper-parameters, writes one every few steps, and raises
+    ``BuildPaused`` (checkpoint saved, nothing else written) when ``should_stop`` says so.
+    """
     check_plain_name(name, "adapter name")
     config = config or TrainConfig()
     final = adapters_dir / name
@@ -272,22 +330,28 @@ def build_adapter(
 
     conversations = load_split(train_file)
     trainer = trainer or select_trainer()
+    base_sha, data_sha = sha256_file(gguf_path), sha256_file(train_file)
+    hyper = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items() if k != "threads"}
+    resume: dict[str, Any] = {"should_stop": should_stop}
+    if checkpoint_dir is not None:
+        fingerprint = hashlib.sha256(json.dumps([name, trainer, base_sha, data_sha, hyper], sort_keys=True).encode())
+        resume["checkpoint"] = Checkpointer(checkpoint_dir / name, fingerprint.hexdigest())
     started = time.time()
     staging = adapters_dir / f".building-{name}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         train = train_unsloth if trainer == "unsloth" else train_peft_cpu
-        steps, loss, base_config = train(gguf_path, conversations, config, staging, on_step)
+        steps, loss, base_config = train(gguf_path, conversations, config, staging, on_step, **resume)
         export_gguf(staging, base_config, config.alpha)
         manifest = {
             "name": name,
             "description": f"brand-voice LoRA r={config.rank} on {gguf_path.name}",
             "base_model": gguf_path.name,
-            "base_sha256": sha256_file(gguf_path),
+            "base_sha256": base_sha,
             "adapter_sha256": sha256_file(staging / GGUF_NAME),
             "dataset": str(dataset_dir),
-            "dataset_sha256": sha256_file(train_file),
+            "dataset_sha256": data_sha,
             "eval_sha256": sha256_file(dataset_dir / "eval.jsonl") if (dataset_dir / "eval.jsonl").exists() else None,
             "conversations": len(conversations),
             "trainer": trainer,
@@ -311,4 +375,6 @@ def build_adapter(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if "checkpoint" in resume:
+        resume["checkpoint"].clear()
     return BuildResult(name, final, trainer, steps, loss, time.time() - started, manifest)
