@@ -202,7 +202,7 @@ def train_loop(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
-    schedule = lambda s: min(1.0, (s + 1) / 5) * max(0.0, 1 - s / total)  # noqa: E731 - warm-up, then linear decay
+    schedule = lambda s: min(1.0, (s + 1) / 5) * max(0.0, 1 - s / total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     step, loss_value = 0, float("nan")
     restored = checkpoint.restore(named, optimizer) if checkpoint is not None else None
