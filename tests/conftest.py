@@ -21,6 +21,9 @@ from typer.testing import CliRunner
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The app builds the sample adapter in a background process on a first run; tests that want
+# that say so, the others must not leave trainers running.
+os.environ["SUPPORTDESK_TUI__BUILD_SAMPLE_ADAPTER"] = "false"
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_KB = ROOT / "kb"
@@ -71,6 +74,7 @@ def settings_factory(tmp_path, monkeypatch):
     for key in list(os.environ):
         if key.startswith("SUPPORTDESK_"):
             monkeypatch.delenv(key)
+    monkeypatch.setenv("SUPPORTDESK_TUI__BUILD_SAMPLE_ADAPTER", "false")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))

@@ -163,6 +163,16 @@ class RouterSettings(BaseModel):
 class TUISettings(BaseModel):
     """The terminal app."""
 
+    build_sample_adapter: bool = Field(
+        True,
+        description="With no adapter yet, build the sample one in a background process (low priority, "
+        "'background_threads' threads) while the app chats with the bare base model; switched in when it passes "
+        "its evaluation. Quitting pauses the build; the next start resumes it.",
+    )
+    background_threads: int = Field(
+        1, ge=1, le=64, description="Threads of the background adapter build (the chat keeps the other cores)."
+    )
+
     keymap: dict[str, str] = Field(
         default_factory=dict,
         description="Remapped keys by binding id, e.g. {\"reload-kb\" = \"f5\"}; F1 in the app lists the ids.",

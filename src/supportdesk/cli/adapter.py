@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -72,7 +73,8 @@ def prepare_cmd(
 
 
 def run_build(appctx: AppContext, name: str, dataset: Path, replace: bool, max_steps: int | None = None,
-              epochs: float | None = None, rank: int | None = None):
+              epochs: float | None = None, rank: int | None = None, threads: int | None = None,
+              checkpoint_dir: Path | None = None, should_stop=lambda: False, on_step=lambda info: None):
     from supportdesk.models.embedded import default_gguf_path
     from supportdesk.training.build import TrainConfig, build_adapter, select_trainer
 
@@ -85,6 +87,7 @@ def run_build(appctx: AppContext, name: str, dataset: Path, replace: bool, max_s
         config.epochs = epochs
     if rank:
         config.rank, config.alpha = rank, rank * 2
+    config.threads = threads
     trainer = select_trainer()
     err_console.print(f"training '{name}' with {trainer} on {gguf.name}" +
                       (" — on the CPU this takes a few minutes" if trainer == "peft-cpu" else ""))
@@ -94,9 +97,11 @@ def run_build(appctx: AppContext, name: str, dataset: Path, replace: bool, max_s
 
         def step(info) -> None:
             bar.update(task, description="training", completed=info.step, total=info.total, loss=f"{info.loss:.3f}")
+            on_step(info)
 
         try:
-            return build_adapter(name, dataset, settings.adapters_dir, gguf, config, step, trainer, replace=replace)
+            return build_adapter(name, dataset, settings.adapters_dir, gguf, config, step, trainer, replace=replace,
+                                 checkpoint_dir=checkpoint_dir, should_stop=should_stop)
         except (FileExistsError, FileNotFoundError, ValueError) as exc:
             fail(str(exc))
         except KeyboardInterrupt:
@@ -282,25 +287,89 @@ def push_cmd(
                   f"use it with SUPPORTDESK_MODEL__BACKEND=ollama SUPPORTDESK_MODEL__OLLAMA_MODEL={target}")
 
 
-@app.command("bootstrap", hidden=True)
-def bootstrap_sample(ctx: typer.Context) -> None:
-    """Build, evaluate and activate the sample adapter if none exists (used by scripts/run.sh)."""
-    from supportdesk.models import list_adapters, read_active
+@app.command("bootstrap")
+def bootstrap_sample(
+    ctx: typer.Context,
+    background: Annotated[bool, typer.Option("--background", help="Report to the status file the app shows; "
+                                             "SIGTERM pauses at a checkpoint.")] = False,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Training threads (default: all cores).")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Stop training after this many steps "
+                                                  "(a quick smoke build; the default trains to the end).")] = None,
+) -> None:
+    """Build, evaluate and activate the sample adapter if there is none (resumes a paused build).
+
+    The app starts this in the background on its first run; run it here to build in the
+    foreground instead. The adapter is activated only if it beats the base model.
+    """
+    import signal
+    import time
+
+    from supportdesk.models import find_adapter, list_adapters, read_active
     from supportdesk.models.adapters import write_active
+    from supportdesk.training.background import CHECKPOINTS, BuildStatus, write_status
+    from supportdesk.training.checkpoint import BuildPaused
     from supportdesk.training.prepare import prepare, write_dataset
 
     appctx: AppContext = ctx.obj
     settings = appctx.settings
-    if list_adapters(settings.adapters_dir):
+    status = BuildStatus(SAMPLE_ADAPTER, "preparing", pid=os.getpid())
+    stop = {"asked": False}
+
+    def report(state: str, message: str = "") -> None:
+        status.state, status.message = state, message
+        if background:
+            write_status(settings.data_dir, status)
+
+    if background:
+        signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("asked", True))
+    others = [a for a in list_adapters(settings.adapters_dir) if a.name != SAMPLE_ADAPTER]
+    sample = next((a for a in list_adapters(settings.adapters_dir) if a.name == SAMPLE_ADAPTER), None)
+    if others and sample is None:
         if read_active(settings.data_dir) is None:
-            write_active(settings.data_dir, list_adapters(settings.adapters_dir)[0].name)
+            write_active(settings.data_dir, others[0].name)
+        report("done", f"using {others[0].name}")
         return
-    err_console.print("[bold]First run:[/] building the sample brand-voice adapter from transcripts/kestrel_care.jsonl "
-                      "(about 8 minutes on 2 CPU cores; only once).")
     target = dataset_dir(appctx, "kestrel-sample")
-    write_dataset(prepare([SAMPLE_TRANSCRIPTS]), target)
-    run_build(appctx, SAMPLE_ADAPTER, target, replace=False)
-    evaluation = run_eval(appctx, SAMPLE_ADAPTER, target)
-    err_console.print(f"sample adapter: perplexity {evaluation.base_perplexity:.2f} → {evaluation.adapter_perplexity:.2f}")
-    if evaluation.adapter_perplexity < evaluation.base_perplexity:
-        write_active(settings.data_dir, SAMPLE_ADAPTER)
+    if sample is None:
+        report("preparing")
+        if not background:
+            err_console.print("[bold]First run:[/] building the sample brand-voice adapter from "
+                              "transcripts/kestrel_care.jsonl (only once; a paused build resumes).")
+        write_dataset(prepare([SAMPLE_TRANSCRIPTS]), target)
+        report("loading")
+        first: dict[str, float] = {}
+
+        def on_step(info) -> None:
+            now = time.monotonic()
+            first.setdefault("t", now)
+            first.setdefault("step", info.step)
+            done = info.step - first["step"]
+            status.step, status.total, status.loss = info.step, info.total, info.loss
+            status.eta_s = (now - first["t"]) / done * (info.total - info.step) if done else None
+            report("training")
+
+        try:
+            run_build(appctx, SAMPLE_ADAPTER, target, replace=False, threads=threads, max_steps=max_steps,
+                      checkpoint_dir=settings.data_dir / CHECKPOINTS, should_stop=lambda: stop["asked"], on_step=on_step)
+        except BuildPaused as exc:
+            report("paused", str(exc))
+            err_console.print(f"build paused: {exc}")
+            return
+        except BaseException as exc:
+            report("failed", f"{type(exc).__name__}: {exc}")
+            raise
+        sample = find_adapter(settings.adapters_dir, SAMPLE_ADAPTER)
+    metrics = sample.manifest.get("metrics") or {}
+    if "adapter_perplexity" not in metrics:  # built but not evaluated yet (a run stopped in between)
+        report("evaluating")
+        evaluation = run_eval(appctx, SAMPLE_ADAPTER, target)
+        metrics = evaluation.as_metrics()
+    base, tuned = metrics["base_perplexity"], metrics["adapter_perplexity"]
+    summary = f"perplexity {base:.2f} → {tuned:.2f} ({(base - tuned) / base:.0%} lower)"
+    err_console.print(f"sample adapter: {summary}")
+    if tuned < base:
+        if read_active(settings.data_dir) is None:
+            write_active(settings.data_dir, SAMPLE_ADAPTER)
+        report("done", summary)
+    else:
+        report("rejected", f"not better than the base: {summary}")

@@ -99,6 +99,8 @@ class SupportDeskApp(App[None]):
         self._selected: MessageView | None = None
         self._status_note = "starting…"
         self._start_error: str | None = None
+        self._builder_pid: int | None = None  # the background adapter build this app started
+        self._build_line = ""
         self._counter = 0
         if settings.tui.keymap:
             self.set_keymap(dict(settings.tui.keymap))
@@ -132,6 +134,10 @@ class SupportDeskApp(App[None]):
         self.start_session()
 
     def on_unmount(self) -> None:
+        if self._builder_pid is not None:
+            from supportdesk.training.background import pause_build
+
+            pause_build(self.settings.data_dir, self._builder_pid, wait_s=5.0)  # resumes at the next start
         if self.session is not None:
             self.session.close()  # flushes history writes that waited for a lock (or saves them aside)
 
@@ -159,6 +165,7 @@ class SupportDeskApp(App[None]):
     def on_session_ready(self, _: SessionReady) -> None:
         self._status_note = "ready"
         self.refresh_status()
+        self.start_sample_adapter()
         problem = getattr(self.session, "history_problem", None)
         if problem:
             self.notify(strip_control(problem), title="history not saved", severity="warning", timeout=30)
@@ -187,7 +194,53 @@ class SupportDeskApp(App[None]):
         self.refresh_status()
         self.notify(f"could not start: {message.error}", title="start-up failed", severity="error", timeout=30)
 
+    # -- the sample adapter, built in the background on the first run -----------------------
+    def start_sample_adapter(self) -> None:
+        """No adapter yet: start the background build (chat goes on with the bare base model)."""
+        from supportdesk.models import list_adapters
+        from supportdesk.training.background import read_status, start_sample_build
+
+        tui = self.settings.tui
+        if not tui.build_sample_adapter or self.settings.model.backend != "embedded":
+            return
+        status = read_status(self.settings.data_dir)
+        if list_adapters(self.settings.adapters_dir) and not (status and status.state in ("paused", "evaluating")):
+            return
+        try:
+            self._builder_pid = start_sample_build(self.settings.data_dir, threads=tui.background_threads)
+        except OSError as exc:
+            self.notify(f"could not start the sample adapter build: {exc}", severity="warning", timeout=10)
+            return
+        self.notify("building the brand-voice adapter in the background; answering with the base model meanwhile",
+                    title="first run", timeout=8)
+
+    def _watch_build(self) -> None:
+        """Follow the background build; switch its adapter in once it has passed evaluation."""
+        if self._builder_pid is None:
+            self._build_line = ""
+            return
+        from supportdesk.training.background import pid_alive, read_status
+
+        status = read_status(self.settings.data_dir)
+        if status is None:
+            return
+        self._build_line = status.line()
+        if status.state == "done" or not pid_alive(self._builder_pid):
+            self._builder_pid = None
+            if status.state == "done" and self.session is not None:
+                self.notify(f"adapter {status.name} passed its evaluation ({status.message}); switching it in",
+                            title="brand voice ready", timeout=10)
+                from supportdesk.models import read_active
+
+                active = read_active(self.settings.data_dir)
+                if active:
+                    self.switch_worker(None, active)
+            elif status.state in ("failed", "rejected"):
+                self.notify(status.line(), title="sample adapter", severity="warning", timeout=15)
+            self._build_line = "" if status.state == "done" else self._build_line
+
     def refresh_status(self) -> None:
+        self._watch_build()
         try:
             status_widget = self.query_one("#status", Static)
         except NoMatches:  # a timer or a worker message arriving while the app shuts down
@@ -201,6 +254,7 @@ class SupportDeskApp(App[None]):
         status_widget.update(Text.assemble(
             (f" {s.backend}", "bold"), f" · {s.model}", " · adapter ", (s.adapter or "none", "bold"),
             f" · KB {s.chunks} chunks, loaded {when}", (f" · {note}" if note and note != "ready" else ""),
+            (f" · {self._build_line}" if self._build_line else "", "italic"),
         ))
 
     # -- asking ----------------------------------------------------------------------------

@@ -1,0 +1,132 @@
+"""The sample adapter, built in the background so the app never waits for it.
+
+The first start of the app has no brand-voice adapter yet. Instead of training it before the
+app appears (minutes on a CPU with native bfloat16, far longer on one without), the app
+starts ``supportdesk adapter bootstrap --background`` as a separate process at low priority
+with few threads, chats with the bare base model meanwhile, and switches the adapter in when
+the build has passed its evaluation. The builder reports through a small JSON status file in
+the data dir; SIGTERM (the app quitting) pauses it at a checkpoint and the next start resumes.
+
+Headless: nothing here imports Textual or torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from supportdesk.private import private_dir, write_private_text
+
+STATUS_FILE = "adapter-build.json"
+LOG_FILE = "adapter-build.log"
+CHECKPOINTS = "adapter-checkpoints"
+ACTIVE_STATES = ("starting", "preparing", "loading", "training", "evaluating")
+NICENESS = 10  # the chat keeps the CPU when both want it
+
+
+@dataclass
+class BuildStatus:
+    """What the background builder is doing, as the app's status line shows it."""
+
+    name: str
+    state: str  # starting | preparing | loading | training | evaluating | done | paused | failed | rejected
+    step: int = 0
+    total: int = 0
+    loss: float | None = None
+    started: float = field(default_factory=time.time)
+    eta_s: float | None = None
+    pid: int | None = None
+    message: str = ""
+    updated: float = field(default_factory=time.time)
+
+    @property
+    def running(self) -> bool:
+        return self.state in ACTIVE_STATES and pid_alive(self.pid)
+
+    def line(self) -> str:
+        """One short phrase for a status line."""
+        if self.state == "training" and self.total:
+            eta = f", about {max(1, round(self.eta_s / 60))} min left" if self.eta_s else ""
+            return f"building adapter {self.name}: step {self.step}/{self.total}{eta}"
+        if self.state in ACTIVE_STATES:
+            return f"building adapter {self.name}: {self.state}…"
+        if self.state == "paused":
+            return f"adapter {self.name} paused at step {self.step}/{self.total} (resumes next start)"
+        return f"adapter {self.name}: {self.state}" + (f" ({self.message})" if self.message else "")
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def read_status(data_dir: Path) -> BuildStatus | None:
+    try:
+        data = json.loads((data_dir / STATUS_FILE).read_text(encoding="utf-8"))
+        return BuildStatus(**data) if isinstance(data, dict) else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def write_status(data_dir: Path, status: BuildStatus) -> None:
+    status.updated = time.time()
+    private_dir(data_dir)
+    tmp = data_dir / f".{STATUS_FILE}.tmp{os.getpid()}"
+    write_private_text(tmp, json.dumps(asdict(status)))
+    os.replace(tmp, data_dir / STATUS_FILE)
+
+
+def start_sample_build(data_dir: Path, threads: int = 1, bootstrap_args: tuple[str, ...] = ()) -> int | None:
+    """Start the background builder unless one is already running; returns its pid."""
+    current = read_status(data_dir)
+    if current is not None and current.running:
+        return current.pid
+    private_dir(data_dir)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE",
+               TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    fd = os.open(data_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log = os.fdopen(fd, "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "supportdesk", "--data-dir", str(data_dir), "adapter", "bootstrap",
+         "--background", "--threads", str(threads), *bootstrap_args],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
+        preexec_fn=lambda: os.nice(NICENESS),  # noqa: PLW1509 - only os.nice, before exec
+    )
+    log.close()
+    write_status(data_dir, BuildStatus("sample", "starting", pid=process.pid))
+    return process.pid
+
+
+def pause_build(data_dir: Path, pid: int | None = None, wait_s: float = 10.0) -> bool:
+    """Ask the builder to checkpoint and stop (SIGTERM); True when it stopped within ``wait_s``."""
+    status = read_status(data_dir)
+    pid = pid or (status.pid if status else None)
+    if not pid_alive(pid):
+        return True
+    try:
+        os.kill(pid, signal.SIGTERM)  # type: ignore[arg-type]
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    return False

@@ -1,0 +1,125 @@
+"""The first run never waits for the sample adapter: it is built by a background process that
+reports to a status file, pauses at a checkpoint on SIGTERM and resumes on the next start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ScriptedBackend
+
+from supportdesk.training.background import (
+    BuildStatus,
+    pause_build,
+    pid_alive,
+    read_status,
+    start_sample_build,
+    write_status,
+)
+
+
+def test_status_file_round_trip_and_lines(tmp_path):
+    assert read_status(tmp_path) is None
+    status = BuildStatus("kestrel-voice", "training", step=30, total=148, eta_s=420.0, pid=None)
+    write_status(tmp_path, status)
+    back = read_status(tmp_path)
+    assert back.step == 30 and back.line() == "building adapter kestrel-voice: step 30/148, about 7 min left"
+    assert not back.running  # no live process behind it
+    (tmp_path / "adapter-build.json").write_text("[not, an, object")
+    assert read_status(tmp_path) is None
+    paused = BuildStatus("kestrel-voice", "paused", step=30, total=148)
+    assert "resumes next start" in paused.line()
+
+
+def _wait(data, predicate, seconds: float):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status = read_status(data)
+        if status is not None and predicate(status):
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"status never reached the expected state: {read_status(data)}; log: "
+                         f"{(data / 'adapter-build.log').read_text()[-2000:] if (data / 'adapter-build.log').exists() else ''}")
+
+
+@pytest.mark.slow
+def test_background_build_pauses_at_a_checkpoint_and_resumes(tmp_path, monkeypatch):
+    """A real builder process on the real SmolLM2 base, stopped after a few steps (never run to the end)."""
+    adapters = tmp_path / "adapters"
+    adapters.mkdir()
+    monkeypatch.setenv("SUPPORTDESK_ADAPTERS_DIR", str(adapters))
+    data = tmp_path / "data"
+    pid = start_sample_build(data, threads=1, bootstrap_args=("--max-steps", "40"))
+    assert pid and pid_alive(pid)
+    assert start_sample_build(data) == pid  # one builder at a time
+    _wait(data, lambda s: s.state == "training" and s.step >= 2, 240)
+    assert pause_build(data, pid, wait_s=60)
+    paused = read_status(data)
+    assert paused.state == "paused" and paused.step >= 2, paused
+    assert (data / "adapter-checkpoints" / "kestrel-voice" / "checkpoint.safetensors").is_file()
+    assert not (adapters / "kestrel-voice").exists()  # nothing half-built where the app looks
+
+    again = start_sample_build(data, threads=1, bootstrap_args=("--max-steps", "40"))
+    resumed = _wait(data, lambda s: s.pid == again and s.state == "training", 240)
+    assert resumed.step >= paused.step  # the first step it reports is the checkpoint's, not 1
+    assert pause_build(data, again, wait_s=60)
+
+
+@pytest.fixture
+def app_with_builder(settings_factory, small_kb, hash_embedder, monkeypatch, tmp_path):
+    """An app whose first run starts a (stand-in) builder: a real process we control by its status file."""
+    from supportdesk.kb import KnowledgeBase
+    from supportdesk.session import SupportSession
+    from supportdesk.tui.app import SupportDeskApp
+
+    settings = settings_factory(small_kb, adapters_dir=tmp_path / "no-adapters")
+    settings.tui.build_sample_adapter = True
+    kb = KnowledgeBase(settings, embedder=hash_embedder)
+    assert kb.reload().ok
+    started: list[int] = []
+
+    def fake_start(data_dir, threads=1, bootstrap_args=()):
+        process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        started.append(process.pid)
+        write_status(data_dir, BuildStatus("kestrel-voice", "training", step=3, total=10, eta_s=120, pid=process.pid))
+        return process.pid
+
+    monkeypatch.setattr("supportdesk.training.background.start_sample_build", fake_start)
+    app = SupportDeskApp(settings, session_factory=lambda s: SupportSession(s, backend=ScriptedBackend("Hi!"), kb=kb))
+    return app, settings, started
+
+
+async def test_app_opens_at_once_and_follows_the_background_build(app_with_builder):
+    from supportdesk.models.adapters import write_active
+
+    app, settings, started = app_with_builder
+    async with app.run_test(size=(160, 30)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if app.session is not None and started:
+                break
+        assert started, "the first run did not start the adapter build"
+        await pilot.pause(1.2)
+        status_text = str(app.query_one("#status").render())
+        assert "building adapter kestrel-voice: step 3/10" in status_text
+        switched: list[str | None] = []
+        app.switch_worker = lambda backend, adapter: switched.append(adapter)  # the model swap itself is tested elsewhere
+        write_active(settings.data_dir, "kestrel-voice")
+        write_status(settings.data_dir, BuildStatus("kestrel-voice", "done", step=10, total=10, pid=started[0],
+                                                    message="perplexity 20.00 → 12.00 (40% lower)"))
+        await pilot.pause(1.5)
+        assert switched == ["kestrel-voice"]
+        assert "building adapter" not in str(app.query_one("#status").render())
+
+
+async def test_quitting_pauses_the_build(app_with_builder):
+    app, settings, started = app_with_builder
+    async with app.run_test(size=(120, 30)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if started:
+                break
+    time.sleep(0.3)
+    assert started and not pid_alive(started[0])  # SIGTERM sent on exit
