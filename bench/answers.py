@@ -59,6 +59,9 @@ def main() -> None:
     parser.add_argument("--curve", action="store_true", help="only the TTFT-vs-context curve")
     parser.add_argument("-n", type=int, default=30, help="E-Manual questions per sample")
     args = parser.parse_args()
+    from supportdesk.cpu import describe
+
+    print(f"CPU: {describe()}", flush=True)
 
     from rich.console import Console
     from rich.table import Table

@@ -148,6 +148,10 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from supportdesk.cpu import describe
+
+    print(f"CPU: {describe()}", flush=True)
+
     from supportdesk.models import resolve_adapter
     from supportdesk.settings import Settings
 

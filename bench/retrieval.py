@@ -187,6 +187,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="quality and latency only")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
     args = parser.parse_args()
+    from supportdesk.cpu import describe
+
+    print(f"CPU: {describe()}", flush=True)
     if not DATASET.exists():
         sys.exit(f"dataset not found: {DATASET} (the shared/ folder beside the project)")
 

@@ -39,6 +39,7 @@ class SupportSession:
         self._pipeline: AnswerPipeline | None = None
         self.history_path = settings.data_dir / "history.sqlite3"
         self.history_problem: str | None = None
+        self.index_error: str | None = None
         self.history = self._open_history()
         self.conversation_id: int | None = None
         self._lock = threading.Lock()
@@ -72,16 +73,25 @@ class SupportSession:
         return str(moved)
 
     # -- start-up (run in a worker) ------------------------------------------------------
-    def start(self, progress: Callable[[str], None] = lambda s: None, build_missing_index: bool = True) -> None:
-        """Load the embedder, the index (building it if missing), the model; warm the router."""
+    def start(self, progress: Callable[[str], None] = lambda s: None, build_missing_index: bool = True,
+              index_in_background: bool = False) -> None:
+        """Load the embedder, the index (building it if missing), the model; warm the router.
+
+        With ``index_in_background`` a missing index is built by a thread while the session is
+        already usable (the app's first run: the chat opens at once, grounded answers follow
+        when the index is in); ``index_error`` says why if that build fails.
+        """
         progress("loading the embedding model")
         self.kb.embedder_info  # noqa: B018
         progress("opening the knowledge base")
         if self.kb.snapshot() is None and build_missing_index:
-            progress("building the knowledge base index (first run)")
-            report = self.kb.reload(lambda p: progress(f"indexing: {p.stage} {p.done}/{p.total}"))
-            if not report.ok:
-                raise RuntimeError(report.error or "index build failed")
+            if index_in_background:
+                threading.Thread(target=self._build_index, args=(progress,), name="first-index", daemon=True).start()
+            else:
+                progress("building the knowledge base index (first run)")
+                report = self.kb.reload(lambda p: progress(f"indexing: {p.stage} {p.done}/{p.total}"))
+                if not report.ok:
+                    raise RuntimeError(report.error or "index build failed")
         progress("loading the answering model")
         backend = self.backend
         load = getattr(backend, "load", None)
@@ -90,6 +100,11 @@ class SupportSession:
         progress("warming up the router")
         self.pipeline.router.warm_up()
         progress("ready")
+
+    def _build_index(self, progress: Callable[[str], None]) -> None:
+        report = self.kb.reload(lambda p: progress(f"indexing the knowledge base: {p.stage} {p.done}/{p.total}"))
+        self.index_error = None if report.ok else (report.error or "index build failed")
+        progress("ready" if report.ok else "index build failed")
 
     @property
     def backend(self) -> ChatBackend:

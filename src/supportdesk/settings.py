@@ -66,8 +66,8 @@ class EmbeddingSettings(BaseModel):
     batch_size: int = Field(16, ge=1, description="Texts embedded per batch while building (16 measured fastest).")
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
-        description="Model precision: 'auto' uses bfloat16 where the CPU has native bf16 (3x faster, same "
-        "rankings), float32 elsewhere.",
+        description="Model precision: 'auto' uses bfloat16 where the CPU has native bf16 (AVX512-BF16/AMX: 3x "
+        "faster, same rankings), float32 elsewhere (emulated bf16 is slower).",
     )
     threads: int = Field(2, ge=1, description="CPU threads for torch and FAISS (this machine has 2 cores).")
 
@@ -112,7 +112,13 @@ class ModelSettings(BaseModel):
     context_tokens: int = Field(8192, ge=512, description="Context window given to the model.")
     max_tokens: int = Field(256, ge=1, description="Most tokens generated per answer.")
     temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy).")
-    threads: int = Field(2, ge=1, description="CPU threads for the embedded model.")
+    threads: int = Field(2, ge=1, description="CPU threads for the embedded model (the most it uses).")
+    adaptive_threads: bool = Field(
+        True,
+        description="Use fewer threads while other processes or an index build keep cores busy: llama.cpp's threads "
+        "wait for each other at every step, and one descheduled thread stalls them all (measured: 2 threads beside the "
+        "adapter trainer fell to under 1 token/s, 1 thread kept 54-74).",
+    )
     system_prompt: str = Field(
         "You are Kestrel Care, the customer support team of Kestrel Networks (Aerie routers, Perch "
         "satellites, the Talon 5G gateway and the Roost app). Be warm, brief and precise.",

@@ -31,3 +31,6 @@ def show(
     for key, value, source, description in rows:
         table.add_row(key, Text(str(value)), source, Text(description))  # never markup: '[a, b]' is data
     console.print(table)
+    from supportdesk.cpu import describe
+
+    console.print(Text(f"CPU: {describe()}"))

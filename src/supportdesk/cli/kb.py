@@ -47,7 +47,17 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="Re-embed every file, ignoring the current index.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Index the KB folder: only added or changed files are embedded; removed files disappear."""
+    """Index the KB folder: only added or changed files are embedded; removed files disappear.
+
+    Runs at nice 10: on a box where agents chat with the embedded model, an index build is the
+    work that can wait (it takes all of an idle CPU all the same).
+    """
+    import os
+
+    try:
+        os.nice(10)
+    except OSError:
+        pass
     appctx: AppContext = ctx.obj
     if kb_dir is not None:
         appctx.overrides["kb_dir"] = kb_dir
@@ -146,6 +156,7 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """What is indexed: files by type, chunks, embedder, build time, skipped files."""
+    from supportdesk.cpu import describe
     from supportdesk.kb.store import IndexIntegrityError
 
     kb = ctx.obj.knowledge_base()
@@ -172,6 +183,7 @@ def stats(
         ("chunks", info.chunks),
         ("embedder", info.embedder),
         ("on disk", f"{info.disk_bytes / 1e6:.1f} MB"),
+        ("CPU", describe()),
         ("skipped", len(info.skipped)),
     ]:
         table.add_row(key, escape(str(value)))

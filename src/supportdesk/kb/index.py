@@ -365,10 +365,23 @@ class KnowledgeBase:
         started = time.perf_counter()
         # Longest first in each batch keeps padding waste low; order is restored below.
         order = sorted(range(len(chunks)), key=lambda i: -len(chunks[i].indexed_text))
-        for start in range(0, len(order), batch):
-            rows = order[start : start + batch]
-            out.extend(self.embedder.embed_documents([chunks[i].indexed_text for i in rows]))
-            progress(Progress("embed", min(start + batch, len(order)), len(order), "embedding chunks"))
+        from supportdesk.models.cpu_load import busy_with, is_generating
+
+        # Sharing the CPU with an answer being written in this process: the answer's model uses
+        # fewer threads while we embed (busy_with), and we drop to one thread while it writes.
+        set_threads = getattr(self.embedder, "set_threads", None)
+        threads = self.settings.embedding.threads
+        try:
+            for start in range(0, len(order), batch):
+                rows = order[start : start + batch]
+                if set_threads is not None:
+                    set_threads(1 if is_generating() else threads)
+                with busy_with("embedding chunks"):
+                    out.extend(self.embedder.embed_documents([chunks[i].indexed_text for i in rows]))
+                progress(Progress("embed", min(start + batch, len(order)), len(order), "embedding chunks"))
+        finally:
+            if set_threads is not None:
+                set_threads(threads)
         report.embed_seconds = time.perf_counter() - started
         vectors = np.empty((len(chunks), dim), dtype=np.float32)
         vectors[np.asarray(order)] = np.asarray(out, dtype=np.float32)

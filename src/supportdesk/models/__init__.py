@@ -62,7 +62,8 @@ def create_backend(settings: Settings, backend: str | None = None, adapter: str 
     if kind == "embedded":
         from supportdesk.models.embedded import EmbeddedBackend
 
-        return EmbeddedBackend(cfg.gguf_path, resolve_adapter(settings, adapter), cfg.context_tokens, cfg.threads)
+        return EmbeddedBackend(cfg.gguf_path, resolve_adapter(settings, adapter), cfg.context_tokens, cfg.threads,
+                               cfg.adaptive_threads)
     raise BackendError(f"unknown backend '{kind}' (use 'embedded' or 'ollama')")
 
 

@@ -26,6 +26,7 @@ from supportdesk.models.base import (
     ModelInfo,
     ModelMissing,
 )
+from supportdesk.models.cpu_load import generating, threads_for
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -148,6 +149,7 @@ class EmbeddedBackend:
         adapter: AdapterInfo | None = None,
         context_tokens: int = 8192,
         threads: int = 2,
+        adaptive_threads: bool = True,
     ) -> None:
         self.gguf_path = Path(gguf_path) if gguf_path else default_gguf_path()
         self.adapter = adapter
@@ -156,6 +158,8 @@ class EmbeddedBackend:
         self._lock = threading.Lock()  # one generation at a time per model instance
         self._formatter: Any = None
         self._verified = False
+        self.adaptive_threads = adaptive_threads
+        self._threads_now = threads
 
     @property
     def model_name(self) -> str:
@@ -218,6 +222,11 @@ class EmbeddedBackend:
                     cached += 1
                 stats.prompt_tokens = len(tokens)
                 stats.prompt_cached_tokens = min(cached, len(tokens) - 1)
+                threads = threads_for(self.threads) if self.adaptive_threads else self.threads
+                if threads != self._threads_now:  # fewer threads while other work holds a core (cpu_load)
+                    llm._ctx.set_n_threads(threads, threads)
+                    self._threads_now = threads
+                stats.backend_figures["threads"] = threads
                 processors = None
                 if options.citation_limit:
                     from llama_cpp import LogitsProcessorList
@@ -237,6 +246,8 @@ class EmbeddedBackend:
                     stream=True,
                 )
                 finish = "stop"
+                busy = generating()  # an index build in this process yields its cores meanwhile
+                busy.__enter__()
                 try:
                     for chunk in stream:
                         choice = chunk["choices"][0]
@@ -249,6 +260,7 @@ class EmbeddedBackend:
                         if gen.cancelled:
                             break
                 finally:
+                    busy.__exit__(None, None, None)
                     stream.close()
                 stats.finish_reason = "length" if finish == "length" else "stop"
 

@@ -151,7 +151,7 @@ class SupportDeskApp(App[None]):
                 from supportdesk.session import SupportSession
 
                 session = SupportSession(self.settings)
-            session.start(lambda text: self.post_message(SessionProgress(text)))
+            session.start(lambda text: self.post_message(SessionProgress(text)), index_in_background=True)
             session.resume_latest()
             self.session = session
             self.post_message(SessionReady())
@@ -161,6 +161,9 @@ class SupportDeskApp(App[None]):
     def on_session_progress(self, message: SessionProgress) -> None:
         self._status_note = message.text
         self.refresh_status()
+        error = getattr(self.session, "index_error", None)
+        if message.text == "index build failed" and error:
+            self.notify(error, title="knowledge base not indexed", severity="error", timeout=30)
 
     def on_session_ready(self, _: SessionReady) -> None:
         self._status_note = "ready"

@@ -1,0 +1,113 @@
+"""How many cores the embedded model can count on right now.
+
+llama.cpp splits each token's work over ``n_threads`` threads that meet at barriers many
+times per token. When another process (an adapter build, a second supportdesk, an index
+build) keeps one of two cores busy, one of our threads is often descheduled and the other
+waits for it: measured here, 2 threads fell from ~100 to 0.3-0.9 tokens/s beside the
+background adapter trainer, while 1 thread kept 54-74 tokens/s. So the embedded backend
+asks this module before each generation and uses fewer threads while the CPU is contended.
+
+A daemon thread samples ``/proc/stat`` (all CPU time) and ``/proc/self/stat`` (ours) twice a
+second; the difference is what other processes use. Work inside this process that competes
+with generation (an index build in a worker) says so with ``busy_with``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+_SAMPLE_S = 0.5
+_lock = threading.Lock()
+_state = {"other_cores": 0.0, "inside": 0, "generating": 0}
+_started = False
+
+
+def _total_busy() -> float | None:
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = [int(x) for x in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return float(sum(fields[:8]) - idle)
+
+
+def _own_busy() -> float | None:
+    try:
+        with open("/proc/self/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return float(int(fields[11]) + int(fields[12]))  # utime + stime
+
+
+def _sample_forever() -> None:
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    last = (time.monotonic(), _total_busy(), _own_busy())
+    while True:
+        time.sleep(_SAMPLE_S)
+        now = (time.monotonic(), _total_busy(), _own_busy())
+        if None not in last and None not in now:
+            elapsed = now[0] - last[0]
+            other = ((now[1] - last[1]) - (now[2] - last[2])) / ticks / max(elapsed, 1e-3)  # type: ignore[operator]
+            with _lock:
+                _state["other_cores"] = max(0.0, other)
+        last = now
+
+
+def _ensure_started() -> None:
+    global _started
+    with _lock:
+        if _started:
+            return
+        _started = True
+    threading.Thread(target=_sample_forever, name="supportdesk-cpu-load", daemon=True).start()
+
+
+def other_cores_busy() -> float:
+    """Cores other processes kept busy over the last half second, plus our own background jobs."""
+    _ensure_started()
+    with _lock:
+        return _state["other_cores"] + _state["inside"]
+
+
+@contextlib.contextmanager
+def busy_with(what: str, cores: int = 1) -> Iterator[None]:
+    """Mark CPU-heavy work in this process (``what`` is for readers of the code) while it runs."""
+    with _lock:
+        _state["inside"] += cores
+    try:
+        yield
+    finally:
+        with _lock:
+            _state["inside"] -= cores
+
+
+def threads_for(wanted: int) -> int:
+    """At most ``wanted`` threads, no more than the cores that are free now, at least one."""
+    _ensure_started()
+    cores = os.cpu_count() or 1
+    free = cores - other_cores_busy()
+    return max(1, min(wanted, math.floor(free + 0.3)))
+
+
+@contextlib.contextmanager
+def generating() -> Iterator[None]:
+    """Mark a generation in progress: background work in this process yields cores to it."""
+    with _lock:
+        _state["generating"] += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _state["generating"] -= 1
+
+
+def is_generating() -> bool:
+    with _lock:
+        return _state["generating"] > 0
