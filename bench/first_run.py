@@ -112,23 +112,30 @@ def under_background_build(backend, threads: int, adapters: Path) -> float:
         shutil.rmtree(data, ignore_errors=True)
 
 
-def under_index_build_other_process(backend, kb: Path) -> float:
-    data = Path(tempfile.mkdtemp(prefix="sd-idx-"))
+def decode_beside(backend, rebuild, warm_up_s: float) -> float:
+    """Decode rate while ``rebuild()`` runs over and over in a thread (stopped afterwards)."""
     stop = threading.Event()
 
-    def rebuild_forever() -> None:
+    def loop() -> None:
         while not stop.is_set():
-            subprocess.run([*SUPPORTDESK, "--data-dir", str(data), "--kb", str(kb), "kb", "build", "--force"],
-                           capture_output=True, check=False)
+            rebuild()
 
-    worker = threading.Thread(target=rebuild_forever, daemon=True)
+    worker = threading.Thread(target=loop, daemon=True)
     worker.start()
-    time.sleep(8)  # past the embedder import, into embedding
+    time.sleep(warm_up_s)
     try:
         return decode_rate(backend)
     finally:
         stop.set()
         worker.join(120)
+
+
+def under_index_build_other_process(backend, kb: Path) -> float:
+    data = Path(tempfile.mkdtemp(prefix="sd-idx-"))
+    command = [*SUPPORTDESK, "--data-dir", str(data), "--kb", str(kb), "kb", "build", "--force"]
+    try:  # 8 s: past the embedder import, into embedding
+        return decode_beside(backend, lambda: subprocess.run(command, capture_output=True, check=False), 8)
+    finally:
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -139,20 +146,9 @@ def under_index_build_same_process(backend, kb: Path) -> float:
     data = Path(tempfile.mkdtemp(prefix="sd-same-"))
     index = KnowledgeBase(Settings(data_dir=data, kb_dir=kb))
     index.embedder_info  # noqa: B018 - loaded before the clock starts
-    stop = threading.Event()
-
-    def rebuild_forever() -> None:
-        while not stop.is_set():
-            index.reload(force=True)
-
-    worker = threading.Thread(target=rebuild_forever, daemon=True)
-    worker.start()
-    time.sleep(1)
     try:
-        return decode_rate(backend)
+        return decode_beside(backend, lambda: index.reload(force=True), 1)
     finally:
-        stop.set()
-        worker.join(120)
         shutil.rmtree(data, ignore_errors=True)
 
 
