@@ -75,6 +75,9 @@ def settings_factory(tmp_path, monkeypatch):
         if key.startswith("SUPPORTDESK_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("SUPPORTDESK_TUI__BUILD_SAMPLE_ADAPTER", "false")
+    # Index tests count what is embedded; self-calibration (its own embeddings) is on only
+    # where a test asks for it (tests/test_calibration.py).
+    monkeypatch.setenv("SUPPORTDESK_RETRIEVAL__SELF_CALIBRATE", "false")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))

@@ -10,7 +10,9 @@ from conftest import ROOT, ScriptedBackend
 from typer.testing import CliRunner
 
 from supportdesk.answers import AnswerPipeline
-from supportdesk.answers.abstention import (
+from supportdesk.answers.answerability import Answerability, answer_threshold, fit_answerability
+from supportdesk.cli import app
+from supportdesk.evaluation.abstention import (
     EVAL_SAMPLES,
     answer_sections,
     emanual_part,
@@ -21,9 +23,7 @@ from supportdesk.answers.abstention import (
     product_signals,
     sample_questions,
 )
-from supportdesk.answers.answerability import Answerability, answer_threshold, fit_answerability
-from supportdesk.answers.evaluation import load_route_set
-from supportdesk.cli import app
+from supportdesk.evaluation.scoring import load_route_set
 from supportdesk.kb.lexical import BM25Index, query_coverage, tokenize
 from supportdesk.kb.search import Evidence
 

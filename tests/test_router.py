@@ -10,8 +10,8 @@ import pytest
 from conftest import ROOT
 from typer.testing import CliRunner
 
-from supportdesk.answers.evaluation import evaluate_routes, load_route_set
 from supportdesk.cli import app
+from supportdesk.evaluation.scoring import evaluate_routes, load_route_set
 from supportdesk.router import Router
 from supportdesk.router.cues import cue_score, fact_cues
 from supportdesk.router.router import calibrate

@@ -150,7 +150,15 @@ class SupportSession:
     def turns(self) -> list[Turn]:
         if self.conversation_id is None:
             return []
-        return [Turn(m.role, m.content) for m in self.history.messages(self.conversation_id)]  # type: ignore[arg-type]
+        return [
+            Turn(
+                m.role,  # type: ignore[arg-type]
+                m.content,
+                route=m.kind if m.role == "assistant" else None,
+                headings=tuple(c.get("heading") or c.get("title") or "" for c in m.citations if c.get("cited")),
+            )
+            for m in self.history.messages(self.conversation_id)
+        ]
 
     def ask(self, message: str) -> tuple[Answer, int]:
         """Store the question and start the answer; call ``record_answer`` when it is done."""
@@ -169,7 +177,7 @@ class SupportSession:
         content = result.answer if not result.cancelled else (result.streamed + " …(cancelled)")
         return self.history.add_message(
             self.conversation_id, "assistant", content or "(no answer)",
-            kind=result.kind, reason=result.decision.get("reason") or result.handoff_reason,
+            kind=result.kind, reason=result.clarify_reason or result.decision.get("reason") or result.handoff_reason,
             citations=citations, timings=result.timings, model=result.model, abstained=result.abstained,
         )
 

@@ -72,6 +72,10 @@ class EmbeddingSettings(BaseModel):
     threads: int = Field(2, ge=1, description="CPU threads for torch and FAISS (this machine has 2 cores).")
 
 
+DEFAULT_DENSE_WEIGHT = 0.3
+"""Fusion weight of an uncalibrated index (chosen on the E-Manual, where BM25 is the stronger half)."""
+
+
 class RetrievalSettings(BaseModel):
     """How a query finds chunks: dense (FAISS), lexical (BM25), fused."""
 
@@ -85,10 +89,29 @@ class RetrievalSettings(BaseModel):
         description="'convex': weighted sum of max-normalised scores (best on the E-Manual benchmark); "
         "'rrf': weighted reciprocal-rank fusion.",
     )
-    dense_weight: float = Field(
-        0.3, ge=0.0, le=1.0, description="Weight of the dense retriever in the fusion (BM25 gets the rest)."
+    dense_weight: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="Weight of the dense retriever in the fusion (BM25 gets the rest). Unset: the weight the index "
+        f"generation chose on its own pseudo-questions (see 'kb calibrate'), else {DEFAULT_DENSE_WEIGHT}.",
+    )
+    self_calibrate: bool = Field(
+        True,
+        description="Measure each index generation on pseudo-questions made from the KB itself, to choose the fusion "
+        "weight, the hand-off model and extra router examples for these docs ('kb build' and reloads, when enough "
+        "changed; 'kb calibrate' on demand).",
+    )
+    apply_calibration: bool = Field(
+        False,
+        description="Use the generation's self-calibrated fusion weight and hand-off model where you set none and "
+        "the KB has no labelled values. Off by default: on the public sets its fusion weight helped a FAQ and hurt a "
+        "manual, and its hand-off threshold handed off too many real questions (README, 'Own knowledge base'); the "
+        "router examples it makes are used either way (router.kb_examples).",
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant (fusion='rrf'): larger flattens ranks.")
+
+    @property
+    def default_dense_weight(self) -> float:
+        return DEFAULT_DENSE_WEIGHT
 
 
 class ModelSettings(BaseModel):
@@ -164,6 +187,11 @@ class RouterSettings(BaseModel):
         description="Below this share of supported sentences, the model's answer is replaced by quoted sources.",
     )
     history_turns: int = Field(4, ge=0, le=20, description="Earlier messages given to the model in a conversation.")
+    kb_examples: bool = Field(
+        True,
+        description="Add questions made from the KB's own headings (its self-calibration) to the router's grounded "
+        "examples, so questions about these docs route to grounded even when they share no word with the generic ones.",
+    )
 
 
 class TUISettings(BaseModel):

@@ -130,3 +130,33 @@ def check(answer: str, sources: dict[int, str], support_min: float) -> CitationR
             SentenceCheck(sentence, markers, best if support >= support_min else None, support, missing)
         )
     return report
+
+
+def add_missing_markers(report: CitationReport) -> tuple[str, int]:
+    """Give every supported sentence that carries no marker the ``[n]`` of the source that
+    supports it, so an agent can audit every claim; returns the text and how many were added.
+
+    The marker goes before the sentence's closing punctuation ("... the Perch [2]."). Sentences
+    that state no fact (greetings, sign-offs) and unsupported ones are left as they are.
+    """
+    text = report.text
+    added = 0
+    cursor = 0
+    for sentence in report.sentences:
+        where = text.find(sentence.text, cursor)
+        if where < 0:
+            continue
+        end = where + len(sentence.text)
+        cursor = end
+        if sentence.markers or sentence.best_source is None:
+            continue
+        body = sentence.text.rstrip()
+        closing = re.search(r"[.!?:;]+[\"')\]]*$", body)
+        cut = closing.start() if closing else len(body)
+        marked = f"{body[:cut].rstrip()} [{sentence.best_source}]{body[cut:]}"
+        text = text[:where] + marked + text[where + len(body):]
+        cursor = where + len(marked)
+        sentence.markers = [sentence.best_source]
+        added += 1
+    report.text = text
+    return text, added

@@ -17,11 +17,15 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+import numpy as np
+
 from supportdesk.answers import citations as cite
-from supportdesk.answers.answerability import Answerability
+from supportdesk.answers import conversation as talk
+from supportdesk.answers.answerability import Answerability, AnswerabilityVerdict
+from supportdesk.answers.conversation import Turn
 from supportdesk.answers.prompts import (
     GROUNDED_SYSTEM,
     HANDOFF_MESSAGE,
@@ -32,24 +36,18 @@ from supportdesk.answers.prompts import (
     select_sources,
 )
 from supportdesk.kb.index import KnowledgeBase
-from supportdesk.kb.lexical import tokenize
+from supportdesk.kb.lexical import query_coverage, tokenize
+from supportdesk.kb.search import SearchResult
 from supportdesk.models.base import ChatBackend, ChatMessage, Generation, GenerationOptions
-from supportdesk.router.cues import fact_cues
 from supportdesk.router.router import RouteDecision, Router
 from supportdesk.sanitize import clean_question, strip_control
 from supportdesk.settings import Settings
 
-AnswerKind = Literal["voice", "grounded", "handoff"]
+AnswerKind = Literal["voice", "grounded", "handoff", "clarify"]
 VOICE_MAX_TOKENS = 96
 # Words of a bare greeting: a voice reply left with only these after clean-up says VOICE_FALLBACK.
 _GREETING_WORDS = frozenset(tokenize("hi hello there thanks thank reaching out kestrel care happy surfing"))
 HEADING_WEIGHT = 0.4  # extractive fallback: weight of the section heading's match to the question
-
-
-@dataclass(frozen=True)
-class Turn:
-    role: Literal["user", "assistant"]
-    content: str
 
 
 @dataclass
@@ -77,12 +75,18 @@ class AnswerResult:
     answerability: dict[str, Any] | None = None
     abstained: bool = False
     handoff_reason: str | None = None
+    clarify_reason: str | None = None
+    """Route 'clarify': why the question was answered with a question (what it could mean)."""
+    follow_up: bool = False
+    """Read as a follow-up of the conversation: searched with what it refers to."""
     fallback: str | None = None
     cancelled: bool = False
     citations: list[Citation] = field(default_factory=list)
     other_hits: list[Citation] = field(default_factory=list)
     markers_total: int = 0
     markers_invalid: int = 0
+    markers_added: int = 0
+    """Supported sentences the model left unmarked, given their source's [n] by the support check."""
     supported_rate: float | None = None
     injection_removed: list[dict[str, str]] = field(default_factory=list)
     unchecked_removed: list[str] = field(default_factory=list)
@@ -103,23 +107,10 @@ class AnswerResult:
         return data
 
 
-_FOLLOWUP = re.compile(
-    r"^(and|also|what about|how about|then|so)\b|\b(it|that|this|those|these|them|there|same|one)\b", re.IGNORECASE
-)
-
-
 def retrieval_query(message: str, history: list[Turn]) -> str:
-    """A follow-up ("and how long does that take?") is searched together with the previous
-    question, so retrieval sees what "that" is. Self-contained messages are searched alone."""
-    previous = next((t.content for t in reversed(history) if t.role == "user"), None)
-    if previous is None:
-        return message
-    cues = fact_cues(message)
-    short = cues["words"] <= 9
-    self_contained = cues["codes"] > 0 or cues["products"] >= 2
-    if short and not self_contained and _FOLLOWUP.search(message):
-        return f"{previous} {message}"
-    return message
+    """A follow-up ("and how long does that take?", "Pagination options") is searched together
+    with what it refers to (conversation.follow_up_query); self-contained messages alone."""
+    return talk.follow_up_query(message, history) if talk.is_follow_up(message, history) else message
 
 
 def extractive_answer(question: str, sources: list[Source], max_sentences: int = 2) -> str:
@@ -167,6 +158,23 @@ def _citation(number: int, source_hit: Any, text: str | None = None) -> Citation
     )
 
 
+@dataclass
+class Plan:
+    """Everything decided before the model writes a word: what was searched, the route and why,
+    the hand-off or clarifying question, and the sources a grounded prompt will show."""
+
+    query: str
+    search: SearchResult
+    decision: RouteDecision
+    kind: AnswerKind
+    follow_up: bool = False
+    verdict: AnswerabilityVerdict | None = None
+    handoff_reason: str | None = None
+    clarify: talk.Ambiguity | None = None
+    sources: list[Source] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
 class EmptyQuestion(ValueError):
     """A message with no text (blank, whitespace, control characters only): nothing is asked."""
 
@@ -205,13 +213,23 @@ class Answer:
 class AnswerPipeline:
     """Routes, retrieves, prompts and checks; the model and the KB are injected."""
 
-    def __init__(self, settings: Settings, kb: KnowledgeBase, backend: ChatBackend, router: Router | None = None) -> None:
+    def __init__(self, settings: Settings, kb: KnowledgeBase, backend: ChatBackend | None, router: Router | None = None) -> None:
         self.settings = settings
         self.kb = kb
         self.backend = backend
         cfg = settings.router
+        self._own_router = router is None  # an injected router keeps its own weights
         self.router = router or Router(kb.embedder.embed_documents, cfg.weights, cfg.threshold)
-        self.answerability = Answerability(cfg.answerability_weights, cfg.abstain_below)
+        self._answerability: tuple[tuple[Any, ...], Answerability] | None = None
+
+    @property
+    def answerability(self) -> Answerability:
+        """The hand-off model for the serving generation (it can change with a reload)."""
+        weights, threshold, _ = self.kb.handoff_model()
+        key = (*weights, threshold)
+        if self._answerability is None or self._answerability[0] != key:
+            self._answerability = (key, Answerability(weights, threshold))
+        return self._answerability[1]
 
     def ask(self, message: str, history: list[Turn] | None = None, options: GenerationOptions | None = None) -> Answer:
         opts = options or GenerationOptions(
@@ -228,43 +246,96 @@ class AnswerPipeline:
         turns = history[-keep:] if keep else []
         return [ChatMessage(t.role, cite.MARKER.sub("", t.content)[:600].strip()) for t in turns]
 
-    def _answer(self, answer: Answer) -> Iterator[str]:
+    def _conversation_grounded(self, history: list[Turn]) -> bool:
+        """Was the conversation on the docs? The last answer's route when it is known, else the
+        route its question takes now (histories from elsewhere carry no routes)."""
+        last = talk.last_answer(history)
+        if last is not None and last.route is not None:
+            return last.route in ("grounded", "handoff", "clarify")
+        previous = talk.previous_question(history)
+        if previous is None:
+            return False
+        search = self.kb.search(previous, k=1)
+        return self.router.decide(previous, search.vector, search.best_score).route == "grounded"
+
+    def plan(self, message: str, history: list[Turn] | None = None) -> Plan:
+        """Search, route, clarify or hand off, pick sources: every decision, no generation."""
         cfg = self.settings.router
+        history = list(history or [])
+        timings: dict[str, float] = {}
+        follow_up = talk.is_follow_up(message, history)
+        query = talk.follow_up_query(message, history) if follow_up else message
+        search = self.kb.search(query, k=max(cfg.context_chunks, self.settings.retrieval.top_k))
+        if follow_up:  # "those", "them", "the other one" point back; the docs need not hold them
+            search.term_weights = {t: w for t, w in search.term_weights.items() if t not in talk.REFERENCE_TERMS}
+            for hit in search.hits:
+                hit.coverage = query_coverage(search.term_weights, set(hit.matched))
+        timings["embed_ms"] = search.timings.embed_ms
+        timings["search_ms"] = search.timings.search_ms
+        vector = search.vector
+        if query != message:  # the router judges the message itself
+            t = time.perf_counter()
+            vector = self.kb.embedder.embed_query(message)
+            timings["embed_ms"] += (time.perf_counter() - t) * 1000
+        if self._own_router:
+            weights, threshold, _ = self.kb.router_model()
+            self.router.weights, self.router.threshold = np.asarray(weights, dtype=np.float64), threshold
+        self.router.use_kb_examples(self.kb.router_examples())
+        decision: RouteDecision = self.router.decide(message, vector, search.best_score)
+        if follow_up and decision.route == "voice" and self._conversation_grounded(history):
+            decision = replace(decision, route="grounded", note="follow-up of an answer from the docs: stays grounded")
+        timings["route_ms"] = decision.elapsed_ms
+        plan = Plan(query, search, decision, decision.route, follow_up, timings=timings)
+        if decision.route != "grounded":
+            return plan
+        t = time.perf_counter()
+        unclear = talk.ambiguity(message, history, search)
+        if unclear is not None:
+            plan.kind, plan.clarify = "clarify", unclear
+            return plan
+        plan.verdict = self.answerability.assess(search.evidence(cfg.context_chunks))
+        if not plan.verdict.answerable or not search.hits:
+            plan.kind = "handoff"
+            plan.handoff_reason = plan.verdict.reason if search.hits else "the knowledge base returned nothing"
+            return plan
+        plan.sources = select_sources(search.hits, cfg.context_chunks, cfg.context_chars)
+        timings["sources_ms"] = (time.perf_counter() - t) * 1000
+        return plan
+
+    def _answer(self, answer: Answer) -> Iterator[str]:
         result = answer.result
         timings = result.timings
         started = time.perf_counter()
         message = answer._message
-        result.query = retrieval_query(message, answer._history)
-
-        search = self.kb.search(result.query, k=max(cfg.context_chunks, self.settings.retrieval.top_k))
-        timings["embed_ms"] = search.timings.embed_ms
-        timings["search_ms"] = search.timings.search_ms
-        vector = search.vector
-        if result.query != message:  # the router judges the message itself
-            t = time.perf_counter()
-            vector = self.kb.embedder.embed_query(message)
-            timings["embed_ms"] += (time.perf_counter() - t) * 1000
-        decision: RouteDecision = self.router.decide(message, vector, search.best_score)
-        timings["route_ms"] = decision.elapsed_ms
-        result.decision = decision.to_json()
+        plan = self.plan(message, answer._history)
+        search = plan.search
+        result.query = plan.query
+        result.follow_up = plan.follow_up
+        result.decision = plan.decision.to_json()
+        timings.update({k: v for k, v in plan.timings.items() if k != "sources_ms"})
+        if plan.verdict is not None:
+            result.answerability = plan.verdict.to_json()
 
         t = time.perf_counter()
-        sources: list[Source] = []
-        if decision.route == "grounded":
-            verdict = self.answerability.assess(search.evidence(cfg.context_chunks))
-            result.answerability = verdict.to_json()
-            if not verdict.answerable or not search.hits:
-                result.kind = "handoff"
+        sources = plan.sources
+        if plan.kind in ("handoff", "clarify"):
+            result.kind = plan.kind
+            result.other_hits = [_citation(i, h) for i, h in enumerate(search.hits, start=1)]
+            if plan.kind == "handoff":
                 result.abstained = True
-                result.handoff_reason = verdict.reason if search.hits else "the knowledge base returned nothing"
-                result.other_hits = [_citation(i, h) for i, h in enumerate(search.hits, start=1)]
-                result.answer = result.streamed = HANDOFF_MESSAGE
-                timings["prompt_ms"] = (time.perf_counter() - t) * 1000
-                timings["total_ms"] = (time.perf_counter() - started) * 1000
-                yield HANDOFF_MESSAGE
-                return
+                result.handoff_reason = plan.handoff_reason
+                text = HANDOFF_MESSAGE
+            else:
+                assert plan.clarify is not None
+                result.clarify_reason = plan.clarify.reason
+                text = plan.clarify.question
+            result.answer = result.streamed = text
+            timings["prompt_ms"] = (time.perf_counter() - t) * 1000 + plan.timings.get("sources_ms", 0.0)
+            timings["total_ms"] = (time.perf_counter() - started) * 1000
+            yield text
+            return
+        if plan.kind == "grounded":
             result.kind = "grounded"
-            sources = select_sources(search.hits, cfg.context_chunks, cfg.context_chars)
             for source in sources:
                 result.injection_removed += [{"source": source.hit.chunk.source, "line": line} for line in source.removed_lines]
             messages = [
@@ -283,7 +354,7 @@ class AnswerPipeline:
                 ChatMessage("user", message),
             ]
             result.other_hits = [_citation(0, h) for h in search.hits]
-        timings["prompt_ms"] = (time.perf_counter() - t) * 1000
+        timings["prompt_ms"] = (time.perf_counter() - t) * 1000 + plan.timings.get("sources_ms", 0.0)
 
         options = answer._options
         if result.kind == "grounded":
@@ -292,6 +363,8 @@ class AnswerPipeline:
             options = GenerationOptions(
                 **{**options.__dict__, "max_tokens": min(options.max_tokens, VOICE_MAX_TOKENS), "stop": ("\n\n",)}
             )
+        if self.backend is None:
+            raise RuntimeError("this pipeline was built to plan answers only: it has no model backend")
         generation = self.backend.generate(messages, options)
         answer._generation = generation
         if answer._cancelled:
@@ -342,6 +415,7 @@ class AnswerPipeline:
             result.fallback = "extractive"
             result.answer = extractive_answer(result.question, sources)
             report = cite.check(result.answer, shown, cfg.support_min)
+        result.answer, result.markers_added = cite.add_missing_markers(report)
         cited = set(report.cited_sources)
         for citation in result.citations:
             citation.cited = citation.number in cited

@@ -30,6 +30,7 @@ app.add_typer(adapter_cmd.app, name="adapter")
 app.command("config")(config_cmd.show)
 app.command("ask")(ask_cmd.ask)
 app.command("eval")(evaluate_cmd.evaluate)
+app.command("eval-public")(evaluate_cmd.evaluate_public)
 app.add_typer(evaluate_cmd.router_app, name="router")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -13,8 +13,11 @@ from rich.table import Table
 
 from supportdesk.cli.context import AppContext, console, err_console, fail
 
+if TYPE_CHECKING:
+    from supportdesk.answers.pipeline import Turn
+
 BADGES = {"voice": "[black on green] brand voice [/]", "grounded": "[black on cyan] grounded [/]",
-          "handoff": "[black on yellow] handed off [/]"}
+          "handoff": "[black on yellow] handed off [/]", "clarify": "[black on magenta] clarify [/]"}
 
 
 def build_pipeline(appctx: AppContext, backend: str | None = None, adapter: str | None = None):
@@ -32,12 +35,14 @@ def build_pipeline(appctx: AppContext, backend: str | None = None, adapter: str 
 def print_result(result) -> None:
     console.print(f"{BADGES[result.kind]} {escape(result.decision.get('reason', ''))}")
     if result.query != result.question:
-        console.print(f"[dim]searched as: {escape(result.query)}[/]")
+        console.print(f"[dim]searched as{' (follow-up)' if result.follow_up else ''}: {escape(result.query)}[/]")
     if result.answer.strip() != result.streamed.strip():
         label = {"extractive": "quoted from the sources",
                  "unchecked-facts-removed": "unsourced numbers, addresses and links removed"}.get(
             result.fallback, "after citation check")
         console.print(f"[bold]final answer ({label}):[/] {escape(result.answer)}")
+    if result.clarify_reason:
+        console.print(f"[magenta]asked to clarify:[/] {escape(result.clarify_reason)}")
     if result.handoff_reason:
         console.print(f"[yellow]handed off:[/] {escape(result.handoff_reason)}")
     elif result.answerability:
@@ -62,10 +67,47 @@ def print_result(result) -> None:
     err_console.print("[dim]" + " · ".join(parts) + "[/]")
 
 
+_ROLES = {"user": "user", "customer": "user", "agent": "assistant", "assistant": "assistant", "bot": "assistant"}
+
+
+def read_conversations(text: str, name: str) -> tuple[list[str], list[list[Turn]]]:
+    """``--conversations`` lines → (questions, histories); a bad line names its line and field."""
+    from supportdesk.answers.pipeline import Turn
+
+    questions: list[str] = []
+    histories: list[list[Turn]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{name}, line {number}: not JSON ({exc.msg})") from exc
+        if not isinstance(row, dict) or not isinstance(row.get("question"), str):
+            raise ValueError(f"{name}, line {number}: field 'question' (a string) is missing")  # noqa: TRY004 - a message for the user, caught as ValueError
+        history = row.get("history", [])
+        if not isinstance(history, list):
+            raise ValueError(f"{name}, line {number}: field 'history' must be a list of {{role, text}}")  # noqa: TRY004
+        turns = []
+        for index, turn in enumerate(history):
+            role = _ROLES.get(str(turn.get("role", "")).lower()) if isinstance(turn, dict) else None
+            if role is None or not isinstance(turn.get("text"), str):
+                raise ValueError(f"{name}, line {number}: history[{index}] needs 'role' (user or agent) and 'text'")
+            turns.append(Turn(role, turn["text"]))  # type: ignore[arg-type]
+        questions.append(row["question"])
+        histories.append(turns)
+    return questions, histories
+
+
 def ask(
     ctx: typer.Context,
     question: Annotated[str | None, typer.Argument(help="The customer's message.")] = None,
     queries: Annotated[Path | None, typer.Option("--queries", help="File with one question per line ('-': stdin).")] = None,
+    conversations: Annotated[Path | None, typer.Option(
+        "--conversations",
+        help="JSONL, one turn to answer per line: {\"history\": [{\"role\": \"user\"|\"agent\", \"text\"}], "
+        "\"question\"} ('-': stdin). Each line is answered with its own history.",
+    )] = None,
     backend: Annotated[str | None, typer.Option("--backend", help="embedded | ollama (default: settings).")] = None,
     adapter: Annotated[str | None, typer.Option("--adapter", help="Adapter name, or 'none'.")] = None,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Most tokens to generate.")] = None,
@@ -75,16 +117,25 @@ def ask(
     from supportdesk.models import BackendError, default_options
 
     appctx: AppContext = ctx.obj
-    if (question is None) == (queries is None):
-        fail("give either a QUESTION or --queries FILE")
-    if queries is not None:
+    if sum(x is not None for x in (question, queries, conversations)) != 1:
+        fail("give one of: a QUESTION, --queries FILE or --conversations FILE")
+    histories: list[list[Turn]] = []
+    if queries is not None or conversations is not None:
+        path = queries or conversations
+        assert path is not None
         try:
             # Invalid UTF-8 becomes U+FFFD in the question (the core cleans it), not a failed run.
-            raw = sys.stdin.buffer.read() if str(queries) == "-" else queries.read_bytes()
+            raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
             text = raw.decode("utf-8-sig", errors="surrogateescape")
         except OSError as exc:
-            fail(f"cannot read questions file {queries}: {exc}")
-        items = [line.strip() for line in text.splitlines() if line.strip()]
+            fail(f"cannot read {'conversations' if conversations else 'questions'} file {path}: {exc}")
+        if conversations is not None:
+            try:
+                items, histories = read_conversations(text, str(path))
+            except ValueError as exc:
+                fail(str(exc))
+        else:
+            items = [line.strip() for line in text.splitlines() if line.strip()]
     else:
         items = [question or ""]
     from supportdesk.sanitize import clean_question
@@ -104,12 +155,14 @@ def ask(
     options = default_options(appctx.settings, max_tokens=max_tokens)
     from supportdesk.answers import EmptyQuestion
 
-    for item in items:
+    for position, item in enumerate(items):
         try:
-            answer = pipeline.ask(item, options=options)
+            answer = pipeline.ask(item, histories[position] if histories else None, options=options)
         except EmptyQuestion as exc:
-            if queries is None:
+            if question is not None:
                 fail(str(exc))
+            if as_json and conversations is not None:  # one output line per input line, always
+                print(json.dumps({"question": item, "error": str(exc)}), flush=True)
             continue
         try:
             if as_json:
@@ -125,9 +178,9 @@ def ask(
             fail(str(exc))
         if as_json:
             data = result.to_json()
-            keep = ("question", "query", "route", "kind", "answer", "abstained", "handoff_reason", "fallback",
-                    "decision", "answerability", "citations", "markers_total", "markers_invalid", "supported_rate",
-                    "injection_removed", "unchecked_removed", "timings")
+            keep = ("question", "query", "route", "kind", "answer", "abstained", "handoff_reason", "clarify_reason",
+                    "fallback", "decision", "answerability", "citations", "markers_total", "markers_invalid",
+                    "markers_added", "supported_rate", "injection_removed", "unchecked_removed", "timings")
             print(json.dumps({k: data[k] for k in keep}), flush=True)
         else:
             print_result(result)

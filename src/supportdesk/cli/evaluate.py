@@ -35,8 +35,10 @@ def _router_and_kb(appctx: AppContext):
     from supportdesk.router import Router
 
     kb = appctx.built_knowledge_base()  # the best document score is one of the router's signals
-    cfg = appctx.settings.router
-    return Router(kb.embedder.embed_documents, cfg.weights, cfg.threshold), kb
+    weights, threshold, _ = kb.router_model()
+    router = Router(kb.embedder.embed_documents, weights, threshold)
+    router.use_kb_examples(kb.router_examples())  # as the answer pipeline does
+    return router, kb
 
 
 def _read(loader: Callable[[Path], T], path: Path) -> T:
@@ -49,7 +51,7 @@ def _read(loader: Callable[[Path], T], path: Path) -> T:
 
 
 def _load_routes(path: Path) -> list[dict[str, str]]:
-    from supportdesk.answers.evaluation import load_route_set
+    from supportdesk.evaluation.scoring import load_route_set
 
     return _read(load_route_set, path)
 
@@ -68,20 +70,26 @@ def write_router_settings(toml_path: Path, values: dict[str, object]) -> None:
     toml_path.write_text(text)
 
 
+def _targets(appctx: AppContext, write: Path | None, write_kb: bool) -> list[Path]:
+    from supportdesk.kb.index import LABELLED_FILE
+
+    return ([write] if write is not None else []) + ([Path(appctx.settings.kb_dir) / LABELLED_FILE] if write_kb else [])
+
+
 def _load_unanswerable(path: Path) -> list[dict[str, str]]:
-    from supportdesk.answers.abstention import load_unanswerable
+    from supportdesk.evaluation.abstention import load_unanswerable
 
     return _read(load_unanswerable, path)
 
 
 def _load_adjudications() -> dict[str, dict[str, str]]:
-    from supportdesk.answers.abstention import load_adjudications
+    from supportdesk.evaluation.abstention import load_adjudications
 
     return _read(load_adjudications, EVAL_DIR)
 
 
 def _load_confirmation(path: Path) -> list[dict]:
-    from supportdesk.answers.abstention import load_confirmation
+    from supportdesk.evaluation.abstention import load_confirmation
 
     return _read(load_confirmation, path) if path.exists() else []
 
@@ -115,9 +123,12 @@ def calibrate_cmd(
     write: Annotated[
         Path | None, typer.Option("--write", help="Save weights and threshold into this TOML file's [router].")
     ] = None,
+    write_kb: Annotated[bool, typer.Option(
+        "--write-kb", help="Save them with the KB folder (its labelled values, used for these docs only)."
+    )] = False,
 ) -> None:
     """Fit the router's weights and threshold on the calibration split; report the held-out split."""
-    from supportdesk.answers.evaluation import evaluate_routes
+    from supportdesk.evaluation.scoring import evaluate_routes
 
     router, kb = _router_and_kb(ctx.obj)
     rows = _load_routes(route_set)
@@ -129,9 +140,9 @@ def calibrate_cmd(
     console.print(f"[bold]held-out accuracy {report.heldout_accuracy:.3f}[/] on {report.heldout_n} messages {report.confusion}")
     for miss in report.mistakes:
         console.print(f"  [yellow]missed[/] {escape(miss['text'])!s} (expected {miss['expected']})")
-    if write is not None:
-        write_router_settings(write, {"weights": cal.weights, "threshold": cal.threshold})
-        console.print(f"saved to {write} [router]")
+    for path in _targets(ctx.obj, write, write_kb):
+        write_router_settings(path, {"weights": cal.weights, "threshold": cal.threshold})
+        console.print(f"saved to {path} [router]")
 
 
 @router_app.command("calibrate-abstain")
@@ -149,9 +160,12 @@ def calibrate_abstain_cmd(
     write: Annotated[
         Path | None, typer.Option("--write", help="Save the weights and threshold into this TOML file's [router].")
     ] = None,
+    write_kb: Annotated[bool, typer.Option(
+        "--write-kb", help="Save them with the KB folder (its labelled values, used for these docs only)."
+    )] = False,
 ) -> None:
     """Fit the hand-off (answerability) model on the calibration splits; report the held-out ones."""
-    from supportdesk.answers.abstention import calibrate_emanual, calibrate_product
+    from supportdesk.evaluation.abstention import calibrate_emanual, calibrate_product
 
     appctx: AppContext = ctx.obj
     kb = appctx.built_knowledge_base()
@@ -186,9 +200,9 @@ def calibrate_abstain_cmd(
                 console.print(f"  [yellow]answered[/] {escape(text)} [dim]({row['set']}, unanswerable)[/]")
             for text in row["handed_off_answerable"]:
                 console.print(f"  [yellow]handed off[/] {escape(text)} [dim]({row['set']}, answerable)[/]")
-    if write is not None:
-        write_router_settings(write, {"answerability_weights": fit.weights, "abstain_below": fit.threshold})
-        console.print(f"saved to {write} [router]")
+    for path in _targets(appctx, write, write_kb):
+        write_router_settings(path, {"answerability_weights": fit.weights, "abstain_below": fit.threshold})
+        console.print(f"saved to {path} [router]")
 
 
 def evaluate(
@@ -205,12 +219,12 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Route accuracy on the held-out set, and answer quality / citations / abstention on the E-Manual."""
-    from supportdesk.answers.evaluation import evaluate_emanual, evaluate_routes
+    from supportdesk.evaluation.scoring import evaluate_emanual, evaluate_routes
     from supportdesk.models import BackendError, create_backend
 
     appctx: AppContext = ctx.obj
     router, kb = _router_and_kb(appctx)
-    from supportdesk.answers.abstention import measure_abstention
+    from supportdesk.evaluation.abstention import measure_abstention
 
     route_rows = _load_routes(route_set)
     routes = evaluate_routes(router, kb, route_rows)
@@ -282,3 +296,94 @@ def evaluate(
         table.add_row(f"{product['set']}: unanswerable handed off (n={product['unanswerable']})",
                       _rate(product["abstained_rate"]))
     console.print(table)
+
+
+PUBLIC_SETS = ("faq_retrieval", "emanual_tv", "mtrag_dev")
+
+
+def _retrieval_table(name: str, rows: list, info: dict) -> Table:
+    table = Table(title=f"{name}: {info['documents']} documents, {info['chunks']} chunks, {rows[0].n} questions")
+    for column in ("system", "hit@1", "hit@5", "MRR@10"):
+        table.add_column(column, justify="left" if column == "system" else "right")
+    for row in rows:
+        table.add_row(row.name, f"{row.hit1:.3f}", f"{row.hit5:.3f}", f"{row.mrr:.3f}")
+    return table
+
+
+def _conversation_table(rows: list[dict]) -> Table:
+    table = Table(title="mtrag_dev: last turn of each conversation")
+    columns = (("turns", "turns"), ("answerable", "answerable n"), ("answered", "answered"), ("grounded", "grounded"),
+               ("gold_top5", "gold in top-5"), ("gold_cited", "gold cited"), ("unanswerable", "unanswerable n"),
+               ("handed_off", "handed off"), ("underspecified", "under-specified n"),
+               ("clarified_or_handed_off", "clarified or handed off"))
+    for _, title in columns:
+        table.add_column(title, justify="left" if title == "turns" else "right")
+    for row in rows:
+        table.add_row(*[row[key] if isinstance(row[key], str) else
+                        (str(row[key]) if isinstance(row[key], int) else _rate(row[key])) for key, _ in columns])
+    return table
+
+
+def evaluate_public(
+    ctx: typer.Context,
+    sets: Annotated[str, typer.Option("--sets", help=f"Comma-separated: {', '.join(PUBLIC_SETS)}.")] = ",".join(PUBLIC_SETS),
+    generate: Annotated[bool, typer.Option(
+        "--generate", help="mtrag_dev: let the model write the answerable ones, to check the gold passage is cited (slow)."
+    )] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """The product's defaults plus self-calibration on the public sets in ../shared/datasets: nothing tuned per set.
+
+    faq_retrieval and emanual_tv: hit@1/5 and MRR@10 for dense, BM25, the hybrid at the default
+    weight and the hybrid at the weight the index chose for itself. mtrag_dev: per last turn,
+    answered / grounded / gold passage in the top 5 / cited, unanswerable handed off,
+    under-specified clarified or handed off; first turns and later turns apart.
+    """
+    from supportdesk.evaluation import datasets
+    from supportdesk.evaluation.conversations import evaluate_conversations
+    from supportdesk.evaluation.retrieval import evaluate_retrieval
+
+    wanted = [s.strip() for s in sets.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in PUBLIC_SETS]
+    if unknown:
+        fail(f"unknown set(s) {', '.join(unknown)}: choose from {', '.join(PUBLIC_SETS)}")
+    figures: dict[str, object] = {}
+    for name in wanted:
+        try:
+            dataset = datasets.READERS[name]()
+        except (OSError, ValueError) as exc:
+            fail(str(exc))
+        with Progress(console=err_console, transient=True) as bar:
+            task = bar.add_task(f"{name}: indexing and calibrating", total=None)
+
+            def step(done: int, total: int, task=task, bar=bar, name=name) -> None:
+                bar.update(task, completed=done, total=total, description=name)
+
+            if name == "mtrag_dev":
+                backend = None
+                if generate:
+                    from supportdesk.models import BackendError, create_backend
+
+                    try:
+                        backend = create_backend(ctx.obj.settings)
+                    except BackendError as exc:
+                        fail(str(exc))
+                report = evaluate_conversations(dataset, backend, generate=generate, progress=step)
+                figures[name] = {"rows": report.rows(), "calibration": report.calibration}
+            else:
+                rows, info = evaluate_retrieval(dataset, progress=step)
+                figures[name] = {"rows": [r.to_json() for r in rows], **info}
+        if not as_json:
+            if name == "mtrag_dev":
+                console.print(_conversation_table(figures[name]["rows"]))  # type: ignore[index]
+            else:
+                console.print(_retrieval_table(name, rows, info))
+            calibration = figures[name].get("calibration")  # type: ignore[attr-defined]
+            if calibration:
+                from supportdesk.kb.calibration import Calibration
+
+                measured = Calibration.from_json(calibration)
+                if measured is not None:
+                    console.print(f"[dim]self-calibration: {escape(measured.summary())}[/]")
+    if as_json:
+        print(json.dumps(figures))

@@ -81,6 +81,8 @@ def build(
         f"({report.seconds:.1f} s"
         + (f", {report.embedded_chunks_per_s:.0f} chunks/s embedded)" if report.chunks_added else ")")
     )
+    if report.calibration:
+        console.print(f"[dim]self-calibration: {escape(report.calibration)}[/]")
 
 
 def _print_hits(query: str, result, show_text: bool) -> None:
@@ -150,6 +152,47 @@ def search(
             _print_hits(item, result, full)
 
 
+def calibration_rows(calibration: dict | None, in_use: dict) -> list[tuple[str, str]]:
+    from supportdesk.kb.calibration import Calibration
+
+    measured = Calibration.from_json(calibration) if calibration else None
+    rows = [("self-calibration", measured.summary() if measured else "not run (run 'supportdesk kb calibrate')")]
+    if in_use:
+        weight, handoff, router = in_use["dense_weight"], in_use["handoff"], in_use["router"]
+        rows += [
+            ("fusion dense weight", f"{weight['value']} ({weight['from']})"),
+            ("hand-off", f"below {handoff['abstain_below']} ({handoff['from']})"),
+            ("router", f"threshold {router['threshold']} ({router['from']}), {router['kb_examples']} examples from this KB"),
+        ]
+    return rows
+
+
+@app.command("calibrate")
+def calibrate(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the calibration as JSON.")] = False,
+) -> None:
+    """Measure the serving index on pseudo-questions made from the KB itself (no labels needed):
+    fusion weight, hand-off model and router examples; served as a new generation (same vectors)."""
+    from supportdesk.kb.index import KBFolderMissing, ReloadInProgress
+    from supportdesk.kb.store import IndexBusy, IndexIntegrityError
+
+    kb = ctx.obj.knowledge_base()
+    try:
+        with Progress(TextColumn("[bold]calibrate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err_console, transient=True) as bar:
+            task = bar.add_task("calibrate", total=None)
+            calibration, generation = kb.recalibrate(lambda step: bar.update(task, completed=step.done, total=step.total))
+    except (KBFolderMissing, ReloadInProgress, IndexBusy, IndexIntegrityError) as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps({"generation": generation, "calibration": calibration.to_json(), "in_use": kb.values_in_use()}))
+        return
+    console.print(f"[bold green]calibrated[/] {generation}: {escape(calibration.summary())}")
+    for key, value in calibration_rows(calibration.to_json(), kb.values_in_use())[1:]:
+        console.print(f"  {key}: {escape(value)}")
+
+
 @app.command("stats")
 def stats(
     ctx: typer.Context,
@@ -185,6 +228,7 @@ def stats(
         ("on disk", f"{info.disk_bytes / 1e6:.1f} MB"),
         ("CPU", describe()),
         ("skipped", len(info.skipped)),
+        *calibration_rows(info.calibration, info.in_use),
     ]:
         table.add_row(key, escape(str(value)))
     console.print(table)

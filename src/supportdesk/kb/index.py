@@ -24,6 +24,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from supportdesk.kb import files as kb_files
+from supportdesk.kb.calibration import RECALIBRATE_SHARE, Calibration, calibrate
 from supportdesk.kb.chunking import Chunk, split
 from supportdesk.kb.embeddings import EmbedderInfo, create_embedder, embedder_info
 from supportdesk.kb.lexical import BM25Index
@@ -59,6 +60,8 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
+LABELLED_FILE = ".supportdesk-calibration.toml"
+"""In the KB folder (a dotfile, so never indexed): values fitted on hand-labelled questions for these docs."""
 
 
 @dataclass
@@ -78,6 +81,8 @@ class ReloadReport:
     embed_seconds: float = 0.0
     generation: str | None = None
     error: str | None = None
+    calibration: str | None = None
+    """What self-calibration chose (or why the defaults stay); None when it did not run."""
 
     @property
     def embedded_chunks_per_s(self) -> float:
@@ -99,6 +104,7 @@ class ReloadReport:
             "chunks_total": self.chunks_total,
             "files_total": self.files_total,
             "seconds": round(self.seconds, 3),
+            "calibration": self.calibration,
         }
 
 
@@ -115,6 +121,24 @@ class Snapshot:
     def chunk_count(self) -> int:
         return len(self.searcher.chunks)
 
+    @property
+    def calibration(self) -> Calibration | None:
+        return Calibration.from_json(self.manifest.get("calibration"))
+
+    def vectors(self) -> np.ndarray:
+        """Every chunk's vector, in ``searcher.chunks`` order (read back from FAISS)."""
+        searcher = self.searcher
+        index = searcher.store.index
+        dim = index.d
+        out = np.zeros((len(searcher.chunks), dim), dtype=np.float32)
+        if index.ntotal:
+            stored = index.reconstruct_n(0, index.ntotal)
+            for row, chunk in enumerate(searcher.chunks):
+                pos = searcher._faiss_row_of.get(chunk.id)
+                if pos is not None:
+                    out[row] = stored[pos]
+        return out
+
 
 @dataclass
 class KBStats:
@@ -129,6 +153,10 @@ class KBStats:
     skipped: list[dict[str, str]]
     disk_bytes: int
     warning: str | None = None
+    calibration: dict[str, Any] | None = None
+    """What the generation measured about itself (kb/calibration.py)."""
+    in_use: dict[str, Any] = field(default_factory=dict)
+    """The fusion weight, hand-off and router values serving now, each with where it comes from."""
 
 
 def _snapshot(store: Any, manifest: dict[str, Any], generation: str | None) -> Snapshot:
@@ -154,6 +182,7 @@ class KnowledgeBase:
         self._load_lock = threading.Lock()
         self.load_error: str | None = None
         self.load_warning: str | None = None
+        self._labelled: tuple[int, dict[str, Any]] | None = None
 
     # -- the pieces, loaded lazily (the embedder import alone takes seconds) ------------
     @property
@@ -193,7 +222,82 @@ class KnowledgeBase:
         return _snapshot(store, manifest, gen_dir.name)
 
     # -- search ----------------------------------------------------------------------
-    def search(self, query: str, k: int | None = None, mode: Mode | None = None) -> SearchResult:
+    def calibration(self) -> Calibration | None:
+        """What the serving generation measured about itself (None: not calibrated, or no index)."""
+        snap = self.snapshot()
+        return snap.calibration if snap else None
+
+    def labelled_calibration(self) -> dict[str, Any]:
+        """The KB's hand-labelled values (``[router]`` of ``LABELLED_FILE`` in the KB folder, written
+        by ``router calibrate --write-kb``): they override self-calibration for these docs."""
+        path = self.kb_dir / LABELLED_FILE
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            return {}
+        if self._labelled is not None and self._labelled[0] == stamp:
+            return self._labelled[1]
+        import tomllib
+
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8")).get("router", {})
+        except (OSError, UnicodeError, tomllib.TOMLDecodeError) as exc:
+            self.load_warning = f"{path} ignored: {exc}"
+            table = {}
+        values = table if isinstance(table, dict) else {}
+        self._labelled = (stamp, values)
+        return values
+
+    def handoff_model(self) -> tuple[list[float], float, str]:
+        """Answerability weights and threshold in use, and where they come from: settings you set,
+        the KB's labelled set, this generation's self-calibration, or the built-in defaults."""
+        cfg = self.settings.router
+        if {"answerability_weights", "abstain_below"} & cfg.model_fields_set:
+            return list(cfg.answerability_weights), cfg.abstain_below, "settings"
+        labelled = self.labelled_calibration()
+        if "answerability_weights" in labelled and "abstain_below" in labelled:
+            return list(labelled["answerability_weights"]), float(labelled["abstain_below"]), "labelled set"
+        calibration = self.calibration() if self.settings.retrieval.apply_calibration else None
+        if calibration is not None and calibration.calibrated and calibration.answerability_weights is not None \
+                and calibration.abstain_below is not None:
+            return list(calibration.answerability_weights), calibration.abstain_below, "self-calibrated"
+        return list(cfg.answerability_weights), cfg.abstain_below, "default"
+
+    def router_model(self) -> tuple[list[float], float, str]:
+        """Router weights and threshold in use: settings you set, the KB's labelled set, or the defaults."""
+        cfg = self.settings.router
+        if {"weights", "threshold"} & cfg.model_fields_set:
+            return list(cfg.weights), cfg.threshold, "settings"
+        labelled = self.labelled_calibration()
+        if "weights" in labelled and "threshold" in labelled:
+            return list(labelled["weights"]), float(labelled["threshold"]), "labelled set"
+        return list(cfg.weights), cfg.threshold, "default"
+
+    def router_examples(self) -> list[str]:
+        """Questions made from this KB for the router's grounded examples; none when the KB's
+        router was fitted on a labelled set (its weights assume the generic examples alone)."""
+        if not self.settings.router.kb_examples or "weights" in self.labelled_calibration():
+            return []
+        calibration = self.calibration()
+        return list(calibration.router_examples) if calibration is not None and calibration.calibrated else []
+
+    def dense_weight(self, snap: Snapshot | None = None) -> tuple[float, str]:
+        """The fusion weight in use and where it comes from (settings, calibration or default)."""
+        cfg = self.settings.retrieval
+        if cfg.dense_weight is not None:
+            return cfg.dense_weight, "settings"
+        labelled = self.labelled_calibration().get("dense_weight")
+        if isinstance(labelled, int | float) and 0.0 <= labelled <= 1.0:
+            return float(labelled), "labelled set"
+        snap = snap or self.snapshot()
+        calibration = snap.calibration if snap and cfg.apply_calibration else None
+        if calibration is not None and calibration.calibrated and calibration.dense_weight is not None:
+            return calibration.dense_weight, "self-calibrated"
+        return cfg.default_dense_weight, "default"
+
+    def search(
+        self, query: str, k: int | None = None, mode: Mode | None = None, dense_weight: float | None = None
+    ) -> SearchResult:
         query = clean_question(query)  # invalid UTF-8 or control bytes never reach the tokenizers
         snap = self.snapshot()
         cfg = self.settings.retrieval
@@ -206,7 +310,7 @@ class KnowledgeBase:
             k=k or cfg.top_k,
             mode=mode or cfg.mode,
             candidates=cfg.candidates,
-            dense_weight=cfg.dense_weight,
+            dense_weight=dense_weight if dense_weight is not None else self.dense_weight(snap)[0],
             rrf_k=cfg.rrf_k,
             fusion=cfg.fusion,
         )
@@ -320,7 +424,8 @@ class KnowledgeBase:
             report.chunks_total = current.chunk_count
             report.files_total = len(new_files)
             report.generation = current.generation
-            if [s.rel for s in report.skipped] == current.manifest.get("skipped_files", []):
+            calibrated = current.calibration is not None or not cfg.retrieval.self_calibrate
+            if calibrated and [s.rel for s in report.skipped] == current.manifest.get("skipped_files", []):
                 return  # nothing changed: keep serving the same generation
         vectors = self._embed(new_chunks, progress, report)
 
@@ -345,6 +450,11 @@ class KnowledgeBase:
             skipped_files=[s.rel for s in report.skipped],
             skipped=[{"file": s.rel, "reason": s.reason} for s in report.skipped],
         )
+        previous = current.calibration if current is not None and old_files else None
+        calibration = self._calibration_for(store, manifest, previous, progress)
+        if calibration is not None:
+            manifest["calibration"] = calibration.to_json()
+            report.calibration = calibration.summary()
         gen_dir = self.store.write(store, manifest)
         snapshot = _snapshot(store, self.store.read_manifest(gen_dir), gen_dir.name)
         self._snapshot = snapshot  # the swap: one reference assignment
@@ -355,6 +465,63 @@ class KnowledgeBase:
         report.files_total = len(new_files)
         report.generation = gen_dir.name
         progress(Progress("done", 1, 1, gen_dir.name))
+
+    def _calibration_for(
+        self, store: Any, manifest: dict[str, Any], previous: Calibration | None, progress: ProgressFn
+    ) -> Calibration | None:
+        """Calibrate the new generation when enough changed since the last calibration; else carry
+        the previous one over. A calibration that fails keeps the previous values, never half of them."""
+        if not self.settings.retrieval.self_calibrate:
+            return None
+        snap = _snapshot(store, manifest, None)
+        if previous is not None and previous.chunks:
+            changed = abs(snap.chunk_count - previous.chunks) / previous.chunks
+            if changed < RECALIBRATE_SHARE:
+                return previous
+        try:
+            return self.run_calibration(snap, progress)
+        except Exception as exc:  # noqa: BLE001 - the index is still good; say why the values stayed
+            if previous is not None:
+                return previous
+            return Calibration(status="defaults", reason=f"calibration failed: {type(exc).__name__}: {exc}")
+
+    def run_calibration(self, snap: Snapshot, progress: ProgressFn | None = None) -> Calibration:
+        cfg = self.settings
+        report = progress or (lambda p: None)
+        from supportdesk.models.cpu_load import busy_with
+
+        with busy_with("calibrating the index"):
+            return calibrate(
+                snap.searcher.chunks,
+                snap.vectors(),
+                self.embedder.embed_documents,
+                self.embedder.embed_query,
+                default_weight=cfg.retrieval.default_dense_weight,
+                top_k=cfg.router.context_chunks,
+                candidates=cfg.retrieval.candidates,
+                progress=lambda done, total: report(Progress("calibrate", min(done, total), total, "pseudo-questions")),
+            )
+
+    def recalibrate(self, progress: ProgressFn | None = None) -> tuple[Calibration, str]:
+        """``kb calibrate``: measure the serving generation again and serve it as a new generation
+        (same vectors, new manifest), so a generation's files never change once written."""
+        if not self._reload_lock.acquire(blocking=False):
+            raise ReloadInProgress("a knowledge-base reload is already running")
+        try:
+            with self.store.writing():
+                snap = self.snapshot()
+                if snap is None:
+                    raise KBFolderMissing("no index yet: run 'supportdesk kb build' first")
+                calibration = self.run_calibration(snap, progress)
+                manifest = {k: v for k, v in snap.manifest.items() if not k.startswith("_")}
+                manifest.pop("signature", None)
+                manifest["calibration"] = calibration.to_json()
+                store = clone_vectorstore(snap.searcher.store)
+                gen_dir = self.store.write(store, manifest)
+                self._snapshot = _snapshot(store, self.store.read_manifest(gen_dir), gen_dir.name)
+                return calibration, gen_dir.name
+        finally:
+            self._reload_lock.release()
 
     def _embed(self, chunks: list[Chunk], progress: ProgressFn, report: ReloadReport) -> np.ndarray:
         dim = self.embedder_info.dim
@@ -409,4 +576,17 @@ class KnowledgeBase:
             skipped=manifest.get("skipped", []),
             disk_bytes=disk,
             warning=self.load_warning,
+            calibration=snap.calibration.to_json() if snap and snap.calibration else None,
+            in_use=self.values_in_use() if snap else {},
         )
+
+    def values_in_use(self) -> dict[str, Any]:
+        weight, weight_from = self.dense_weight()
+        handoff_weights, abstain_below, handoff_from = self.handoff_model()
+        router_weights, router_threshold, router_from = self.router_model()
+        return {
+            "dense_weight": {"value": weight, "from": weight_from},
+            "handoff": {"weights": handoff_weights, "abstain_below": abstain_below, "from": handoff_from},
+            "router": {"weights": router_weights, "threshold": router_threshold, "from": router_from,
+                       "kb_examples": len(self.router_examples())},
+        }

@@ -51,16 +51,19 @@ class RouteDecision:
     threshold: float
     signals: Signals
     elapsed_ms: float
+    note: str | None = None
+    """Why the route differs from what p(facts) alone says (a follow-up keeps its conversation's route)."""
 
     @property
     def reason(self) -> str:
         s = self.signals
-        side = ">=" if self.route == "grounded" else "<"
-        return (
+        side = ">=" if self.probability >= self.threshold else "<"
+        base = (
             f"p(facts)={self.probability:.2f} {side} {self.threshold:.2f}: "
             f"example similarity facts {s.fact_sim:.2f} vs chat {s.voice_sim:.2f}, "
             f"best doc score {s.best_score:.2f}, cue score {s.cue_score:+.2f}"
         )
+        return f"{self.note} ({base})" if self.note else base
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,11 +97,24 @@ class Router:
         self.threshold = float(threshold)
         self._voice: np.ndarray | None = None
         self._grounded: np.ndarray | None = None
+        self._kb_examples: tuple[str, ...] = ()
+        self._kb_vectors: np.ndarray | None = None
+
+    def use_kb_examples(self, texts: Sequence[str]) -> None:
+        """Questions made from the KB itself (its self-calibration) join the grounded examples,
+        so a question in the KB's domain routes to grounded even when it shares no word with
+        the generic examples. Embedded once per KB generation."""
+        texts = tuple(texts)
+        if texts != self._kb_examples:
+            self._kb_examples = texts
+            self._kb_vectors = np.asarray(self._embed_documents(list(texts)), dtype=np.float32) if texts else None
 
     def _examples(self) -> tuple[np.ndarray, np.ndarray]:
         if self._voice is None or self._grounded is None:
             self._voice = np.asarray(self._embed_documents(VOICE), dtype=np.float32)
             self._grounded = np.asarray(self._embed_documents(GROUNDED), dtype=np.float32)
+        if self._kb_vectors is not None:
+            return self._voice, np.vstack([self._grounded, self._kb_vectors])
         return self._voice, self._grounded
 
     def warm_up(self) -> None:

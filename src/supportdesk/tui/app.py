@@ -321,7 +321,8 @@ class SupportDeskApp(App[None]):
         data = result.to_json()
         citations = data["citations"] + [dict(c, number=0) for c in data["other_hits"]]
         view.data = {"kind": result.kind, "reason": data["decision"].get("reason"), "citations": citations,
-                     "timings": result.timings, "handoff_reason": result.handoff_reason, "message_id": message.message_id,
+                     "timings": result.timings, "handoff_reason": result.handoff_reason,
+                     "clarify_reason": result.clarify_reason, "message_id": message.message_id,
                      "answerability": (result.answerability or {}).get("reason")}
         view.message_id = message.message_id
         view.text = result.answer

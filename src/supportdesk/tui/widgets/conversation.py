@@ -15,6 +15,7 @@ BADGES = {
     "voice": ("brand voice", "badge-voice"),
     "grounded": ("grounded", "badge-grounded"),
     "handoff": ("handed off", "badge-handoff"),
+    "clarify": ("clarify", "badge-clarify"),
     "error": ("error", "badge-error"),
 }
 

@@ -47,6 +47,8 @@ class SourcesPanel(Vertical):
         note = data.get("reason") or ""
         if data.get("handoff_reason"):
             note = f"handed off: {data['handoff_reason']}"
+        if data.get("clarify_reason"):
+            note = f"asked to clarify: {data['clarify_reason']}"
         elif data.get("answerability"):
             note = f"{note}\n{data['answerability']}" if note else data["answerability"]
         reason.update(Text(note))

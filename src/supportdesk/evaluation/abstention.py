@@ -283,8 +283,8 @@ def measure_abstention(
 ) -> list[dict[str, Any]]:
     """The configured model's answered / handed-off rates on the product KB's held-out split
     (and on the confirmation questions, when given)."""
-    cfg = product_kb.settings.router
-    model = Answerability(cfg.answerability_weights, cfg.abstain_below)
+    weights, threshold, _ = product_kb.handoff_model()
+    model = Answerability(weights, threshold)
     groups = [product_signals(product_kb, route_rows, unanswerable_rows, "heldout")]
     if confirmation_rows:
         groups.append(confirmation_signals(product_kb, confirmation_rows))

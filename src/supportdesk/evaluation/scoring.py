@@ -9,7 +9,7 @@ deterministically, and compares three systems on the same questions:
 * extractive: the best-matching sentences of the retrieved sources, quoted.
 
 Unanswerable questions are made by removing from the index every section that holds the
-answer of a second sample (``answers.abstention``); a good system hands those off and answers
+answer of a second sample (``evaluation.abstention``); a good system hands those off and answers
 the others. Questions come from the evaluation half of the manual, never the half the
 hand-off was calibrated on.
 """
@@ -25,15 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from supportdesk.answers.abstention import (
+from supportdesk.answers.pipeline import AnswerPipeline, extractive_answer
+from supportdesk.answers.prompts import VOICE_SYSTEM, select_sources
+from supportdesk.evaluation.abstention import (
     EMANUAL_SAMPLE,
     EVAL_SAMPLES,
     build_manual_kb,
     calibrate_emanual,
     sample_questions,
 )
-from supportdesk.answers.pipeline import AnswerPipeline, extractive_answer
-from supportdesk.answers.prompts import VOICE_SYSTEM, select_sources
 from supportdesk.jsonl import read_jsonl, require_text
 from supportdesk.kb.index import KnowledgeBase
 from supportdesk.models.base import ChatBackend, ChatMessage, GenerationOptions
