@@ -1,11 +1,12 @@
-"""Generation benchmark: the embedded backend (llama.cpp) vs. transformers on the same model.
+"""Generation benchmark: the embedded backend (llama.cpp) vs. llama.cpp's server and transformers.
 
     .venv/bin/python bench/generation.py          # ~2 minutes on 2 cores
 
 Rows: embedded SmolLM2-135M without and with an adapter, cold (a fresh process: model load +
 a first prompt with nothing cached) and warm (same process, new question after the same
 system prompt), 5 runs each; then the reference row: transformers on the GGUF base
-dequantized to fp32, greedy, same prompt. Each configuration runs in its own process so
+dequantized to fp32, greedy, same prompt; and llama.cpp's OpenAI-compatible server (backend
+'openai', same GGUF and LoRA): one stream, and 4 concurrent streams (aggregate). Each configuration runs in its own process so
 peak RSS is its own. Figures: TTFT p50, decode tok/s p50, load time, peak RSS.
 
 The adapter is the active one if any (``supportdesk adapter activate``), else the sample
@@ -123,6 +124,60 @@ def worker_transformers(runs: int) -> dict:
     return {"load_ms": load_ms, "cold": out[0], "warm": out[1:], "rss_mib": rss_mib()}
 
 
+def server_rows(adapter_dir: Path, adapter_label: str, runs: int, tmp: Path) -> list[tuple]:
+    """llama.cpp's OpenAI-compatible server (same GGUF, same LoRA) through the 'openai' backend:
+    one stream, then 4 concurrent streams (aggregate tokens/s over the wall time)."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    from supportdesk.models import ChatMessage, GenerationOptions
+    from supportdesk.models.embedded import default_gguf_path
+    from supportdesk.models.openai_backend import OpenAIBackend
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    common = {"model": str(default_gguf_path()), "n_ctx": 4096, "n_threads": 2, "n_threads_batch": 2, "verbose": False}
+    config = {"host": "127.0.0.1", "port": port, "interrupt_requests": False, "models": [
+        {**common, "model_alias": "base"},
+        {**common, "model_alias": "adapter", "lora_path": str(Path(adapter_dir) / "adapter.gguf")}]}
+    (tmp / "server.json").write_text(json.dumps(config))
+    log = (tmp / "server.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(tmp / "server.json")],
+                              stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        started = time.perf_counter()
+        while not OpenAIBackend(url, "base").ping():
+            if server.poll() is not None or time.perf_counter() - started > 60:
+                sys.exit(f"llama.cpp server did not start: {(tmp / 'server.log').read_text()[-1500:]}")
+            time.sleep(0.2)
+        ready_ms = (time.perf_counter() - started) * 1000
+        options = GenerationOptions(max_tokens=MAX_TOKENS, temperature=0.0)
+        backend = OpenAIBackend(url, "base", adapter="adapter", read_timeout=120)
+
+        def one(question: str):
+            gen = backend.generate([ChatMessage("system", SYSTEM), ChatMessage("user", question)], options)
+            gen.run()
+            return gen.stats
+
+        one(QUESTIONS[0])  # the server loads the adapter model on its first request
+        single = [one(QUESTIONS[1 + i % 5]) for i in range(runs)]
+        rows = [(f"llama.cpp server + adapter ({adapter_label}), 1 stream", statistics.median(s.ttft_ms for s in single),
+                 statistics.median(s.tokens_per_s for s in single), ready_ms, None)]
+        begin = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            stats = list(pool.map(one, [QUESTIONS[1 + i % 5] for i in range(4 * max(1, runs // 2))]))
+        wall = time.perf_counter() - begin
+        aggregate = sum(s.tokens for s in stats) / wall
+        rows.append(("llama.cpp server + adapter, 4 concurrent streams (aggregate tok/s)",
+                     statistics.median(s.ttft_ms for s in stats), aggregate, None, None))
+        return rows
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 def run_worker(*args: str) -> dict:
     result = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -136,6 +191,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--cold-runs", type=int, default=5)
     parser.add_argument("--skip-transformers", action="store_true")
+    parser.add_argument("--skip-server", action="store_true", help="no llama.cpp server rows (backend 'openai')")
     args = parser.parse_args()
     if args.worker:
         kind, *rest = args.worker
@@ -177,6 +233,8 @@ def main() -> None:
         rows.append((label + ", cold", cold_ttft, cold_tok, load, max(r["rss_mib"] for r in results)))
         rows.append((label + ", warm", statistics.median(w["ttft_ms"] for w in warm),
                      statistics.median(w["tok_s"] for w in warm), 0.0, max(r["rss_mib"] for r in results)))
+    if not args.skip_server:
+        rows.extend(server_rows(Path(adapter_dir), adapter_label, args.runs, tmp))
     if not args.skip_transformers:
         ref = run_worker("transformers", "--runs", str(args.runs))
         rows.append(("transformers fp32 (dequantized GGUF), cold", ref["cold"]["ttft_ms"], ref["cold"]["tok_s"],
@@ -188,8 +246,15 @@ def main() -> None:
     for col in ("configuration", "TTFT p50 (ms)", "decode tok/s p50", "load (ms)", "peak RSS (MiB)"):
         table.add_column(col, justify="left" if col == "configuration" else "right")
     for label, ttft, tok, load, rss in rows:
-        table.add_row(label, f"{ttft:.0f}", f"{tok:.0f}" if tok else "-", f"{load:.0f}" if load else "-", f"{rss:.0f}")
+        table.add_row(label, f"{ttft:.0f}", f"{tok:.0f}" if tok else "-", f"{load:.0f}" if load else "-",
+                      f"{rss:.0f}" if rss else "(server)")
     Console(width=130).print(table)
+    if not args.skip_server:
+        embedded_warm = rows[3][2]
+        server_one = next(r for r in rows if r[0].endswith("1 stream"))[2]
+        server_four = next(r for r in rows if "4 concurrent" in r[0])[2]
+        Console().print(f"llama.cpp server vs embedded (+ adapter, warm) decode: {server_one / embedded_warm:.2f}x; "
+                        f"4 concurrent streams vs 1: {server_four / server_one:.2f}x aggregate")
     if not args.skip_transformers:
         warm_adapter = rows[3][2]
         ref_warm = rows[-1][2]

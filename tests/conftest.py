@@ -154,6 +154,29 @@ def scripted():
 
 
 @pytest.fixture(scope="session")
+def random_adapter(tmp_path_factory):
+    """A real GGUF LoRA (random weights) for SmolLM2's q/v projections, written by our writer."""
+    import json
+
+    from supportdesk.models.adapters import AdapterInfo
+    from supportdesk.training.gguf_lora import write_gguf_lora
+
+    folder = tmp_path_factory.mktemp("adapters") / "random"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    pairs = {}
+    for layer in range(30):
+        for module, out in (("q_proj", 576), ("v_proj", 192)):
+            pairs[f"model.layers.{layer}.self_attn.{module}"] = (
+                (rng.standard_normal((8, 576)) * 0.05).astype(np.float32),
+                (rng.standard_normal((out, 8)) * 0.05).astype(np.float32),
+            )
+    write_gguf_lora(folder / "adapter.gguf", pairs, alpha=16, n_layers=30, n_head=9, n_head_kv=3)
+    (folder / "manifest.json").write_text(json.dumps({"name": "random", "description": "test adapter"}))
+    return AdapterInfo("random", folder)
+
+
+@pytest.fixture(scope="session")
 def sample_index(tmp_path_factory):
     """The whole sample KB indexed once with the real embedder: (settings, KnowledgeBase)."""
     from supportdesk.kb import KnowledgeBase

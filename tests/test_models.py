@@ -38,24 +38,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def random_adapter(tmp_path_factory) -> AdapterInfo:
-    """A real GGUF LoRA (random weights) for SmolLM2's q/v projections, written by our writer."""
-    folder = tmp_path_factory.mktemp("adapters") / "random"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    pairs = {}
-    for layer in range(30):
-        for module, out in (("q_proj", 576), ("v_proj", 192)):
-            pairs[f"model.layers.{layer}.self_attn.{module}"] = (
-                (rng.standard_normal((8, 576)) * 0.05).astype(np.float32),
-                (rng.standard_normal((out, 8)) * 0.05).astype(np.float32),
-            )
-    write_gguf_lora(folder / "adapter.gguf", pairs, alpha=16, n_layers=30, n_head=9, n_head_kv=3)
-    (folder / "manifest.json").write_text(json.dumps({"name": "random", "description": "test adapter"}))
-    return AdapterInfo("random", folder)
-
-
 # -- embedded backend (real SmolLM2-135M, few tokens) -------------------------------------
 
 

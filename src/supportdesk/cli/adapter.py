@@ -248,13 +248,56 @@ def modelfile_text(base_gguf: Path, adapter_gguf: Path, system_prompt: str) -> s
             f'SYSTEM """{escaped}"""\n')
 
 
+def llama_server_config(settings, adapter, base: Path, host: str = "127.0.0.1", port: int = 8000) -> dict:
+    """A llama.cpp server (``python -m llama_cpp.server --config_file``) config serving the base
+    under ``model.openai_model`` and the adapter under its own name: same GGUF, same LoRA as embedded."""
+    common = {"model": str(base), "n_ctx": settings.model.context_tokens, "n_threads": settings.model.threads,
+              "n_threads_batch": settings.model.threads, "verbose": False}
+    return {"host": host, "port": port, "interrupt_requests": False, "models": [
+        {**common, "model_alias": settings.model.openai_model},
+        {**common, "model_alias": adapter.name, "lora_path": str(adapter.gguf)},
+    ]}
+
+
+def _push_openai(settings, adapter, base: Path) -> None:
+    """Check the OpenAI-compatible server serves the adapter under its name; then activate it."""
+    from supportdesk.models.adapters import StateWriteError, write_active
+    from supportdesk.models.base import BackendError
+    from supportdesk.models.openai_backend import OpenAIBackend, serve_lines
+
+    config_path = adapter.path / "llama-server.json"
+    config_path.write_text(json.dumps(llama_server_config(settings, adapter, base), indent=1))
+    key = settings.model.openai_api_key.get_secret_value() if settings.model.openai_api_key else None
+    backend = OpenAIBackend(settings.model.openai_base_url, settings.model.openai_model, key,
+                            connect_timeout=settings.model.ollama_connect_timeout)
+    lines = serve_lines(adapter.name, str(adapter.path), str(adapter.gguf), str(base))
+    try:
+        served = [info.name for info in backend.list_models()]
+    except BackendError as exc:
+        fail(f"{exc}\nTo serve '{adapter.name}', start the server with one of:\n  " + "\n  ".join(lines)
+             + f"\n(wrote {config_path} for the llama.cpp server)")
+    if adapter.name not in served:
+        fail(f"the server at {settings.model.openai_base_url} does not serve '{adapter.name}' (it serves: "
+             f"{', '.join(served) or 'nothing'}). Restart it with one of:\n  " + "\n  ".join(lines)
+             + f"\n(wrote {config_path} for the llama.cpp server)")
+    try:
+        write_active(settings.data_dir, adapter.name)
+    except StateWriteError as exc:
+        fail(str(exc))
+    console.print(f"[bold green]served[/] '{adapter.name}' by {settings.model.openai_base_url}; active for supportdesk. "
+                  "Use it with SUPPORTDESK_MODEL__BACKEND=openai")
+
+
 @app.command("push")
 def push_cmd(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Adapter to register with Ollama.")],
+    name: Annotated[str, typer.Argument(help="Adapter to register with a model server.")],
+    to: Annotated[str, typer.Option("--to", help="ollama (registers it) or openai (checks an OpenAI-compatible "
+                                                 "server serves it, else prints the serve line).")] = "ollama",
     model: Annotated[str | None, typer.Option("--model", help="Ollama model name (default: supportdesk-NAME).")] = None,
 ) -> None:
-    """Register base + adapter with the Ollama server, and write adapters/NAME/Modelfile for 'ollama create -f'."""
+    """Register base + adapter with Ollama (and write adapters/NAME/Modelfile), or with --to openai check that
+    vLLM / llama.cpp's server serves it by name (writes adapters/NAME/llama-server.json) and activate it."""
     import httpx
     import ollama
 
@@ -262,12 +305,17 @@ def push_cmd(
     from supportdesk.models.base import ModelMissing
     from supportdesk.models.embedded import default_gguf_path
 
+    if to not in ("ollama", "openai"):
+        fail(f"--to {to}: use 'ollama' or 'openai'")
     settings = ctx.obj.settings
     try:
         adapter = find_adapter(settings.adapters_dir, name)
     except ModelMissing as exc:
         fail(str(exc))
     base = settings.model.gguf_path or default_gguf_path()
+    if to == "openai":
+        _push_openai(settings, adapter, base)
+        return
     system_prompt = adapter.manifest.get("system_prompt", "")
     modelfile = adapter.path / "Modelfile"
     modelfile.write_text(modelfile_text(base, adapter.gguf, system_prompt))

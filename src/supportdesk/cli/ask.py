@@ -108,7 +108,7 @@ def ask(
         help="JSONL, one turn to answer per line: {\"history\": [{\"role\": \"user\"|\"agent\", \"text\"}], "
         "\"question\"} ('-': stdin). Each line is answered with its own history.",
     )] = None,
-    backend: Annotated[str | None, typer.Option("--backend", help="embedded | ollama (default: settings).")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="embedded | ollama | openai (default: settings).")] = None,
     adapter: Annotated[str | None, typer.Option("--adapter", help="Adapter name, or 'none'.")] = None,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Most tokens to generate.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per question.")] = False,

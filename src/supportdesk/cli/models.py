@@ -25,7 +25,7 @@ def list_models(
 
     settings = ctx.obj.settings
     rows: list[dict[str, object]] = []
-    for kind in ("embedded", "ollama"):
+    for kind in ("embedded", "ollama", "openai"):
         try:
             backend = create_backend(settings, kind, adapter="none")
             for model in backend.list_models():
@@ -70,7 +70,7 @@ def print_stats(stats: dict[str, object]) -> None:
 def chat(
     ctx: typer.Context,
     message: Annotated[str, typer.Argument(help="What the customer says.")],
-    backend: Annotated[str | None, typer.Option("--backend", help="embedded | ollama (default: settings).")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="embedded | ollama | openai (default: settings).")] = None,
     adapter: Annotated[
         str | None, typer.Option("--adapter", help="Adapter name under adapters/, or 'none' for the bare base.")
     ] = None,
@@ -85,8 +85,8 @@ def chat(
 
     appctx: AppContext = ctx.obj
     settings = appctx.settings
-    if backend is not None and backend not in ("embedded", "ollama"):
-        fail(f"--backend must be embedded or ollama, not '{backend}'")
+    if backend is not None and backend not in ("embedded", "ollama", "openai"):
+        fail(f"--backend must be embedded, ollama or openai, not '{backend}'")
     messages = [ChatMessage("system", system or settings.model.system_prompt), ChatMessage("user", message)]
     try:
         model = create_backend(settings, backend, adapter)

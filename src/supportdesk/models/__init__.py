@@ -1,4 +1,5 @@
-"""Answering models behind one interface (``ChatBackend``): embedded llama.cpp or Ollama.
+"""Answering models behind one interface (``ChatBackend``): embedded llama.cpp, Ollama, or any
+OpenAI-compatible server (vLLM, SGLang, llama.cpp's server).
 
 Headless: nothing here imports Textual. ``create_backend(settings)`` picks the backend and
 adapter from settings; ``SupportdeskChatModel`` exposes any backend to LangChain.
@@ -59,12 +60,20 @@ def create_backend(settings: Settings, backend: str | None = None, adapter: str 
         model = cfg.ollama_model if not adapter or adapter == NO_ADAPTER else f"supportdesk-{adapter}"
         return OllamaBackend(cfg.ollama_host, model, cfg.context_tokens, cfg.ollama_connect_timeout,
                              cfg.ollama_read_timeout)
+    if kind == "openai":
+        from supportdesk.models.openai_backend import OpenAIBackend
+
+        key = cfg.openai_api_key.get_secret_value() if cfg.openai_api_key is not None else None
+        info = resolve_adapter(settings, adapter) if adapter != NO_ADAPTER else None
+        name = adapter if adapter and adapter != NO_ADAPTER else (info.name if info else None)
+        return OpenAIBackend(cfg.openai_base_url, cfg.openai_model, key, name, cfg.ollama_connect_timeout,
+                             cfg.ollama_read_timeout)
     if kind == "embedded":
         from supportdesk.models.embedded import EmbeddedBackend
 
         return EmbeddedBackend(cfg.gguf_path, resolve_adapter(settings, adapter), cfg.context_tokens, cfg.threads,
                                cfg.adaptive_threads)
-    raise BackendError(f"unknown backend '{kind}' (use 'embedded' or 'ollama')")
+    raise BackendError(f"unknown backend '{kind}' (use 'embedded', 'ollama' or 'openai')")
 
 
 def default_options(settings: Settings, **overrides: object) -> GenerationOptions:
