@@ -124,33 +124,45 @@ def worker_transformers(runs: int) -> dict:
     return {"load_ms": load_ms, "cold": out[0], "warm": out[1:], "rss_mib": rss_mib()}
 
 
-def server_rows(adapter_dir: Path, adapter_label: str, runs: int, tmp: Path) -> list[tuple]:
-    """llama.cpp's OpenAI-compatible server (same GGUF, same LoRA) through the 'openai' backend:
-    one stream, then 4 concurrent streams (aggregate tokens/s over the wall time)."""
+def start_server(kind: str, adapter_gguf: Path, tmp: Path, llama_server: str | None) -> tuple[subprocess.Popen, str]:
+    """llama-cpp-python's server (``kind='python'``) or llama.cpp's C++ ``llama-server`` with 4
+    parallel slots (``kind='cpp'``), serving the base + the adapter on a free loopback port."""
     import socket
-    from concurrent.futures import ThreadPoolExecutor
 
-    from supportdesk.models import ChatMessage, GenerationOptions
     from supportdesk.models.embedded import default_gguf_path
-    from supportdesk.models.openai_backend import OpenAIBackend
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    common = {"model": str(default_gguf_path()), "n_ctx": 4096, "n_threads": 2, "n_threads_batch": 2, "verbose": False}
-    config = {"host": "127.0.0.1", "port": port, "interrupt_requests": False, "models": [
-        {**common, "model_alias": "base"},
-        {**common, "model_alias": "adapter", "lora_path": str(Path(adapter_dir) / "adapter.gguf")}]}
-    (tmp / "server.json").write_text(json.dumps(config))
-    log = (tmp / "server.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(tmp / "server.json")],
-                              stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
+    log = (tmp / f"server-{kind}.log").open("w")
+    if kind == "cpp":
+        command = [llama_server or "llama-server", "-m", str(default_gguf_path()), "--lora", str(adapter_gguf),
+                   "--alias", "adapter", "--host", "127.0.0.1", "--port", str(port), "-t", "2", "-tb", "2",
+                   "--parallel", "4", "-c", str(4 * 2048), "--no-webui", "--poll", "0"]
+    else:
+        common = {"model": str(default_gguf_path()), "n_ctx": 4096, "n_threads": 2, "n_threads_batch": 2,
+                  "verbose": False}
+        config = {"host": "127.0.0.1", "port": port, "interrupt_requests": False, "models": [
+            {**common, "model_alias": "base"}, {**common, "model_alias": "adapter", "lora_path": str(adapter_gguf)}]}
+        (tmp / "server.json").write_text(json.dumps(config))
+        command = [sys.executable, "-m", "llama_cpp.server", "--config_file", str(tmp / "server.json")]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), f"http://127.0.0.1:{port}/v1"
+
+
+def server_rows(kind: str, label: str, adapter_dir: Path, runs: int, tmp: Path, llama_server: str | None) -> list[tuple]:
+    """Through the 'openai' backend: one stream, then 4 concurrent streams (aggregate tokens/s
+    over the wall time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from supportdesk.models import ChatMessage, GenerationOptions
+    from supportdesk.models.openai_backend import OpenAIBackend
+
+    server, url = start_server(kind, Path(adapter_dir) / "adapter.gguf", tmp, llama_server)
     try:
         started = time.perf_counter()
-        while not OpenAIBackend(url, "base").ping():
+        while not OpenAIBackend(url, "adapter").ping():
             if server.poll() is not None or time.perf_counter() - started > 60:
-                sys.exit(f"llama.cpp server did not start: {(tmp / 'server.log').read_text()[-1500:]}")
+                sys.exit(f"{label} did not start: {(tmp / f'server-{kind}.log').read_text()[-1500:]}")
             time.sleep(0.2)
         ready_ms = (time.perf_counter() - started) * 1000
         options = GenerationOptions(max_tokens=MAX_TOKENS, temperature=0.0)
@@ -161,17 +173,16 @@ def server_rows(adapter_dir: Path, adapter_label: str, runs: int, tmp: Path) -> 
             gen.run()
             return gen.stats
 
-        one(QUESTIONS[0])  # the server loads the adapter model on its first request
+        one(QUESTIONS[0])  # llama-cpp-python's server loads the adapter model on its first request
         single = [one(QUESTIONS[1 + i % 5]) for i in range(runs)]
-        rows = [(f"llama.cpp server + adapter ({adapter_label}), 1 stream", statistics.median(s.ttft_ms for s in single),
+        rows = [(f"{label}, 1 stream", statistics.median(s.ttft_ms for s in single),
                  statistics.median(s.tokens_per_s for s in single), ready_ms, None)]
         begin = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:
             stats = list(pool.map(one, [QUESTIONS[1 + i % 5] for i in range(4 * max(1, runs // 2))]))
         wall = time.perf_counter() - begin
-        aggregate = sum(s.tokens for s in stats) / wall
-        rows.append(("llama.cpp server + adapter, 4 concurrent streams (aggregate tok/s)",
-                     statistics.median(s.ttft_ms for s in stats), aggregate, None, None))
+        rows.append((f"{label}, 4 concurrent streams (aggregate tok/s)",
+                     statistics.median(s.ttft_ms for s in stats), sum(s.tokens for s in stats) / wall, None, None))
         return rows
     finally:
         server.terminate()
@@ -192,6 +203,8 @@ def main() -> None:
     parser.add_argument("--cold-runs", type=int, default=5)
     parser.add_argument("--skip-transformers", action="store_true")
     parser.add_argument("--skip-server", action="store_true", help="no llama.cpp server rows (backend 'openai')")
+    parser.add_argument("--llama-server", default=os.environ.get("LLAMA_SERVER"),
+                        help="path of llama.cpp's C++ llama-server (scripts/build_llama_server.sh) for its rows")
     args = parser.parse_args()
     if args.worker:
         kind, *rest = args.worker
@@ -234,7 +247,11 @@ def main() -> None:
         rows.append((label + ", warm", statistics.median(w["ttft_ms"] for w in warm),
                      statistics.median(w["tok_s"] for w in warm), 0.0, max(r["rss_mib"] for r in results)))
     if not args.skip_server:
-        rows.extend(server_rows(Path(adapter_dir), adapter_label, args.runs, tmp))
+        rows.extend(server_rows("python", f"llama-cpp-python server + adapter ({adapter_label})", Path(adapter_dir),
+                                args.runs, tmp, None))
+        if args.llama_server:
+            rows.extend(server_rows("cpp", "llama.cpp llama-server --parallel 4 + adapter", Path(adapter_dir),
+                                    args.runs, tmp, args.llama_server))
     if not args.skip_transformers:
         ref = run_worker("transformers", "--runs", str(args.runs))
         rows.append(("transformers fp32 (dequantized GGUF), cold", ref["cold"]["ttft_ms"], ref["cold"]["tok_s"],
@@ -251,10 +268,12 @@ def main() -> None:
     Console(width=130).print(table)
     if not args.skip_server:
         embedded_warm = rows[3][2]
-        server_one = next(r for r in rows if r[0].endswith("1 stream"))[2]
-        server_four = next(r for r in rows if "4 concurrent" in r[0])[2]
-        Console().print(f"llama.cpp server vs embedded (+ adapter, warm) decode: {server_one / embedded_warm:.2f}x; "
-                        f"4 concurrent streams vs 1: {server_four / server_one:.2f}x aggregate")
+        for prefix in ("llama-cpp-python server", "llama.cpp llama-server"):
+            ones = [r for r in rows if r[0].startswith(prefix) and r[0].endswith("1 stream")]
+            fours = [r for r in rows if r[0].startswith(prefix) and "4 concurrent" in r[0]]
+            if ones and fours:
+                Console().print(f"{prefix} vs embedded (+ adapter, warm) decode: {ones[0][2] / embedded_warm:.2f}x; "
+                                f"4 concurrent streams vs 1: {fours[0][2] / ones[0][2]:.2f}x aggregate")
     if not args.skip_transformers:
         warm_adapter = rows[3][2]
         ref_warm = rows[-1][2]

@@ -35,7 +35,9 @@ def serve_lines(adapter: str, peft_dir: str, gguf_lora: str, base_gguf: str) -> 
     """What registers an adapter on each kind of server, for messages and ``adapter push``."""
     return [
         f"vLLM:       vllm serve <base model> --enable-lora --lora-modules {adapter}={peft_dir}",
-        (f"llama.cpp:  python -m llama_cpp.server --config_file adapters/{adapter}/llama-server.json  (a model entry "
+        (f"llama.cpp:  llama-server -m {base_gguf} --lora {gguf_lora} --alias {adapter} --parallel 4 --poll 0 "
+         "--port 8000  (scripts/build_llama_server.sh builds it)"),
+        (f"llama-cpp-python: python -m llama_cpp.server --config_file adapters/{adapter}/llama-server.json  (a model entry "
          f'{{"model": "{base_gguf}", "model_alias": "{adapter}", "lora_path": "{gguf_lora}"}})'),
     ]
 
