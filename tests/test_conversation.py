@@ -15,6 +15,7 @@ from supportdesk.answers.conversation import (
     Turn,
     follow_up_query,
     is_follow_up,
+    title_heads,
     unresolved_reference,
 )
 from supportdesk.cli import app
@@ -43,6 +44,16 @@ def test_unresolved_references():
     history = [Turn("user", "Tell me about the Monterey Park library")]
     assert unresolved_reference("What are the hours of this library?", history) is None  # named before
     assert unresolved_reference("Is this a good idea?", []) is None  # "this" alone points at no noun
+    assert unresolved_reference("my router got hit by lightning, is that covered?", []) is None  # a participle
+    assert unresolved_reference("That sounds hard. What now?", []) is None
+    # "the clinic" is under-specified in a KB where several documents are each a clinic ...
+    titles = ["Causeway VA Clinic | VA Boston", "North Coast VA Clinic", "Lyle C. Pearson Outpatient Clinic - VA",
+              "Clinic hours and the name of the game"]
+    assert title_heads(titles[0]) == {"clinic", "boston"}
+    assert unresolved_reference("What services does the clinic provide?", [], titles) == "the clinic"
+    # ... not when the conversation named it, and not for a word the titles merely mention.
+    assert unresolved_reference("What services does the clinic provide?", [Turn("user", "Causeway clinic?")], titles) is None
+    assert unresolved_reference("What is the name of our galaxy?", [], titles) is None
 
 
 def test_every_supported_sentence_gets_its_source_marker():

@@ -95,7 +95,9 @@ def follow_up_query(message: str, history: list[Turn]) -> str:
 
 
 _STOP = frozenset(
-    ["is", "are", "was", "were", "be", "been", "do", "does", "did", "has", "have", "had", "can", "could", "will", "would", "should", "may", "might", "must", "shall", "provide", "provides", "offer", "offers", "publish", "publishes", "mean", "means", "work", "works", "apply", "applies", "include", "includes", "of", "for", "in", "on", "at", "to", "from", "with", "by", "about", "as", "and", "or", "but", "if", "when", "where", "what", "which", "who", "how", "why", "the", "a", "an", "it", "its", "one", "ones", "also", "only", "really", "still", "just", "not"]
+    ["is", "are", "was", "were", "be", "been", "do", "does", "did", "has", "have", "had", "can", "could", "will", "would", "should", "may", "might", "must", "shall", "provide", "provides", "offer", "offers", "publish", "publishes", "mean", "means", "work", "works", "apply", "applies", "include", "includes", "of", "for", "in", "on", "at", "to", "from", "with", "by", "about", "as", "and", "or", "but", "if", "when", "where", "what", "which", "who", "how", "why", "the", "a", "an", "it", "its", "one", "ones", "also", "only", "really", "still", "just", "not",
+     # a demonstrative pronoun before a verb ("that sounds hard", "this seems odd") names nothing
+     "sounds", "seems", "looks", "makes", "helps", "happens", "depends", "sound", "seem", "look"]
 )
 
 
@@ -103,6 +105,8 @@ def referent(phrase_words: list[str]) -> list[str]:
     """ "state library provide for" → ["state", "library"]: the words up to the first verb or
     function word, at most two (a demonstrative's noun phrase, without a tagger)."""
     out: list[str] = []
+    if phrase_words and phrase_words[0].lower().endswith("ed"):
+        return out  # "is that covered?", "this helped": a pronoun before a participle
     for word in phrase_words:
         if word.lower() in _STOP or len(out) == 2:
             break
@@ -110,8 +114,28 @@ def referent(phrase_words: list[str]) -> list[str]:
     return out
 
 
-def unresolved_reference(message: str, history: list[Turn]) -> str | None:
-    """ "this library" / "that NASA mission" when nothing earlier names what it points at."""
+_DEFINITE = re.compile(r"\bthe\s+([A-Za-z][\w'-]*)(?:\s+([A-Za-z][\w'-]*))?", re.IGNORECASE)
+DEFINITE_MIN_DOCUMENTS = 3
+"""'the clinic' is under-specified when this many documents are titled after a clinic."""
+
+
+_TITLE_SEGMENT = re.compile(r"\s+[|\u2013\u2014:-]\s+|\s+of\s+", re.IGNORECASE)
+
+
+def title_heads(title: str) -> set[str]:
+    """What a document is *about*, by its title: the last word of each part ("Sampson State
+    Park | NY Parks" → park; "Superior Court of California" → court, california)."""
+    heads = set()
+    for segment in _TITLE_SEGMENT.split(title):
+        terms = tokenize(segment)
+        if terms:
+            heads.add(terms[-1])
+    return heads
+
+
+def unresolved_reference(message: str, history: list[Turn], titles: list[str] | None = None) -> str | None:
+    """ "this library" / "that NASA mission" when nothing earlier names what it points at; with
+    the KB's document ``titles``, also "the clinic" when several documents are each a clinic."""
     earlier = set(tokenize(" ".join(t.content for t in history)))
     for match in _DEMONSTRATIVE.finditer(message):
         words = referent(match.group(2).split())
@@ -120,6 +144,15 @@ def unresolved_reference(message: str, history: list[Turn]) -> str | None:
         head = tokenize(words[-1])
         if head and not any(t in earlier for t in head):
             return f"{match.group(1).lower()} {' '.join(words)}"
+    if titles:
+        for match in _DEFINITE.finditer(message):
+            words = referent([w for w in match.groups() if w])
+            head = tokenize(words[-1]) if words else []
+            if len(head) != 1 or head[0] in earlier:
+                continue
+            named = sum(1 for title in titles if head[0] in title_heads(title))
+            if named >= DEFINITE_MIN_DOCUMENTS:
+                return f"the {' '.join(words)}"
     return None
 
 
@@ -144,10 +177,13 @@ class Ambiguity:
         return f"'{self.phrase}' points at something the conversation never named{found}"
 
 
-def ambiguity(message: str, history: list[Turn], search: SearchResult, top: int = 5) -> Ambiguity | None:
-    """An under-specified question: it points at something ("this library", "that mission")
-    that nothing earlier names. The distinct documents the search found are offered as readings."""
-    phrase = unresolved_reference(message, history)
+def ambiguity(
+    message: str, history: list[Turn], search: SearchResult, titles: list[str] | None = None, top: int = 5
+) -> Ambiguity | None:
+    """An under-specified question: it points at something ("this library", "that mission",
+    "the clinic" in a KB of many clinics) that nothing earlier names. The distinct documents the
+    search found are offered as readings."""
+    phrase = unresolved_reference(message, history, titles)
     if phrase is None:
         return None
     titles: list[str] = []

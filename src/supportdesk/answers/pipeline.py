@@ -258,6 +258,23 @@ class AnswerPipeline:
         search = self.kb.search(previous, k=1)
         return self.router.decide(previous, search.vector, search.best_score).route == "grounded"
 
+    def _assess(self, search: SearchResult, readings: list[dict[str, float]]) -> AnswerabilityVerdict:
+        """The hand-off verdict; a follow-up takes the better of its readings (see plan)."""
+        top = self.settings.router.context_chunks
+        if not readings:
+            return self.answerability.assess(search.evidence(top))
+        verdicts = []
+        for weights in readings:
+            search.term_weights = weights
+            for hit in search.hits:
+                hit.coverage = query_coverage(weights, set(hit.matched))
+            verdicts.append(self.answerability.assess(search.evidence(top)))
+        best = max(range(len(verdicts)), key=lambda i: verdicts[i].probability)
+        search.term_weights = readings[best]
+        for hit in search.hits:
+            hit.coverage = query_coverage(readings[best], set(hit.matched))
+        return verdicts[best]
+
     def plan(self, message: str, history: list[Turn] | None = None) -> Plan:
         """Search, route, clarify or hand off, pick sources: every decision, no generation."""
         cfg = self.settings.router
@@ -266,10 +283,16 @@ class AnswerPipeline:
         follow_up = talk.is_follow_up(message, history)
         query = talk.follow_up_query(message, history) if follow_up else message
         search = self.kb.search(query, k=max(cfg.context_chunks, self.settings.retrieval.top_k))
-        if follow_up:  # "those", "them", "the other one" point back; the docs need not hold them
-            search.term_weights = {t: w for t, w in search.term_weights.items() if t not in talk.REFERENCE_TERMS}
-            for hit in search.hits:
-                hit.coverage = query_coverage(search.term_weights, set(hit.matched))
+        readings: list[dict[str, float]] = []
+        if follow_up:
+            # Judged on its own words (the previous question's were judged on its turn); with one
+            # word of its own, on the better of that and the whole conversation's. Words that only
+            # point back ("those", "them", "the other one") count in neither.
+            whole = {t: w for t, w in search.term_weights.items() if t not in talk.REFERENCE_TERMS}
+            own = set(tokenize(message)) - talk.REFERENCE_TERMS
+            mine = {t: w for t, w in whole.items() if t in own}
+            # One word of its own ("Are those the only steps?") is too little to judge alone.
+            readings = [mine] if len(mine) >= 2 else [w for w in (mine, whole) if w]
         timings["embed_ms"] = search.timings.embed_ms
         timings["search_ms"] = search.timings.search_ms
         vector = search.vector
@@ -289,11 +312,11 @@ class AnswerPipeline:
         if decision.route != "grounded":
             return plan
         t = time.perf_counter()
-        unclear = talk.ambiguity(message, history, search)
+        unclear = talk.ambiguity(message, history, search, self.kb.document_titles())
         if unclear is not None:
             plan.kind, plan.clarify = "clarify", unclear
             return plan
-        plan.verdict = self.answerability.assess(search.evidence(cfg.context_chunks))
+        plan.verdict = self._assess(search, readings)
         if not plan.verdict.answerable or not search.hits:
             plan.kind = "handoff"
             plan.handoff_reason = plan.verdict.reason if search.hits else "the knowledge base returned nothing"

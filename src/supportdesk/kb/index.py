@@ -12,6 +12,7 @@ chunk, so every PDF would be re-parsed on each reload just to learn that nothing
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -125,6 +126,10 @@ class Snapshot:
     def calibration(self) -> Calibration | None:
         return Calibration.from_json(self.manifest.get("calibration"))
 
+    @functools.cached_property
+    def titles(self) -> tuple[str, ...]:
+        return tuple({c.source: c.title for c in self.searcher.chunks if c.title}.values())
+
     def vectors(self) -> np.ndarray:
         """Every chunk's vector, in ``searcher.chunks`` order (read back from FAISS)."""
         searcher = self.searcher
@@ -226,6 +231,13 @@ class KnowledgeBase:
         """What the serving generation measured about itself (None: not calibrated, or no index)."""
         snap = self.snapshot()
         return snap.calibration if snap else None
+
+    def document_titles(self) -> list[str]:
+        """One title per indexed file (for telling an under-specified "the clinic" from a named one)."""
+        snap = self.snapshot()
+        if snap is None:
+            return []
+        return list(snap.titles)
 
     def labelled_calibration(self) -> dict[str, Any]:
         """The KB's hand-labelled values (``[router]`` of ``LABELLED_FILE`` in the KB folder, written

@@ -24,7 +24,10 @@ _STOP = frozenset(
 # Conversational filler: no evidence either way about whether the docs answer a message
 # ("hey quick one, how long is the warranty?"). Left out of query coverage only; BM25 keeps them.
 _FILLER = frozenset(
-    ["hey", "hi", "hello", "hiya", "ok", "okay", "cool", "great", "thank", "thanks", "please", "pls", "sorry", "bother", "quick", "question", "one", "again", "just", "wonder", "wondering", "know", "tell", "want", "need", "help", "like", "really", "also", "still", "actually", "anyone", "someone", "guy", "folk", "mean", "got", "thing", "stuff", "there", "here", "now", "oh", "um", "uh", "hmm", "yes", "yeah"]
+    ["hey", "hi", "hello", "hiya", "ok", "okay", "cool", "great", "thank", "thanks", "please", "pls", "sorry", "bother", "quick", "question", "one", "again", "just", "wonder", "wondering", "know", "tell", "want", "need", "help", "like", "really", "also", "still", "actually", "anyone", "someone", "guy", "folk", "mean", "got", "thing", "stuff", "there", "here", "now", "oh", "um", "uh", "hmm", "yes", "yeah",
+     # the halves of contractions ("isn't" -> "isn", "t") and reflexive pronouns: never content
+     "isn", "aren", "wasn", "weren", "don", "doesn", "didn", "hasn", "haven", "hadn", "won", "wouldn", "couldn",
+     "shouldn", "myself", "yourself", "ourselves", "themselves", "btw"]
 )
 
 
