@@ -321,3 +321,14 @@ def test_snapshot_help(snap_compare, snapshot_app, monkeypatch):
         await pilot.pause(0.2)
 
     assert snap_compare(snapshot_app, terminal_size=(100, 30), run_before=open_help)
+
+
+async def test_clarify_route_is_shown_like_the_others(make_app):
+    app, model = make_app(ScriptedBackend("should not be used"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot, app)
+        view = await send(pilot, app, "How do I reset this device?")
+        assert view.data["kind"] == "clarify" and view.text.startswith("Which device do you mean?")
+        assert str(view.query_one("#badge").render()).strip() == "clarify"
+        assert "this device" in str(app.query_one("#route-reason").render())
+        assert model.prompts == []  # nothing was generated
