@@ -8,9 +8,10 @@ from conftest import SHARED
 from supportdesk.evaluation import datasets
 from supportdesk.evaluation.retrieval import first_gold_rank, score
 
-pytestmark = pytest.mark.skipif(not (SHARED / "datasets").is_dir(), reason="../shared/datasets is not beside the project")
+needs_sets = pytest.mark.skipif(not (SHARED / "datasets").is_dir(), reason="../shared/datasets is not beside the project")
 
 
+@needs_sets
 def test_readers_match_the_dataset_readmes(tmp_path):
     faq = datasets.faq_retrieval()
     assert len(faq.documents) == 68 and len(faq.questions) == 1037
@@ -41,6 +42,7 @@ def test_scores():
     assert (row.hit1, row.hit5) == (0.25, 0.5) and row.mrr == pytest.approx((1 + 0.5) / 4)
 
 
+@needs_sets
 @pytest.mark.slow
 def test_faq_retrieval_rows_with_self_calibration():
     from supportdesk.evaluation.retrieval import evaluate_retrieval
