@@ -153,7 +153,7 @@ def scale_run(kb: KnowledgeBase, n: int = 50_000, queries: int = 200) -> dict[st
             start = time.perf_counter()
             q = np.asarray(kb.embedder.embed_query(text), dtype=np.float32)
             searcher.search(text, q, k=cfg.top_k, mode=mode, candidates=cfg.candidates,
-                            dense_weight=cfg.dense_weight, rrf_k=cfg.rrf_k, fusion=cfg.fusion)
+                            dense_weight=kb.dense_weight()[0], rrf_k=cfg.rrf_k, fusion=cfg.fusion)
             timings[mode].append((time.perf_counter() - start) * 1000)
     out = {f"{k}_p50_ms": statistics.median(v) for k, v in timings.items()}
     out["bm25_build_s"] = bm25_build
