@@ -117,4 +117,6 @@ def test_sample_kb_keeps_its_labelled_values(sample_index):
     _settings, kb = sample_index
     assert kb.router_model()[2] == "labelled set" and kb.handoff_model()[2] == "labelled set"
     assert kb.router_examples() == []  # its router was fitted without them
-    assert kb.calibration() is not None and kb.calibration().calibrated
+    # Nothing would serve a self-calibration's values here, so the build skipped it (a first run
+    # spends no CPU on it); on demand it still measures.
+    assert kb.calibration() is None

@@ -436,7 +436,8 @@ class KnowledgeBase:
             report.chunks_total = current.chunk_count
             report.files_total = len(new_files)
             report.generation = current.generation
-            calibrated = current.calibration is not None or not cfg.retrieval.self_calibrate
+            calibrated = (current.calibration is not None or not cfg.retrieval.self_calibrate
+                          or not self._calibration_useful())
             if calibrated and [s.rel for s in report.skipped] == current.manifest.get("skipped_files", []):
                 return  # nothing changed: keep serving the same generation
         vectors = self._embed(new_chunks, progress, report)
@@ -483,8 +484,8 @@ class KnowledgeBase:
     ) -> Calibration | None:
         """Calibrate the new generation when enough changed since the last calibration; else carry
         the previous one over. A calibration that fails keeps the previous values, never half of them."""
-        if not self.settings.retrieval.self_calibrate:
-            return None
+        if not self.settings.retrieval.self_calibrate or not self._calibration_useful():
+            return previous
         snap = _snapshot(store, manifest, None)
         if previous is not None and previous.chunks:
             changed = abs(snap.chunk_count - previous.chunks) / previous.chunks
@@ -496,6 +497,15 @@ class KnowledgeBase:
             if previous is not None:
                 return previous
             return Calibration(status="defaults", reason=f"calibration failed: {type(exc).__name__}: {exc}")
+
+    def _calibration_useful(self) -> bool:
+        """Would anything serve a self-calibration's values? (Its router examples when the KB's
+        router is not labelled, or its weight and hand-off when applied.) If not, a build skips
+        it, so a first run on a labelled KB (the sample) spends no CPU on it; 'kb calibrate'
+        still measures on demand."""
+        if self.settings.retrieval.apply_calibration:
+            return True
+        return self.settings.router.kb_examples and "weights" not in self.labelled_calibration()
 
     def run_calibration(self, snap: Snapshot, progress: ProgressFn | None = None) -> Calibration:
         cfg = self.settings
