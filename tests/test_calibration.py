@@ -84,6 +84,8 @@ def test_build_stores_the_calibration_and_values_follow_the_precedence(settings_
     assert explicit.dense_weight() == (0.9, "settings") and explicit.handoff_model()[1:] == (0.2, "settings")
     # The labelled file is never indexed (a dotfile), and a broken one is a warning, not a crash.
     assert all(f != LABELLED_FILE for f in kb.stats().in_use) and kb.stats().files == 40
+    (kb_dir / LABELLED_FILE).write_text('[router]\nanswerability_weights = [1, "x"]\nabstain_below = 2\n')
+    assert applied.handoff_model()[2] == "self-calibrated" and "must be 4 numbers" in applied.load_warning
     (kb_dir / LABELLED_FILE).write_text("[router\n")
     assert applied.dense_weight()[1] == "self-calibrated" and LABELLED_FILE in (applied.load_warning or "")
 

@@ -260,15 +260,31 @@ class KnowledgeBase:
         self._labelled = (stamp, values)
         return values
 
+    def _chosen_pair(self, weights_key: str, threshold_key: str) -> tuple[list[float], float, str] | None:
+        """(weights, threshold, source) from the settings you set, else the KB's labelled values;
+        a labelled pair that is not 4 numbers and a probability is ignored with a warning."""
+        cfg = self.settings.router
+        if {weights_key, threshold_key} & cfg.model_fields_set:
+            return list(getattr(cfg, weights_key)), float(getattr(cfg, threshold_key)), "settings"
+        labelled = self.labelled_calibration()
+        if weights_key not in labelled or threshold_key not in labelled:
+            return None
+        weights, threshold = labelled[weights_key], labelled[threshold_key]
+        numbers = isinstance(weights, list) and len(weights) == 4 and all(
+            isinstance(w, int | float) and not isinstance(w, bool) for w in weights)
+        if not numbers or not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
+            self.load_warning = (f"{self.kb_dir / LABELLED_FILE}: [router] {weights_key} must be 4 numbers and "
+                                 f"{threshold_key} a number from 0 to 1; ignored")
+            return None
+        return [float(w) for w in weights], float(threshold), "labelled set"
+
     def handoff_model(self) -> tuple[list[float], float, str]:
         """Answerability weights and threshold in use, and where they come from: settings you set,
         the KB's labelled set, this generation's self-calibration, or the built-in defaults."""
+        chosen = self._chosen_pair("answerability_weights", "abstain_below")
+        if chosen is not None:
+            return chosen
         cfg = self.settings.router
-        if {"answerability_weights", "abstain_below"} & cfg.model_fields_set:
-            return list(cfg.answerability_weights), cfg.abstain_below, "settings"
-        labelled = self.labelled_calibration()
-        if "answerability_weights" in labelled and "abstain_below" in labelled:
-            return list(labelled["answerability_weights"]), float(labelled["abstain_below"]), "labelled set"
         calibration = self.calibration() if self.settings.retrieval.apply_calibration else None
         if calibration is not None and calibration.calibrated and calibration.answerability_weights is not None \
                 and calibration.abstain_below is not None:
@@ -278,12 +294,7 @@ class KnowledgeBase:
     def router_model(self) -> tuple[list[float], float, str]:
         """Router weights and threshold in use: settings you set, the KB's labelled set, or the defaults."""
         cfg = self.settings.router
-        if {"weights", "threshold"} & cfg.model_fields_set:
-            return list(cfg.weights), cfg.threshold, "settings"
-        labelled = self.labelled_calibration()
-        if "weights" in labelled and "threshold" in labelled:
-            return list(labelled["weights"]), float(labelled["threshold"]), "labelled set"
-        return list(cfg.weights), cfg.threshold, "default"
+        return self._chosen_pair("weights", "threshold") or (list(cfg.weights), cfg.threshold, "default")
 
     def router_examples(self) -> list[str]:
         """Questions made from this KB for the router's grounded examples; none when the KB's
@@ -584,6 +595,7 @@ class KnowledgeBase:
         by_kind: dict[str, int] = {}
         for meta in files.values():
             by_kind[meta["kind"]] = by_kind.get(meta["kind"], 0) + 1
+        in_use = self.values_in_use() if snap else {}  # first: reading the labelled file may warn
         gen_dir = self.store.root / snap.generation if snap and snap.generation else None
         disk = sum(p.stat().st_size for p in gen_dir.iterdir()) if gen_dir and gen_dir.exists() else 0
         return KBStats(
@@ -599,7 +611,7 @@ class KnowledgeBase:
             disk_bytes=disk,
             warning=self.load_warning,
             calibration=snap.calibration.to_json() if snap and snap.calibration else None,
-            in_use=self.values_in_use() if snap else {},
+            in_use=in_use,
         )
 
     def values_in_use(self) -> dict[str, Any]:
