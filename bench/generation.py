@@ -140,10 +140,9 @@ def start_server(kind: str, adapter_gguf: Path, tmp: Path, llama_server: str | N
                    "--alias", "adapter", "--host", "127.0.0.1", "--port", str(port), "-t", "2", "-tb", "2",
                    "--parallel", "4", "-c", str(4 * 2048), "--no-webui", "--poll", "0"]
     else:
-        common = {"model": str(default_gguf_path()), "n_ctx": 4096, "n_threads": 2, "n_threads_batch": 2,
-                  "verbose": False}
-        config = {"host": "127.0.0.1", "port": port, "interrupt_requests": False, "models": [
-            {**common, "model_alias": "base"}, {**common, "model_alias": "adapter", "lora_path": str(adapter_gguf)}]}
+        from supportdesk.models.openai_backend import llama_cpp_python_config
+
+        config = llama_cpp_python_config(default_gguf_path(), {"base": None, "adapter": adapter_gguf}, port=port)
         (tmp / "server.json").write_text(json.dumps(config))
         command = [sys.executable, "-m", "llama_cpp.server", "--config_file", str(tmp / "server.json")]
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), f"http://127.0.0.1:{port}/v1"

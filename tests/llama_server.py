@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from supportdesk.models.openai_backend import llama_cpp_python_config
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -20,12 +22,10 @@ def free_port() -> int:
 
 
 class LlamaServer:
-    def __init__(self, workdir: Path, models: list[dict], api_key: str | None = None) -> None:
+    def __init__(self, workdir: Path, models: dict, api_key: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
-        config = {"host": "127.0.0.1", "port": self.port, "interrupt_requests": False, "models": models}
-        if api_key:
-            config["api_key"] = api_key
+        config = llama_cpp_python_config(models["base"], models["served"], port=self.port, api_key=api_key)
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / f"server-{self.port}.json"
         self.config.write_text(json.dumps(config))
@@ -66,7 +66,6 @@ class LlamaServer:
             self.process.wait()
 
 
-def model_entries(gguf: Path, base_alias: str, adapters: dict[str, Path], threads: int = 2) -> list[dict]:
-    common = {"model": str(gguf), "n_ctx": 4096, "n_threads": threads, "n_threads_batch": threads, "verbose": False}
-    return [{**common, "model_alias": base_alias},
-            *({**common, "model_alias": name, "lora_path": str(path)} for name, path in adapters.items())]
+def model_entries(gguf: Path, base_alias: str, adapters: dict[str, Path]) -> dict:
+    """The base under ``base_alias`` and each adapter under its own name."""
+    return {"base": gguf, "served": {base_alias: None, **adapters}}

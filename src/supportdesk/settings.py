@@ -142,11 +142,13 @@ class ModelSettings(BaseModel):
         "name (vLLM --lora-modules NAME=..., a llama.cpp server model_alias).",
     )
     ollama_connect_timeout: float = Field(
-        2.0, gt=0, le=120, description="Seconds to wait for the Ollama server to accept a connection."
+        2.0, gt=0, le=120,
+        description="Seconds to wait for a model server (Ollama, or the OpenAI-compatible one) to accept a connection.",
     )
     ollama_read_timeout: float = Field(
         30.0, gt=0, le=3600,
-        description="Seconds to wait for the first byte of a reply, and between streamed pieces, before giving up "
+        description="Seconds to wait (Ollama, or the OpenAI-compatible server) for the first byte of a reply, and "
+        "between streamed pieces, before giving up "
         "with a message (a host that accepts and never answers). Raise it if a large model takes longer to load.",
     )
     context_tokens: int = Field(8192, ge=512, description="Context window given to the model.")

@@ -20,8 +20,6 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-import numpy as np
-
 from supportdesk.answers import citations as cite
 from supportdesk.answers import conversation as talk
 from supportdesk.answers.answerability import Answerability, AnswerabilityVerdict
@@ -281,7 +279,7 @@ class AnswerPipeline:
         history = list(history or [])
         timings: dict[str, float] = {}
         follow_up = talk.is_follow_up(message, history)
-        query = talk.follow_up_query(message, history) if follow_up else message
+        query = retrieval_query(message, history)
         search = self.kb.search(query, k=max(cfg.context_chunks, self.settings.retrieval.top_k))
         readings: list[dict[str, float]] = []
         if follow_up:
@@ -301,8 +299,7 @@ class AnswerPipeline:
             vector = self.kb.embedder.embed_query(message)
             timings["embed_ms"] += (time.perf_counter() - t) * 1000
         if self._own_router:
-            weights, threshold, _ = self.kb.router_model()
-            self.router.weights, self.router.threshold = np.asarray(weights, dtype=np.float64), threshold
+            self.router.configure(*self.kb.router_model()[:2])
         self.router.use_kb_examples(self.kb.router_examples())
         decision: RouteDecision = self.router.decide(message, vector, search.best_score)
         if follow_up and decision.route == "voice" and self._conversation_grounded(history):

@@ -248,25 +248,16 @@ def modelfile_text(base_gguf: Path, adapter_gguf: Path, system_prompt: str) -> s
             f'SYSTEM """{escaped}"""\n')
 
 
-def llama_server_config(settings, adapter, base: Path, host: str = "127.0.0.1", port: int = 8000) -> dict:
-    """A llama.cpp server (``python -m llama_cpp.server --config_file``) config serving the base
-    under ``model.openai_model`` and the adapter under its own name: same GGUF, same LoRA as embedded."""
-    common = {"model": str(base), "n_ctx": settings.model.context_tokens, "n_threads": settings.model.threads,
-              "n_threads_batch": settings.model.threads, "verbose": False}
-    return {"host": host, "port": port, "interrupt_requests": False, "models": [
-        {**common, "model_alias": settings.model.openai_model},
-        {**common, "model_alias": adapter.name, "lora_path": str(adapter.gguf)},
-    ]}
-
-
 def _push_openai(settings, adapter, base: Path) -> None:
     """Check the OpenAI-compatible server serves the adapter under its name; then activate it."""
     from supportdesk.models.adapters import StateWriteError, write_active
     from supportdesk.models.base import BackendError
-    from supportdesk.models.openai_backend import OpenAIBackend, serve_lines
+    from supportdesk.models.openai_backend import OpenAIBackend, llama_cpp_python_config, serve_lines
 
     config_path = adapter.path / "llama-server.json"
-    config_path.write_text(json.dumps(llama_server_config(settings, adapter, base), indent=1))
+    config = llama_cpp_python_config(base, {settings.model.openai_model: None, adapter.name: adapter.gguf},
+                                     n_ctx=settings.model.context_tokens, threads=settings.model.threads)
+    config_path.write_text(json.dumps(config, indent=1))
     key = settings.model.openai_api_key.get_secret_value() if settings.model.openai_api_key else None
     backend = OpenAIBackend(settings.model.openai_base_url, settings.model.openai_model, key,
                             connect_timeout=settings.model.ollama_connect_timeout)

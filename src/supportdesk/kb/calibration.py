@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from supportdesk.kb.chunking import Chunk
-from supportdesk.kb.lexical import BM25Index, query_coverage, tokenize
-from supportdesk.kb.search import convex_fuse
+from supportdesk.kb.lexical import BM25Index, query_coverage, tokenize, top_rows
+from supportdesk.kb.search import SearchHit, SearchResult, convex_fuse
 from supportdesk.kb.store import cosine_relevance
 
 VERSION = 1
@@ -52,6 +52,7 @@ _GENERIC = {"overview", "introduction", "contents", "table of contents", "summar
             "faqs", "index", "references", "see also", "appendix", "general", "details", "description"}
 
 ProgressFn = Callable[[int, int], None]
+Signals = tuple[float, float, float]
 
 
 @dataclass(frozen=True)
@@ -214,25 +215,15 @@ def _fused_order(dense: list[tuple[int, float]], lexical: list[tuple[int, float]
     return sorted(fused, key=lambda row: (-fused[row], row))
 
 
-def _top(scores: np.ndarray, k: int, positive: bool = False) -> list[tuple[int, float]]:
-    k = min(k, len(scores))
-    if k == 0:
-        return []
-    best = np.argpartition(-scores, k - 1)[:k]
-    best = best[np.argsort(-scores[best], kind="stable")]
-    return [(int(i), float(scores[i])) for i in best if not positive or scores[i] > 0]
-
-
-def _evidence(question: str, hits: list[int], cosine: np.ndarray, bm25: BM25Index) -> tuple[float, float, float]:
-    """The three answerability signals of ``hits`` (as ``SearchResult.evidence`` computes them)."""
+def _evidence(question: str, rows: list[int], chunks: Sequence[Chunk], cosine: np.ndarray, bm25: BM25Index) -> Signals:
+    """The answerability signals of the chunks at ``rows``, computed by the same code as a
+    search's (``SearchResult.evidence``)."""
     weights = bm25.term_weights(question)
-    matched_sets = bm25.matched_terms(hits, weights)
-    coverage = max((query_coverage(weights, set(m)) for m in matched_sets), default=0.0)
-    matched = frozenset().union(*matched_sets) if matched_sets else frozenset()
-    absent = [w for t, w in weights.items() if t not in matched]
-    missing = max(absent) / bm25.unseen_idf if absent and bm25.unseen_idf > 0 else 0.0
-    best = max((cosine_relevance(float(cosine[r])) for r in hits), default=0.0)
-    return (best, coverage, missing)
+    hits = []
+    for row, matched in zip(rows, bm25.matched_terms(rows, weights), strict=True):
+        hits.append(SearchHit(chunks[row], cosine_relevance(float(cosine[row])), 0.0, matched=matched,
+                              coverage=query_coverage(weights, set(matched))))
+    return SearchResult(question, hits, term_weights=weights, unseen_idf=bm25.unseen_idf).evidence().signals()
 
 
 def calibrate(
@@ -289,12 +280,12 @@ def calibrate(
         hidden = list(q.siblings)
         dense_all[hidden] = -np.inf
         lexical_all[hidden] = 0.0
-        dense = [(r, cosine_relevance(s)) for r, s in _top(dense_all, candidates)]
-        lexical = _top(lexical_all, candidates, positive=True)
+        dense = [(r, cosine_relevance(s)) for r, s in top_rows(dense_all, candidates)]
+        lexical = top_rows(lexical_all, candidates, positive=True)
         dense_all[q.row] = -np.inf
         lexical_all[q.row] = 0.0
-        dense_removed = [(r, cosine_relevance(s)) for r, s in _top(dense_all, candidates)]
-        lexical_removed = _top(lexical_all, candidates, positive=True)
+        dense_removed = [(r, cosine_relevance(s)) for r, s in top_rows(dense_all, candidates)]
+        lexical_removed = top_rows(lexical_all, candidates, positive=True)
         scored.append(_Scored(dense, lexical, dense_removed, lexical_removed))
     report(total, total)
 
@@ -330,14 +321,14 @@ def calibrate(
     }
 
     # Hand-off: the prompt's top_k chunks with the answering chunk present vs. removed.
-    answerable: list[tuple[float, float, float]] = []
-    unanswerable: list[tuple[float, float, float]] = []
+    answerable: list[Signals] = []
+    unanswerable: list[Signals] = []
     for i, q in enumerate(questions):
         s = scored[i]
         present = _fused_order(s.dense, s.lexical, weight)[:top_k]
         removed = _fused_order(s.dense_removed, s.lexical_removed, weight)[:top_k]
-        answerable.append(_evidence(q.text, present, cosines[i], bm25))
-        unanswerable.append(_evidence(q.text, removed, cosines[i], bm25))
+        answerable.append(_evidence(q.text, present, chunks, cosines[i], bm25))
+        unanswerable.append(_evidence(q.text, removed, chunks, cosines[i], bm25))
     try:
         fit = fit_answerability([answerable[i] for i in choose], [unanswerable[i] for i in choose], answer_rate)
     except ValueError as exc:  # pragma: no cover - both lists are non-empty here

@@ -122,7 +122,7 @@ class Snapshot:
     def chunk_count(self) -> int:
         return len(self.searcher.chunks)
 
-    @property
+    @functools.cached_property
     def calibration(self) -> Calibration | None:
         return Calibration.from_json(self.manifest.get("calibration"))
 
@@ -164,14 +164,18 @@ class KBStats:
     """The fusion weight, hand-off and router values serving now, each with where it comes from."""
 
 
-def _snapshot(store: Any, manifest: dict[str, Any], generation: str | None) -> Snapshot:
+def _searcher(store: Any) -> Searcher:
     docs = [store.docstore.search(cid) for cid in store.index_to_docstore_id.values()]
     chunks = sorted(
         (Chunk.from_document(doc) for doc in docs if isinstance(doc, Document)),
         key=lambda c: (c.source, c.position),
     )
-    bm25 = BM25Index([c.indexed_text for c in chunks])
-    return Snapshot(Searcher(store, chunks, bm25), manifest, generation, time.time())
+    return Searcher(store, chunks, BM25Index([c.indexed_text for c in chunks]))
+
+
+def _snapshot(store: Any, manifest: dict[str, Any], generation: str | None, searcher: Searcher | None = None) -> Snapshot:
+    """A generation ready to search; ``searcher`` reuses one built already (same store, same chunks)."""
+    return Snapshot(searcher or _searcher(store), manifest, generation, time.time())
 
 
 class KnowledgeBase:
@@ -474,13 +478,14 @@ class KnowledgeBase:
             skipped_files=[s.rel for s in report.skipped],
             skipped=[{"file": s.rel, "reason": s.reason} for s in report.skipped],
         )
+        searcher = _searcher(store)  # built once: for the calibration and for serving
         previous = current.calibration if current is not None and old_files else None
-        calibration = self._calibration_for(store, manifest, previous, progress)
+        calibration = self._calibration_for(_snapshot(store, manifest, None, searcher), previous, progress)
         if calibration is not None:
             manifest["calibration"] = calibration.to_json()
             report.calibration = calibration.summary()
         gen_dir = self.store.write(store, manifest)
-        snapshot = _snapshot(store, self.store.read_manifest(gen_dir), gen_dir.name)
+        snapshot = _snapshot(store, self.store.read_manifest(gen_dir), gen_dir.name, searcher)
         self._snapshot = snapshot  # the swap: one reference assignment
         self.load_error = None
         report.chunks_added = len(new_chunks)
@@ -490,14 +495,11 @@ class KnowledgeBase:
         report.generation = gen_dir.name
         progress(Progress("done", 1, 1, gen_dir.name))
 
-    def _calibration_for(
-        self, store: Any, manifest: dict[str, Any], previous: Calibration | None, progress: ProgressFn
-    ) -> Calibration | None:
+    def _calibration_for(self, snap: Snapshot, previous: Calibration | None, progress: ProgressFn) -> Calibration | None:
         """Calibrate the new generation when enough changed since the last calibration; else carry
         the previous one over. A calibration that fails keeps the previous values, never half of them."""
         if not self.settings.retrieval.self_calibrate or not self._calibration_useful():
             return previous
-        snap = _snapshot(store, manifest, None)
         if previous is not None and previous.chunks:
             changed = abs(snap.chunk_count - previous.chunks) / previous.chunks
             if changed < RECALIBRATE_SHARE:
@@ -549,9 +551,9 @@ class KnowledgeBase:
                 manifest = {k: v for k, v in snap.manifest.items() if not k.startswith("_")}
                 manifest.pop("signature", None)
                 manifest["calibration"] = calibration.to_json()
-                store = clone_vectorstore(snap.searcher.store)
+                store = snap.searcher.store  # written as it is: a generation never edits its vectors
                 gen_dir = self.store.write(store, manifest)
-                self._snapshot = _snapshot(store, self.store.read_manifest(gen_dir), gen_dir.name)
+                self._snapshot = _snapshot(store, self.store.read_manifest(gen_dir), gen_dir.name, snap.searcher)
                 return calibration, gen_dir.name
         finally:
             self._reload_lock.release()

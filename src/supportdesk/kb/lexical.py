@@ -144,13 +144,18 @@ class BM25Index:
 
     def top(self, query: str, k: int) -> list[tuple[int, float]]:
         """The ``k`` best (row, score) pairs with a positive score, best first."""
-        scores = self.scores(query)
-        k = min(k, self.size)
-        if k == 0:
-            return []
-        best = np.argpartition(-scores, k - 1)[:k]
-        best = best[np.argsort(-scores[best], kind="stable")]
-        return [(int(i), float(scores[i])) for i in best if scores[i] > 0]
+        return top_rows(self.scores(query), k, positive=True)
+
+
+def top_rows(scores: np.ndarray, k: int, positive: bool = False) -> list[tuple[int, float]]:
+    """The ``k`` best (row, score) pairs of a score array, best first (ties in row order);
+    ``positive`` drops rows that scored 0 or less."""
+    k = min(k, len(scores))
+    if k == 0:
+        return []
+    best = np.argpartition(-scores, k - 1)[:k]
+    best = best[np.argsort(-scores[best], kind="stable")]
+    return [(int(i), float(scores[i])) for i in best if not positive or scores[i] > 0]
 
 
 def query_coverage(weights: dict[str, float], text: str | set[str]) -> float:

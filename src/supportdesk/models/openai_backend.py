@@ -14,6 +14,7 @@ Ollama.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from supportdesk.models.base import (
@@ -40,6 +41,22 @@ def serve_lines(adapter: str, peft_dir: str, gguf_lora: str, base_gguf: str) -> 
         (f"llama-cpp-python: python -m llama_cpp.server --config_file adapters/{adapter}/llama-server.json  (a model entry "
          f'{{"model": "{base_gguf}", "model_alias": "{adapter}", "lora_path": "{gguf_lora}"}})'),
     ]
+
+
+def llama_cpp_python_config(base_gguf: Path | str, models: dict[str, Path | str | None], *, n_ctx: int = 4096,
+                            threads: int = 2, host: str = "127.0.0.1", port: int = 8000,
+                            api_key: str | None = None) -> dict[str, Any]:
+    """A ``python -m llama_cpp.server --config_file`` config: one entry per served name (alias →
+    GGUF LoRA, or None for the bare base), all on the same base GGUF. ``interrupt_requests`` is
+    off: by default a second request cuts off a streaming one."""
+    common = {"model": str(base_gguf), "n_ctx": n_ctx, "n_threads": threads, "n_threads_batch": threads,
+              "verbose": False}
+    config: dict[str, Any] = {"host": host, "port": port, "interrupt_requests": False, "models": [
+        {**common, "model_alias": alias, **({"lora_path": str(lora)} if lora else {})} for alias, lora in models.items()
+    ]}
+    if api_key:
+        config["api_key"] = api_key
+    return config
 
 
 class OpenAIBackend:

@@ -100,6 +100,11 @@ class Router:
         self._kb_examples: tuple[str, ...] = ()
         self._kb_vectors: np.ndarray | None = None
 
+    def configure(self, weights: Sequence[float], threshold: float) -> None:
+        """New weights and threshold (the KB's labelled values can change with a reload)."""
+        self.weights = np.asarray(weights, dtype=np.float64)
+        self.threshold = float(threshold)
+
     def use_kb_examples(self, texts: Sequence[str]) -> None:
         """Questions made from the KB itself (its self-calibration) join the grounded examples,
         so a question in the KB's domain routes to grounded even when it shares no word with
