@@ -48,6 +48,24 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN model TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE messages ADD COLUMN abstained INTEGER NOT NULL DEFAULT 0;
     """,
+    # The team server (supportdesk serve): who owns a conversation, which agent asked, and the
+    # role tokens (only their SHA-256 is stored; the token itself is printed once).
+    """
+    ALTER TABLE conversations ADD COLUMN owner TEXT;
+    ALTER TABLE messages ADD COLUMN asked_by TEXT;
+    CREATE INDEX conversations_by_owner ON conversations(owner, updated_at);
+    CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('agent', 'trainer', 'admin')),
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        expires_at REAL,
+        revoked_at REAL,
+        last_used_at REAL
+    );
+    CREATE UNIQUE INDEX tokens_active_name ON tokens(name) WHERE revoked_at IS NULL;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -66,6 +84,8 @@ class StoredMessage:
     feedback: int = 0
     model: dict[str, Any] = field(default_factory=dict)
     abstained: bool = False
+    asked_by: str | None = None
+    """The agent whose question this is or answers (a team server's token name); None locally."""
 
 
 @dataclass
@@ -75,6 +95,7 @@ class Conversation:
     created_at: float
     updated_at: float
     message_count: int = 0
+    owner: str | None = None
 
 
 class HistoryError(RuntimeError):
@@ -252,8 +273,9 @@ class HistoryStore:
 
     def _apply(self, kind: str, v: dict[str, Any]) -> int:
         if kind == "conversation":
-            cursor = self._db.execute("INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)",
-                                      (v["title"], v["at"], v["at"]))
+            cursor = self._db.execute(
+                "INSERT INTO conversations (title, created_at, updated_at, owner) VALUES (?, ?, ?, ?)",
+                (v["title"], v["at"], v["at"], v.get("owner")))
             return int(cursor.lastrowid)
         if kind == "feedback":
             self._db.execute("UPDATE messages SET feedback = ? WHERE id = ? AND role = 'assistant'",
@@ -264,9 +286,9 @@ class HistoryStore:
         try:
             cursor = self._db.execute(
                 "INSERT INTO messages (conversation_id, role, content, created_at, kind, reason, citations, timings,"
-                " model, abstained) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " model, abstained, asked_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (conversation_id, v["role"], v["content"], v["at"], v["kind"], v["reason"], json.dumps(v["citations"]),
-                 json.dumps(v["timings"]), json.dumps(v["model"]), int(v["abstained"])),
+                 json.dumps(v["timings"]), json.dumps(v["model"]), int(v["abstained"]), v.get("asked_by")),
             )
             self._db.execute(
                 "UPDATE conversations SET updated_at = ?, title = CASE WHEN title = '' AND ? = 'user' THEN ? ELSE title END"
@@ -291,8 +313,8 @@ class HistoryStore:
                     return self._queue(kind, values)
                 raise self._damaged(exc) from exc
 
-    def new_conversation(self, title: str = "") -> int:
-        return self._write("conversation", {"title": title[:120], "at": time.time()})
+    def new_conversation(self, title: str = "", owner: str | None = None) -> int:
+        return self._write("conversation", {"title": title[:120], "at": time.time(), "owner": owner})
 
     def add_message(
         self,
@@ -306,12 +328,13 @@ class HistoryStore:
         timings: dict[str, float] | None = None,
         model: dict[str, Any] | None = None,
         abstained: bool = False,
+        asked_by: str | None = None,
     ) -> int:
         """The new message's id; negative while it waits for a locked database (see ``pending``)."""
         return self._write("message", {
             "conversation_id": conversation_id, "role": role, "content": content, "at": time.time(), "kind": kind,
             "reason": reason, "citations": citations or [], "timings": timings or {}, "model": model or {},
-            "abstained": abstained,
+            "abstained": abstained, "asked_by": asked_by,
         })
 
     def set_feedback(self, message_id: int, value: int) -> None:
@@ -328,17 +351,36 @@ class HistoryStore:
                 return []  # a reader locked out sees what is in memory; nothing is lost
             raise self._damaged(exc) from exc
 
-    def conversations(self, limit: int = 100) -> list[Conversation]:
+    def conversations(self, limit: int = 100, owner: str | None = None) -> list[Conversation]:
+        """Newest first; with ``owner``, only that agent's conversations (a team server's agents)."""
+        where, params = ("WHERE c.owner = ?", (owner,)) if owner is not None else ("", ())
         with self._lock:
             rows = self._read(
                 "SELECT c.*, COUNT(m.id) AS n FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.id"
-                " GROUP BY c.id ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
-                (limit,),
+                f" {where} GROUP BY c.id ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
+                (*params, limit),
             )
-            found = [Conversation(r["id"], r["title"] or "", r["created_at"], r["updated_at"], r["n"]) for r in rows]
-            waiting = [Conversation(p.placeholder, p.values["title"], p.values["at"], p.values["at"])
-                       for p in self._pending if p.kind == "conversation"]
+            found = [Conversation(r["id"], r["title"] or "", r["created_at"], r["updated_at"], r["n"], r["owner"])
+                     for r in rows]
+            waiting = [Conversation(p.placeholder, p.values["title"], p.values["at"], p.values["at"], 0,
+                                    p.values.get("owner"))
+                       for p in self._pending if p.kind == "conversation"
+                       and (owner is None or p.values.get("owner") == owner)]
         return (waiting[::-1] + found)[:limit]
+
+    def conversation(self, conversation_id: int) -> Conversation | None:
+        """One conversation (its owner decides who may read it on a team server)."""
+        with self._lock:
+            for p in self._pending:
+                if p.kind == "conversation" and p.placeholder == conversation_id:
+                    return Conversation(p.placeholder, p.values["title"], p.values["at"], p.values["at"], 0,
+                                        p.values.get("owner"))
+            rows = self._read("SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS n"
+                              " FROM conversations c WHERE c.id = ?", (self._real(conversation_id),))
+        if not rows:
+            return None
+        r = rows[0]
+        return Conversation(conversation_id, r["title"] or "", r["created_at"], r["updated_at"], r["n"], r["owner"])
 
     def messages(self, conversation_id: int) -> list[StoredMessage]:
         with self._lock:
@@ -349,11 +391,12 @@ class HistoryStore:
                 if p.kind == "message" and self._real(p.values["conversation_id"]) == real:
                     v = p.values
                     out.append(StoredMessage(p.placeholder, conversation_id, v["role"], v["content"], v["at"], v["kind"],
-                                             v["reason"], v["citations"], v["timings"], 0, v["model"], v["abstained"]))
+                                             v["reason"], v["citations"], v["timings"], 0, v["model"], v["abstained"],
+                                             v.get("asked_by")))
         return out
 
-    def latest_conversation(self) -> int | None:
-        found = self.conversations(limit=1)
+    def latest_conversation(self, owner: str | None = None) -> int | None:
+        found = self.conversations(limit=1, owner=owner)
         return found[0].id if found else None
 
     @staticmethod
@@ -363,7 +406,39 @@ class HistoryStore:
             created_at=row["created_at"], kind=row["kind"], reason=row["reason"],
             citations=_loads(row["citations"], []), timings=_loads(row["timings"], {}),
             feedback=row["feedback"] or 0, model=_loads(row["model"], {}), abstained=bool(row["abstained"]),
+            asked_by=row["asked_by"],
         )
+
+    # -- the team server's role tokens (hashes only) ---------------------------------------
+    def token_rows(self, include_revoked: bool = False) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._read("SELECT * FROM tokens" + ("" if include_revoked else " WHERE revoked_at IS NULL")
+                              + " ORDER BY id", ())
+        return [dict(r) for r in rows]
+
+    def add_token(self, name: str, role: str, token_hash: str, expires_at: float | None) -> None:
+        """Raises ValueError when an active token already has that name."""
+        with self._lock:
+            try:
+                self._db.execute("INSERT INTO tokens (name, role, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                                 (name, role, token_hash, time.time(), expires_at))
+            except sqlite3.IntegrityError as exc:
+                raise ValueError(f"a token named {name!r} already exists: revoke it first, or pick another name") from exc
+
+    def token_by_hash(self, token_hash: str) -> dict[str, Any] | None:
+        with self._lock:
+            rows = self._read("SELECT * FROM tokens WHERE token_hash = ?", (token_hash,))
+        return dict(rows[0]) if rows else None
+
+    def touch_token(self, token_id: int) -> None:
+        with self._lock, contextlib.suppress(sqlite3.Error):  # a locked file only delays 'last used'
+            self._db.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?", (time.time(), token_id))
+
+    def revoke_token(self, name: str) -> bool:
+        with self._lock:
+            cursor = self._db.execute("UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                                      (time.time(), name))
+        return cursor.rowcount > 0
 
     def export(self, rated_good_only: bool = False) -> Iterator[dict[str, Any]]:
         """JSONL chat records ({"messages": [...], "metadata": {...}}) for ``adapter prepare``.

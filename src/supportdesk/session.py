@@ -29,19 +29,26 @@ class SessionStatus:
     generation: str | None
     reloaded_at: float | None
     reloading: bool
+    connection: str | None = None
+    """A team server's client: why the server cannot be reached right now (None when it can)."""
+    queued: int = 0
+    """Questions waiting for the model (a team server's queue)."""
 
 
 class SupportSession:
-    def __init__(self, settings: Settings, backend: ChatBackend | None = None, kb: KnowledgeBase | None = None) -> None:
+    def __init__(self, settings: Settings, backend: ChatBackend | None = None, kb: KnowledgeBase | None = None,
+                 backend_wrapper: Callable[[ChatBackend], ChatBackend] | None = None) -> None:
         self.settings = settings
         self.kb = kb or KnowledgeBase(settings)
-        self._backend = backend
+        self._wrap = backend_wrapper or (lambda b: b)  # the team server puts its queue in front of the model
+        self._backend = self._wrap(backend) if backend is not None else None
         self._pipeline: AnswerPipeline | None = None
         self.history_path = settings.data_dir / "history.sqlite3"
         self.history_problem: str | None = None
         self.index_error: str | None = None
         self.history = self._open_history()
         self.conversation_id: int | None = None
+        self.on_status_change: Callable[[], None] | None = None  # a remote session's feed calls it; not used here
         self._lock = threading.Lock()
 
     def _open_history(self) -> HistoryStore:
@@ -109,7 +116,7 @@ class SupportSession:
     @property
     def backend(self) -> ChatBackend:
         if self._backend is None:
-            self._backend = create_backend(self.settings)
+            self._backend = self._wrap(create_backend(self.settings))
         return self._backend
 
     @property
@@ -147,8 +154,10 @@ class SupportSession:
             return []
         return self.open_conversation(latest)
 
-    def turns(self) -> list[Turn]:
-        if self.conversation_id is None:
+    def turns(self, conversation_id: int | None = None) -> list[Turn]:
+        """The conversation as the pipeline reads it (routes and cited headings included)."""
+        conversation_id = self.conversation_id if conversation_id is None else conversation_id
+        if conversation_id is None:
             return []
         return [
             Turn(
@@ -157,7 +166,7 @@ class SupportSession:
                 route=m.kind if m.role == "assistant" else None,
                 headings=tuple(c.get("heading") or c.get("title") or "" for c in m.citations if c.get("cited")),
             )
-            for m in self.history.messages(self.conversation_id)
+            for m in self.history.messages(conversation_id)
         ]
 
     def ask(self, message: str) -> tuple[Answer, int]:
@@ -170,15 +179,17 @@ class SupportSession:
         question_id = self.history.add_message(self.conversation_id, "user", answer.result.question)
         return answer, question_id
 
-    def record_answer(self, answer: Answer) -> int:
+    def record_answer(self, answer: Answer, conversation_id: int | None = None, asked_by: str | None = None) -> int:
         result = answer.result
-        assert self.conversation_id is not None
+        conversation_id = self.conversation_id if conversation_id is None else conversation_id
+        assert conversation_id is not None
         citations = [c.__dict__ for c in result.citations] + [dict(c.__dict__, number=0) for c in result.other_hits]
         content = result.answer if not result.cancelled else (result.streamed + " …(cancelled)")
         return self.history.add_message(
-            self.conversation_id, "assistant", content or "(no answer)",
+            conversation_id, "assistant", content or "(no answer)",
             kind=result.kind, reason=result.clarify_reason or result.decision.get("reason") or result.handoff_reason,
             citations=citations, timings=result.timings, model=result.model, abstained=result.abstained,
+            asked_by=asked_by,
         )
 
     def feedback(self, message_id: int, value: int) -> None:
@@ -193,7 +204,7 @@ class SupportSession:
 
     def switch_model(self, backend: str | None = None, adapter: str | None = None) -> ChatBackend:
         """Swap the model (loads it: run in a worker). The adapter choice is remembered as active."""
-        new = create_backend(self.settings, backend or (self._backend.name if self._backend else None), adapter)
+        new = self._wrap(create_backend(self.settings, backend or (self._backend.name if self._backend else None), adapter))
         load = getattr(new, "load", None)
         if callable(load):
             load()

@@ -232,6 +232,26 @@ class TUISettings(BaseModel):
     )
 
 
+class ServeSettings(BaseModel):
+    """The team server (``supportdesk serve``). Clients point at it with ``--server URL`` or
+    ``SUPPORTDESK_SERVER`` and authenticate with ``--token`` or ``SUPPORTDESK_TOKEN``."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on; loopback unless told otherwise (see README: TLS).")
+    port: int = Field(8765, ge=0, le=65535, description="TCP port to listen on (0: any free port, printed at start).")
+    generation_slots: int | None = Field(
+        None, ge=1, le=64,
+        description="Answers written at once. Default: 1 for the embedded model (one at a time, FIFO queue), "
+        "4 for a model server (Ollama, OpenAI-compatible), which batches them.",
+    )
+    max_message_chars: int = Field(4000, ge=1, description="Longest question accepted (longer: 413).")
+    max_body_kb: int = Field(64, ge=1, description="Largest request body accepted, in KiB (larger: 413).")
+    streams_per_token: int = Field(
+        2, ge=1, le=100, description="Answers one token may have in progress at once (more: 429)."
+    )
+    ssl_certfile: Path | None = Field(None, description="TLS certificate (PEM); with ssl_keyfile, serves HTTPS.")
+    ssl_keyfile: Path | None = Field(None, description="TLS private key (PEM) for ssl_certfile.")
+
+
 class Settings(BaseSettings):
     """The effective configuration of one supportdesk process."""
 
@@ -259,6 +279,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings, description="The answering model.")
     router: RouterSettings = Field(default_factory=RouterSettings, description="Routing and grounding.")
     tui: TUISettings = Field(default_factory=TUISettings, description="The terminal app.")
+    serve: ServeSettings = Field(default_factory=ServeSettings, description="The team server.")
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @property

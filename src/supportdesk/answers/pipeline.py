@@ -189,6 +189,8 @@ class Answer:
         self._cancelled = False
         self.result = AnswerResult(question=message, query=message)
         self.done = False
+        self.on_wait: Any = None
+        """Told the questions ahead while waiting for the model (a team server's queue; never here)."""
 
     def cancel(self) -> None:
         self._cancelled = True

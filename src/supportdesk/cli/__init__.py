@@ -14,6 +14,7 @@ from supportdesk.cli import evaluate as evaluate_cmd
 from supportdesk.cli import history as history_cmd
 from supportdesk.cli import kb as kb_cmd
 from supportdesk.cli import models as models_cmd
+from supportdesk.cli import serve as serve_cmd
 from supportdesk.cli.context import AppContext
 
 app = typer.Typer(
@@ -32,6 +33,10 @@ app.command("ask")(ask_cmd.ask)
 app.command("eval")(evaluate_cmd.evaluate)
 app.command("eval-public")(evaluate_cmd.evaluate_public)
 app.add_typer(evaluate_cmd.router_app, name="router")
+app.add_typer(serve_cmd.app, name="serve")
+
+# Commands that run only on this machine's files (training, evaluation, model servers).
+_LOCAL_ONLY = {"eval", "eval-public", "router", "models"}
 
 
 @app.callback(invoke_without_command=True)
@@ -43,12 +48,23 @@ def root(
     kb_dir: Annotated[
         Path | None, typer.Option("--kb", help="Folder of documents to index. Env: SUPPORTDESK_KB_DIR.")
     ] = None,
+    server: Annotated[
+        str | None, typer.Option("--server", envvar="SUPPORTDESK_SERVER",
+                                 help="A team server's URL ('supportdesk serve'): the TUI and commands use it.")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="SUPPORTDESK_TOKEN", show_default=False,
+                                 help="Your token for --server (prefer the SUPPORTDESK_TOKEN variable).")
+    ] = None,
 ) -> None:
-    ctx.obj = AppContext(overrides={"data_dir": data_dir, "kb_dir": kb_dir})
+    ctx.obj = AppContext(overrides={"data_dir": data_dir, "kb_dir": kb_dir}, server=server or None, token=token)
+    if server and ctx.invoked_subcommand in _LOCAL_ONLY:
+        ctx.obj.local_only(ctx.invoked_subcommand)
     if ctx.invoked_subcommand is None:
+        from supportdesk.client import session_factory
         from supportdesk.tui.app import run
 
-        run(ctx.obj.settings)
+        run(ctx.obj.settings, session_factory(server, token))
 
 
 def main() -> None:

@@ -31,6 +31,31 @@ def fail(message: str, code: int = 1) -> NoReturn:
 @dataclass
 class AppContext:
     overrides: dict[str, Any] = field(default_factory=dict)
+    server: str | None = None
+    """A team server's URL (``--server``, ``SUPPORTDESK_SERVER``): commands go through it."""
+    token: str | None = None
+
+    @cached_property
+    def remote(self):
+        """The team server's client (``--server``); one clear line when it cannot be reached."""
+        from supportdesk.client.remote import RemoteSession
+
+        return RemoteSession(self.settings, self.server or "", self.token)
+
+    def call_remote(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One API call to the team server; a refusal or an unreachable server is one line."""
+        from supportdesk.models.base import BackendError
+
+        try:
+            return self.remote._call(method, path, **kwargs)
+        except BackendError as exc:
+            fail(str(exc))
+
+    def local_only(self, command: str) -> None:
+        """Commands that work on this machine's files say so when pointed at a server."""
+        if self.server:
+            fail(f"'{command}' works on this machine's files and does not go through --server / SUPPORTDESK_SERVER: "
+                 "run it on the server's machine (unset SUPPORTDESK_SERVER to run it here)")
 
     @cached_property
     def settings(self) -> Settings:

@@ -27,12 +27,14 @@ from supportdesk.tui.messages import (
     AnswerChunk,
     AnswerDone,
     AnswerFailed,
+    AnswerWaiting,
     ModelSwitched,
     ReloadDone,
     ReloadProgress,
     SessionFailed,
     SessionProgress,
     SessionReady,
+    StatusChanged,
 )
 from supportdesk.tui.screens.modals import ChunkScreen, ConfirmScreen, HelpScreen, HistoryScreen, PickerScreen
 from supportdesk.tui.widgets.conversation import ConversationView, MessageView
@@ -124,13 +126,14 @@ class SupportDeskApp(App[None]):
         self.set_interval(1.0, self.refresh_status)
         for warning in self.settings.warnings:
             self.notify(strip_control(warning), title="settings", severity="warning", timeout=15)
-        try:  # history is plain SQLite: show the last conversation at once
-            self.history_store = HistoryStore(self.settings.data_dir / "history.sqlite3")
-            latest = self.history_store.latest_conversation()
-            if latest is not None:
-                self.show_conversation(self.history_store.messages(latest))
-        except Exception:  # noqa: BLE001 - a broken history file must not stop the app; the session says why
-            self.history_store = None
+        if self._session_factory is None:
+            try:  # the embedded history is plain SQLite: show the last conversation at once
+                self.history_store = HistoryStore(self.settings.data_dir / "history.sqlite3")
+                latest = self.history_store.latest_conversation()
+                if latest is not None:
+                    self.show_conversation(self.history_store.messages(latest))
+            except Exception:  # noqa: BLE001 - a broken history file must not stop the app; the session says why
+                self.history_store = None
         self.start_session()
 
     def on_unmount(self) -> None:
@@ -151,10 +154,11 @@ class SupportDeskApp(App[None]):
                 from supportdesk.session import SupportSession
 
                 session = SupportSession(self.settings)
+            session.on_status_change = lambda: self.post_message(StatusChanged())
             session.start(lambda text: self.post_message(SessionProgress(text)), index_in_background=True)
-            session.resume_latest()
+            messages = session.resume_latest()
             self.session = session
-            self.post_message(SessionReady())
+            self.post_message(SessionReady(messages))
         except Exception as exc:  # noqa: BLE001 - shown, not thrown
             self.post_message(SessionFailed(f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)))
 
@@ -165,9 +169,11 @@ class SupportDeskApp(App[None]):
         if message.text == "index build failed" and error:
             self.notify(error, title="knowledge base not indexed", severity="error", timeout=30)
 
-    def on_session_ready(self, _: SessionReady) -> None:
+    def on_session_ready(self, message: SessionReady) -> None:
         self._status_note = "ready"
         self.refresh_status()
+        if message.messages and self._streaming is None:
+            self.show_conversation(message.messages)
         self.start_sample_adapter()
         problem = getattr(self.session, "history_problem", None)
         if problem:
@@ -190,6 +196,9 @@ class SupportDeskApp(App[None]):
             return
         self.history_store = self.session.history
         self.notify(f"broken history moved to {moved}; new history started", timeout=10)
+
+    def on_status_changed(self, _: StatusChanged) -> None:
+        self.refresh_status()
 
     def on_session_failed(self, message: SessionFailed) -> None:
         self._status_note = "not ready"
@@ -254,10 +263,13 @@ class SupportDeskApp(App[None]):
         s = self.session.status()
         when = time.strftime("%H:%M", time.localtime(s.reloaded_at)) if s.reloaded_at else "never"
         note = "reloading KB…" if s.reloading else self._status_note
+        generation = f" ({s.generation[-6:]})" if s.generation else ""
         status_widget.update(Text.assemble(
             (f" {s.backend}", "bold"), f" · {s.model}", " · adapter ", (s.adapter or "none", "bold"),
-            f" · KB {s.chunks} chunks, loaded {when}", (f" · {note}" if note and note != "ready" else ""),
+            f" · KB {s.chunks} chunks{generation}, loaded {when}", (f" · {note}" if note and note != "ready" else ""),
+            (f" · {s.queued} waiting for the model" if s.queued else ""),
             (f" · {self._build_line}" if self._build_line else "", "italic"),
+            (f" · {s.connection}" if s.connection else "", "bold red"),
         ))
 
     # -- asking ----------------------------------------------------------------------------
@@ -288,19 +300,28 @@ class SupportDeskApp(App[None]):
     def answer_worker(self, text: str, widget_id: str) -> None:
         from supportdesk.models import BackendError
 
+        streamed = False
         try:
             answer, _ = self.session.ask(text)
+            answer.on_wait = lambda ahead: self.post_message(AnswerWaiting(widget_id, ahead))
             self._answer = answer
             for piece in answer:
+                streamed = True
                 self.post_message(AnswerChunk(widget_id, piece))
             message_id = self.session.record_answer(answer)
             self.post_message(AnswerDone(widget_id, answer.result, message_id))
         except BackendError as exc:
-            self.post_message(AnswerFailed(widget_id, str(exc)))
+            self.post_message(AnswerFailed(widget_id, str(exc), text, streamed))
         except Exception as exc:  # noqa: BLE001 - shown, not thrown
-            self.post_message(AnswerFailed(widget_id, f"{type(exc).__name__}: {exc}"))
+            self.post_message(AnswerFailed(widget_id, f"{type(exc).__name__}: {exc}", text, streamed))
         finally:
             self._answer = None
+
+    def on_answer_waiting(self, message: AnswerWaiting) -> None:
+        view = self._view(message.widget_id)
+        if view is not None:
+            ahead = message.ahead
+            view.set_note(f"waiting for the model: {ahead} question{'s' if ahead != 1 else ''} ahead")
 
     async def on_answer_chunk(self, message: AnswerChunk) -> None:
         view = self._view(message.widget_id)
@@ -356,6 +377,10 @@ class SupportDeskApp(App[None]):
             view.set_kind("error")
             view.set_note(message.error)
         self._streaming = None
+        prompt = self.query_one(PromptInput)
+        if message.question and not message.streamed and not prompt.text.strip():
+            prompt.text = message.question  # nothing was answered: the question waits to be sent again
+            prompt.move_cursor(prompt.document.end)
         self.notify(message.error, title="answer failed", severity="error", timeout=15)
 
     def _view(self, widget_id: str) -> MessageView | None:
@@ -562,5 +587,6 @@ class SupportDeskApp(App[None]):
         self._rate(-1)
 
 
-def run(settings: Settings) -> None:
-    SupportDeskApp(settings).run()
+def run(settings: Settings, session_factory: Callable[[Settings], Any] | None = None) -> None:
+    """The app on the embedded session, or on a team server's (``supportdesk.client``)."""
+    SupportDeskApp(settings, session_factory).run()

@@ -15,7 +15,13 @@ class SessionProgress(Message):
 
 @dataclass
 class SessionReady(Message):
-    pass
+    messages: list[Any] | None = None
+    """The conversation resumed at start (None: nothing to show)."""
+
+
+@dataclass
+class StatusChanged(Message):
+    """The session's status changed (a team server's feed: reload, adapter, connection)."""
 
 
 @dataclass
@@ -42,9 +48,17 @@ class AnswerDone(Message):
 
 
 @dataclass
+class AnswerWaiting(Message):
+    widget_id: str
+    ahead: int
+
+
+@dataclass
 class AnswerFailed(Message):
     widget_id: str
     error: str
+    question: str = ""
+    streamed: bool = False
 
 
 @dataclass

@@ -1,0 +1,359 @@
+"""A team server's client with the embedded session's interface (see ``supportdesk.session``).
+
+The TUI and the CLI call the same methods whether they run the core in-process or talk to
+``supportdesk serve``: ``ask`` returns an answer to iterate for text whose ``result`` is the
+same ``AnswerResult``; ``reload_kb`` returns the same ``ReloadReport``. The status line is
+fed by the server's event stream (a reload or an adapter switch shows within a second); when
+the server goes away, ``status().connection`` says so and the stream reconnects with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+from httpx_sse import EventSource
+
+from supportdesk.answers.pipeline import AnswerResult
+from supportdesk.history import Conversation, StoredMessage
+from supportdesk.kb.index import Progress, ReloadInProgress, ReloadReport
+from supportdesk.models.base import BackendError, BackendUnavailable
+from supportdesk.session import SessionStatus
+from supportdesk.settings import Settings
+from supportdesk.wire import (
+    conversation_from_json,
+    message_from_json,
+    report_from_json,
+    result_from_json,
+    status_from_json,
+)
+
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 60.0  # the server pings every 10 s on a stream
+BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+
+class ServerError(BackendError):
+    """The server refused or failed a request; the message is the server's own."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ServerUnreachable(BackendUnavailable):
+    """No answer from the server (down, restarting, wrong URL)."""
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:300] or response.reason_phrase
+    detail = data.get("detail") if isinstance(data, dict) else None
+    if isinstance(detail, list):  # FastAPI's validation errors: name the field
+        return "; ".join(f"{'.'.join(str(x) for x in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail)
+    return str(detail or data)
+
+
+class RemoteAnswer:
+    """An answer streamed from the server: iterate for text; ``result`` is complete at the end."""
+
+    def __init__(self, session: RemoteSession, question: str, conversation_id: int | None) -> None:
+        self._session = session
+        self._conversation_id = conversation_id
+        self.result = AnswerResult(question=question, query=question)
+        self.message_id: int | None = None
+        self.answer_id: str | None = None
+        self.on_wait: Callable[[int], None] | None = None
+        """Called with the number of questions ahead while the answer waits for the model."""
+        self._cancelled = False
+        self.done = False
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        if self.answer_id is not None:  # the server stops writing and sends what it has, cancelled
+            threading.Thread(target=self._session._quiet_post, args=(f"/v1/answers/{self.answer_id}/cancel",),
+                             daemon=True).start()
+
+    def run(self, on_text: Callable[[str], None] | None = None) -> AnswerResult:
+        for piece in self:
+            if on_text is not None:
+                on_text(piece)
+        return self.result
+
+    def _apply(self, event: str, data: dict[str, Any]) -> str | None:
+        result = self.result
+        if event == "answer":
+            self.answer_id = data["answer_id"]
+            self._session.conversation_id = data["conversation_id"]
+            if self._cancelled:
+                self.cancel()
+        elif event == "queued" and self.on_wait is not None:
+            self.on_wait(int(data["ahead"]))
+        elif event == "route":
+            routed = result_from_json({**data, "question": result.question})
+            result.kind, result.decision, result.query = routed.kind, routed.decision, routed.query
+            result.citations, result.other_hits, result.follow_up = routed.citations, routed.other_hits, routed.follow_up
+            result.answerability = routed.answerability
+        elif event == "text":
+            result.streamed += data["text"]
+            return str(data["text"])
+        elif event == "done":
+            self.result = result_from_json(data["result"])
+            self.message_id = data["message_id"]
+        elif event == "error":
+            raise ServerError(int(data.get("status", 500)), data["message"])
+        return None
+
+    def __iter__(self) -> Iterator[str]:
+        session = self._session
+        body = {"question": self.result.question, "conversation_id": self._conversation_id}
+        pieces = 0
+        try:
+            with session._http.stream("POST", "/v1/ask", json=body) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ServerError(response.status_code, _detail(response))
+                for sse in EventSource(response).iter_sse():
+                    if not sse.event or sse.event == "ping" or not sse.data:
+                        continue
+                    piece = self._apply(sse.event, json.loads(sse.data))
+                    if piece:
+                        pieces += 1
+                        yield piece
+                    if sse.event == "done":
+                        return
+        except httpx.TransportError as exc:
+            if pieces:
+                raise ServerUnreachable(f"the connection to {session.url} was lost mid-answer after {pieces} "
+                                        "piece(s); the server keeps what was written") from exc
+            raise session._unreachable(exc) from exc
+        finally:
+            self.done = True
+        raise ServerUnreachable(f"the server at {session.url} ended the answer without finishing it")
+
+
+class RemoteHistory:
+    """The conversation history as the TUI reads it (the server's, this agent's part)."""
+
+    pending = 0  # writes never wait on this side: the server stores them
+
+    def __init__(self, session: RemoteSession) -> None:
+        self._session = session
+
+    def conversations(self, limit: int = 100, everyone: bool = False) -> list[Conversation]:
+        rows = self._session._call("GET", "/v1/conversations", params={"limit": limit, "everyone": everyone})
+        return [conversation_from_json(r) for r in rows]
+
+    def messages(self, conversation_id: int) -> list[StoredMessage]:
+        data = self._session._call("GET", f"/v1/conversations/{conversation_id}")
+        return [message_from_json(m) for m in data["messages"]]
+
+    def latest_conversation(self) -> int | None:
+        found = self.conversations(limit=1)
+        return found[0].id if found else None
+
+    def set_feedback(self, message_id: int, value: int) -> None:
+        self._session._call("POST", f"/v1/messages/{message_id}/feedback", json={"value": value})
+
+    def export(self, rated_good_only: bool = False) -> Iterator[dict[str, Any]]:
+        response = self._session._request("GET", "/v1/history/export", params={"rated_good_only": rated_good_only})
+        for line in response.text.splitlines():
+            if line.strip():
+                yield json.loads(line)
+
+    def close(self) -> None:
+        return None
+
+
+class RemoteSession:
+    def __init__(self, settings: Settings, url: str, token: str | None) -> None:
+        self.settings = settings
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, follow_redirects=False,
+                                  timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
+        self.history = RemoteHistory(self)
+        self.conversation_id: int | None = None
+        self.history_problem: str | None = None
+        self.you: dict[str, str] = {}
+        self.on_status_change: Callable[[], None] | None = None
+        self._status: SessionStatus | None = None
+        self._extra: dict[str, Any] = {}
+        self._connection: str | None = None
+        self._stop = threading.Event()
+        self._events: threading.Thread | None = None
+
+    # -- requests ------------------------------------------------------------------------
+    def _unreachable(self, exc: Exception) -> ServerUnreachable:
+        return ServerUnreachable(f"cannot reach the supportdesk server at {self.url} ({type(exc).__name__}: {exc}); "
+                                 "is 'supportdesk serve' running there?")
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        if response.status_code >= 400:
+            raise ServerError(response.status_code, _detail(response))
+        return response
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    def _quiet_post(self, path: str) -> None:
+        try:
+            self._http.post(path)
+        except httpx.HTTPError:
+            pass  # the stream's own end says what happened
+
+    def _stream(self, path: str, on_event: Callable[[str, dict[str, Any]], None], last: tuple[str, ...]) -> None:
+        try:
+            with self._http.stream("POST", path) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ServerError(response.status_code, _detail(response))
+                for sse in EventSource(response).iter_sse():
+                    if sse.event and sse.data:
+                        on_event(sse.event, json.loads(sse.data))
+                        if sse.event in last:
+                            return
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        raise ServerUnreachable(f"the server at {self.url} ended the stream early")
+
+    # -- start-up and status ---------------------------------------------------------------
+    def start(self, progress: Callable[[str], None] = lambda s: None, build_missing_index: bool = True,
+              index_in_background: bool = False) -> None:
+        progress(f"connecting to {self.url}")
+        self._take_status(self._call("GET", "/v1/status"))
+        self._events = threading.Thread(target=self._follow_events, name="server-events", daemon=True)
+        self._events.start()
+        progress("ready")
+
+    def _take_status(self, data: dict[str, Any]) -> None:
+        self.you = data.pop("you", self.you) or self.you
+        self._status = status_from_json(data)
+        self._extra = data
+        self._connection = None
+        if self.on_status_change is not None:
+            self.on_status_change()
+
+    def _follow_events(self) -> None:
+        """Keep the status current from the server's feed; reconnect with backoff when it drops."""
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                with self._http.stream("GET", "/v1/events") as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        raise ServerError(response.status_code, _detail(response))
+                    for sse in EventSource(response).iter_sse():
+                        if self._stop.is_set():
+                            return
+                        if sse.event == "status" and sse.data:
+                            failures = 0
+                            self._take_status(json.loads(sse.data))
+            except Exception as exc:  # noqa: BLE001 - any failure of the feed: shown, retried
+                if self._stop.is_set():
+                    return
+                delay = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
+                failures += 1
+                why = str(exc) if isinstance(exc, ServerError) else "server unreachable"
+                self._connection = f"{why} — retrying in {delay:.0f} s"
+                if self.on_status_change is not None:
+                    self.on_status_change()
+                self._stop.wait(delay)
+            else:
+                if not self._stop.is_set():
+                    self._connection = "server closed the status feed — reconnecting"
+                    self._stop.wait(BACKOFF_S[0])
+
+    @property
+    def index_error(self) -> str | None:
+        return self._extra.get("index_error")
+
+    def status(self) -> SessionStatus:
+        base = self._status or SessionStatus("server", "connecting…", None, 0, None, None, False)
+        return SessionStatus(**{**base.__dict__, "connection": self._connection})
+
+    # -- conversations -----------------------------------------------------------------------
+    def new_conversation(self) -> int:
+        self.conversation_id = int(self._call("POST", "/v1/conversations")["conversation_id"])
+        return self.conversation_id
+
+    def open_conversation(self, conversation_id: int) -> list[StoredMessage]:
+        messages = self.history.messages(conversation_id)
+        self.conversation_id = conversation_id
+        return messages
+
+    def resume_latest(self) -> list[StoredMessage]:
+        latest = self.history.latest_conversation()
+        if latest is None:
+            self.conversation_id = None  # the server starts one with the first question
+            return []
+        return self.open_conversation(latest)
+
+    def ask(self, message: str) -> tuple[RemoteAnswer, None]:
+        from supportdesk.answers.pipeline import EmptyQuestion
+        from supportdesk.sanitize import clean_question
+
+        if not clean_question(message):
+            raise EmptyQuestion("the question is empty: type a message to ask")
+        return RemoteAnswer(self, message, self.conversation_id), None
+
+    def record_answer(self, answer: RemoteAnswer, conversation_id: int | None = None, asked_by: str | None = None) -> int:
+        """The server stored the answer when it finished; this returns its id."""
+        return int(answer.message_id or 0)
+
+    def feedback(self, message_id: int, value: int) -> None:
+        self.history.set_feedback(message_id, value)
+
+    # -- commands ----------------------------------------------------------------------------
+    def reload_kb(self, progress: Callable[[Progress], None] | None = None) -> ReloadReport:
+        found: dict[str, Any] = {}
+
+        def on_event(event: str, data: dict[str, Any]) -> None:
+            if event == "progress" and progress is not None:
+                progress(Progress(data["stage"], data["done"], data["total"], data.get("detail", "")))
+            elif event == "done":
+                found["report"] = report_from_json(data)
+            elif event == "error":
+                raise ServerError(int(data.get("status", 500)), data["message"])
+
+        try:
+            self._stream("/v1/kb/reload", on_event, ("done", "error"))
+        except ServerError as exc:
+            if exc.status == 409:
+                raise ReloadInProgress(str(exc)) from exc
+            raise
+        return found["report"]
+
+    def adapters(self) -> list[str]:
+        return list(self._call("GET", "/v1/adapters")["adapters"])
+
+    def switch_model(self, backend: str | None = None, adapter: str | None = None) -> SessionStatus:
+        data = self._call("POST", "/v1/model", json={"backend": backend, "adapter": adapter})
+        self._take_status(data)
+        return self.status()
+
+    def search(self, query: str, k: int | None = None, mode: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"q": query}
+        if k is not None:
+            params["k"] = k
+        if mode is not None:
+            params["mode"] = mode
+        return dict(self._call("GET", "/v1/kb/search", params=params))
+
+    def kb_stats(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/v1/kb/stats"))
+
+    def close(self) -> str | None:
+        self._stop.set()
+        self._http.close()
+        return None

@@ -1,0 +1,215 @@
+"""The support core a team server owns: one KB, one model (behind a FIFO queue), one router,
+one history, shared by every connected agent.
+
+Each question is answered on its own thread (``AnswerRun``): search and routing run at once;
+only writing the answer waits for the model (``queue.QueuedBackend``). Events go to the
+asker through ``emit`` as they happen: its place in the queue, the route and sources, the
+text, the final checked answer. A cancelled or vanished asker's generation stops and frees
+the model; what was written so far is stored as cancelled, so nothing asked is lost.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from supportdesk.answers.pipeline import EmptyQuestion
+from supportdesk.history import Conversation
+from supportdesk.kb.index import KnowledgeBase, Progress, ReloadInProgress, ReloadReport
+from supportdesk.models import BackendError, ChatBackend
+from supportdesk.server.queue import GenerationQueue, QueuedBackend, Ticket, use_ticket
+from supportdesk.server.tokens import Identity, TokenStore, role_allows
+from supportdesk.session import SupportSession
+from supportdesk.settings import Settings
+from supportdesk.wire import status_to_json
+
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+class CoreError(Exception):
+    """A request the core refuses; ``status`` is the HTTP status the server answers with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AnswerRun:
+    """One question being answered for one agent."""
+
+    def __init__(self, core: ServerCore, who: Identity, conversation_id: int, question: str, emit: Emit) -> None:
+        self.id = secrets.token_hex(8)
+        self.core = core
+        self.who = who
+        self.conversation_id = conversation_id
+        self.question = question
+        self._emit = emit
+        self.ticket = Ticket(on_position=self._queued)
+        self.answer: Any = None
+        self._route_sent = False
+        self.finished = threading.Event()
+
+    def _queued(self, ahead: int) -> None:
+        self._send_route()
+        self._emit("queued", {"ahead": ahead})
+
+    def _send_route(self) -> None:
+        """The route, its reason and the sources, as soon as they are decided (before any text)."""
+        if self._route_sent or self.answer is None or not self.answer.result.decision:
+            return
+        self._route_sent = True
+        data = self.answer.result.to_json()
+        self._emit("route", {k: data[k] for k in ("kind", "route", "decision", "query", "follow_up", "citations",
+                                                   "other_hits", "answerability")})
+
+    def cancel(self) -> None:
+        self.ticket.cancel()
+        if self.answer is not None:
+            self.answer.cancel()
+
+    def run(self) -> None:
+        session = self.core.session
+        use_ticket(self.ticket)
+        try:
+            history = session.turns(self.conversation_id)
+            answer = session.pipeline.ask(self.question, history)
+            self.answer = answer
+            if self.ticket.cancelled.is_set():
+                answer.cancel()
+            question_id = session.history.add_message(self.conversation_id, "user", answer.result.question,
+                                                      asked_by=self.who.name)
+            self._emit("question", {"question_id": question_id, "conversation_id": self.conversation_id})
+            for piece in answer:
+                self._send_route()
+                self._emit("text", {"text": piece})
+            self._send_route()
+            if answer.result.timings.get("ttft_ms") is not None:  # it went through the queue
+                answer.result.timings["queue_ms"] = round(self.ticket.waited_ms, 2)
+            message_id = session.record_answer(answer, self.conversation_id, asked_by=self.who.name)
+            self._emit("done", {"message_id": message_id, "conversation_id": self.conversation_id,
+                                "result": answer.result.to_json()})
+        except EmptyQuestion as exc:
+            self._emit("error", {"message": str(exc), "status": 422})
+        except BackendError as exc:
+            self._emit("error", {"message": str(exc), "status": 503})
+        except Exception as exc:  # noqa: BLE001 - the asker is told; the server keeps serving
+            self._emit("error", {"message": f"{type(exc).__name__}: {exc}", "status": 500})
+        finally:
+            use_ticket(None)
+            self.core._finished(self)
+            self.finished.set()
+
+
+class ServerCore:
+    def __init__(self, settings: Settings, backend: ChatBackend | None = None, kb: KnowledgeBase | None = None) -> None:
+        self.settings = settings
+        slots = settings.serve.generation_slots or (1 if settings.model.backend == "embedded" else 4)
+        self.queue = GenerationQueue(slots)
+        self.session = SupportSession(settings, backend=backend, kb=kb,
+                                      backend_wrapper=lambda b: QueuedBackend(b, self.queue))
+        if self.session.history_problem:
+            raise CoreError(500, f"cannot serve: {self.session.history_problem}")
+        self.tokens = TokenStore(self.session.history)
+        self._lock = threading.Lock()
+        self._runs: dict[str, AnswerRun] = {}
+        self._reload_lock = threading.Lock()
+        self.reloading_by: str | None = None
+        self._switch_lock = threading.Lock()
+        self.started_at = time.time()
+
+    def start(self, progress: Callable[[str], None] = lambda s: None) -> None:
+        """Load the embedder, the index (built if missing), the model; warm the router."""
+        self.session.start(progress, build_missing_index=True)
+
+    def close(self) -> None:
+        for run in list(self._runs.values()):
+            run.cancel()
+        self.session.close()
+
+    # -- status --------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        status = self.session.status()
+        status.queued = self.queue.waiting
+        data = status_to_json(status)
+        data["answering"] = self.queue.running
+        data["reloading_by"] = self.reloading_by
+        data["index_error"] = self.session.index_error
+        return data
+
+    # -- conversations -------------------------------------------------------------------
+    def conversation_for(self, who: Identity, conversation_id: int) -> Conversation:
+        """The conversation, if this identity may read it: an agent their own, a trainer or admin any."""
+        found = self.session.history.conversation(conversation_id)
+        if found is None:
+            raise CoreError(404, f"no conversation {conversation_id}")
+        if found.owner != who.name and not role_allows(who.role, "trainer"):
+            raise CoreError(403, f"conversation {conversation_id} belongs to another agent")
+        return found
+
+    def new_conversation(self, who: Identity) -> int:
+        return self.session.history.new_conversation(owner=who.name)
+
+    # -- answers -------------------------------------------------------------------------
+    def begin(self, who: Identity, conversation_id: int | None, question: str, emit: Emit) -> AnswerRun:
+        """Start answering on a thread; refuses a token with too many answers in progress."""
+        if conversation_id is None:
+            conversation_id = self.new_conversation(who)
+        else:
+            self.conversation_for(who, conversation_id)
+        limit = self.settings.serve.streams_per_token
+        with self._lock:
+            mine = sum(1 for r in self._runs.values() if r.who.token_id == who.token_id)
+            if mine >= limit:
+                raise CoreError(429, f"{who.name} already has {mine} answer(s) in progress (limit {limit}): "
+                                     "wait for one to finish or cancel it")
+            run = AnswerRun(self, who, conversation_id, question, emit)
+            self._runs[run.id] = run
+        threading.Thread(target=run.run, name=f"answer-{run.id}", daemon=True).start()
+        return run
+
+    def _finished(self, run: AnswerRun) -> None:
+        with self._lock:
+            self._runs.pop(run.id, None)
+
+    def cancel(self, who: Identity, answer_id: str) -> bool:
+        with self._lock:
+            run = self._runs.get(answer_id)
+        if run is None:
+            return False
+        if run.who.token_id != who.token_id and not role_allows(who.role, "admin"):
+            raise CoreError(403, "that answer was asked by another agent")
+        run.cancel()
+        return True
+
+    # -- knowledge base ------------------------------------------------------------------
+    def reload(self, who: Identity, progress: Callable[[Progress], None]) -> ReloadReport:
+        """One reload at a time, server-wide: a second admin is told who is reloading."""
+        if not self._reload_lock.acquire(blocking=False):
+            raise CoreError(409, f"a reload started by {self.reloading_by or 'another admin'} is running: "
+                                 "its result shows on every status line when it is done")
+        try:
+            self.reloading_by = who.name
+            try:
+                return self.session.reload_kb(progress)
+            except ReloadInProgress as exc:
+                raise CoreError(409, str(exc)) from exc
+        finally:
+            self.reloading_by = None
+            self._reload_lock.release()
+
+    # -- adapters --------------------------------------------------------------------------
+    def switch_model(self, backend: str | None, adapter: str | None) -> dict[str, Any]:
+        if adapter not in (None, "none") and adapter not in self.session.adapters():
+            raise CoreError(404, f"no adapter named {adapter!r} in {self.settings.adapters_dir}")
+        if not self._switch_lock.acquire(blocking=False):
+            raise CoreError(409, "another model switch is in progress")
+        try:
+            self.session.switch_model(backend, adapter)
+        except BackendError as exc:
+            raise CoreError(503, f"{exc} (the previous model keeps serving)") from exc
+        finally:
+            self._switch_lock.release()
+        return self.status()

@@ -1,0 +1,85 @@
+"""Role tokens for the team server: printed once, stored as SHA-256 only, revocable.
+
+Roles nest: an ``agent`` asks, searches, rates and reads their own history; a ``trainer``
+also manages adapters and exports the history; an ``admin`` also reloads the KB and
+manages tokens. Tokens live in the history database, so every replica sharing it agrees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from supportdesk.history import HistoryStore
+
+Role = Literal["agent", "trainer", "admin"]
+ROLES: tuple[Role, ...] = ("agent", "trainer", "admin")
+TOKEN_PREFIX = "sdk_"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def role_allows(role: str, needed: Role) -> bool:
+    return role in ROLES and ROLES.index(role) >= ROLES.index(needed)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is asking: the token's name (recorded with their questions) and role."""
+
+    name: str
+    role: Role
+    token_id: int = 0
+
+
+class TokenError(ValueError):
+    """A token that cannot be created or is not valid; the message says why."""
+
+
+class TokenStore:
+    def __init__(self, history: HistoryStore) -> None:
+        self.history = history
+
+    def create(self, name: str, role: str, expires_days: float | None = None) -> str:
+        """A new token (returned once; only its hash is kept)."""
+        if role not in ROLES:
+            raise TokenError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
+        if not _NAME.match(name):
+            raise TokenError(f"token name {name!r}: use 1-64 letters, digits, '.', '_', '@' or '-'")
+        if expires_days is not None and expires_days <= 0:
+            raise TokenError("--expires-days must be more than 0")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        expires = time.time() + expires_days * 86400 if expires_days else None
+        try:
+            self.history.add_token(name, role, hash_token(token), expires)
+        except ValueError as exc:
+            raise TokenError(str(exc)) from exc
+        return token
+
+    def verify(self, token: str) -> Identity | None:
+        """The identity for a live token; None for an unknown, revoked or expired one."""
+        row = self.history.token_by_hash(hash_token(token.strip()))
+        if row is None or row["revoked_at"] is not None:
+            return None
+        if row["expires_at"] is not None and row["expires_at"] < time.time():
+            return None
+        self.history.touch_token(row["id"])
+        return Identity(row["name"], row["role"], row["id"])
+
+    def expired(self, token: str) -> bool:
+        row = self.history.token_by_hash(hash_token(token.strip()))
+        return bool(row and row["revoked_at"] is None and row["expires_at"] is not None and row["expires_at"] < time.time())
+
+    def list(self) -> list[dict[str, object]]:
+        return [{k: r[k] for k in ("name", "role", "created_at", "expires_at", "last_used_at")}
+                for r in self.history.token_rows()]
+
+    def revoke(self, name: str) -> bool:
+        return self.history.revoke_token(name)
