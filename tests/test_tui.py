@@ -270,7 +270,7 @@ def snapshot_app(sample_index, tmp_path):
                       timings={"route_ms": 0.1, "embed_ms": 6.9, "search_ms": 0.7, "prompt_ms": 0.0, "ttft_ms": 120.0,
                                "generation_ms": 240.0, "total_ms": 250.0})
     store.close()
-    frozen = dataclasses.replace(kb.snapshot(), loaded_at=1_790_000_000.0)
+    frozen = dataclasses.replace(kb.snapshot(), loaded_at=1_790_000_000.0, generation="gen-20261101T000000-000000001")
 
     class FrozenKB:
         def __getattr__(self, name):

@@ -147,6 +147,11 @@ class SupportSession:
         self.conversation_id = conversation_id
         return self.history.messages(conversation_id)
 
+    def preview(self) -> list[StoredMessage]:
+        """The latest conversation, read at once from the local history (before ``start``)."""
+        latest = self.history.latest_conversation()
+        return self.history.messages(latest) if latest is not None else []
+
     def resume_latest(self) -> list[StoredMessage]:
         latest = self.history.latest_conversation()
         if latest is None:

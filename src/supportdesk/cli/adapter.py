@@ -21,6 +21,13 @@ SAMPLE_ADAPTER = "kestrel-voice"
 SAMPLE_EPOCHS_FP32 = 1.0
 
 
+@app.callback()
+def _through_server(ctx: typer.Context) -> None:
+    """With --server, only list, activate go through the team server; the rest work on local files."""
+    if ctx.obj.server and ctx.invoked_subcommand not in ('list', 'activate'):
+        ctx.obj.local_only(f"adapter {ctx.invoked_subcommand}")
+
+
 def plain(name: str, what: str) -> str:
     """A name that becomes a folder: refused, with a message, unless it is a plain name."""
     from supportdesk.sanitize import check_plain_name
@@ -178,7 +185,16 @@ def list_cmd(ctx: typer.Context) -> None:
     """Adapters in adapters/, with their metrics; the active one is marked."""
     from supportdesk.models import list_adapters, read_active
 
-    settings = ctx.obj.settings
+    appctx: AppContext = ctx.obj
+    if appctx.server:
+        data = appctx.call_remote("GET", "/v1/adapters")
+        table = Table(title=f"adapters on {appctx.server} ({data['backend']})")
+        table.add_column("name")
+        for name in data["adapters"]:
+            table.add_row(("● " if name == data["active"] else "  ") + name)
+        console.print(table)
+        return
+    settings = appctx.settings
     active = read_active(settings.data_dir)
     table = Table(title=f"adapters in {settings.adapters_dir}")
     for col in ("name", "trainer", "created", "perplexity base → adapter", "conversations"):
@@ -206,7 +222,12 @@ def activate_cmd(
     from supportdesk.models.embedded import default_gguf_path
     from supportdesk.training.evaluate import ActivationRefused, check_activation
 
-    settings = ctx.obj.settings
+    appctx: AppContext = ctx.obj
+    if appctx.server:  # the server's trainer switch: loaded for everyone, the previous one serves until then
+        status = appctx.call_remote("POST", "/v1/model", json={"adapter": name})
+        console.print(f"[bold green]server now answers with adapter:[/] {status['adapter'] or 'none'}")
+        return
+    settings = appctx.settings
     if name == "none":
         try:
             write_active(settings.data_dir, None)

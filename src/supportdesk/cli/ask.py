@@ -142,22 +142,35 @@ def ask(
 
     if not any(clean_question(item) for item in items):
         fail("the question is empty: type a message to ask")  # before any model is loaded
-    pipeline = build_pipeline(appctx, backend, adapter)
-    # One-time costs up front, as the TUI's start-up does, so the first question's timings
-    # are the per-message costs (the route examples' embeddings took ~80 ms in its route_ms).
-    load = getattr(pipeline.backend, "load", None)
-    try:
-        if callable(load):
-            load()
-    except BackendError as exc:
-        fail(str(exc))
-    pipeline.router.warm_up()
-    options = default_options(appctx.settings, max_tokens=max_tokens)
+    if appctx.server:
+        if backend or adapter or max_tokens or conversations is not None:
+            fail("--backend, --adapter, --max-tokens and --conversations are not available through --server: "
+                 "the server answers with its own model and settings")
+        remote = appctx.remote
+
+        def start(item: str, history: list[Turn] | None):
+            remote.conversation_id = None  # each question on its own, as without --server
+            return remote.ask(item)[0]
+    else:
+        pipeline = build_pipeline(appctx, backend, adapter)
+        # One-time costs up front, as the TUI's start-up does, so the first question's timings
+        # are the per-message costs (the route examples' embeddings took ~80 ms in its route_ms).
+        load = getattr(pipeline.backend, "load", None)
+        try:
+            if callable(load):
+                load()
+        except BackendError as exc:
+            fail(str(exc))
+        pipeline.router.warm_up()
+        options = default_options(appctx.settings, max_tokens=max_tokens)
+
+        def start(item: str, history: list[Turn] | None):
+            return pipeline.ask(item, history, options=options)
     from supportdesk.answers import EmptyQuestion
 
     for position, item in enumerate(items):
         try:
-            answer = pipeline.ask(item, histories[position] if histories else None, options=options)
+            answer = start(item, histories[position] if histories else None)
         except EmptyQuestion as exc:
             if question is not None:
                 fail(str(exc))

@@ -20,6 +20,13 @@ from supportdesk.sanitize import safe_name, safe_text
 app = typer.Typer(help="Browse and export the conversation history.", no_args_is_help=True)
 
 
+@app.callback()
+def _through_server(ctx: typer.Context) -> None:
+    """With --server, only list, show, export go through the team server; the rest work on local files."""
+    if ctx.obj.server and ctx.invoked_subcommand not in ('list', 'show', 'export'):
+        ctx.obj.local_only(f"history {ctx.invoked_subcommand}")
+
+
 def _path(ctx: typer.Context) -> Path:
     appctx: AppContext = ctx.obj
     return appctx.settings.data_dir / "history.sqlite3"
@@ -27,7 +34,17 @@ def _path(ctx: typer.Context) -> Path:
 
 @contextmanager
 def _store(ctx: typer.Context) -> Iterator[HistoryStore]:
-    """The history, open for one command; a damaged file is one clear message, from opening or any read."""
+    """The history, open for one command; a damaged file is one clear message, from opening or any read.
+    With --server, the team server's (an agent sees their own conversations)."""
+    appctx: AppContext = ctx.obj
+    if appctx.server:
+        from supportdesk.models.base import BackendError
+
+        try:
+            yield appctx.remote.history
+        except BackendError as exc:
+            fail(str(exc))
+        return
     try:
         store = HistoryStore(_path(ctx))
     except (HistoryError, OSError) as exc:
@@ -41,10 +58,20 @@ def _store(ctx: typer.Context) -> Iterator[HistoryStore]:
 
 
 @app.command("list")
-def list_conversations(ctx: typer.Context, limit: Annotated[int, typer.Option("-n", min=1)] = 30) -> None:
+def list_conversations(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("-n", min=1)] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per conversation.")] = False,
+) -> None:
     """Recent conversations."""
     with _store(ctx) as store:
         found = store.conversations(limit)
+    if as_json:
+        from dataclasses import asdict
+
+        for c in found:
+            print(json.dumps(asdict(c), ensure_ascii=False))
+        return
     table = Table(title="conversations")
     for col in ("id", "updated", "messages", "title"):
         table.add_column(col)
@@ -95,6 +122,7 @@ def move_aside_cmd(ctx: typer.Context) -> None:
     """Rename a damaged history file out of the way (nothing is deleted); the next start makes a new one."""
     from supportdesk.history import move_aside
 
+    ctx.obj.local_only("history move-aside")
     path = _path(ctx)
     if not path.exists():
         fail(f"no history file at {path}")

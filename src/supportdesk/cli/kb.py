@@ -16,6 +16,13 @@ from supportdesk.cli.context import AppContext, console, err_console, fail
 app = typer.Typer(help="Build, search and inspect the knowledge base.", no_args_is_help=True)
 
 
+@app.callback()
+def _through_server(ctx: typer.Context) -> None:
+    """With --server, only build, search, stats go through the team server; the rest work on local files."""
+    if ctx.obj.server and ctx.invoked_subcommand not in ('build', 'search', 'stats'):
+        ctx.obj.local_only(f"kb {ctx.invoked_subcommand}")
+
+
 def build_with_progress(appctx: AppContext, force: bool = False):
     """Run a reload with a progress bar on stderr; returns the ReloadReport."""
     from supportdesk.kb.index import Progress as Step
@@ -40,6 +47,25 @@ def build_with_progress(appctx: AppContext, force: bool = False):
     return kb, report
 
 
+def remote_reload(appctx: AppContext):
+    """A team server's reload (admin token), with its progress events on the bar."""
+    from supportdesk.kb.index import Progress as Step
+    from supportdesk.kb.index import ReloadInProgress
+    from supportdesk.models.base import BackendError
+
+    with Progress(TextColumn("[bold]{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task("reload", total=None)
+
+        def on_step(step: Step) -> None:
+            bar.update(task, description=step.stage, completed=step.done, total=step.total)
+
+        try:
+            return appctx.remote.reload_kb(on_step)
+        except (BackendError, ReloadInProgress) as exc:
+            fail(str(exc))
+
+
 @app.command("build")
 def build(
     ctx: typer.Context,
@@ -59,10 +85,12 @@ def build(
     except OSError:
         pass
     appctx: AppContext = ctx.obj
+    if appctx.server and (kb_dir is not None or force):
+        fail("--kb and --force change the server's own files: run them on the server's machine")
     if kb_dir is not None:
         appctx.overrides["kb_dir"] = kb_dir
         appctx.__dict__.pop("settings", None)
-    _kb, report = build_with_progress(appctx, force=force)
+    report = remote_reload(appctx) if appctx.server else build_with_progress(appctx, force=force)[1]
     for skipped in report.skipped:
         err_console.print(f"[yellow]skipped[/] {escape(skipped.rel)}: {escape(skipped.reason)}")
     for rel in report.kept_previous:
@@ -85,18 +113,20 @@ def build(
         console.print(f"[dim]self-calibration: {escape(report.calibration)}[/]")
 
 
-def _print_hits(query: str, result, show_text: bool) -> None:
-    table = Table(title=f"{escape(query)}  ({result.timings.embed_ms:.1f} ms embed, {result.timings.search_ms:.1f} ms search)")
+def _print_hits(query: str, hits: list[dict], timings: dict, show_text: bool) -> None:
+    """Hits as ``kb search --json`` has them (local or from a team server)."""
+    table = Table(title=f"{escape(query)}  ({timings.get('embed_ms', 0):.1f} ms embed, "
+                        f"{timings.get('search_ms', 0):.1f} ms search)")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("source", overflow="fold")
     table.add_column("heading", overflow="fold")
     table.add_column("text" if show_text else "snippet", overflow="fold")
-    for rank, hit in enumerate(result.hits, start=1):
-        chunk = hit.chunk
-        where = chunk.source + (f" p.{chunk.page}" if chunk.page else "")
-        text = chunk.text if show_text else chunk.text.replace("\n", " ")[:160]
-        table.add_row(str(rank), f"{hit.score:.3f}", escape(where), escape(chunk.heading or chunk.title), escape(text))
+    for hit in hits:
+        where = hit["source"] + (f" p.{hit['page']}" if hit.get("page") else "")
+        text = hit["text"] if show_text else hit["text"].replace("\n", " ")[:160]
+        table.add_row(str(hit["rank"]), f"{hit['score']:.3f}", escape(where), escape(hit["heading"] or hit["title"]),
+                      escape(text))
     console.print(table)
 
 
@@ -134,22 +164,28 @@ def search(
     items = [clean for clean in (clean_question(item) for item in items) if clean]
     if not items:
         fail("the query is empty: give words to search for")
-    kb = appctx.built_knowledge_base()
+    if appctx.server:
+        from supportdesk.models.base import BackendError
+
+        def run(item: str) -> dict:
+            try:
+                return appctx.remote.search(item, k=k, mode=mode)
+            except BackendError as exc:
+                fail(str(exc))
+    else:
+        kb = appctx.built_knowledge_base()
+
+        def run(item: str) -> dict:
+            result = kb.search(item, k=k, mode=mode)  # type: ignore[arg-type]
+            return {"query": item, "hits": [dict(hit.to_json(), rank=i) for i, hit in enumerate(result.hits, start=1)],
+                    "timings_ms": result.timings.as_dict()}
+
     for item in items:
-        result = kb.search(item, k=k, mode=mode)  # type: ignore[arg-type]
+        found = run(item)
         if as_json:
-            print(
-                json.dumps(
-                    {
-                        "query": item,
-                        "hits": [dict(hit.to_json(), rank=i) for i, hit in enumerate(result.hits, start=1)],
-                        "timings_ms": result.timings.as_dict(),
-                    }
-                ),
-                flush=True,
-            )
+            print(json.dumps(found), flush=True)
         else:
-            _print_hits(item, result, full)
+            _print_hits(item, found["hits"], found["timings_ms"], full)
 
 
 def calibration_rows(calibration: dict | None, in_use: dict) -> list[tuple[str, str]]:
@@ -177,6 +213,7 @@ def calibrate(
     from supportdesk.kb.index import KBFolderMissing, ReloadInProgress
     from supportdesk.kb.store import IndexBusy, IndexIntegrityError
 
+    ctx.obj.local_only("kb calibrate")
     kb = ctx.obj.knowledge_base()
     try:
         with Progress(TextColumn("[bold]calibrate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -202,16 +239,22 @@ def stats(
     from supportdesk.cpu import describe
     from supportdesk.kb.store import IndexIntegrityError
 
-    kb = ctx.obj.knowledge_base()
-    try:
-        info = kb.stats()
-    except IndexIntegrityError as exc:
-        fail(f"{exc}. Rebuild with 'supportdesk kb build --force'.")
-    if as_json:
+    from types import SimpleNamespace
+
+    appctx: AppContext = ctx.obj
+    if appctx.server:
+        data = appctx.call_remote("GET", "/v1/kb/stats")
+    else:
         from dataclasses import asdict
 
-        print(json.dumps(asdict(info)))
+        try:
+            data = asdict(appctx.knowledge_base().stats())
+        except IndexIntegrityError as exc:
+            fail(f"{exc}. Rebuild with 'supportdesk kb build --force'.")
+    if as_json:
+        print(json.dumps(data))
         return
+    info = SimpleNamespace(**data)
     if info.warning:
         err_console.print(f"[yellow]warning:[/] {escape(info.warning)}")
     if info.generation is None:

@@ -292,6 +292,10 @@ class RemoteSession:
         self.conversation_id = conversation_id
         return messages
 
+    def preview(self) -> list[StoredMessage]:
+        """Nothing before ``start``: the server's history is read by the start-up worker, not the UI."""
+        return []
+
     def resume_latest(self) -> list[StoredMessage]:
         latest = self.history.latest_conversation()
         if latest is None:

@@ -95,6 +95,9 @@ class SupportDeskApp(App[None]):
         self.settings = settings
         self._session_factory = session_factory
         self.session: Any = None
+        self._new_session: Any = None
+        self._shown_at_start = False
+        self._seen: tuple[Any, ...] | None = None  # (generation, adapter, model) last shown
         self.history_store: HistoryStore | None = None
         self._answer: Any = None
         self._streaming: MessageView | None = None
@@ -126,15 +129,27 @@ class SupportDeskApp(App[None]):
         self.set_interval(1.0, self.refresh_status)
         for warning in self.settings.warnings:
             self.notify(strip_control(warning), title="settings", severity="warning", timeout=15)
-        if self._session_factory is None:
-            try:  # the embedded history is plain SQLite: show the last conversation at once
-                self.history_store = HistoryStore(self.settings.data_dir / "history.sqlite3")
-                latest = self.history_store.latest_conversation()
-                if latest is not None:
-                    self.show_conversation(self.history_store.messages(latest))
-            except Exception:  # noqa: BLE001 - a broken history file must not stop the app; the session says why
-                self.history_store = None
+        self._shown_at_start = False
+        try:  # shown at once, before the model loads (an embedded history is a local file; a server's waits)
+            preview = self._make_session().preview()
+            if preview:
+                self.show_conversation(preview)
+                self._shown_at_start = True
+        except Exception:  # noqa: BLE001 - a broken history file must not stop the app; the session says why
+            pass
         self.start_session()
+
+    def _make_session(self) -> Any:
+        """The session object (cheap: nothing loads until ``start``), made once."""
+        if self._new_session is None:
+            if self._session_factory is not None:
+                self._new_session = self._session_factory(self.settings)
+            else:
+                from supportdesk.session import SupportSession
+
+                self._new_session = SupportSession(self.settings)
+            self.history_store = getattr(self._new_session, "history", None)
+        return self._new_session
 
     def on_unmount(self) -> None:
         if self._builder_pid is not None:
@@ -148,12 +163,7 @@ class SupportDeskApp(App[None]):
     @work(thread=True, exclusive=True, group="session", exit_on_error=False)
     def start_session(self) -> None:
         try:
-            if self._session_factory is not None:
-                session = self._session_factory(self.settings)
-            else:
-                from supportdesk.session import SupportSession
-
-                session = SupportSession(self.settings)
+            session = self._make_session()
             session.on_status_change = lambda: self.post_message(StatusChanged())
             session.start(lambda text: self.post_message(SessionProgress(text)), index_in_background=True)
             messages = session.resume_latest()
@@ -172,7 +182,7 @@ class SupportDeskApp(App[None]):
     def on_session_ready(self, message: SessionReady) -> None:
         self._status_note = "ready"
         self.refresh_status()
-        if message.messages and self._streaming is None:
+        if message.messages and not self._shown_at_start and self._streaming is None:
             self.show_conversation(message.messages)
         self.start_sample_adapter()
         problem = getattr(self.session, "history_problem", None)
@@ -263,14 +273,25 @@ class SupportDeskApp(App[None]):
         s = self.session.status()
         when = time.strftime("%H:%M", time.localtime(s.reloaded_at)) if s.reloaded_at else "never"
         note = "reloading KB…" if s.reloading else self._status_note
-        generation = f" ({s.generation[-6:]})" if s.generation else ""
+        self._announce_changes(s)
         status_widget.update(Text.assemble(
             (f" {s.backend}", "bold"), f" · {s.model}", " · adapter ", (s.adapter or "none", "bold"),
-            f" · KB {s.chunks} chunks{generation}, loaded {when}", (f" · {note}" if note and note != "ready" else ""),
+            f" · KB {s.chunks} chunks, loaded {when}", (f" · {note}" if note and note != "ready" else ""),
             (f" · {s.queued} waiting for the model" if s.queued else ""),
             (f" · {self._build_line}" if self._build_line else "", "italic"),
             (f" · {s.connection}" if s.connection else "", "bold red"),
         ))
+
+    def _announce_changes(self, s: Any) -> None:
+        """A new KB generation or adapter (this app's doing, or, on a team server, anyone's) is told."""
+        seen = (s.generation, s.adapter, s.model)
+        before, self._seen = self._seen, seen
+        if before is None or before == seen:
+            return
+        if s.generation != before[0] and before[0] is not None and s.generation is not None:
+            self.notify(f"knowledge base now at generation {s.generation} ({s.chunks} chunks)", title="KB updated")
+        if (s.adapter, s.model) != before[1:]:
+            self.notify(f"answers now come from {s.model}, adapter {s.adapter or 'none'}", title="model changed")
 
     # -- asking ----------------------------------------------------------------------------
     @on(PromptInput.Submitted)
@@ -508,6 +529,7 @@ class SupportDeskApp(App[None]):
     def on_reload_done(self, message: ReloadDone) -> None:
         report = message.report
         self._status_note = "ready"
+        self._seen = None  # this app's own reload: told below, in full
         self.refresh_status()
         if report.ok:
             skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
@@ -551,6 +573,7 @@ class SupportDeskApp(App[None]):
 
     def on_model_switched(self, message: ModelSwitched) -> None:
         self._status_note = "ready"
+        self._seen = None  # this app's own switch: told below
         self.refresh_status()
         if message.error:
             self.notify(message.error, title="switch failed: previous model still in use", severity="error", timeout=15)
