@@ -14,6 +14,7 @@ from supportdesk.server.run import bound_url, make_server
 @contextmanager
 def running(core: ServerCore, port: int = 0) -> Iterator[str]:
     """Serve ``core`` on 127.0.0.1 (any free port unless given); yields its URL; stops it after."""
+    core.stopping.clear()
     server = make_server(core, "127.0.0.1", port)
     thread = threading.Thread(target=server.run, name="test-server", daemon=True)
     thread.start()
@@ -25,5 +26,6 @@ def running(core: ServerCore, port: int = 0) -> Iterator[str]:
     try:
         yield bound_url(server)
     finally:
+        core.stopping.set()  # status feeds end, so their connections close at once
         server.should_exit = True
         thread.join(10)

@@ -188,6 +188,7 @@ class RemoteSession:
         self._connection: str | None = None
         self._stop = threading.Event()
         self._events: threading.Thread | None = None
+        self._feed: httpx.Response | None = None
 
     # -- requests ------------------------------------------------------------------------
     def _unreachable(self, exc: Exception) -> ServerUnreachable:
@@ -250,6 +251,7 @@ class RemoteSession:
         while not self._stop.is_set():
             try:
                 with self._http.stream("GET", "/v1/events") as response:
+                    self._feed = response
                     if response.status_code >= 400:
                         response.read()
                         raise ServerError(response.status_code, _detail(response))
@@ -359,5 +361,10 @@ class RemoteSession:
 
     def close(self) -> str | None:
         self._stop.set()
+        if self._feed is not None:
+            try:
+                self._feed.close()  # ends the feed thread's read at once
+            except Exception:  # noqa: BLE001, S110 - closing a stream another thread reads: best effort
+                pass
         self._http.close()
         return None

@@ -141,7 +141,7 @@ def create_app(core: ServerCore) -> FastAPI:
 
         async def feed() -> AsyncIterator[dict[str, str]]:
             last = None
-            while not await request.is_disconnected():
+            while not core.stopping.is_set() and not await request.is_disconnected():
                 now = await asyncio.to_thread(core.status)
                 if now != last:
                     last = now

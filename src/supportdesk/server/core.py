@@ -119,12 +119,15 @@ class ServerCore:
         self.reloading_by: str | None = None
         self._switch_lock = threading.Lock()
         self.started_at = time.time()
+        self.stopping = threading.Event()
+        """Set when the server shuts down: status feeds end so connections close at once."""
 
     def start(self, progress: Callable[[str], None] = lambda s: None) -> None:
         """Load the embedder, the index (built if missing), the model; warm the router."""
         self.session.start(progress, build_missing_index=True)
 
     def close(self) -> None:
+        self.stopping.set()
         for run in list(self._runs.values()):
             run.cancel()
         self.session.close()

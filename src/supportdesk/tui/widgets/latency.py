@@ -10,6 +10,7 @@ from textual.containers import Vertical
 from textual.widgets import Label, Sparkline, Static
 
 STAGES = [("route_ms", "route"), ("embed_ms", "embed"), ("search_ms", "search"), ("prompt_ms", "prompt"),
+          ("queue_ms", "queue"),
           ("ttft_ms", "first token"), ("generation_ms", "generation"), ("total_ms", "total")]
 
 

@@ -1,0 +1,365 @@
+"""The team server: a real uvicorn server on a free loopback port, its API, roles, queue,
+and its clients (RemoteSession, the CLI, the TUI)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from conftest import ScriptedBackend
+from team_server import running
+from test_tui import grounded_reply
+
+from supportdesk.client.remote import RemoteSession, ServerError, ServerUnreachable
+from supportdesk.kb import KnowledgeBase
+from supportdesk.kb.index import ReloadInProgress
+from supportdesk.server.core import ServerCore
+
+
+def _wait(predicate, timeout=10.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+@pytest.fixture
+def team(sample_index, tmp_path):
+    """A server over the sample KB with a scripted model; tokens for two agents, a trainer, an admin."""
+    base, kb = sample_index
+    settings = base.model_copy(update={"data_dir": tmp_path / "server-data"})
+    model = ScriptedBackend(grounded_reply, delay=0.02)
+    core = ServerCore(settings, backend=model, kb=kb)
+    core.start()
+    tokens = {name: core.tokens.create(name, role) for name, role in
+              (("alice", "agent"), ("bob", "agent"), ("tia", "trainer"), ("ada", "admin"))}
+    with running(core) as url:
+        clients = []
+
+        def client(name):
+            session = RemoteSession(settings, url, tokens.get(name, name))
+            clients.append(session)
+            return session
+
+        yield SimpleNamespace(url=url, core=core, tokens=tokens, client=client, settings=settings, model=model)
+        for session in clients:
+            session.close()
+    core.close()
+
+
+def test_tokens_roles_and_their_messages(team):
+    url = team.url
+    assert httpx.get(f"{url}/health").json()["ok"]
+    no_token = httpx.get(f"{url}/v1/status")
+    assert no_token.status_code == 401 and "SUPPORTDESK_TOKEN" in no_token.json()["detail"]
+    wrong = httpx.get(f"{url}/v1/status", headers={"Authorization": "Bearer sdk_nope"})
+    assert wrong.status_code == 401 and "not recognised" in wrong.json()["detail"]
+    alice = team.client("alice")
+    with pytest.raises(ServerError) as refused:  # an agent may not reload
+        alice.reload_kb()
+    assert isinstance(refused.value, ServerError) and refused.value.status == 403
+    assert "alice is an agent" in str(refused.value) and "admin role" in str(refused.value)
+    with pytest.raises(ServerError, match="needs the trainer role"):
+        alice.switch_model(adapter="none")
+    # Only hashes are stored; the admin lists tokens without their values, and revokes at once.
+    db = sqlite3.connect(team.settings.data_dir / "history.sqlite3")
+    stored = " ".join(str(v) for row in db.execute("SELECT * FROM tokens") for v in row)
+    assert all(token not in stored for token in team.tokens.values())
+    ada = team.client("ada")
+    listed = ada._call("GET", "/v1/tokens")
+    assert {t["name"] for t in listed} == {"alice", "bob", "tia", "ada"} and "token" not in json.dumps(listed)
+    created = ada._call("POST", "/v1/tokens", json={"name": "carol", "role": "agent"})
+    assert team.core.tokens.verify(created["token"]).name == "carol"
+    with pytest.raises(ServerError, match="already exists"):
+        ada._call("POST", "/v1/tokens", json={"name": "carol", "role": "agent"})
+    with pytest.raises(ServerError, match="unknown role"):
+        ada._call("POST", "/v1/tokens", json={"name": "dave", "role": "root"})
+    ada._call("DELETE", "/v1/tokens/carol")
+    revoked = httpx.get(f"{url}/v1/status", headers={"Authorization": f"Bearer {created['token']}"})
+    assert revoked.status_code == 401
+    expired = team.core.tokens.create("eve", "agent", expires_days=1)
+    db.execute("UPDATE tokens SET expires_at = 1 WHERE name = 'eve'")
+    db.commit()
+    late = httpx.get(f"{url}/v1/status", headers={"Authorization": f"Bearer {expired}"})
+    assert late.status_code == 401 and "expired" in late.json()["detail"]
+
+
+def test_answers_stream_with_sources_and_history_records_the_agent(team):
+    alice, bob, tia = team.client("alice"), team.client("bob"), team.client("tia")
+    alice.start()
+    assert alice.you == {"name": "alice", "role": "agent"}
+    answer, _ = alice.ask("How many days do I have to return a router?")
+    pieces = list(answer)
+    result = answer.result
+    assert len(pieces) > 3 and result.kind == "grounded" and result.citations
+    assert any(c.cited for c in result.citations) and "45 days" in result.answer
+    assert result.timings["total_ms"] > 0 and "queue_ms" in result.timings
+    assert alice.record_answer(answer) == answer.message_id > 0
+    follow, _ = alice.ask("thanks!")
+    list(follow)
+    assert follow.result.kind == "voice"
+    conversation = alice.conversation_id
+    messages = alice.history.messages(conversation)
+    assert [(m.role, m.asked_by) for m in messages] == [("user", "alice"), ("assistant", "alice")] * 2
+    assert messages[1].citations and messages[1].kind == "grounded"
+    # 👍 from the agent; another agent neither sees nor rates it; a trainer exports it.
+    alice.feedback(answer.message_id, 1)
+    assert [c.id for c in bob.history.conversations()] == []
+    with pytest.raises(ServerError, match="belongs to another agent"):
+        bob.history.messages(conversation)
+    with pytest.raises(ServerError, match="belongs to another agent"):
+        bob.feedback(answer.message_id, -1)
+    exported = list(tia.history.export(rated_good_only=True))
+    assert len(exported) == 1 and exported[0]["messages"][-1]["content"] == result.answer
+    with pytest.raises(ServerError, match="trainer role"):
+        list(alice.history.export())
+
+
+def test_one_model_serves_in_arrival_order_and_search_does_not_wait(team):
+    team.model.delay = 0.05
+    agents = [team.client(name) for name in ("alice", "bob", "tia")]
+    waits: dict[int, list[int]] = {0: [], 1: [], 2: []}
+    results = {}
+
+    def ask(i):
+        answer, _ = agents[i].ask("How many days do I have to return a router?")
+        answer.on_wait = waits[i].append
+        list(answer)
+        results[i] = answer
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+        time.sleep(0.15)
+    assert _wait(lambda: team.core.queue.running == 1)
+    searched = agents[0].search("warranty")  # answered while the model is busy
+    assert searched["hits"] and any(t.is_alive() for t in threads)
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == [0, 1, 2]
+    assert all(r.result.kind == "grounded" and not r.result.cancelled for r in results.values())
+    assert max(max(w, default=0) for w in waits.values()) >= 1  # someone was told a question was ahead
+    queued = [r.result.timings["queue_ms"] for r in results.values()]
+    assert max(queued) > 100  # waited for another answer: one at a time
+    assert team.core.queue.running == 0 and team.core.queue.waiting == 0
+
+
+def test_cancel_and_a_vanished_client_free_the_model(team):
+    team.model.reply = "word " * 200
+    team.model.delay = 0.05
+    alice = team.client("alice")
+    answer, _ = alice.ask("tell me a long story")
+    got = []
+    for piece in answer:
+        got.append(piece)
+        if len(got) == 3:
+            answer.cancel()
+    assert answer.result.cancelled and len(got) < 100
+    stored = alice.history.messages(alice.conversation_id)[-1]
+    assert stored.content.endswith("…(cancelled)")
+    # A client that disconnects mid-answer: the server stops writing and frees the model.
+    with httpx.Client(base_url=team.url, headers={"Authorization": f"Bearer {team.tokens['bob']}"}) as raw:
+        with raw.stream("POST", "/v1/ask", json={"question": "another long story"}) as response:
+            for line in response.iter_lines():
+                if line.startswith("event: text"):
+                    break
+    assert _wait(lambda: not team.core._runs and team.core.queue.running == 0, timeout=10)
+    bob_history = team.core.session.history.conversations(owner="bob")
+    last = team.core.session.history.messages(bob_history[0].id)[-1]
+    assert last.role == "assistant" and last.content.endswith("…(cancelled)")
+    team.model.reply = grounded_reply
+    again, _ = alice.ask("thanks!")
+    assert list(again) and not again.result.cancelled
+
+
+def test_bad_requests_get_clear_answers(team):
+    headers = {"Authorization": f"Bearer {team.tokens['alice']}"}
+    url = team.url
+    huge = httpx.post(f"{url}/v1/ask", headers=headers, json={"question": "x" * 5000})
+    assert huge.status_code == 413 and "limit is 4000" in huge.json()["detail"]
+    body = httpx.post(f"{url}/v1/ask", headers=headers, content=b"{" + b" " * 70_000 + b"}",
+                      params={}, timeout=10)
+    assert body.status_code == 413 and "KiB limit" in body.json()["detail"]
+    empty = httpx.post(f"{url}/v1/ask", headers=headers, json={"question": " \x00 "})
+    assert empty.status_code == 422 and "empty" in empty.json()["detail"]
+    malformed = httpx.post(f"{url}/v1/ask", headers={**headers, "content-type": "application/json"}, content=b"{nope")
+    assert malformed.status_code == 422
+    alice = team.client("alice")
+    with pytest.raises(ServerError, match="question"):  # the field is named
+        alice._call("POST", "/v1/ask", json={"text": "hi"})
+    with pytest.raises(ServerError, match="no conversation 999"):
+        alice._call("GET", "/v1/conversations/999")
+    # One token, many streams: the third is refused while two are in progress.
+    team.model.reply = "word " * 200
+    team.model.delay = 0.05
+    answers = [alice.ask("tell me a long story")[0], alice.ask("tell me another long story")[0]]
+    readers = [threading.Thread(target=lambda a=a: list(a)) for a in answers]
+    for reader in readers:
+        reader.start()
+    assert _wait(lambda: len(team.core._runs) == 2)
+    with pytest.raises(ServerError, match="limit 2") as too_many:
+        list(alice.ask("three")[0])
+    assert too_many.value.status == 429
+    assert team.client("bob").search("warranty")["hits"]  # another agent is not limited by alice's streams
+    for answer in answers:
+        answer.cancel()
+    for reader in readers:
+        reader.join(10)
+    assert all(a.result.cancelled for a in answers)
+
+
+def test_reload_is_seen_by_every_client_and_two_admins_do_not_collide(settings_factory, small_kb, hash_embedder, tmp_path):
+    settings = settings_factory(small_kb)
+    kb = KnowledgeBase(settings, embedder=hash_embedder)
+    core = ServerCore(settings, backend=ScriptedBackend("Our docs say so [1]."), kb=kb)
+    core.start()
+    admin = core.tokens.create("ada", "admin")
+    other_admin = core.tokens.create("odo", "admin")
+    agent = core.tokens.create("alice", "agent")
+    with running(core) as url:
+        watcher = RemoteSession(settings, url, agent)
+        watcher.start()
+        before = watcher.status()
+        (small_kb / "new-policy.md").write_text("# Loyalty points\n\nEvery purchase earns ten loyalty points per dollar.\n")
+        hash_embedder.gate = threading.Event()
+        ada, odo = RemoteSession(settings, url, admin), RemoteSession(settings, url, other_admin)
+        found = {}
+        steps = []
+        first = threading.Thread(target=lambda: found.setdefault("report", ada.reload_kb(steps.append)))
+        first.start()
+        assert hash_embedder.entered.wait(10)
+        assert _wait(lambda: watcher.status().reloading)
+        with pytest.raises(ReloadInProgress, match="started by ada"):
+            odo.reload_kb()
+        # An answer asked during the reload is answered (from the old generation).
+        during, _ = watcher.ask("How do I return a router?")
+        assert list(during) and during.result.kind in ("grounded", "handoff", "voice")
+        hash_embedder.gate.set()
+        first.join(30)
+        report = found["report"]
+        assert report.ok and report.added == ["new-policy.md"] and steps
+        assert _wait(lambda: watcher.status().generation == report.generation, timeout=1.5)
+        assert watcher.status().chunks > before.chunks
+        for session in (watcher, ada, odo):
+            session.close()
+    core.close()
+
+
+def test_a_client_that_loses_the_server_says_so_and_reconnects(sample_index, tmp_path):
+    base, kb = sample_index
+    settings = base.model_copy(update={"data_dir": tmp_path / "data"})
+    core = ServerCore(settings, backend=ScriptedBackend(grounded_reply), kb=kb)
+    core.start()
+    token = core.tokens.create("alice", "agent")
+    with running(core) as url:
+        port = int(url.rsplit(":", 1)[1])
+        client = RemoteSession(settings, url, token)
+        client.start()
+        answer, _ = client.ask("How many days do I have to return a router?")
+        list(answer)
+    # The server is gone: the status says so, asking fails with a clear message.
+    assert _wait(lambda: "retrying in" in (client.status().connection or ""), timeout=5)
+    with pytest.raises(ServerUnreachable, match="cannot reach the supportdesk server"):
+        list(client.ask("hello?")[0])
+    core.close()
+    # Restarted on the same port with the same data: the history is all there, the feed returns.
+    core = ServerCore(settings, backend=ScriptedBackend(grounded_reply), kb=kb)
+    core.start()
+    with running(core, port=port):
+        assert _wait(lambda: client.status().connection is None, timeout=20)
+        messages = client.history.messages(client.history.latest_conversation())
+        assert [m.role for m in messages] == ["user", "assistant"]
+    client.close()
+    core.close()
+
+
+async def test_the_tui_on_a_server_shows_the_same_panels(team):
+    from test_tui import send
+
+    from supportdesk.client import session_factory
+    from supportdesk.tui.app import SupportDeskApp
+    from supportdesk.tui.widgets.latency import LatencyMeter
+    from supportdesk.tui.widgets.sources import SourceItem
+
+    app = SupportDeskApp(team.settings, session_factory(team.url, team.tokens["alice"]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if app.session is not None:
+                break
+        assert isinstance(app.session, RemoteSession)
+        view = await send(pilot, app, "How many days do I have to return a router?")
+        assert view.data["kind"] == "grounded" and "45 days" in view.text
+        assert str(view.query_one("#badge").render()).strip() == "grounded"
+        assert any(item.citation.get("cited") for item in app.query(SourceItem))
+        assert app.query_one(LatencyMeter).recent and "queue_ms" in view.data["timings"]
+        await pilot.press("ctrl+t")  # 👍 stored on the server
+        await pilot.pause(0.3)
+        stored = team.core.session.history.messages(app.session.conversation_id)
+        assert stored[-1].feedback == 1 and stored[-1].asked_by == "alice"
+        # A trainer switches the adapter elsewhere: this TUI's status line follows, no restart.
+        before = str(app.query_one("#status").render())
+        assert "adapter none" in before
+        team.core.session.switch_model = lambda backend=None, adapter=None: None  # (no second model here)
+        team.model.adapter_name = "voice-v2"
+        for _ in range(40):
+            await pilot.pause(0.05)
+            if "voice-v2" in str(app.query_one("#status").render()):
+                break
+        assert "adapter voice-v2" in str(app.query_one("#status").render())
+        # The server goes away: the question typed is kept in the prompt and the status says so.
+        app.session.url = "http://127.0.0.1:9"
+        app.session._http.base_url = "http://127.0.0.1:9"
+        app.query_one("#prompt").insert("Is the Perch covered by the warranty?")
+        await pilot.press("enter")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if app.query_one("#prompt").text:
+                break
+        assert app.query_one("#prompt").text == "Is the Perch covered by the warranty?"
+        assert any("cannot reach the supportdesk server" in n.message for n in app._notifications)
+
+
+def test_cli_commands_go_through_the_server(team, monkeypatch):
+    from typer.testing import CliRunner
+
+    from supportdesk.cli import app
+
+    runner = CliRunner()
+    monkeypatch.setenv("SUPPORTDESK_SERVER", team.url)
+
+    def cli(token, *args):
+        return runner.invoke(app, list(args), env={"SUPPORTDESK_TOKEN": token, "COLUMNS": "200"})
+
+    agent, trainer, admin = team.tokens["alice"], team.tokens["tia"], team.tokens["ada"]
+    asked = cli(agent, "ask", "--json", "How many days do I have to return a router?")
+    assert asked.exit_code == 0, asked.output
+    row = json.loads(asked.stdout.strip().splitlines()[-1])
+    assert row["route"] == "grounded" and row["citations"] and "timings" in row
+    found = cli(agent, "kb", "search", "--json", "warranty")
+    assert found.exit_code == 0 and json.loads(found.stdout)["hits"][0]["source"]
+    stats = cli(agent, "kb", "stats", "--json")
+    assert stats.exit_code == 0 and json.loads(stats.stdout)["chunks"] > 0
+    listed = cli(agent, "history", "list", "--json")
+    assert listed.exit_code == 0 and json.loads(listed.stdout.splitlines()[0])["owner"] == "alice"
+    assert cli(agent, "adapter", "list").exit_code == 0
+    refused = cli(agent, "kb", "build")
+    assert refused.exit_code == 1 and "needs the admin role" in refused.output
+    assert cli(admin, "kb", "build", "--json").exit_code == 0
+    exported = cli(trainer, "history", "export")
+    assert exported.exit_code == 0 and json.loads(exported.stdout.splitlines()[0])["messages"]
+    local = cli(agent, "kb", "calibrate")
+    assert local.exit_code == 1 and "does not go through --server" in local.output
+    token = cli(admin, "serve", "token", "create", "--name", "zed", "--role", "agent")
+    assert token.exit_code == 0 and token.stdout.strip().startswith("sdk_")
+    bad = cli("sdk_wrong", "kb", "stats")
+    assert bad.exit_code == 1 and "token not recognised" in bad.output and "Traceback" not in bad.output
+    down = runner.invoke(app, ["--server", "http://127.0.0.1:9", "kb", "stats"], env={"SUPPORTDESK_TOKEN": agent})
+    assert down.exit_code == 1 and "cannot reach the supportdesk server" in down.output
