@@ -66,7 +66,6 @@ class OpenAIBackend:
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, adapter: str | None = None,
                  connect_timeout: float = 2.0, read_timeout: float = 30.0) -> None:
-        import httpx
         import openai
 
         self.base_url = base_url.rstrip("/")
@@ -78,7 +77,9 @@ class OpenAIBackend:
         self._client = openai.OpenAI(
             base_url=self.base_url,
             api_key=api_key or "not-needed",
-            timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout, write=30.0, pool=5.0),
+            # openai.Timeout: the timeout type of whichever HTTP library this openai release is built on
+            # (httpx up to 3.60, httpx2 from 3.63, which refuses an httpx.Timeout).
+            timeout=openai.Timeout(connect=connect_timeout, read=read_timeout, write=30.0, pool=5.0),
             max_retries=0,
         )
 
@@ -127,7 +128,14 @@ class OpenAIBackend:
         import httpx
         import openai
 
-        return (openai.OpenAIError, httpx.HTTPError, ValueError)
+        transport: tuple[type[BaseException], ...] = (httpx.HTTPError,)
+        try:  # newer openai releases stream through httpx2, whose errors are not httpx's
+            import httpx2
+
+            transport += (httpx2.HTTPError,)
+        except ImportError:
+            pass
+        return (openai.OpenAIError, *transport, ValueError)
 
     def generate(self, messages: list[ChatMessage], options: GenerationOptions) -> Generation:
         stats = GenerationStats(backend=self.name, model=self.base_model, adapter=self.adapter)
