@@ -226,12 +226,12 @@ def main() -> None:
         ("reload mid-run", f"{'ok' if reload_result.get('ok') else 'FAILED'} ({reload_result.get('seconds', 0):.1f} s, "
                            f"added {reload_result.get('added')}) {reload_result.get('error') or ''}".strip()),
         ("server start -> ready", f"{ready_s:.1f} s (existing index)"),
-        ("queue wait p50 / p95", f"{pct([r['queue_ms'] / 1000 for r in generated], .5):.1f} / "
-                                 f"{pct([r['queue_ms'] / 1000 for r in generated], .95):.1f} s"),
-        ("first token p50 / p95", f"{pct([r['first_s'] for r in records if r['first_s']], .5):.1f} / "
-                                  f"{pct([r['first_s'] for r in records if r['first_s']], .95):.1f} s"),
-        ("total p50 / p95", f"{pct([r['total_s'] for r in records], .5):.1f} / "
-                            f"{pct([r['total_s'] for r in records], .95):.1f} s"),
+        ("queue wait p50 / p95", (f"{pct([r['queue_ms'] / 1000 for r in generated], .5):.1f} / "
+                                  f"{pct([r['queue_ms'] / 1000 for r in generated], .95):.1f} s")),
+        ("first token p50 / p95", (f"{pct([r['first_s'] for r in records if r['first_s']], .5):.1f} / "
+                                   f"{pct([r['first_s'] for r in records if r['first_s']], .95):.1f} s")),
+        ("total p50 / p95", (f"{pct([r['total_s'] for r in records], .5):.1f} / "
+                             f"{pct([r['total_s'] for r in records], .95):.1f} s")),
         ("search p50 / p95 (under load)", f"{pct(searches, .5):.0f} / {pct(searches, .95):.0f} ms ({len(searches)} searches)"),
         ("throughput", f"{len(records) / run_s * 60:.1f} answers/min over {run_s:.0f} s"),
     ]

@@ -165,11 +165,11 @@ def test_cancel_and_a_vanished_client_free_the_model(team):
     stored = alice.history.messages(alice.conversation_id)[-1]
     assert stored.content.endswith("…(cancelled)")
     # A client that disconnects mid-answer: the server stops writing and frees the model.
-    with httpx.Client(base_url=team.url, headers={"Authorization": f"Bearer {team.tokens['bob']}"}) as raw:
-        with raw.stream("POST", "/v1/ask", json={"question": "another long story"}) as response:
-            for line in response.iter_lines():
-                if line.startswith("event: text"):
-                    break
+    with (httpx.Client(base_url=team.url, headers={"Authorization": f"Bearer {team.tokens['bob']}"}) as raw,
+          raw.stream("POST", "/v1/ask", json={"question": "another long story"}) as response):
+        for line in response.iter_lines():
+            if line.startswith("event: text"):
+                break
     assert _wait(lambda: not team.core._runs and team.core.queue.running == 0, timeout=10)
     bob_history = team.core.session.history.conversations(owner="bob")
     last = team.core.session.history.messages(bob_history[0].id)[-1]
@@ -350,6 +350,10 @@ def test_cli_commands_go_through_the_server(team, monkeypatch):
     listed = cli(agent, "history", "list", "--json")
     assert listed.exit_code == 0 and json.loads(listed.stdout.splitlines()[0])["owner"] == "alice"
     assert cli(agent, "adapter", "list").exit_code == 0
+    team_wide = cli(agent, "history", "list", "--everyone")
+    assert team_wide.exit_code == 1 and "trainer" in team_wide.output
+    team_wide = cli(trainer, "history", "list", "--everyone")
+    assert team_wide.exit_code == 0 and "alice" in team_wide.stdout
     refused = cli(agent, "kb", "build")
     assert refused.exit_code == 1 and "needs the admin role" in refused.output
     assert cli(admin, "kb", "build", "--json").exit_code == 0

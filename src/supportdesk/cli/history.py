@@ -62,10 +62,12 @@ def list_conversations(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("-n", min=1)] = 30,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per conversation.")] = False,
+    everyone: Annotated[bool, typer.Option(
+        "--everyone", help="Through --server: the whole team's conversations (trainer, admin).")] = False,
 ) -> None:
-    """Recent conversations."""
+    """Recent conversations (through --server: your own, or the team's with --everyone)."""
     with _store(ctx) as store:
-        found = store.conversations(limit)
+        found = store.conversations(limit, everyone=True) if everyone and ctx.obj.server else store.conversations(limit)
     if as_json:
         from dataclasses import asdict
 
@@ -73,11 +75,12 @@ def list_conversations(
             print(json.dumps(asdict(c), ensure_ascii=False))
         return
     table = Table(title="conversations")
-    for col in ("id", "updated", "messages", "title"):
+    owners = any(c.owner for c in found)
+    for col in ("id", "updated", "messages", *(["agent"] if owners else []), "title"):
         table.add_column(col)
     for c in found:
         table.add_row(str(c.id), time.strftime("%Y-%m-%d %H:%M", time.localtime(c.updated_at)), str(c.message_count),
-                      escape(safe_name(c.title)))
+                      *([escape(safe_name(c.owner or "-"))] if owners else []), escape(safe_name(c.title)))
     console.print(table)
 
 

@@ -236,10 +236,10 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """What is indexed: files by type, chunks, embedder, build time, skipped files."""
+    from types import SimpleNamespace
+
     from supportdesk.cpu import describe
     from supportdesk.kb.store import IndexIntegrityError
-
-    from types import SimpleNamespace
 
     appctx: AppContext = ctx.obj
     if appctx.server:

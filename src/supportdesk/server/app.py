@@ -84,7 +84,7 @@ def create_app(core: ServerCore) -> FastAPI:
                   description="One supportdesk for a support team: ask, search, reload, adapters, history.")
 
     @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # noqa: ANN202 - starlette's middleware signature
+    async def limit_body(request: Request, call_next):
         limit = settings.serve.max_body_kb * 1024
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:

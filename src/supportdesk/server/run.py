@@ -39,7 +39,7 @@ def serve(settings: Settings, host: str, port: int, say: Callable[[str], None] =
     scheme = "https" if settings.serve.ssl_certfile else "http"
     original_startup = server.startup
 
-    async def startup(sockets=None) -> None:  # noqa: ANN001 - uvicorn's signature
+    async def startup(sockets=None) -> None:
         await original_startup(sockets)
         status = core.status()
         say(f"supportdesk server ready at {bound_url(server, scheme)} in {time.perf_counter() - started:.1f} s: "

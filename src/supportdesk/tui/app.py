@@ -135,7 +135,7 @@ class SupportDeskApp(App[None]):
             if preview:
                 self.show_conversation(preview)
                 self._shown_at_start = True
-        except Exception:  # noqa: BLE001 - a broken history file must not stop the app; the session says why
+        except Exception:  # noqa: BLE001, S110 - a broken history file must not stop the app; the session says why
             pass
         self.start_session()
 
