@@ -36,3 +36,26 @@ def test_other_processes_and_background_jobs_take_threads_away():
 
 def test_threads_come_back_when_the_cpu_is_free():
     assert _settle(lambda: cpu_load.threads_for(2) == min(2, os.cpu_count() or 1), 10.0), cpu_load.other_cores_busy()
+
+
+def test_the_generating_thread_runs_at_lower_priority_and_the_main_thread_never_does():
+    import threading
+
+    me = threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, me)
+    assert cpu_load.lower_this_thread(5) is False  # the main thread keeps its priority
+    assert os.getpriority(os.PRIO_PROCESS, me) == before
+    seen: dict[str, int | bool] = {}
+
+    def worker() -> None:
+        tid = threading.get_native_id()
+        seen["first"] = cpu_load.lower_this_thread(5)
+        seen["again"] = cpu_load.lower_this_thread(5)  # once per thread, not 5 more each answer
+        seen["nice"] = os.getpriority(os.PRIO_PROCESS, tid)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == {"first": True, "again": True, "nice": min(19, before + 5)}
+    assert os.getpriority(os.PRIO_PROCESS, me) == before  # only that thread was lowered
+    assert cpu_load.lower_this_thread(0) is False

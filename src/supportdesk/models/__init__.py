@@ -72,7 +72,7 @@ def create_backend(settings: Settings, backend: str | None = None, adapter: str 
         from supportdesk.models.embedded import EmbeddedBackend
 
         return EmbeddedBackend(cfg.gguf_path, resolve_adapter(settings, adapter), cfg.context_tokens, cfg.threads,
-                               cfg.adaptive_threads)
+                               cfg.adaptive_threads, cfg.generation_nice)
     raise BackendError(f"unknown backend '{kind}' (use 'embedded', 'ollama' or 'openai')")
 
 

@@ -10,6 +10,10 @@ asks this module before each generation and uses fewer threads while the CPU is 
 A daemon thread samples ``/proc/stat`` (all CPU time) and ``/proc/self/stat`` (ours) twice a
 second; the difference is what other processes use. Work inside this process that competes
 with generation (an index build in a worker) says so with ``busy_with``.
+
+``lower_this_thread`` gives the thread that generates a higher niceness, so a search or the
+screen gets a core first while the model writes (llama.cpp's OpenMP workers are created by
+that thread and inherit its niceness).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ _SAMPLE_S = 0.5
 _lock = threading.Lock()
 _state = {"other_cores": 0.0, "inside": 0, "generating": 0}
 _started = False
+_lowered = threading.local()
 
 
 def _total_busy() -> float | None:
@@ -111,3 +116,22 @@ def generating() -> Iterator[None]:
 def is_generating() -> bool:
     with _lock:
         return _state["generating"] > 0
+
+
+def lower_this_thread(nice: int) -> bool:
+    """Raise this thread's niceness by ``nice`` (Linux: a thread is its own scheduling entity).
+
+    Only worker threads: a process's main thread keeps its priority, because an unprivileged
+    process cannot raise it back and every thread it starts later would inherit it. Once per
+    thread; returns whether this thread runs lowered."""
+    if nice <= 0 or threading.current_thread() is threading.main_thread():
+        return False
+    if getattr(_lowered, "done", False):
+        return True
+    try:
+        me = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + nice))
+    except (AttributeError, OSError):
+        return False
+    _lowered.done = True
+    return True

@@ -26,7 +26,7 @@ from supportdesk.models.base import (
     ModelInfo,
     ModelMissing,
 )
-from supportdesk.models.cpu_load import generating, threads_for
+from supportdesk.models.cpu_load import generating, lower_this_thread, threads_for
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -150,6 +150,7 @@ class EmbeddedBackend:
         context_tokens: int = 8192,
         threads: int = 2,
         adaptive_threads: bool = True,
+        generation_nice: int = 0,
     ) -> None:
         self.gguf_path = Path(gguf_path) if gguf_path else default_gguf_path()
         self.adapter = adapter
@@ -160,6 +161,7 @@ class EmbeddedBackend:
         self._verified = False
         self.adaptive_threads = adaptive_threads
         self._threads_now = threads
+        self.generation_nice = generation_nice
 
     @property
     def model_name(self) -> str:
@@ -208,6 +210,7 @@ class EmbeddedBackend:
             llm, load_ms = self._llm()
             stats.load_ms = load_ms
             prompt, stop = self._format(llm, messages)
+            lower_this_thread(self.generation_nice)  # before llama.cpp's OpenMP workers start: they inherit it
             tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
             if len(tokens) + options.max_tokens > self.context_tokens:
                 raise ModelMissing(
