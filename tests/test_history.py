@@ -6,7 +6,8 @@ import sqlite3
 
 import pytest
 
-from supportdesk.history import MIGRATIONS, SCHEMA_VERSION, HistoryStore
+from supportdesk.history import SCHEMA_VERSION, HistoryStore
+from supportdesk.history.schema import SQLITE as MIGRATIONS
 
 
 def test_upgrade_from_version_1_keeps_data(tmp_path):

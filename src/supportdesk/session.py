@@ -11,9 +11,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from supportdesk.answers import Answer, AnswerPipeline, Turn
-from supportdesk.history import HistoryError, HistoryStore, StoredMessage, move_aside
+from supportdesk.history import HistoryError, HistoryStore, StoredMessage, move_aside, open_history
 from supportdesk.kb.index import KnowledgeBase, Progress, ReloadReport
 from supportdesk.models import ChatBackend, create_backend, list_adapters
 from supportdesk.models.adapters import write_active
@@ -43,7 +44,9 @@ class SupportSession:
         self._wrap = backend_wrapper or (lambda b: b)  # the team server puts its queue in front of the model
         self._backend = self._wrap(backend) if backend is not None else None
         self._pipeline: AnswerPipeline | None = None
-        self.history_path = settings.data_dir / "history.sqlite3"
+        self.history_path = settings.data_dir / "history.sqlite3" if not settings.history.url \
+            else (Path(settings.history_location) if settings.history.url.startswith("sqlite:///") else None)
+        """The SQLite file, or None when the history is a database server (history.url)."""
         self.history_problem: str | None = None
         self.index_error: str | None = None
         self.history = self._open_history()
@@ -52,15 +55,18 @@ class SupportSession:
         self._lock = threading.Lock()
 
     def _open_history(self) -> HistoryStore:
-        """The history file, or, when it is broken, an in-memory one so the chat still works."""
+        """The history, or, when it is broken or unreachable, an in-memory one so the chat still works."""
         try:
-            return HistoryStore(self.history_path)
+            return open_history(self.settings)
         except (HistoryError, OSError) as exc:
             self.history_problem = f"{exc} — this session's conversations are kept in memory only"
             return HistoryStore(":memory:")
 
     def move_history_aside(self) -> str:
         """Rename the broken file, start a new one, and copy this session's messages into it."""
+        if self.history_path is None:
+            raise HistoryError("the history is a database server (history.url), not a file: fix or reach it, "
+                               "then restart; nothing of it was changed")
         moved = move_aside(self.history_path)
         fresh = HistoryStore(self.history_path)
         mapping: dict[int, int] = {}

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr, SecretStr
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -261,6 +261,32 @@ class ServeSettings(BaseModel):
     ssl_keyfile: Path | None = Field(None, description="TLS private key (PEM) for ssl_certfile.")
 
 
+class HistorySettings(BaseModel):
+    """Where conversations, feedback and the team server's tokens are stored."""
+
+    url: str = Field(
+        "",
+        description="Empty: SQLite at DATA_DIR/history.sqlite3 (embedded, the default). 'postgresql://USER@HOST:PORT/DB' "
+        "(psycopg 3): a PostgreSQL database that several team-server replicas share. Keep a password out of "
+        "shared files: libpq reads PGPASSWORD and ~/.pgpass; messages and 'config' never show one.",
+    )
+    pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL: most connections one process keeps open.")
+    connect_timeout_s: float = Field(
+        2.0, gt=0, le=120,
+        description="PostgreSQL: seconds to wait for a connection before a write is kept in memory (retried every "
+        "second, written when the database is back) or a read fails with a message.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("postgresql://", "postgres://", "sqlite:///")):
+            raise ValueError("history.url must be empty (SQLite in the data dir), 'sqlite:///PATH' or "
+                             "'postgresql://USER@HOST:PORT/DATABASE'")
+        return value
+
+
 class Settings(BaseSettings):
     """The effective configuration of one supportdesk process."""
 
@@ -289,12 +315,21 @@ class Settings(BaseSettings):
     router: RouterSettings = Field(default_factory=RouterSettings, description="Routing and grounding.")
     tui: TUISettings = Field(default_factory=TUISettings, description="The terminal app.")
     serve: ServeSettings = Field(default_factory=ServeSettings, description="The team server.")
+    history: HistorySettings = Field(default_factory=HistorySettings, description="The conversation store.")
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @property
     def warnings(self) -> list[str]:
         """Problems found while reading the settings (unknown keys), for the CLI and the TUI to show."""
         return self._warnings
+
+    @property
+    def history_location(self) -> str:
+        """What ``HistoryStore`` opens: the SQLite file in the data dir, or ``history.url``."""
+        url = self.history.url
+        if url.startswith("sqlite:///"):
+            return url[len("sqlite:///"):]
+        return url or str(self.data_dir / "history.sqlite3")
 
     @property
     def index_dir(self) -> Path:
@@ -450,5 +485,26 @@ def explain(settings: Settings, overrides: dict[str, Any] | None = None) -> list
             if key in data:
                 origin = label
                 break
+        if key == "history.url" and isinstance(value, str):
+            value = redact_url(value)
         rows.append((key, value, origin, _field_descriptions(Settings).get(key, "")))
     return rows
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit to print: any password replaced by ***."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    query = "&".join("password=***" if item.lower().startswith("password=") else item
+                     for item in parts.query.split("&")) if parts.query else ""
+    if parts.password is None:
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, query, parts.fragment))

@@ -102,7 +102,7 @@ def test_a_locked_database_never_loses_a_message(tmp_path):
     path = tmp_path / "data" / "history.sqlite3"
     store = HistoryStore(path)
     store.busy_timeout_s = 0.05
-    store._db.execute("PRAGMA busy_timeout = 50")
+    store._engine._db.execute("PRAGMA busy_timeout = 50")
     first = store.new_conversation()
     store.add_message(first, "user", "before the lock")
 
@@ -131,7 +131,7 @@ def test_a_locked_database_never_loses_a_message(tmp_path):
 def test_writes_still_locked_at_exit_are_saved_beside_the_database(tmp_path):
     path = tmp_path / "data" / "history.sqlite3"
     store = HistoryStore(path)
-    store._db.execute("PRAGMA busy_timeout = 50")
+    store._engine._db.execute("PRAGMA busy_timeout = 50")
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     store.add_message(store.new_conversation(), "user", "keep me")
@@ -213,7 +213,7 @@ async def test_tui_answers_while_the_history_is_locked(tui_factory):
     app = make()
     async with app.run_test(size=(120, 40)) as pilot:
         await _ready(pilot, app)
-        app.session.history._db.execute("PRAGMA busy_timeout = 50")
+        app.session.history._engine._db.execute("PRAGMA busy_timeout = 50")
         other = sqlite3.connect(settings.data_dir / "history.sqlite3", isolation_level=None)
         other.execute("BEGIN EXCLUSIVE")
         app.query_one("#prompt").insert("are you there?")

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from supportdesk.cli.context import AppContext, console, fail
-from supportdesk.history import HistoryError, HistoryStore
+from supportdesk.history import HistoryError, HistoryStore, open_history
 from supportdesk.sanitize import safe_name, safe_text
 
 app = typer.Typer(help="Browse and export the conversation history.", no_args_is_help=True)
@@ -28,8 +28,11 @@ def _through_server(ctx: typer.Context) -> None:
 
 
 def _path(ctx: typer.Context) -> Path:
+    """The SQLite file (``move-aside``); a history on a database server has none."""
     appctx: AppContext = ctx.obj
-    return appctx.settings.data_dir / "history.sqlite3"
+    if appctx.settings.history.url.startswith(("postgresql://", "postgres://")):
+        fail("the history is a database server (history.url), not a file: there is nothing to move aside")
+    return Path(appctx.settings.history_location)
 
 
 @contextmanager
@@ -46,7 +49,7 @@ def _store(ctx: typer.Context) -> Iterator[HistoryStore]:
             fail(str(exc))
         return
     try:
-        store = HistoryStore(_path(ctx))
+        store = open_history(appctx.settings)
     except (HistoryError, OSError) as exc:
         fail(f"cannot open the history: {exc}")
     try:
@@ -134,3 +137,61 @@ def move_aside_cmd(ctx: typer.Context) -> None:
     except OSError as exc:
         fail(f"cannot move {path}: {exc.strerror or exc}")
     console.print(f"moved {path} to {moved}; a new history starts with the next conversation")
+
+
+@app.command("migrate")
+def migrate_cmd(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Option("--to", help="The target: postgresql://USER@HOST:PORT/DB (or sqlite:///PATH).")],
+    as_json: Annotated[bool, typer.Option("--json", help="The report as one JSON object.")] = False,
+) -> None:
+    """Copy this history (history.url, or the SQLite file in the data dir) into another store and verify the
+    counts. Run it again at any time: it copies only what is new (and rating changes), never twice."""
+    from dataclasses import asdict
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from supportdesk.history.migrate import migrate
+    from supportdesk.settings import redact_url
+
+    appctx: AppContext = ctx.obj
+    if not to.startswith(("postgresql://", "postgres://", "sqlite:///")):
+        fail(f"--to {redact_url(to)!r}: give postgresql://USER@HOST:PORT/DATABASE or sqlite:///PATH")
+    target_location = to.removeprefix("sqlite:///")
+    settings = appctx.settings
+    try:
+        source = open_history(settings)
+    except (HistoryError, OSError) as exc:
+        fail(f"cannot open the history to copy: {exc}")
+    try:
+        target = HistoryStore(target_location, pool_size=2, connect_timeout_s=settings.history.connect_timeout_s)
+    except (HistoryError, OSError) as exc:
+        source.close()
+        fail(f"cannot open the target: {exc}")
+    try:
+        with Progress(TextColumn("copying"), BarColumn(), MofNCompleteColumn(), console=console,
+                      transient=True, disable=as_json) as bar:
+            task = bar.add_task("copy", total=None)
+            report = migrate(source, target, lambda done, total: bar.update(task, completed=done, total=total))
+    except ValueError as exc:
+        fail(str(exc))
+    except HistoryError as exc:
+        fail(f"the copy stopped (whole conversations only were written; run it again to finish): {exc}")
+    finally:
+        source.close()
+        target.close()
+    if as_json:
+        print(json.dumps({**asdict(report), "verified": report.verified}))
+    else:
+        table = Table(title=f"{escape(report.source)} → {escape(report.target)}")
+        for col in ("", "conversations", "messages", "citations", "ratings"):
+            table.add_column(col)
+        for label, c in (("copied now", report.copied), ("in the source", report.in_source),
+                         ("from it in the target", report.in_target)):
+            table.add_row(label, str(c.conversations), str(c.messages), str(c.citations), str(c.ratings))
+        console.print(table)
+        console.print(f"ratings updated: {report.ratings_updated}; tokens copied: {report.tokens_copied}")
+    if not report.verified:
+        fail("the counts differ (see above): the target does not hold everything from the source")
+    if not as_json:
+        console.print("verified: every conversation, message, citation and rating is in the target")

@@ -48,11 +48,11 @@ def serve(
 
 def _tokens(appctx: AppContext):
     """The token store of the local data dir (the server's), or the server's API with --server."""
-    from supportdesk.history import HistoryError, HistoryStore
+    from supportdesk.history import HistoryError, open_history
     from supportdesk.server.tokens import TokenStore
 
     try:
-        return TokenStore(HistoryStore(appctx.settings.data_dir / "history.sqlite3"))
+        return TokenStore(open_history(appctx.settings))
     except (HistoryError, OSError) as exc:
         fail(f"cannot open the token store: {exc}")
 

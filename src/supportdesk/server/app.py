@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
 from supportdesk import __version__
+from supportdesk.history import HistoryError
 from supportdesk.sanitize import clean_question
 from supportdesk.server.core import CoreError, ServerCore
 from supportdesk.server.tokens import ROLES, Identity, Role, TokenError, role_allows
@@ -95,6 +96,11 @@ def create_app(core: ServerCore) -> FastAPI:
     @app.exception_handler(CoreError)
     async def core_error(_: Request, exc: CoreError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(HistoryError)
+    async def history_error(_: Request, exc: HistoryError) -> JSONResponse:
+        """A history database that is unreachable or refuses: 503 with its message, the server keeps serving."""
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     def identity(request: Request) -> Identity:
         header = request.headers.get("authorization", "")

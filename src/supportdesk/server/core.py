@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from supportdesk.answers.pipeline import EmptyQuestion
-from supportdesk.history import Conversation
+from supportdesk.history import Conversation, HistoryError
 from supportdesk.kb.index import KnowledgeBase, Progress, ReloadInProgress, ReloadReport
 from supportdesk.models import BackendError, ChatBackend
 from supportdesk.server.queue import GenerationQueue, QueuedBackend, Ticket, use_ticket
@@ -93,7 +93,7 @@ class AnswerRun:
                                 "result": answer.result.to_json()})
         except EmptyQuestion as exc:
             self._emit("error", {"message": str(exc), "status": 422})
-        except BackendError as exc:
+        except (BackendError, HistoryError) as exc:
             self._emit("error", {"message": str(exc), "status": 503})
         except Exception as exc:  # noqa: BLE001 - the asker is told; the server keeps serving
             self._emit("error", {"message": f"{type(exc).__name__}: {exc}", "status": 500})

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from supportdesk.history import HistoryStore
+from supportdesk.history import HistoryError, HistoryStore
 
 Role = Literal["agent", "trainer", "admin"]
 ROLES: tuple[Role, ...] = ("agent", "trainer", "admin")
@@ -46,6 +46,9 @@ class TokenError(ValueError):
 class TokenStore:
     def __init__(self, history: HistoryStore) -> None:
         self.history = history
+        self._seen: dict[str, tuple[Identity, float | None]] = {}
+        """Tokens verified by this process: they keep working while a shared history database is
+        unreachable (a revocation takes effect when it is back); unknown ones are refused."""
 
     def create(self, name: str, role: str, expires_days: float | None = None) -> str:
         """A new token (returned once; only its hash is kept)."""
@@ -65,13 +68,23 @@ class TokenStore:
 
     def verify(self, token: str) -> Identity | None:
         """The identity for a live token; None for an unknown, revoked or expired one."""
-        row = self.history.token_by_hash(hash_token(token.strip()))
+        digest = hash_token(token.strip())
+        try:
+            row = self.history.token_by_hash(digest)
+        except HistoryError:
+            seen = self._seen.get(digest)
+            if seen is None or (seen[1] is not None and seen[1] < time.time()):
+                raise
+            return seen[0]
         if row is None or row["revoked_at"] is not None:
+            self._seen.pop(digest, None)
             return None
         if row["expires_at"] is not None and row["expires_at"] < time.time():
             return None
         self.history.touch_token(row["id"])
-        return Identity(row["name"], row["role"], row["id"])
+        identity = Identity(row["name"], row["role"], row["id"])
+        self._seen[digest] = (identity, row["expires_at"])
+        return identity
 
     def expired(self, token: str) -> bool:
         row = self.history.token_by_hash(hash_token(token.strip()))

@@ -188,6 +188,8 @@ class SupportDeskApp(App[None]):
         problem = getattr(self.session, "history_problem", None)
         if problem:
             self.notify(strip_control(problem), title="history not saved", severity="warning", timeout=30)
+            if getattr(self.session, "history_path", None) is None:
+                return  # a database server: nothing here to move aside; the notice says what happened
             self.push_screen(
                 ConfirmScreen("The conversation history cannot be read",
                               f"{strip_control(problem)}\n\nMove the broken file aside (it is renamed, not deleted) "

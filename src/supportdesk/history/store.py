@@ -1,4 +1,5 @@
-"""Conversation history in SQLite under the data dir, with versioned schema upgrades.
+"""Conversation history: SQLite under the data dir, or a shared PostgreSQL, with versioned
+schema upgrades (``schema``) on both.
 
 Every message keeps what an auditor needs: the route and its reason, the citations, the
 timings, the model figures and the agent's 👍/👎. ``export`` writes conversations in the
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -19,55 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supportdesk.private import private_dir, private_file, write_private_text
-
-# Each entry upgrades the schema by one version; never edit a released step, add one.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE conversations (
-        id INTEGER PRIMARY KEY,
-        title TEXT NOT NULL DEFAULT '',
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE TABLE messages (
-        id INTEGER PRIMARY KEY,
-        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-        role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
-        content TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        kind TEXT,
-        reason TEXT,
-        citations TEXT NOT NULL DEFAULT '[]',
-        timings TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
-    """,
-    """
-    ALTER TABLE messages ADD COLUMN feedback INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE messages ADD COLUMN model TEXT NOT NULL DEFAULT '{}';
-    ALTER TABLE messages ADD COLUMN abstained INTEGER NOT NULL DEFAULT 0;
-    """,
-    # The team server (supportdesk serve): who owns a conversation, which agent asked, and the
-    # role tokens (only their SHA-256 is stored; the token itself is printed once).
-    """
-    ALTER TABLE conversations ADD COLUMN owner TEXT;
-    ALTER TABLE messages ADD COLUMN asked_by TEXT;
-    CREATE INDEX conversations_by_owner ON conversations(owner, updated_at);
-    CREATE TABLE tokens (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL,
-        role TEXT NOT NULL CHECK (role IN ('agent', 'trainer', 'admin')),
-        token_hash TEXT NOT NULL UNIQUE,
-        created_at REAL NOT NULL,
-        expires_at REAL,
-        revoked_at REAL,
-        last_used_at REAL
-    );
-    CREATE UNIQUE INDEX tokens_active_name ON tokens(name) WHERE revoked_at IS NULL;
-    """,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
+from supportdesk.history.engines import Engine, HistoryError, open_engine
+from supportdesk.private import write_private_text
 
 
 @dataclass
@@ -96,15 +49,6 @@ class Conversation:
     updated_at: float
     message_count: int = 0
     owner: str | None = None
-
-
-class HistoryError(RuntimeError):
-    """The history file is damaged or unusable; the message names it and what to do."""
-
-
-def _is_locked(exc: sqlite3.Error) -> bool:
-    text = str(exc).lower()
-    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
 def _loads(text: Any, default: Any) -> Any:
@@ -137,97 +81,98 @@ class _PendingWrite:
 
 
 class HistoryStore:
-    """Thread-safe: one connection, serialised by a lock (workers write, the UI reads).
+    """Thread-safe; the same behaviour on SQLite and PostgreSQL (``location``: a path or a URL).
 
-    Writes that find the database locked by another program (a backup tool, a second
-    supportdesk, an open ``sqlite3`` shell) are queued in memory in order, with placeholder
-    (negative) ids, and retried every second until they go through; ``pending`` says how many
-    wait. A damaged file raises ``HistoryError`` naming it, from opening and from every read.
+    Writes that cannot go through now (a SQLite file locked by another program; a PostgreSQL
+    server that is unreachable) are queued in memory in order, with placeholder (negative) ids,
+    and retried every second until they go through; ``pending`` says how many wait, and
+    ``close`` saves any still waiting beside the data as JSON lines. A damaged store raises
+    ``HistoryError`` naming it, from opening and from every read.
     """
 
     busy_timeout_s = 2.0
     retry_every_s = 1.0
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        memory = str(path) == ":memory:"
-        if not memory:
-            private_dir(self.path.parent)
-            if not self.path.exists():
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-            private_file(self.path)
+    def __init__(self, location: Path | str, *, pool_size: int = 10, connect_timeout_s: float = 2.0,
+                 spill_dir: Path | None = None) -> None:
+        self.location = str(location)
         self._lock = threading.RLock()
         self._pending: list[_PendingWrite] = []
         self._resolved: dict[int, int] = {}  # placeholder id -> real row id
         self._next_placeholder = -1
         self._retry: threading.Timer | None = None
+        self._closed = False
+        self.last_problem: str | None = None
+        """Why the last write had to wait (the database unreachable, the file locked); None once written."""
         try:
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
-                                       timeout=self.busy_timeout_s)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA foreign_keys = ON")
-            if not memory:
-                self._db.execute("PRAGMA journal_mode = WAL")
-                check = self._db.execute("PRAGMA quick_check").fetchone()[0]
-                if check != "ok":
-                    raise sqlite3.DatabaseError(f"integrity check failed: {check}")
-            self.upgraded_from = self._upgrade()
-        except sqlite3.DatabaseError as exc:
+            self._engine: Engine = open_engine(self.location, pool_size, connect_timeout_s, self.busy_timeout_s)
+        except HistoryError:
+            raise
+        except Exception as exc:
+            raise self._damaged(exc) from exc
+        self.path = Path(self.location) if self._engine.dialect == "sqlite" else None
+        """The SQLite file (None for PostgreSQL)."""
+        self.spill_dir = spill_dir or (self.path.parent if self.path and self.location != ":memory:" else None)
+        try:
+            self.upgraded_from = self._engine.upgrade()
+            self.store_id = str(self._engine.read("SELECT value FROM store_meta WHERE key = 'store_id'")[0]["value"])
+        except HistoryError:
+            self._engine.close()
+            raise
+        except self._engine.errors as exc:
             with contextlib.suppress(Exception):
-                self._db.close()
+                self._engine.close()
             raise self._damaged(exc) from exc
 
-    def _damaged(self, exc: sqlite3.Error) -> HistoryError:
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect
+
+    @property
+    def where(self) -> str:
+        """The store named for people: the file, or the URL without a password."""
+        return self._engine.location
+
+    def _damaged(self, exc: BaseException) -> HistoryError:
+        if getattr(self, "_engine", None) is not None and self._engine.dialect != "sqlite":
+            if self._engine.transient(exc):
+                return HistoryError(f"the history database {self.where} is unreachable ({_first_line(exc)}); "
+                                    "what is written meanwhile is kept and saved when it is back")
+            return HistoryError(f"the history database {self.where} refused a request: {_first_line(exc)}")
         return HistoryError(
-            f"the history file {self.path} is damaged or not a supportdesk history ({exc}); "
+            f"the history file {self.location} is damaged or not a supportdesk history ({exc}); "
             "move it aside with 'supportdesk history move-aside' (nothing is deleted) and a new one starts"
         )
 
-    def _upgrade(self) -> int:
-        """Apply missing migrations in one transaction each; returns the version found."""
-        with self._lock:
-            found = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if found > SCHEMA_VERSION:
-                raise HistoryError(
-                    f"{self.path} has schema version {found}, newer than this supportdesk ({SCHEMA_VERSION}): "
-                    "upgrade supportdesk, or point data_dir elsewhere"
-                )
-            for version in range(found, SCHEMA_VERSION):
-                self._db.execute("BEGIN")
-                try:
-                    self._db.executescript("BEGIN;" + MIGRATIONS[version] + f"PRAGMA user_version = {version + 1};COMMIT;")
-                except Exception:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-        return found
-
     @property
     def version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        return self._engine.version()
 
     @property
     def pending(self) -> int:
-        """Writes waiting for a lock to clear."""
+        """Writes waiting for the database (a lock to clear, a server to come back)."""
         with self._lock:
             return len(self._pending)
 
     def close(self) -> Path | None:
-        """Flush what waits (a few seconds' grace); anything still locked out is saved beside the
-        database as JSON lines, never dropped. Returns that file, if one was written."""
+        """Flush what waits (a few seconds' grace); anything still kept out is saved beside the
+        data as JSON lines, never dropped. Returns that file, if one was written."""
         with self._lock:
+            if self._closed:
+                return None
+            self._closed = True
             if self._retry is not None:
                 self._retry.cancel()
             deadline = time.monotonic() + 5.0
             while self._pending and time.monotonic() < deadline and not self._flush():
                 time.sleep(0.2)
             leftover = None
-            if self._pending and str(self.path) != ":memory:":
-                leftover = self.path.with_name(f"history-unsaved-{time.strftime('%Y%m%dT%H%M%S')}.jsonl")
+            if self._pending and self.spill_dir is not None:
+                leftover = self.spill_dir / f"history-unsaved-{time.strftime('%Y%m%dT%H%M%S')}.jsonl"
                 write_private_text(leftover, "".join(
                     json.dumps({"kind": p.kind, "id": p.placeholder, **p.values}, ensure_ascii=False) + "\n"
                     for p in self._pending))
-            self._db.close()
+            self._engine.close()
             return leftover
 
     # -- writing ---------------------------------------------------------------------
@@ -239,15 +184,26 @@ class HistoryStore:
         return placeholder
 
     def _schedule_retry(self) -> None:
+        if self._closed:
+            return
         if self._retry is None or not self._retry.is_alive():
             self._retry = threading.Timer(self.retry_every_s, self._retry_flush)
             self._retry.daemon = True
             self._retry.start()
 
     def _retry_flush(self) -> None:
+        if not self._engine.ping():  # outside the lock: a database that is still down blocks nobody
+            with self._lock:
+                self._retry = None
+                self._schedule_retry()
+            return
         with self._lock:
             self._retry = None
-            if self._pending and not self._flush():
+            try:
+                done = self._flush()
+            except HistoryError:
+                done = False
+            if self._pending and not done:
                 self._schedule_retry()
 
     def flush(self) -> bool:
@@ -260,58 +216,55 @@ class HistoryStore:
             item = self._pending[0]
             try:
                 real = self._apply(item.kind, item.values)
-            except sqlite3.Error as exc:
-                if _is_locked(exc):
+            except self._engine.errors as exc:
+                if self._engine.transient(exc):
+                    self.last_problem = _first_line(exc)
                     return False
                 raise self._damaged(exc) from exc
             self._resolved[item.placeholder] = real
             self._pending.pop(0)
+        self.last_problem = None
         return True
 
     def _real(self, row_id: int) -> int:
         return self._resolved.get(row_id, row_id)
 
     def _apply(self, kind: str, v: dict[str, Any]) -> int:
-        if kind == "conversation":
-            cursor = self._db.execute(
-                "INSERT INTO conversations (title, created_at, updated_at, owner) VALUES (?, ?, ?, ?)",
-                (v["title"], v["at"], v["at"], v.get("owner")))
-            return int(cursor.lastrowid)
-        if kind == "feedback":
-            self._db.execute("UPDATE messages SET feedback = ? WHERE id = ? AND role = 'assistant'",
-                             (v["value"], self._real(v["message_id"])))
-            return 0
-        conversation_id = self._real(v["conversation_id"])
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            cursor = self._db.execute(
+        with self._engine.transaction() as tx:
+            if kind == "conversation":
+                return tx.insert("INSERT INTO conversations (title, created_at, updated_at, owner) VALUES (?, ?, ?, ?)",
+                                 (v["title"], v["at"], v["at"], v.get("owner")))
+            if kind == "feedback":
+                tx.update("UPDATE messages SET feedback = ? WHERE id = ? AND role = 'assistant'",
+                          (v["value"], self._real(v["message_id"])))
+                return 0
+            conversation_id = self._real(v["conversation_id"])
+            row_id = tx.insert(
                 "INSERT INTO messages (conversation_id, role, content, created_at, kind, reason, citations, timings,"
                 " model, abstained, asked_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (conversation_id, v["role"], v["content"], v["at"], v["kind"], v["reason"], json.dumps(v["citations"]),
                  json.dumps(v["timings"]), json.dumps(v["model"]), int(v["abstained"]), v.get("asked_by")),
             )
-            self._db.execute(
-                "UPDATE conversations SET updated_at = ?, title = CASE WHEN title = '' AND ? = 'user' THEN ? ELSE title END"
-                " WHERE id = ?",
-                (v["at"], v["role"], v["content"][:80], conversation_id),
-            )
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
-        return int(cursor.lastrowid)
+            tx.update("UPDATE conversations SET updated_at = ? WHERE id = ?", (v["at"], conversation_id))
+            if v["role"] == "user":
+                tx.update("UPDATE conversations SET title = ? WHERE id = ? AND title = ''",
+                          (v["content"][:80], conversation_id))
+            return row_id
 
     def _write(self, kind: str, values: dict[str, Any]) -> int:
         with self._lock:
-            if self._pending and not self._flush():  # keep the order: nothing overtakes a queued write
+            # Keep the order: nothing overtakes a queued write. A locked SQLite file is tried again at
+            # once; a database server that was down is left to the retry timer (it pings first).
+            if self._pending and (self.dialect != "sqlite" or not self._flush()):
                 return self._queue(kind, values)
-            try:
-                return self._apply(kind, values)
-            except sqlite3.Error as exc:
-                if _is_locked(exc):
+        try:  # outside the lock: PostgreSQL takes writers side by side (SQLite's engine serialises them)
+            return self._apply(kind, values)
+        except self._engine.errors as exc:
+            if self._engine.transient(exc):
+                with self._lock:
+                    self.last_problem = _first_line(exc)
                     return self._queue(kind, values)
-                raise self._damaged(exc) from exc
+            raise self._damaged(exc) from exc
 
     def new_conversation(self, title: str = "", owner: str | None = None) -> int:
         return self._write("conversation", {"title": title[:120], "at": time.time(), "owner": owner})
@@ -330,7 +283,7 @@ class HistoryStore:
         abstained: bool = False,
         asked_by: str | None = None,
     ) -> int:
-        """The new message's id; negative while it waits for a locked database (see ``pending``)."""
+        """The new message's id; negative while it waits for the database (see ``pending``)."""
         return self._write("message", {
             "conversation_id": conversation_id, "role": role, "content": content, "at": time.time(), "kind": kind,
             "reason": reason, "citations": citations or [], "timings": timings or {}, "model": model or {},
@@ -343,25 +296,26 @@ class HistoryStore:
         self._write("feedback", {"message_id": message_id, "value": value})
 
     # -- reading ---------------------------------------------------------------------
-    def _read(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+    def _read(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         try:
-            return self._db.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            if _is_locked(exc):
+            return self._engine.read(sql, params)
+        except self._engine.errors as exc:
+            if self._engine.transient(exc) and self._engine.dialect == "sqlite":
                 return []  # a reader locked out sees what is in memory; nothing is lost
             raise self._damaged(exc) from exc
 
     def conversations(self, limit: int = 100, owner: str | None = None) -> list[Conversation]:
         """Newest first; with ``owner``, only that agent's conversations (a team server's agents)."""
         where, params = ("WHERE c.owner = ?", (owner,)) if owner is not None else ("", ())
+        rows = self._read(
+            "SELECT c.id, c.title, c.created_at, c.updated_at, c.owner, COUNT(m.id) AS n FROM conversations c"
+            f" LEFT JOIN messages m ON m.conversation_id = c.id {where}"
+            " GROUP BY c.id ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
+            (*params, limit),
+        )
+        found = [Conversation(r["id"], r["title"] or "", r["created_at"], r["updated_at"], r["n"], r["owner"])
+                 for r in rows]
         with self._lock:
-            rows = self._read(
-                "SELECT c.*, COUNT(m.id) AS n FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.id"
-                f" {where} GROUP BY c.id ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
-                (*params, limit),
-            )
-            found = [Conversation(r["id"], r["title"] or "", r["created_at"], r["updated_at"], r["n"], r["owner"])
-                     for r in rows]
             waiting = [Conversation(p.placeholder, p.values["title"], p.values["at"], p.values["at"], 0,
                                     p.values.get("owner"))
                        for p in self._pending if p.kind == "conversation"
@@ -375,8 +329,10 @@ class HistoryStore:
                 if p.kind == "conversation" and p.placeholder == conversation_id:
                     return Conversation(p.placeholder, p.values["title"], p.values["at"], p.values["at"], 0,
                                         p.values.get("owner"))
-            rows = self._read("SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS n"
-                              " FROM conversations c WHERE c.id = ?", (self._real(conversation_id),))
+            real = self._real(conversation_id)
+        rows = self._read("SELECT c.id, c.title, c.created_at, c.updated_at, c.owner,"
+                          " (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS n"
+                          " FROM conversations c WHERE c.id = ?", (real,))
         if not rows:
             return None
         r = rows[0]
@@ -385,8 +341,9 @@ class HistoryStore:
     def messages(self, conversation_id: int) -> list[StoredMessage]:
         with self._lock:
             real = self._real(conversation_id)
-            rows = self._read("SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (real,)) if real > 0 else []
-            out = [self._message(r) for r in rows]
+        rows = self._read("SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (real,)) if real > 0 else []
+        out = [self._message(r) for r in rows]
+        with self._lock:
             for p in self._pending:
                 if p.kind == "message" and self._real(p.values["conversation_id"]) == real:
                     v = p.values
@@ -400,7 +357,7 @@ class HistoryStore:
         return found[0].id if found else None
 
     @staticmethod
-    def _message(row: sqlite3.Row) -> StoredMessage:
+    def _message(row: dict[str, Any]) -> StoredMessage:
         return StoredMessage(
             id=row["id"], conversation_id=row["conversation_id"], role=row["role"], content=row["content"] or "",
             created_at=row["created_at"], kind=row["kind"], reason=row["reason"],
@@ -411,34 +368,35 @@ class HistoryStore:
 
     # -- the team server's role tokens (hashes only) ---------------------------------------
     def token_rows(self, include_revoked: bool = False) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._read("SELECT * FROM tokens" + ("" if include_revoked else " WHERE revoked_at IS NULL")
-                              + " ORDER BY id", ())
-        return [dict(r) for r in rows]
+        return self._read("SELECT * FROM tokens" + ("" if include_revoked else " WHERE revoked_at IS NULL")
+                          + " ORDER BY id", ())
 
     def add_token(self, name: str, role: str, token_hash: str, expires_at: float | None) -> None:
         """Raises ValueError when an active token already has that name."""
-        with self._lock:
-            try:
-                self._db.execute("INSERT INTO tokens (name, role, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                                 (name, role, token_hash, time.time(), expires_at))
-            except sqlite3.IntegrityError as exc:
+        try:
+            with self._engine.transaction() as tx:
+                tx.insert("INSERT INTO tokens (name, role, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                          (name, role, token_hash, time.time(), expires_at))
+        except self._engine.errors as exc:
+            if self._engine.integrity(exc):
                 raise ValueError(f"a token named {name!r} already exists: revoke it first, or pick another name") from exc
+            raise self._damaged(exc) from exc
 
     def token_by_hash(self, token_hash: str) -> dict[str, Any] | None:
-        with self._lock:
-            rows = self._read("SELECT * FROM tokens WHERE token_hash = ?", (token_hash,))
-        return dict(rows[0]) if rows else None
+        rows = self._read("SELECT * FROM tokens WHERE token_hash = ?", (token_hash,))
+        return rows[0] if rows else None
 
     def touch_token(self, token_id: int) -> None:
-        with self._lock, contextlib.suppress(sqlite3.Error):  # a locked file only delays 'last used'
-            self._db.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?", (time.time(), token_id))
+        with contextlib.suppress(*self._engine.errors), self._engine.transaction() as tx:  # only delays 'last used'
+            tx.update("UPDATE tokens SET last_used_at = ? WHERE id = ?", (time.time(), token_id))
 
     def revoke_token(self, name: str) -> bool:
-        with self._lock:
-            cursor = self._db.execute("UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
-                                      (time.time(), name))
-        return cursor.rowcount > 0
+        try:
+            with self._engine.transaction() as tx:
+                return tx.update("UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                                 (time.time(), name)) > 0
+        except self._engine.errors as exc:
+            raise self._damaged(exc) from exc
 
     def export(self, rated_good_only: bool = False) -> Iterator[dict[str, Any]]:
         """JSONL chat records ({"messages": [...], "metadata": {...}}) for ``adapter prepare``.
@@ -456,3 +414,8 @@ class HistoryStore:
                                                                  "route": message.kind, "source": "supportdesk-history"}}
             if not rated_good_only and turns:
                 yield {"messages": turns, "metadata": {"conversation": conversation.id, "source": "supportdesk-history"}}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
