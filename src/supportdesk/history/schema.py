@@ -53,11 +53,17 @@ SQLITE: list[str] = [
     """,
     # Copies between stores (history migrate): each store has an id, and a copied row keeps
     # "<source store id>:<source row id>", unique, so a second copy finds what the first made.
+    # write_key: a random key per write, unique, so a write retried after a connection dropped
+    # at commit (did it land?) is never stored twice.
     """
     ALTER TABLE conversations ADD COLUMN origin TEXT;
     ALTER TABLE messages ADD COLUMN origin TEXT;
     CREATE UNIQUE INDEX conversations_by_origin ON conversations(origin);
     CREATE UNIQUE INDEX messages_by_origin ON messages(origin);
+    ALTER TABLE conversations ADD COLUMN write_key TEXT;
+    ALTER TABLE messages ADD COLUMN write_key TEXT;
+    CREATE UNIQUE INDEX conversations_by_write_key ON conversations(write_key);
+    CREATE UNIQUE INDEX messages_by_write_key ON messages(write_key);
     CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     INSERT INTO store_meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))));
     """,
@@ -110,6 +116,10 @@ POSTGRESQL: list[str] = [
     ALTER TABLE messages ADD COLUMN origin TEXT;
     CREATE UNIQUE INDEX conversations_by_origin ON conversations(origin);
     CREATE UNIQUE INDEX messages_by_origin ON messages(origin);
+    ALTER TABLE conversations ADD COLUMN write_key TEXT;
+    ALTER TABLE messages ADD COLUMN write_key TEXT;
+    CREATE UNIQUE INDEX conversations_by_write_key ON conversations(write_key);
+    CREATE UNIQUE INDEX messages_by_write_key ON messages(write_key);
     CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     INSERT INTO store_meta (key, value) VALUES ('store_id', md5(random()::text || clock_timestamp()::text));
     """,

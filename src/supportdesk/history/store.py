@@ -14,6 +14,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,8 +233,10 @@ class HistoryStore:
     def _apply(self, kind: str, v: dict[str, Any]) -> int:
         with self._engine.transaction() as tx:
             if kind == "conversation":
-                return tx.insert("INSERT INTO conversations (title, created_at, updated_at, owner) VALUES (?, ?, ?, ?)",
-                                 (v["title"], v["at"], v["at"], v.get("owner")))
+                new_id = tx.insert("INSERT INTO conversations (title, created_at, updated_at, owner, write_key)"
+                                   " VALUES (?, ?, ?, ?, ?) ON CONFLICT (write_key) DO NOTHING",
+                                   (v["title"], v["at"], v["at"], v.get("owner"), v["key"]))
+                return new_id if new_id is not None else self._landed(tx, "conversations", v["key"])
             if kind == "feedback":
                 tx.update("UPDATE messages SET feedback = ? WHERE id = ? AND role = 'assistant'",
                           (v["value"], self._real(v["message_id"])))
@@ -241,24 +244,36 @@ class HistoryStore:
             conversation_id = self._real(v["conversation_id"])
             row_id = tx.insert(
                 "INSERT INTO messages (conversation_id, role, content, created_at, kind, reason, citations, timings,"
-                " model, abstained, asked_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " model, abstained, asked_by, write_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (write_key) DO NOTHING",
                 (conversation_id, v["role"], v["content"], v["at"], v["kind"], v["reason"], json.dumps(v["citations"]),
-                 json.dumps(v["timings"]), json.dumps(v["model"]), int(v["abstained"]), v.get("asked_by")),
+                 json.dumps(v["timings"]), json.dumps(v["model"]), int(v["abstained"]), v.get("asked_by"), v["key"]),
             )
-            tx.update("UPDATE conversations SET updated_at = ? WHERE id = ?", (v["at"], conversation_id))
-            if v["role"] == "user":
-                tx.update("UPDATE conversations SET title = ? WHERE id = ? AND title = ''",
-                          (v["content"][:80], conversation_id))
+            if row_id is None:  # an earlier try of this very write landed (its commit's answer was lost)
+                return self._landed(tx, "messages", v["key"])
+            title = v["content"][:80] if v["role"] == "user" else ""  # a conversation is titled by its first question
+            tx.update("UPDATE conversations SET updated_at = ?, title = CASE WHEN title = '' THEN ? ELSE title END"
+                      " WHERE id = ?", (v["at"], title, conversation_id))
             return row_id
 
+    @staticmethod
+    def _landed(tx: Any, table: str, key: str) -> int:
+        return int(tx.execute(f"SELECT id FROM {table} WHERE write_key = ?", (key,))[0]["id"])
+
     def _write(self, kind: str, values: dict[str, Any]) -> int:
+        values.setdefault("key", uuid.uuid4().hex)  # the same key on every retry of this write
         with self._lock:
             # Keep the order: nothing overtakes a queued write. A locked SQLite file is tried again at
             # once; a database server that was down is left to the retry timer (it pings first).
             if self._pending and (self.dialect != "sqlite" or not self._flush()):
                 return self._queue(kind, values)
         try:  # outside the lock: PostgreSQL takes writers side by side (SQLite's engine serialises them)
-            return self._apply(kind, values)
+            try:
+                return self._apply(kind, values)
+            except self._engine.errors as exc:
+                if not self._engine.stale(exc):
+                    raise
+                return self._apply(kind, values)  # a connection dropped by a restarted server: once more
         except self._engine.errors as exc:
             if self._engine.transient(exc):
                 with self._lock:
