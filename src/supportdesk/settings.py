@@ -108,6 +108,22 @@ class RetrievalSettings(BaseModel):
         "router examples it makes are used either way (router.kb_examples).",
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant (fusion='rrf'): larger flattens ranks.")
+    store: Literal["faiss", "milvus"] = Field(
+        "faiss",
+        description="Where searches run. 'faiss': in this process (the default). 'milvus': a Milvus server (retrieval."
+        "milvus_uri) through langchain-milvus, dense vectors plus Milvus's BM25 function, one collection per index "
+        "generation behind an alias; fused here the same way, with the same cosine scores.",
+    )
+    milvus_uri: str = Field("http://127.0.0.1:19530", description="Milvus server for retrieval.store = 'milvus'.")
+    milvus_token: SecretStr | None = Field(
+        None, description="Milvus credentials ('user:password' or an API key); only from the environment or .env.",
+    )
+    milvus_collection: str = Field(
+        "supportdesk", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$",
+        description="Alias that names the serving generation's collection in Milvus; collections are "
+        "'<this>_<generation>'. One per knowledge base sharing a Milvus server.",
+    )
+    milvus_timeout_s: float = Field(10.0, gt=0, le=600, description="Seconds a Milvus call may take before it fails.")
 
     @property
     def default_dense_weight(self) -> float:
@@ -349,7 +365,7 @@ class Settings(BaseSettings):
         return init_settings, env_settings, dotenv_settings, toml
 
 
-SECRET_KEYS = (("model", "openai_api_key"),)
+SECRET_KEYS = (("model", "openai_api_key"), ("retrieval", "milvus_token"))
 """Settings read only from the environment or .env: a settings file is shared and committed."""
 
 

@@ -268,6 +268,7 @@ def stats(
         ("files", f"{info.files} ({', '.join(f'{n} {k}' for k, n in sorted(info.by_kind.items()))})"),
         ("chunks", info.chunks),
         ("embedder", info.embedder),
+        ("vector store", getattr(info, "vector_store", "faiss")),
         ("on disk", f"{info.disk_bytes / 1e6:.1f} MB"),
         ("CPU", describe()),
         ("skipped", len(info.skipped)),

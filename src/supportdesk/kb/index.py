@@ -162,6 +162,8 @@ class KBStats:
     """What the generation measured about itself (kb/calibration.py)."""
     in_use: dict[str, Any] = field(default_factory=dict)
     """The fusion weight, hand-off and router values serving now, each with where it comes from."""
+    vector_store: str = "faiss"
+    """Where searches run: 'faiss' (this process) or 'milvus <collection> at <uri>'."""
 
 
 def _searcher(store: Any) -> Searcher:
@@ -192,6 +194,7 @@ class KnowledgeBase:
         self.load_error: str | None = None
         self.load_warning: str | None = None
         self._labelled: tuple[int, dict[str, Any]] | None = None
+        self._milvus: Any = None
 
     # -- the pieces, loaded lazily (the embedder import alone takes seconds) ------------
     @property
@@ -203,6 +206,37 @@ class KnowledgeBase:
     @property
     def embedder_info(self) -> EmbedderInfo:
         return embedder_info(self.embedder)
+
+    @property
+    def milvus(self) -> Any:
+        """The Milvus server of ``retrieval.store = "milvus"`` (kb/milvus.py); None with FAISS."""
+        if self.settings.retrieval.store != "milvus":
+            return None
+        if self._milvus is None:
+            from supportdesk.kb.milvus import MilvusIndex
+
+            self._milvus = MilvusIndex(self.settings.retrieval, self.embedder)
+        return self._milvus
+
+    def _on_milvus(self, searcher: Searcher, manifest: dict[str, Any]) -> Searcher:
+        """The generation's Milvus collection ranks its searches when there is one; else this process does."""
+        if self.milvus is None:
+            return searcher
+        from supportdesk.kb.milvus import MilvusRankings, MilvusUnavailable
+
+        collection = (manifest.get("milvus") or {}).get("collection")
+        if not collection:
+            self.load_warning = ("retrieval.store is 'milvus' but this generation was built for FAISS: searching here "
+                                 "until the next 'supportdesk kb build' publishes it to Milvus")
+            return searcher
+        try:
+            if not self.milvus.has(collection):
+                self.load_warning = (f"Milvus at {self.milvus.uri} has no collection {collection}: searching here "
+                                     "until the next 'supportdesk kb build --force'")
+                return searcher
+        except MilvusUnavailable as exc:
+            self.load_warning = f"{exc}; searching this process's copy of the same generation until it answers"
+        return searcher.with_remote(MilvusRankings(self.milvus, collection))
 
     @property
     def reloading(self) -> bool:
@@ -228,7 +262,7 @@ class KnowledgeBase:
         import faiss
 
         faiss.omp_set_num_threads(1)  # measured: 2 OpenMP pools (torch + faiss) fight on 2 cores
-        return _snapshot(store, manifest, gen_dir.name)
+        return _snapshot(store, manifest, gen_dir.name, self._on_milvus(_searcher(store), manifest))
 
     # -- search ----------------------------------------------------------------------
     def calibration(self) -> Calibration | None:
@@ -453,7 +487,10 @@ class KnowledgeBase:
             report.generation = current.generation
             calibrated = (current.calibration is not None or not cfg.retrieval.self_calibrate
                           or not self._calibration_useful())
-            if calibrated and [s.rel for s in report.skipped] == current.manifest.get("skipped_files", []):
+            on_milvus = current.manifest.get("milvus") or {}
+            published = self.milvus is None or (bool(on_milvus.get("collection"))
+                                                and on_milvus.get("alias") == self.milvus.alias)
+            if calibrated and published and [s.rel for s in report.skipped] == current.manifest.get("skipped_files", []):
                 return  # nothing changed: keep serving the same generation
         vectors = self._embed(new_chunks, progress, report)
 
@@ -484,6 +521,12 @@ class KnowledgeBase:
         if calibration is not None:
             manifest["calibration"] = calibration.to_json()
             report.calibration = calibration.summary()
+        if self.milvus is not None:  # the new collection is complete and current before CURRENT names it
+            from supportdesk.kb.milvus import MilvusRankings
+
+            collection = self._publish(searcher, _snapshot(store, manifest, None, searcher).vectors(), current, progress)
+            manifest["milvus"] = {"collection": collection, "alias": self.milvus.alias}
+            searcher = searcher.with_remote(MilvusRankings(self.milvus, collection))
         gen_dir = self.store.write(store, manifest)
         snapshot = _snapshot(store, self.store.read_manifest(gen_dir), gen_dir.name, searcher)
         self._snapshot = snapshot  # the swap: one reference assignment
@@ -494,6 +537,22 @@ class KnowledgeBase:
         report.files_total = len(new_files)
         report.generation = gen_dir.name
         progress(Progress("done", 1, 1, gen_dir.name))
+
+    def _publish(self, searcher: Searcher, vectors: np.ndarray, current: Snapshot | None, progress: ProgressFn) -> str:
+        """Write the generation into its own Milvus collection and point the alias at it. Milvus down:
+        raises, the reload fails, and the previous generation keeps serving."""
+        milvus = self.milvus
+        total = len(searcher.chunks)
+        progress(Progress("milvus", 0, total, f"writing to Milvus at {milvus.uri}"))
+        name = milvus.publish(searcher.chunks, vectors,
+                              lambda done, n: progress(Progress("milvus", done, n, f"writing to Milvus at {milvus.uri}")))
+        keep = (current.manifest.get("milvus") or {}).get("collection") if current is not None else None
+        try:
+            milvus.make_current(name, keep=keep)
+        except Exception:
+            milvus._drop_quietly(name)
+            raise
+        return name
 
     def _calibration_for(self, snap: Snapshot, previous: Calibration | None, progress: ProgressFn) -> Calibration | None:
         """Calibrate the new generation when enough changed since the last calibration; else carry
@@ -614,7 +673,17 @@ class KnowledgeBase:
             warning=self.load_warning,
             calibration=snap.calibration.to_json() if snap and snap.calibration else None,
             in_use=in_use,
+            vector_store=self._vector_store_line(snap),
         )
+
+    def _vector_store_line(self, snap: Snapshot | None) -> str:
+        remote = snap.searcher.remote if snap else None
+        if remote is None:
+            return "faiss"
+        line = f"milvus {remote.collection} at {remote.index.uri} (alias {remote.index.alias})"
+        if snap.searcher.remote_error:
+            line += f" — last search: {snap.searcher.remote_error}"
+        return line
 
     def values_in_use(self) -> dict[str, Any]:
         weight, weight_from = self.dense_weight()

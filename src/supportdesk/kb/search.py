@@ -7,6 +7,7 @@ score that ordered the list, and ``dense_rank`` / ``bm25_rank`` show who propose
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -135,12 +136,44 @@ def convex_fuse(dense: list[tuple[int, float]], lexical: list[tuple[int, float]]
 class Searcher:
     """Search over one immutable snapshot (FAISS store + chunk table + BM25)."""
 
-    def __init__(self, store: Any, chunks: list[Chunk], bm25: BM25Index) -> None:
+    def __init__(self, store: Any, chunks: list[Chunk], bm25: BM25Index, remote: Any = None) -> None:
         self.store = store
         self.chunks = chunks
         self.bm25 = bm25
+        self.remote = remote
+        """A store that ranks this same generation elsewhere (``kb/milvus.py``); None: FAISS and BM25 here."""
+        self.remote_error: str | None = None
+        """Why the last search could not use ``remote`` (it then used this process's copy)."""
         self._row_of = {chunk.id: row for row, chunk in enumerate(chunks)}
         self._faiss_row_of = {cid: pos for pos, cid in store.index_to_docstore_id.items()}
+
+    def with_remote(self, remote: Any) -> Searcher:
+        """The same generation, ranked by ``remote`` (shares chunks, BM25 statistics and vectors)."""
+        twin = copy.copy(self)
+        twin.remote = remote
+        twin.remote_error = None
+        return twin
+
+    def _rankings(self, query: str, vector: np.ndarray | None, n: int,
+                  mode: Mode) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """(dense, lexical) rankings of rows, best first: from the remote store, or from here."""
+        if self.remote is not None:
+            from supportdesk.kb.milvus import MilvusUnavailable
+
+            try:
+                dense = [(self._row_of[cid], cosine_relevance(score))
+                         for cid, score in (self.remote.dense(vector, n) if vector is not None and mode != "bm25" else [])
+                         if cid in self._row_of]
+                lexical = [(self._row_of[cid], score)
+                           for cid, score in (self.remote.lexical(query, n) if mode != "dense" else [])
+                           if cid in self._row_of]
+                self.remote_error = None
+                return dense, lexical
+            except MilvusUnavailable as exc:
+                self.remote_error = f"{exc}; searching this process's copy of the same generation meanwhile"
+        dense = self._dense(vector, n) if vector is not None and mode != "bm25" else []
+        lexical = self.bm25.top(query, n) if mode != "dense" else []
+        return dense, lexical
 
     def _dense(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         if self.store.index.ntotal == 0:
@@ -172,8 +205,7 @@ class Searcher:
         rrf_k: int,
         fusion: str = "convex",
     ) -> list[SearchHit]:
-        dense = self._dense(vector, max(candidates, k)) if vector is not None and mode != "bm25" else []
-        lexical = self.bm25.top(query, max(candidates, k)) if mode != "dense" else []
+        dense, lexical = self._rankings(query, vector, max(candidates, k), mode)
         dense_rank = {row: rank for rank, (row, _) in enumerate(dense, start=1)}
         dense_cos = dict(dense)
         bm25_rank = {row: rank for rank, (row, _) in enumerate(lexical, start=1)}

@@ -1,0 +1,218 @@
+"""The knowledge base in Milvus (``retrieval.store = "milvus"``), through langchain-milvus.
+
+Each index generation is published as its own collection, ``<alias>_<generation>``: a dense
+vector field (COSINE, the same MiniLM vectors as FAISS) and a sparse field filled by Milvus's
+built-in BM25 function from the chunk text, the lexical half. A reload writes the new
+collection completely, then the generation is made current (CURRENT here, then the alias in
+Milvus); a snapshot searches the collection it was built with, so a search sees the old or the
+new generation, never a mix. If Milvus is down during a reload, the reload fails and the old
+generation keeps serving. Collections older than the previous generation are dropped.
+
+The two rankings come back here and are fused by ``kb/search.py`` exactly as FAISS's and our
+BM25's are, and every hit gets its cosine to the query, so scores mean the same in both stores.
+Embedding stays incremental (only changed files are re-embedded; the vectors of unchanged ones
+come from the generation's files); the collection itself is written whole per generation.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from supportdesk.kb.chunking import Chunk
+from supportdesk.settings import RetrievalSettings
+
+DENSE, SPARSE, TEXT, PK = "dense", "sparse", "text", "pk"
+
+
+class MilvusUnavailable(RuntimeError):
+    """Milvus could not be reached or refused a request; the message names the URI."""
+
+
+def collection_for(alias: str, generation_tag: str) -> str:
+    return f"{alias}_{generation_tag}"
+
+
+class MilvusIndex:
+    """One Milvus server and the collections of one knowledge base on it."""
+
+    def __init__(self, cfg: RetrievalSettings, embedder: Embeddings) -> None:
+        self.uri = cfg.milvus_uri
+        self.alias = cfg.milvus_collection
+        self.timeout = cfg.milvus_timeout_s
+        self._token = cfg.milvus_token.get_secret_value() if cfg.milvus_token else ""
+        self._embedder = embedder
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._down: tuple[float, str] | None = None
+        """(until when, why): after a failed search, searches go local at once for ``retry_after_s``
+        instead of each waiting for the timeout; then Milvus is tried again."""
+
+    retry_after_s = 5.0
+
+    def _connection_args(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"uri": self.uri, "timeout": self.timeout}
+        if self._token:
+            args["token"] = self._token
+        return args
+
+    def client(self) -> Any:
+        """A pymilvus MilvusClient (the one langchain-milvus uses); connected once."""
+        with self._lock:
+            if self._client is None:
+                from pymilvus import MilvusClient
+
+                logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # it logs every failed call; we say why
+                try:
+                    self._client = MilvusClient(**self._connection_args())
+                except Exception as exc:
+                    raise MilvusUnavailable(f"cannot reach Milvus at {self.uri}: {_first_line(exc)}") from exc
+            return self._client
+
+    def forget_client(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001, S110 - a dead connection may not close cleanly
+                pass
+
+    # -- publishing a generation -------------------------------------------------------------
+    def publish(self, chunks: list[Chunk], vectors: np.ndarray,
+                progress: Callable[[int, int], None] = lambda done, total: None) -> str:
+        """Write every chunk into a new collection; returns its name. Nothing is made current here."""
+        from langchain_milvus import BM25BuiltInFunction, Milvus
+
+        name = collection_for(self.alias, f"g{time.time_ns()}")
+        try:
+            store = Milvus(
+                embedding_function=self._embedder,
+                builtin_function=BM25BuiltInFunction(input_field_names=TEXT, output_field_names=SPARSE),
+                vector_field=[DENSE, SPARSE],
+                text_field=TEXT,
+                primary_field=PK,
+                auto_id=False,
+                collection_name=name,
+                connection_args=self._connection_args(),
+                consistency_level="Strong",
+                index_params=[{"metric_type": "COSINE", "index_type": "FLAT"},
+                              {"metric_type": "BM25", "index_type": "SPARSE_INVERTED_INDEX"}],
+            )
+            batch = 1000
+            for start in range(0, len(chunks), batch):
+                part = chunks[start:start + batch]
+                store.add_embeddings([c.indexed_text for c in part], vectors[start:start + batch].tolist(),
+                                     ids=[c.id for c in part])
+                progress(min(start + batch, len(chunks)), len(chunks))
+            client = self.client()
+            stored = client.get_collection_stats(name, timeout=self.timeout).get("row_count")
+            if stored is not None and int(stored) != len(chunks):
+                raise MilvusUnavailable(f"Milvus at {self.uri} holds {stored} of {len(chunks)} chunks in {name}")
+        except MilvusUnavailable:
+            self._drop_quietly(name)
+            raise
+        except Exception as exc:
+            self._drop_quietly(name)
+            self.forget_client()
+            raise MilvusUnavailable(f"Milvus at {self.uri} failed while writing the new generation: "
+                                    f"{_first_line(exc)}") from exc
+        return name
+
+    def make_current(self, name: str, keep: str | None = None) -> None:
+        """Point the alias at ``name``; drop this KB's other collections except ``keep`` (the one
+        that served until now: searches in flight on it finish)."""
+        client = self.client()
+        try:
+            aliases = client.list_aliases(timeout=self.timeout).get("aliases", []) if hasattr(client, "list_aliases") else []
+            if self.alias in aliases:
+                client.alter_alias(name, self.alias, timeout=self.timeout)
+            else:
+                try:
+                    client.create_alias(name, self.alias, timeout=self.timeout)
+                except Exception:  # noqa: BLE001 - it existed after all (another replica): move it
+                    client.alter_alias(name, self.alias, timeout=self.timeout)
+            for other in client.list_collections(timeout=self.timeout):
+                if other.startswith(f"{self.alias}_g") and other not in (name, keep):
+                    self._drop_quietly(other)
+        except Exception as exc:
+            self.forget_client()
+            raise MilvusUnavailable(f"Milvus at {self.uri}: cannot point {self.alias} at {name}: "
+                                    f"{_first_line(exc)}") from exc
+
+    def has(self, name: str) -> bool:
+        try:
+            return bool(self.client().has_collection(name, timeout=self.timeout))
+        except MilvusUnavailable:
+            raise
+        except Exception as exc:
+            self.forget_client()
+            raise MilvusUnavailable(f"cannot reach Milvus at {self.uri}: {_first_line(exc)}") from exc
+
+    def _drop_quietly(self, name: str) -> None:
+        try:
+            self.client().drop_collection(name, timeout=self.timeout)
+        except Exception:  # noqa: BLE001, S110 - best effort: a leftover collection is dropped next time
+            pass
+
+    # -- searching ---------------------------------------------------------------------------
+    def _search(self, name: str, data: Any, field: str, metric: str, k: int) -> list[tuple[str, float]]:
+        down = self._down
+        if down is not None and time.monotonic() < down[0]:
+            raise MilvusUnavailable(down[1])
+        def run() -> Any:
+            return self.client().search(name, data=[data], anns_field=field, limit=k,
+                                        search_params={"metric_type": metric}, output_fields=[PK], timeout=self.timeout)
+
+        try:
+            try:
+                result = run()
+            except Exception as exc:
+                if "load" not in str(exc).lower():
+                    raise
+                # A restarted Milvus serves a collection again once it is loaded into memory.
+                self.client().load_collection(name, timeout=self.timeout)
+                result = run()
+        except MilvusUnavailable:
+            raise
+        except Exception as exc:
+            self.forget_client()
+            why = f"Milvus at {self.uri} did not answer a search: {_first_line(exc)}"
+            self._down = (time.monotonic() + self.retry_after_s, why)
+            raise MilvusUnavailable(why) from exc
+        self._down = None
+        return [(str(hit.get("id", hit.get(PK))), float(hit["distance"])) for hit in result[0]]
+
+    def dense(self, name: str, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """(chunk id, cosine) best first."""
+        return self._search(name, np.asarray(vector, dtype=np.float32).tolist(), DENSE, "COSINE", k)
+
+    def lexical(self, name: str, query: str, k: int) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score) best first, from Milvus's BM25 function (some builds report it negated)."""
+        hits = [(cid, abs(score)) for cid, score in self._search(name, query, SPARSE, "BM25", k)]
+        return sorted(hits, key=lambda h: -h[1])
+
+
+class MilvusRankings:
+    """What a Searcher asks of a remote store: two rankings of chunk ids for one collection."""
+
+    def __init__(self, index: MilvusIndex, collection: str) -> None:
+        self.index = index
+        self.collection = collection
+
+    def dense(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+        return self.index.dense(self.collection, vector, k)
+
+    def lexical(self, query: str, k: int) -> list[tuple[str, float]]:
+        return self.index.lexical(self.collection, query, k) if query.strip() else []
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
