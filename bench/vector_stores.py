@@ -42,7 +42,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def scale_run(kb: KnowledgeBase, n: int, queries: int = 100) -> dict[str, float]:
+def scale_run(kb: KnowledgeBase, n: int, queries: int = 50) -> dict[str, float]:
     import numpy as np
 
     from supportdesk.kb.chunking import Chunk

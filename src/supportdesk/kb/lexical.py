@@ -72,6 +72,13 @@ def tokenize(text: str) -> list[str]:
     return [term for term, _ in _terms(text)]
 
 
+def analyzed(text: str) -> str:
+    """``text`` as our BM25 sees it (stemmed, stop words out), spelled so that any word
+    tokenizer keeps each term whole: a search engine that indexes this (Milvus's BM25
+    function) scores with the same terms as ``BM25Index``. 'wi-fi' -> 'wix2dfi'."""
+    return " ".join(term.replace("-", "x2d").replace(".", "x2e").replace("/", "x2f") for term in tokenize(text))
+
+
 def surface_words(text: str) -> dict[str, str]:
     """Each term of ``text`` mapped to the word it was written as ('zigbe' -> 'zigbee')."""
     words: dict[str, str] = {}
