@@ -239,3 +239,13 @@ def test_a_server_whose_history_database_is_down_refuses_to_start_and_says_why(s
                                                                                         "connect_timeout_s": 1})})
     with pytest.raises(CoreError, match=r"cannot serve: cannot reach the history database postgresql://support:\*\*\*@"):
         ServerCore(settings, backend=ScriptedBackend(grounded_reply), kb=kb)
+
+
+def test_config_never_shows_the_database_password(cli, monkeypatch):
+    monkeypatch.setenv("SUPPORTDESK_HISTORY__URL", "postgresql://support:s3cret-pw@db.internal:5432/history")
+    shown = cli("config", "--json")
+    assert shown.exit_code == 0 and "s3cret" not in shown.output
+    assert json.loads(shown.output)["history.url"]["value"] == "postgresql://support:***@db.internal:5432/history"
+    monkeypatch.setenv("SUPPORTDESK_HISTORY__URL", "mysql://db/history")
+    bad = cli("history", "list")
+    assert bad.exit_code != 0 and "history.url" in bad.output
