@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from supportdesk.kb.lexical import BM25Index, query_coverage, surface_words
 from supportdesk.kb.store import cosine_relevance
 
 Mode = Literal["hybrid", "dense", "bm25"]
+_REMOTE_CALLS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="supportdesk-remote-search")
 
 
 @dataclass
@@ -161,12 +163,13 @@ class Searcher:
             from supportdesk.kb.milvus import MilvusUnavailable
 
             try:
-                dense = [(self._row_of[cid], cosine_relevance(score))
-                         for cid, score in (self.remote.dense(vector, n) if vector is not None and mode != "bm25" else [])
+                # Both rankings are network calls: asked side by side, a hybrid search waits for the slower only.
+                pending_lexical = _REMOTE_CALLS.submit(self.remote.lexical, query, n) if mode != "dense" else None
+                remote_dense = self.remote.dense(vector, n) if vector is not None and mode != "bm25" else []
+                remote_lexical = pending_lexical.result() if pending_lexical is not None else []
+                dense = [(self._row_of[cid], cosine_relevance(score)) for cid, score in remote_dense
                          if cid in self._row_of]
-                lexical = [(self._row_of[cid], score)
-                           for cid, score in (self.remote.lexical(query, n) if mode != "dense" else [])
-                           if cid in self._row_of]
+                lexical = [(self._row_of[cid], score) for cid, score in remote_lexical if cid in self._row_of]
                 self.remote_error = None
                 return dense, lexical
             except MilvusUnavailable as exc:
