@@ -367,3 +367,34 @@ def test_cli_commands_go_through_the_server(team, monkeypatch):
     assert bad.exit_code == 1 and "token not recognised" in bad.output and "Traceback" not in bad.output
     down = runner.invoke(app, ["--server", "http://127.0.0.1:9", "kb", "stats"], env={"SUPPORTDESK_TOKEN": agent})
     assert down.exit_code == 1 and "cannot reach the supportdesk server" in down.output
+
+
+def test_a_trainer_activating_an_adapter_for_everyone_passes_the_quality_gate(sample_index, tmp_path):
+    base, kb = sample_index
+    adapters = tmp_path / "adapters"
+    for name, metrics in (("fresh", None), ("worse", {"base_perplexity": 10.0, "adapter_perplexity": 12.0}),
+                          ("better", {"base_perplexity": 10.0, "adapter_perplexity": 4.0})):
+        (adapters / name).mkdir(parents=True)
+        (adapters / name / "adapter.gguf").write_bytes(b"GGUF")
+        (adapters / name / "manifest.json").write_text(json.dumps({"name": name, **({"metrics": metrics} if metrics else {})}))
+    settings = base.model_copy(update={"data_dir": tmp_path / "server-data", "adapters_dir": adapters})
+    core = ServerCore(settings, backend=ScriptedBackend(grounded_reply), kb=kb)
+    core.start()
+    switched: list[tuple] = []
+    core.session.switch_model = lambda backend=None, adapter=None: switched.append((backend, adapter))
+    trainer = core.tokens.create("tia", "trainer")
+    with running(core) as url:
+        tia = RemoteSession(settings, url, trainer)
+        with pytest.raises(ServerError, match="has not been evaluated") as refused:
+            tia.switch_model(adapter="fresh")
+        assert refused.value.status == 409 and "force" in str(refused.value)
+        with pytest.raises(ServerError, match="worse than the base model"):
+            tia.switch_model(adapter="worse")
+        assert switched == []  # refused before anything was loaded: the current model keeps serving
+        tia.switch_model(adapter="better")
+        tia.switch_model(adapter="worse", force=True)
+        with pytest.raises(ServerError, match="no adapter named"):
+            tia.switch_model(adapter="missing")
+        tia.close()
+    core.close()
+    assert switched == [(None, "better"), (None, "worse")]

@@ -224,7 +224,7 @@ def activate_cmd(
 
     appctx: AppContext = ctx.obj
     if appctx.server:  # the server's trainer switch: loaded for everyone, the previous one serves until then
-        status = appctx.call_remote("POST", "/v1/model", json={"adapter": name})
+        status = appctx.call_remote("POST", "/v1/model", json={"adapter": name, "force": force})
         console.print(f"[bold green]server now answers with adapter:[/] {status['adapter'] or 'none'}")
         return
     settings = appctx.settings

@@ -342,8 +342,8 @@ class RemoteSession:
     def adapters(self) -> list[str]:
         return list(self._call("GET", "/v1/adapters")["adapters"])
 
-    def switch_model(self, backend: str | None = None, adapter: str | None = None) -> SessionStatus:
-        data = self._call("POST", "/v1/model", json={"backend": backend, "adapter": adapter})
+    def switch_model(self, backend: str | None = None, adapter: str | None = None, force: bool = False) -> SessionStatus:
+        data = self._call("POST", "/v1/model", json={"backend": backend, "adapter": adapter, "force": force})
         self._take_status(data)
         return self.status()
 

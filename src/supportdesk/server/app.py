@@ -41,6 +41,8 @@ class FeedbackRequest(BaseModel):
 class ModelRequest(BaseModel):
     adapter: str | None = Field(None, description="Adapter name under adapters/, or 'none' for the bare base model.")
     backend: str | None = Field(None, description="embedded | ollama | openai (default: the one serving).")
+    force: bool = Field(False, description="Activate an adapter that is unevaluated or worse than the base or the "
+                                           "active one (refused with 409 otherwise).")
 
 
 class TokenRequest(BaseModel):
@@ -247,7 +249,7 @@ def create_app(core: ServerCore) -> FastAPI:
     @app.post(f"{API}/model", tags=["adapters"])
     def switch_model(body: ModelRequest, who: Trainer) -> dict[str, Any]:
         """Activate an adapter (or another backend) for everyone; the previous one serves until it is loaded."""
-        return core.switch_model(body.backend, body.adapter)
+        return core.switch_model(body.backend, body.adapter, force=body.force)
 
     # -- history ---------------------------------------------------------------------------
     @app.get(f"{API}/conversations", tags=["history"])

@@ -204,9 +204,32 @@ class ServerCore:
             self._reload_lock.release()
 
     # -- adapters --------------------------------------------------------------------------
-    def switch_model(self, backend: str | None, adapter: str | None) -> dict[str, Any]:
+    def _check_activation(self, name: str) -> None:
+        """The quality gate of 'adapter activate': evaluated, better than the base, not worse than the active one."""
+        from supportdesk.models import find_adapter, read_active
+        from supportdesk.models.base import ModelMissing
+        from supportdesk.training.evaluate import ActivationRefused, check_activation
+
+        try:
+            candidate = find_adapter(self.settings.adapters_dir, name)
+            active_name = read_active(self.settings.data_dir)
+            active = None
+            if active_name and active_name != name:
+                try:
+                    active = find_adapter(self.settings.adapters_dir, active_name)
+                except ModelMissing:
+                    active = None
+            check_activation(candidate, active)
+        except ModelMissing as exc:
+            raise CoreError(404, str(exc)) from exc
+        except ActivationRefused as exc:
+            raise CoreError(409, f"{exc} (activate with force to serve it anyway; the current model keeps serving)") from exc
+
+    def switch_model(self, backend: str | None, adapter: str | None, force: bool = False) -> dict[str, Any]:
         if adapter not in (None, "none") and adapter not in self.session.adapters():
             raise CoreError(404, f"no adapter named {adapter!r} in {self.settings.adapters_dir}")
+        if adapter not in (None, "none") and not force:
+            self._check_activation(adapter)
         if not self._switch_lock.acquire(blocking=False):
             raise CoreError(409, "another model switch is in progress")
         try:
