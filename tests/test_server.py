@@ -327,7 +327,7 @@ async def test_the_tui_on_a_server_shows_the_same_panels(team):
         assert any("cannot reach the supportdesk server" in n.message for n in app._notifications)
 
 
-def test_cli_commands_go_through_the_server(team, monkeypatch):
+def test_cli_commands_go_through_the_server(team, monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
     from supportdesk.cli import app
@@ -343,6 +343,25 @@ def test_cli_commands_go_through_the_server(team, monkeypatch):
     assert asked.exit_code == 0, asked.output
     row = json.loads(asked.stdout.strip().splitlines()[-1])
     assert row["route"] == "grounded" and row["citations"] and "timings" in row
+    # A multi-turn set answered by the server: each line after its own history, one JSON line each,
+    # and nothing of it stored in the history.
+    stored_before = len(team.core.session.history.conversations(limit=1000))
+    turns = tmp_path / "turns.jsonl"
+    turns.write_text("\n".join(json.dumps(line) for line in [
+        {"history": [], "question": "How many days do I have to return a router?"},
+        {"history": [{"role": "user", "text": "How many days do I have to return a router?"},
+                     {"role": "agent", "text": "45 days from delivery [1]."}], "question": "And for a Perch?"},
+        {"history": [], "question": "   "},
+    ]) + "\n")
+    evaluated = cli(agent, "ask", "--conversations", str(turns), "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    rows = [json.loads(line) for line in evaluated.stdout.strip().splitlines()]
+    assert len(rows) == 3 and rows[0]["route"] == "grounded" and rows[1]["route"] == "grounded"
+    assert "error" in rows[2]
+    assert len(team.core.session.history.conversations(limit=1000)) == stored_before
+    both = httpx.post(f"{team.url}/v1/ask", json={"question": "hi", "conversation_id": 1, "history": []},
+                      headers={"Authorization": f"Bearer {agent}"})
+    assert both.status_code == 422 and "not both" in both.json()["detail"]
     found = cli(agent, "kb", "search", "--json", "warranty")
     assert found.exit_code == 0 and json.loads(found.stdout)["hits"][0]["source"]
     stats = cli(agent, "kb", "stats", "--json")

@@ -143,13 +143,15 @@ def ask(
     if not any(clean_question(item) for item in items):
         fail("the question is empty: type a message to ask")  # before any model is loaded
     if appctx.server:
-        if backend or adapter or max_tokens or conversations is not None:
-            fail("--backend, --adapter, --max-tokens and --conversations are not available through --server: "
+        if backend or adapter or max_tokens:
+            fail("--backend, --adapter and --max-tokens are not available through --server: "
                  "the server answers with its own model and settings")
         remote = appctx.remote
 
         def start(item: str, history: list[Turn] | None):
             remote.conversation_id = None  # each question on its own, as without --server
+            if conversations is not None:  # answered after its own history; the server stores nothing
+                return remote.ask(item, history or [])[0]
             return remote.ask(item)[0]
     else:
         pipeline = build_pipeline(appctx, backend, adapter)

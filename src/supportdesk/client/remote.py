@@ -65,6 +65,7 @@ class RemoteAnswer:
     def __init__(self, session: RemoteSession, question: str, conversation_id: int | None) -> None:
         self._session = session
         self._conversation_id = conversation_id
+        self.history: list[dict[str, str]] | None = None
         self.result = AnswerResult(question=question, query=question)
         self.message_id: int | None = None
         self.answer_id: str | None = None
@@ -111,7 +112,9 @@ class RemoteAnswer:
 
     def __iter__(self) -> Iterator[str]:
         session = self._session
-        body = {"question": self.result.question, "conversation_id": self._conversation_id}
+        body: dict[str, Any] = {"question": self.result.question, "conversation_id": self._conversation_id}
+        if self.history is not None:
+            body["history"] = self.history
         pieces = 0
         try:
             with session._http.stream("POST", "/v1/ask", json=body) as response:
@@ -304,13 +307,17 @@ class RemoteSession:
             return []
         return self.open_conversation(latest)
 
-    def ask(self, message: str) -> tuple[RemoteAnswer, None]:
+    def ask(self, message: str, history: list[Any] | None = None) -> tuple[RemoteAnswer, None]:
+        """The server's answer; with ``history`` (turns), answered after them and stored nowhere."""
         from supportdesk.answers.pipeline import EmptyQuestion
         from supportdesk.sanitize import clean_question
 
         if not clean_question(message):
             raise EmptyQuestion("the question is empty: type a message to ask")
-        return RemoteAnswer(self, message, self.conversation_id), None
+        answer = RemoteAnswer(self, message, None if history is not None else self.conversation_id)
+        if history is not None:
+            answer.history = [{"role": t.role, "text": t.content} for t in history]
+        return answer, None
 
     def record_answer(self, answer: RemoteAnswer, conversation_id: int | None = None, asked_by: str | None = None) -> int:
         """The server stored the answer when it finished; this returns its id."""

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -29,9 +29,19 @@ from supportdesk.wire import conversation_to_json, message_to_json, report_to_js
 API = "/v1"
 
 
+class HistoryTurn(BaseModel):
+    role: Literal["user", "assistant"]
+    text: str
+
+
 class AskRequest(BaseModel):
     question: str = Field(description="The customer's message.")
     conversation_id: int | None = Field(None, description="Continue this conversation; none starts a new one.")
+    history: list[HistoryTurn] | None = Field(
+        None, max_length=100,
+        description="Answer as if after these turns (an evaluation: 'ask --conversations'). Nothing is stored; "
+        "not with conversation_id.",
+    )
 
 
 class FeedbackRequest(BaseModel):
@@ -169,11 +179,20 @@ def create_app(core: ServerCore) -> FastAPI:
         question = clean_question(body.question)
         if not question:
             raise HTTPException(422, "the question is empty: type a message to ask")
+        turns = None
+        if body.history is not None:
+            if body.conversation_id is not None:
+                raise HTTPException(422, "give either conversation_id or history, not both")
+            if sum(len(t.text) for t in body.history) > limit * 10:
+                raise HTTPException(413, f"the history is over {limit * 10} characters")
+            from supportdesk.answers.pipeline import Turn
+
+            turns = [Turn(t.role, clean_question(t.text)) for t in body.history]
         holder: dict[str, Any] = {}
 
         def work(emit: Callable[[str, dict[str, Any]], None]) -> None:
             try:
-                run = core.begin(who, body.conversation_id, question, emit)
+                run = core.begin(who, body.conversation_id, question, emit, history=turns)
             except CoreError as exc:
                 emit("error", {"message": str(exc), "status": exc.status})
                 return

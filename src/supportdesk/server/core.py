@@ -40,8 +40,11 @@ class CoreError(Exception):
 class AnswerRun:
     """One question being answered for one agent."""
 
-    def __init__(self, core: ServerCore, who: Identity, conversation_id: int, question: str, emit: Emit) -> None:
+    def __init__(self, core: ServerCore, who: Identity, conversation_id: int | None, question: str, emit: Emit,
+                 history: list[Any] | None = None) -> None:
         self.id = secrets.token_hex(8)
+        self.history = history
+        """Turns given by the asker (an evaluation): answered after them, and nothing is stored."""
         self.core = core
         self.who = who
         self.conversation_id = conversation_id
@@ -74,21 +77,23 @@ class AnswerRun:
         session = self.core.session
         use_ticket(self.ticket)
         try:
-            history = session.turns(self.conversation_id)
+            stored = self.history is None
+            history = session.turns(self.conversation_id) if stored else self.history
             answer = session.pipeline.ask(self.question, history)
             self.answer = answer
             if self.ticket.cancelled.is_set():
                 answer.cancel()
-            question_id = session.history.add_message(self.conversation_id, "user", answer.result.question,
-                                                      asked_by=self.who.name)
-            self._emit("question", {"question_id": question_id, "conversation_id": self.conversation_id})
+            if stored:
+                question_id = session.history.add_message(self.conversation_id, "user", answer.result.question,
+                                                          asked_by=self.who.name)
+                self._emit("question", {"question_id": question_id, "conversation_id": self.conversation_id})
             for piece in answer:
                 self._send_route()
                 self._emit("text", {"text": piece})
             self._send_route()
             if answer.result.timings.get("ttft_ms") is not None:  # it went through the queue
                 answer.result.timings["queue_ms"] = round(self.ticket.waited_ms, 2)
-            message_id = session.record_answer(answer, self.conversation_id, asked_by=self.who.name)
+            message_id = session.record_answer(answer, self.conversation_id, asked_by=self.who.name) if stored else None
             self._emit("done", {"message_id": message_id, "conversation_id": self.conversation_id,
                                 "result": answer.result.to_json()})
         except EmptyQuestion as exc:
@@ -156,9 +161,13 @@ class ServerCore:
         return self.session.history.new_conversation(owner=who.name)
 
     # -- answers -------------------------------------------------------------------------
-    def begin(self, who: Identity, conversation_id: int | None, question: str, emit: Emit) -> AnswerRun:
-        """Start answering on a thread; refuses a token with too many answers in progress."""
-        if conversation_id is None:
+    def begin(self, who: Identity, conversation_id: int | None, question: str, emit: Emit,
+              history: list[Any] | None = None) -> AnswerRun:
+        """Start answering on a thread; refuses a token with too many answers in progress. With
+        ``history`` (given turns), the answer is not stored and belongs to no conversation."""
+        if history is not None:
+            conversation_id = None
+        elif conversation_id is None:
             conversation_id = self.new_conversation(who)
         else:
             self.conversation_for(who, conversation_id)
@@ -168,7 +177,7 @@ class ServerCore:
             if mine >= limit:
                 raise CoreError(429, f"{who.name} already has {mine} answer(s) in progress (limit {limit}): "
                                      "wait for one to finish or cancel it")
-            run = AnswerRun(self, who, conversation_id, question, emit)
+            run = AnswerRun(self, who, conversation_id, question, emit, history)
             self._runs[run.id] = run
         threading.Thread(target=run.run, name=f"answer-{run.id}", daemon=True).start()
         return run
