@@ -45,7 +45,7 @@ def test_milvus_serves_the_same_hits_with_the_same_scores(milvus, settings_facto
     assert report.ok, report.error
     snap = kb.snapshot()
     collection = snap.manifest["milvus"]["collection"]
-    assert snap.searcher.remote is not None and collection.startswith("kbtest_g")
+    assert snap.searcher.remote is not None and collection.startswith(f"kbtest_{kb.store.owner_tag()}_g")
     client = kb.milvus.client()
     assert client.describe_alias("kbtest")["collection_name"] == collection
     assert client.get_collection_stats(collection)["row_count"] == snap.chunk_count
@@ -104,12 +104,18 @@ def test_reload_is_incremental_and_switches_generations_whole(milvus, settings_f
     assert all(cid in old.searcher._row_of and not cid.startswith("policies/loyalty.md") for cid, _ in old_hits)
     assert [h.chunk.source for h in kb.search("loyalty points", mode="bm25").hits][:1] == ["policies/loyalty.md"]
     assert all(h.chunk.source != "faq.md" for h in kb.search("How long is the warranty?").hits)
+    # Another server's collection under the same alias is never dropped by this one.
+    foreign = KnowledgeBase(settings.model_copy(update={"data_dir": settings.data_dir.parent / "other-data"}),
+                            embedder=hash_embedder)
+    assert foreign.reload().ok
+    foreign_collection = foreign.snapshot().manifest["milvus"]["collection"]
+    assert foreign.store.owner_tag() != kb.store.owner_tag()
     # The generation before the previous one is dropped; the previous one stays for searches in flight.
     (small_kb / "policies" / "loyalty.md").write_text("# Loyalty points\n\nTwenty points per purchase.\n",
                                                       encoding="utf-8")
     assert kb.reload().ok
     names = set(client.list_collections())
-    assert old_collection not in names and new_collection in names
+    assert old_collection not in names and new_collection in names and foreign_collection in names
 
 
 def test_milvus_down_during_reload_keeps_the_old_generation_serving(milvus, settings_factory, small_kb,
@@ -146,4 +152,4 @@ def test_milvus_down_during_reload_keeps_the_old_generation_serving(milvus, sett
     found = cli("kb", "search", "return a router", "--json")
     assert found.exit_code == 0 and json.loads(found.output)["hits"]
     stats = json.loads(cli("kb", "stats", "--json").output)
-    assert stats["vector_store"].startswith("milvus kbcli_g")
+    assert stats["vector_store"].startswith("milvus kbcli_")

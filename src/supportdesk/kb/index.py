@@ -544,11 +544,13 @@ class KnowledgeBase:
         milvus = self.milvus
         total = len(searcher.chunks)
         progress(Progress("milvus", 0, total, f"writing to Milvus at {milvus.uri}"))
+        owner = self.store.owner_tag()
         name = milvus.publish(searcher.chunks, vectors,
-                              lambda done, n: progress(Progress("milvus", done, n, f"writing to Milvus at {milvus.uri}")))
+                              lambda done, n: progress(Progress("milvus", done, n, f"writing to Milvus at {milvus.uri}")),
+                              owner=owner)
         keep = (current.manifest.get("milvus") or {}).get("collection") if current is not None else None
         try:
-            milvus.make_current(name, keep=keep)
+            milvus.make_current(name, keep=keep, owner=owner)
         except Exception:
             milvus._drop_quietly(name)
             raise

@@ -90,11 +90,12 @@ class MilvusIndex:
 
     # -- publishing a generation -------------------------------------------------------------
     def publish(self, chunks: list[Chunk], vectors: np.ndarray,
-                progress: Callable[[int, int], None] = lambda done, total: None) -> str:
-        """Write every chunk into a new collection; returns its name. Nothing is made current here."""
+                progress: Callable[[int, int], None] = lambda done, total: None, owner: str = "") -> str:
+        """Write every chunk into a new collection, named for its owner (the data dir that builds it);
+        returns its name. Nothing is made current here."""
         from langchain_milvus import BM25BuiltInFunction, Milvus
 
-        name = collection_for(self.alias, f"g{time.time_ns()}")
+        name = collection_for(self.alias, f"{owner}_g{time.time_ns()}" if owner else f"g{time.time_ns()}")
         try:
             store = Milvus(
                 embedding_function=self._embedder,
@@ -133,9 +134,10 @@ class MilvusIndex:
                                     f"{_first_line(exc)}") from exc
         return name
 
-    def make_current(self, name: str, keep: str | None = None) -> None:
-        """Point the alias at ``name``; drop this KB's other collections except ``keep`` (the one
-        that served until now: searches in flight on it finish)."""
+    def make_current(self, name: str, keep: str | None = None, owner: str = "") -> None:
+        """Point the alias at ``name``; drop this owner's other collections except ``keep`` (the one
+        that served until now: searches in flight on it finish). Collections another data dir
+        published under the same alias (a second server) are never dropped here."""
         client = self.client()
         try:
             aliases = client.list_aliases(timeout=self.timeout).get("aliases", []) if hasattr(client, "list_aliases") else []
@@ -147,7 +149,8 @@ class MilvusIndex:
                 except Exception:  # noqa: BLE001 - it existed after all (another replica): move it
                     client.alter_alias(name, self.alias, timeout=self.timeout)
             for other in client.list_collections(timeout=self.timeout):
-                if other.startswith(f"{self.alias}_g") and other not in (name, keep):
+                mine = other.startswith(f"{self.alias}_{owner}_g") if owner else other.startswith(f"{self.alias}_g")
+                if mine and other not in (name, keep):
                     self._drop_quietly(other)
         except Exception as exc:
             self.forget_client()

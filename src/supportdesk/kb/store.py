@@ -106,6 +106,11 @@ class GenerationStore:
             os.replace(tmp, path)
         return path.read_bytes()
 
+    def owner_tag(self) -> str:
+        """A short name for this data dir's index, stable and distinct from another data dir's (derived
+        from its secret key, which it does not reveal): what it publishes elsewhere carries it."""
+        return hashlib.sha256(b"supportdesk-owner:" + self._key()).hexdigest()[:10]
+
     def _sign(self, manifest: dict[str, Any]) -> str:
         body = json.dumps({k: v for k, v in manifest.items() if k != "signature"}, sort_keys=True).encode()
         return hmac.new(self._key(), body, hashlib.sha256).hexdigest()
