@@ -7,11 +7,19 @@ CPUs have AVX2 only. Nothing assumes the fast path; ``describe()`` is printed by
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from supportdesk.settings import EmbeddingSettings
 
 RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+HIDDEN_FLAGS_ENV = "SUPPORTDESK_CPU_FLAGS_HIDDEN"
+"""Flag patterns to treat as absent (``avx512* amx* avx_vnni``): set by ``bench/ --as-avx2`` together
+with a CPUID mask, so the paths chosen are those of an AVX2-only CPU."""
 
 
 @cache
@@ -22,7 +30,8 @@ def _cpuinfo() -> tuple[str, frozenset[str]]:
         return "unknown CPU", frozenset()
     model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return model, frozenset(flags)
+    hidden = os.environ.get(HIDDEN_FLAGS_ENV, "").split()
+    return model, frozenset(f for f in flags if not any(fnmatch.fnmatch(f, pattern) for pattern in hidden))
 
 
 def has_fast_bf16() -> bool:
@@ -31,12 +40,23 @@ def has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def describe() -> str:
+def describe(embedding: EmbeddingSettings | None = None) -> str:
     """One line: the CPU, its relevant flags, and the paths chosen for it."""
+    from supportdesk.kb.embeddings import chosen_path
+    from supportdesk.settings import EmbeddingSettings
+
     model, flags = _cpuinfo()
     shown = " ".join(f for f in RELEVANT_FLAGS if f in flags) or "no AVX2/AVX-512"
-    if has_fast_bf16():
-        chosen = "embedder bfloat16, adapter training bfloat16 autocast"
+    if os.environ.get(HIDDEN_FLAGS_ENV):
+        shown += f" (hidden: {os.environ[HIDDEN_FLAGS_ENV]})"
+    embedding = embedding or EmbeddingSettings()
+    if embedding.provider == "ollama":
+        embedder = f"embedder ollama:{embedding.ollama_model}"
     else:
-        chosen = "embedder float32, adapter training float32 (1 epoch for the sample)"
-    return f"{model}, {os.cpu_count()} cores; flags: {shown} → {chosen}"
+        runtime, precision = chosen_path(embedding)
+        embedder = f"embedder {runtime} {precision}"
+    if has_fast_bf16():
+        training = "adapter training bfloat16 autocast"
+    else:
+        training = "adapter training float32 (1 epoch for the sample)"
+    return f"{model}, {os.cpu_count()} cores; flags: {shown} → {embedder}, {training}"

@@ -33,4 +33,4 @@ def show(
     console.print(table)
     from supportdesk.cpu import describe
 
-    console.print(Text(f"CPU: {describe()}"))
+    console.print(Text(f"CPU: {describe(app.settings.embedding)}"))

@@ -270,7 +270,7 @@ def stats(
         ("embedder", info.embedder),
         ("vector store", getattr(info, "vector_store", "faiss")),
         ("on disk", f"{info.disk_bytes / 1e6:.1f} MB"),
-        ("CPU", describe()),
+        ("CPU", describe(appctx.settings.embedding)),
         ("skipped", len(info.skipped)),
         *calibration_rows(info.calibration, info.in_use),
     ]:

@@ -10,12 +10,16 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from langchain_core.embeddings import Embeddings
 
 if TYPE_CHECKING:
     from supportdesk.settings import EmbeddingSettings
+
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 class EmbeddingUnavailable(RuntimeError):
@@ -45,10 +49,29 @@ def cpu_has_fast_bf16() -> bool:
     return has_fast_bf16()
 
 
-def resolve_precision(precision: str) -> str:
-    """'auto' → bfloat16 where the CPU has it natively, float32 elsewhere."""
+def onnxruntime_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def resolve_runtime(runtime: str) -> str:
+    """'auto' → torch bfloat16 where the CPU has native bf16 (fastest index build there: 84 vs 67
+    chunks/s), else ONNX Runtime's fused float32 graph (same vectors, faster than torch fp32)."""
+    if runtime != "auto":
+        return runtime
+    if cpu_has_fast_bf16() or not onnxruntime_available():
+        return "torch"
+    return "onnx"
+
+
+def resolve_precision(precision: str, runtime: str = "torch") -> str:
+    """'auto' → float32 on ONNX Runtime (int8 is opt-in: faster, rankings move a little); on torch
+    bfloat16 where the CPU has it natively, float32 elsewhere."""
     if precision != "auto":
         return precision
+    if runtime == "onnx":
+        return "float32"
     return "bfloat16" if cpu_has_fast_bf16() else "float32"
 
 
@@ -63,7 +86,8 @@ class MiniLMEmbeddings(Embeddings):
     re-normalised.
     """
 
-    info = EmbedderInfo("sentence-transformers/all-MiniLM-L6-v2", 384)
+    info = EmbedderInfo(MODEL_NAME, 384)
+    runtime = "torch"
 
     def __init__(self, batch_size: int = 16, threads: int = 2, precision: str = "auto") -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -79,7 +103,9 @@ class MiniLMEmbeddings(Embeddings):
 
         torch.set_num_threads(threads)
         self.batch_size = batch_size
-        self.precision = resolve_precision(precision)
+        self.precision = resolve_precision(precision, "torch")
+        if self.precision == "int8":
+            raise EmbeddingUnavailable("embedding.precision 'int8' needs embedding.runtime 'onnx' (or 'auto')")
         dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float32
         self._inner = HuggingFaceEmbeddings(
             model_name=minilm_path(),
@@ -154,15 +180,28 @@ class OllamaEmbeddings(Embeddings):
 
 
 @functools.lru_cache(maxsize=4)
-def _shared_minilm(batch_size: int, threads: int, precision: str) -> MiniLMEmbeddings:
+def _shared_minilm(batch_size: int, threads: int, runtime: str, precision: str, cache_dir: str | None) -> Embeddings:
+    if runtime == "onnx":
+        from supportdesk.kb.onnx_embedder import OnnxMiniLMEmbeddings
+
+        return OnnxMiniLMEmbeddings(batch_size=batch_size, threads=threads, precision=precision,
+                                    cache_dir=Path(cache_dir) if cache_dir else None)
     return MiniLMEmbeddings(batch_size=batch_size, threads=threads, precision=precision)
+
+
+def chosen_path(settings: EmbeddingSettings) -> tuple[str, str]:
+    """(runtime, precision) the settings resolve to on this machine, without loading anything."""
+    runtime = resolve_runtime(settings.runtime)
+    return runtime, resolve_precision(settings.precision, runtime)
 
 
 def create_embedder(settings: EmbeddingSettings, ollama_host: str) -> Embeddings:
     """The configured embedder; the in-process model is loaded once per process."""
     if settings.provider == "ollama":
         return OllamaEmbeddings(settings.ollama_model, ollama_host)
-    return _shared_minilm(settings.batch_size, settings.threads, settings.precision)
+    runtime, precision = chosen_path(settings)
+    cache_dir = str(settings.cache_dir) if settings.cache_dir else None
+    return _shared_minilm(settings.batch_size, settings.threads, runtime, precision, cache_dir)
 
 
 def embedder_info(embedder: Embeddings) -> EmbedderInfo:

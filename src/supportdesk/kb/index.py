@@ -262,7 +262,27 @@ class KnowledgeBase:
         import faiss
 
         faiss.omp_set_num_threads(1)  # measured: 2 OpenMP pools (torch + faiss) fight on 2 cores
-        return _snapshot(store, manifest, gen_dir.name, self._on_milvus(_searcher(store), manifest))
+        snap = _snapshot(store, manifest, gen_dir.name, self._on_milvus(_searcher(store), manifest))
+        mismatch = self.embedder_mismatch(snap)
+        if mismatch:
+            self.load_warning = mismatch
+        return snap
+
+    def embedder_mismatch(self, snap: Snapshot | None = None) -> str | None:
+        """Why the serving index's vectors are not this process's (another embedder or precision), or None.
+
+        Questions are then embedded in a slightly different space; the app rebuilds in the
+        background, and ``kb build`` re-embeds every chunk (the old generation serves until then).
+        """
+        snap = snap or self._snapshot
+        info = getattr(self._embedder, "info", None) if self._embedder is not None else None
+        if snap is None or not isinstance(info, EmbedderInfo):
+            return None
+        built = (snap.manifest.get("embedder") or {}).get("name")
+        if built is None or built == info.name:
+            return None
+        return (f"the index was embedded with {built}, this process embeds with {info.name}: "
+                "run 'supportdesk kb build' to re-embed it (the app does so in the background)")
 
     # -- search ----------------------------------------------------------------------
     def calibration(self) -> Calibration | None:

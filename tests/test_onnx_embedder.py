@@ -1,0 +1,42 @@
+"""The ONNX Runtime embedder: exported locally from the shipped weights, same vectors as torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from supportdesk.kb.embeddings import MODEL_NAME, MiniLMEmbeddings, chosen_path
+from supportdesk.kb.onnx_embedder import OnnxMiniLMEmbeddings
+from supportdesk.settings import EmbeddingSettings
+
+TEXTS = ["How do I factory reset a Perch satellite?", "The amber light means the router has no internet.",
+         "Warranty: two years from the date of purchase, parts and labour."]
+
+
+def test_float32_export_gives_the_torch_vectors(tmp_path):
+    onnx = OnnxMiniLMEmbeddings(precision="float32", cache_dir=tmp_path)
+    torch = MiniLMEmbeddings(precision="float32")
+    a = np.asarray(onnx.embed_documents(TEXTS))
+    b = np.asarray(torch.embed_documents(TEXTS))
+    assert np.all(np.sum(a * b, axis=1) > 0.9999)
+    assert onnx.info.name == MODEL_NAME and onnx.info.dim == 384
+    assert list(tmp_path.glob("*.onnx")), "the export is cached for the next process"
+    again = OnnxMiniLMEmbeddings(precision="float32", cache_dir=tmp_path)  # reuses the file
+    assert np.allclose(again.embed_query(TEXTS[0]), a[0], atol=1e-5)
+
+
+def test_int8_is_a_different_vector_space_with_the_same_ranking(tmp_path):
+    int8 = OnnxMiniLMEmbeddings(precision="int8", cache_dir=tmp_path)
+    assert int8.info.name != MODEL_NAME  # an index built in fp32 is re-embedded, never mixed
+    docs = np.asarray(int8.embed_documents(TEXTS))
+    query = np.asarray(int8.embed_query("my extender keeps dropping, how to reset it"))
+    assert int(np.argmax(docs @ query)) == 0
+
+
+def test_precision_must_fit_the_runtime():
+    with pytest.raises(ValidationError, match="int8"):
+        EmbeddingSettings(runtime="torch", precision="int8")
+    with pytest.raises(ValidationError, match="bfloat16"):
+        EmbeddingSettings(runtime="onnx", precision="bfloat16")
+    assert chosen_path(EmbeddingSettings(runtime="onnx")) == ("onnx", "float32")
