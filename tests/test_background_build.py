@@ -3,6 +3,7 @@ reports to a status file, pauses at a checkpoint on SIGTERM and resumes on the n
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -122,3 +123,79 @@ async def test_quitting_pauses_the_build(app_with_builder):
             if started:
                 break
     assert started and not pid_alive(started[0])  # SIGTERM sent on exit, waited for
+
+
+def _state(pid: int) -> str:
+    """The process's scheduler state letter: T when stopped."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        return handle.read().rsplit(")", 1)[1].split()[0]
+
+
+def _settle_state(pid: int, wanted: str, seconds: float = 5.0) -> str:
+    deadline = time.monotonic() + seconds
+    while (state := _state(pid)) != wanted and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return state
+
+
+def test_held_stops_the_builder_and_lets_it_go_on_even_after_an_error():
+    from supportdesk.training.background import held
+
+    process = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+    try:
+        with held(process.pid) as stopped:
+            assert stopped and _settle_state(process.pid, "T") == "T"
+        assert _settle_state(process.pid, "R") == "R"
+        with pytest.raises(RuntimeError), held(process.pid):
+            raise RuntimeError("the answer failed")
+        assert _settle_state(process.pid, "R") == "R"
+        with held(None) as stopped:  # no builder: nothing to stop
+            assert not stopped
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_stopped_builder_still_pauses_and_a_new_start_lets_it_go_on(tmp_path):
+    """An app that died while holding the builder left it stopped: the next start continues it,
+    and quitting still ends it (SIGTERM reaches a stopped process only once it runs again)."""
+    import signal
+
+    process = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(0.01)"],
+                               start_new_session=True)
+    try:
+        write_status(tmp_path, BuildStatus("kestrel-voice", "training", pid=process.pid))
+        os.kill(process.pid, signal.SIGSTOP)
+        assert _settle_state(process.pid, "T") == "T"
+        assert start_sample_build(tmp_path) == process.pid
+        assert _settle_state(process.pid, "S") in ("S", "R")
+        os.kill(process.pid, signal.SIGSTOP)
+        assert _settle_state(process.pid, "T") == "T"
+        assert pause_build(tmp_path, process.pid, wait_s=10)
+    finally:
+        process.kill()
+        process.wait()
+
+
+async def test_the_build_is_stopped_while_an_answer_is_written(app_with_builder):
+    app, _settings, started = app_with_builder
+    seen: list[str] = []
+
+    def reply(_messages):
+        seen.append(_state(started[0]))
+        return "Happy to help with that."
+
+    async with app.run_test(size=(160, 30)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if app.session is not None and started:
+                break
+        app.session._backend.reply = reply  # the scripted model answers through the session
+        app.query_one("#prompt").text = "hello there"
+        await pilot.press("enter")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if seen and _state(started[0]) != "T":
+                break
+        assert seen == ["T"]  # stopped while the model wrote
+        assert _state(started[0]) in ("S", "R")  # and going on after

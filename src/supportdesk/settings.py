@@ -264,11 +264,13 @@ class TUISettings(BaseModel):
     build_sample_adapter: bool = Field(
         True,
         description="With no adapter yet, build the sample one in a background process (low priority, "
-        "'background_threads' threads) while the app chats with the bare base model; switched in when it passes "
+        "stopped while an answer is written) while the app chats with the bare base model; switched in when it passes "
         "its evaluation. Quitting pauses the build; the next start resumes it.",
     )
-    background_threads: int = Field(
-        1, ge=1, le=64, description="Threads of the background adapter build (the chat keeps the other cores)."
+    background_threads: int | None = Field(
+        None, ge=1, le=64,
+        description="Threads of the background adapter build; default every core (it runs in the idle scheduling "
+        "class and is stopped while the app writes an answer, so the chat keeps its speed).",
     )
 
     keymap: dict[str, str] = Field(

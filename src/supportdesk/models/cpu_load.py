@@ -27,7 +27,7 @@ from collections.abc import Iterator
 
 _SAMPLE_S = 0.5
 _lock = threading.Lock()
-_state = {"other_cores": 0.0, "inside": 0, "generating": 0}
+_state = {"other_cores": 0.0, "inside": 0, "generating": 0, "forget": 0}
 _started = False
 _lowered = threading.local()
 
@@ -61,7 +61,10 @@ def _sample_forever() -> None:
             elapsed = now[0] - last[0]
             other = ((now[1] - last[1]) - (now[2] - last[2])) / ticks / max(elapsed, 1e-3)  # type: ignore[operator]
             with _lock:
-                _state["other_cores"] = max(0.0, other)
+                if _state["forget"]:  # this window began before the load we were told is gone
+                    _state["forget"] = 0
+                else:
+                    _state["other_cores"] = max(0.0, other)
         last = now
 
 
@@ -79,6 +82,15 @@ def other_cores_busy() -> float:
     _ensure_started()
     with _lock:
         return _state["other_cores"] + _state["inside"]
+
+
+def forget_other_load() -> None:
+    """Other processes' load just stopped (we paused the background adapter build): count it as
+    gone until the next sample, so the generation about to start may use every core."""
+    _ensure_started()
+    with _lock:
+        _state["other_cores"] = 0.0
+        _state["forget"] = 1
 
 
 @contextlib.contextmanager

@@ -7,17 +7,24 @@ scheduling class (it runs only on CPU time nobody else wants), chats with the ba
 the build has passed its evaluation. The builder reports through a small JSON status file in
 the data dir; SIGTERM (the app quitting) pauses it at a checkpoint and the next start resumes.
 
+While the app writes an answer it stops the builder outright (``held``: SIGSTOP, then SIGCONT):
+even in the idle class a builder thread on the other core (often the same physical core's
+sibling) slowed the chat's decode from ~110 to 54-59 tokens/s, and an answer takes seconds
+while the build takes minutes. So the builder can use every core the rest of the time.
+
 Headless: nothing here imports Textual or torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -105,11 +112,44 @@ def write_status(data_dir: Path, status: BuildStatus) -> None:
     os.replace(tmp, data_dir / STATUS_FILE)
 
 
-def start_sample_build(data_dir: Path, threads: int = 1, bootstrap_args: tuple[str, ...] = ()) -> int | None:
+def _signal_group(pid: int | None, signum: int) -> bool:
+    """Signal the builder's process group (its own session), or the process alone."""
+    if not pid:
+        return False
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def held(pid: int | None) -> Iterator[bool]:
+    """Stop the background builder while the block runs (an answer being written); yields
+    whether a builder was stopped. It continues where it was (SIGCONT), even on an error."""
+    stopped = pid_alive(pid) and _signal_group(pid, signal.SIGSTOP)
+    try:
+        yield stopped
+    finally:
+        if stopped:
+            _signal_group(pid, signal.SIGCONT)
+
+
+def default_threads() -> int:
+    """Every core: the builder runs in the idle class and is stopped while an answer is written."""
+    return max(1, os.cpu_count() or 1)
+
+
+def start_sample_build(data_dir: Path, threads: int | None = None, bootstrap_args: tuple[str, ...] = ()) -> int | None:
     """Start the background builder unless one is already running; returns its pid."""
     current = read_status(data_dir)
     if current is not None and current.running:
+        _signal_group(current.pid, signal.SIGCONT)  # an app that died while holding it left it stopped
         return current.pid
+    threads = threads or default_threads()
     private_dir(data_dir)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE",
                TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -136,6 +176,7 @@ def pause_build(data_dir: Path, pid: int | None = None, wait_s: float = 10.0) ->
         os.kill(pid, signal.SIGTERM)  # type: ignore[arg-type]
     except ProcessLookupError:
         return True
+    _signal_group(pid, signal.SIGCONT)  # a stopped builder acts on SIGTERM only once it runs again
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if not pid_alive(pid):

@@ -322,15 +322,20 @@ class SupportDeskApp(App[None]):
     @work(thread=True, exclusive=True, group="answer", exit_on_error=False)
     def answer_worker(self, text: str, widget_id: str) -> None:
         from supportdesk.models import BackendError
+        from supportdesk.models.cpu_load import forget_other_load
+        from supportdesk.training.background import held
 
         streamed = False
         try:
-            answer, _ = self.session.ask(text)
-            answer.on_wait = lambda ahead: self.post_message(AnswerWaiting(widget_id, ahead))
-            self._answer = answer
-            for piece in answer:
-                streamed = True
-                self.post_message(AnswerChunk(widget_id, piece))
+            with held(self._builder_pid) as stopped:  # the background adapter build waits while we write
+                if stopped:
+                    forget_other_load()  # its load of the last half second is gone: the model may use every core
+                answer, _ = self.session.ask(text)
+                answer.on_wait = lambda ahead: self.post_message(AnswerWaiting(widget_id, ahead))
+                self._answer = answer
+                for piece in answer:
+                    streamed = True
+                    self.post_message(AnswerChunk(widget_id, piece))
             message_id = self.session.record_answer(answer)
             self.post_message(AnswerDone(widget_id, answer.result, message_id))
         except BackendError as exc:
