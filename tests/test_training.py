@@ -281,6 +281,41 @@ def test_label_positions_only_loss_equals_the_library_loss():
     assert torch.allclose(lm_loss(model, ids, mask, labels), expected, atol=1e-5)
 
 
+def test_the_loss_in_slices_and_a_row_at_a_time_gives_the_whole_batch_gradients(monkeypatch):
+    """The memory savings change no arithmetic: the head's loss in slices of LOSS_CHUNK positions
+    (recomputed in the backward pass) and the batch run a row at a time, each row cut to its own
+    length, give the whole batch's mean loss and gradients."""
+    from contextlib import nullcontext
+
+    import torch
+
+    from supportdesk.training import build
+
+    model = _tiny_lora_model()
+    ids = torch.randint(3, 96, (4, 24))
+    labels = torch.full_like(ids, -100)
+    labels[:, 10:] = ids[:, 10:]
+    mask = torch.ones_like(ids)
+    mask[1, 15:] = 0
+    labels[1, 15:] = -100
+    mask[3, 20:] = 0
+    labels[3, 20:] = -100
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    expected = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    expected.backward()
+    want = [p.grad.clone() for p in params]
+    model.zero_grad(set_to_none=True)
+
+    monkeypatch.setattr(build, "LOSS_CHUNK", 5)  # 7-13 label positions a row: several slices
+    for micro in (1, 3, 4):
+        loss = build.accumulate_step(model, ids, mask, labels, micro, nullcontext())
+        assert abs(loss - float(expected.detach())) < 1e-5
+        for got, ref in zip((p.grad for p in params), want, strict=True):
+            assert torch.allclose(got, ref, atol=1e-5)
+        model.zero_grad(set_to_none=True)
+
+
 def test_paused_training_resumes_to_the_same_weights(tmp_path):
     """Quitting pauses a build; the next one resumes from the checkpoint and ends exactly where an
     uninterrupted run ends (same batches, same optimizer moments)."""

@@ -55,6 +55,11 @@ class TrainConfig:
     # Recompute each layer's activations in the backward pass instead of keeping them: the
     # fp32 activations of a 4 x 384 batch through 30 layers were ~3 GB of the trainer's 4.4 GB.
     gradient_checkpointing: bool = True
+    # Rows run through the model at a time; their gradients add up to the batch's (the same
+    # mean loss over its agent tokens). None: 1 on the CPU, where glibc kept ~1 GiB of freed
+    # activation blocks of a 4-row batch resident (peak RSS 2.4 GiB; 1.45 GiB a row at a
+    # time, same step time, no padding), the whole batch on a GPU.
+    micro_batch_size: int | None = None
 
 
 @dataclass
@@ -168,26 +173,67 @@ def batches(examples: list[tuple[list[int], list[int]]], size: int, pad_id: int,
         yield input_ids, labels, mask
 
 
+LOSS_CHUNK = 256
+"""Label positions projected onto the vocabulary at a time (256 x 49k fp32 logits: 50 MB)."""
+
+
+def _head_loss_sum(head: Any, hidden: Any, targets: Any) -> Any:
+    import torch
+
+    return torch.nn.functional.cross_entropy(head(hidden).float(), targets, reduction="sum")
+
+
 def lm_loss(model: Any, input_ids: Any, mask: Any, labels: Any) -> Any:
-    """Causal-LM loss computed on the label positions only.
+    """The mean causal-LM loss over the label positions (see ``lm_loss_sum``)."""
+    total, count = lm_loss_sum(model, input_ids, mask, labels)
+    return total / max(count, 1)
+
+
+def lm_loss_sum(model: Any, input_ids: Any, mask: Any, labels: Any) -> tuple[Any, int]:
+    """Causal-LM loss summed over the label positions, and how many there are; a slice at a time.
 
     The library's ``model(labels=...)`` projects *every* position onto the 49k-token vocabulary
     and keeps those fp32 logits (and their gradients) for the whole batch: ~600 MB for a batch
     of 4 x 384, most of it for prompt tokens whose loss is ignored. Here the decoder runs as
-    usual and only the positions with a label (the agent's turns) meet the output head: the
-    same mean cross-entropy, a fraction of the memory and of the head's compute.
+    usual and only the positions with a label (the agent's turns) meet the output head, in
+    slices of ``LOSS_CHUNK`` whose logits are recomputed in the backward pass instead of kept:
+    the same mean cross-entropy, and the head's memory no longer grows with the batch (the
+    longest sample batch, 774 agent tokens, held ~1.2 GiB of logits, softmax and gradients).
     """
     import torch
+    from torch.utils.checkpoint import checkpoint
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder, head = getattr(base, "model", None), getattr(base, "lm_head", None)
+    count = int((labels[:, 1:] != -100).sum())
     if decoder is None or head is None:  # an architecture without the usual split: the library's way
-        return model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        return model(input_ids=input_ids, attention_mask=mask, labels=labels).loss * count, count
     hidden = decoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
     targets = labels[:, 1:]
     keep = targets != -100
-    logits = head(hidden[:, :-1][keep])
-    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+    hidden, targets = hidden[:, :-1][keep], targets[keep]
+    if count <= LOSS_CHUNK:
+        return _head_loss_sum(head, hidden, targets), count
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, count, LOSS_CHUNK):
+        piece = slice(start, start + LOSS_CHUNK)
+        total = total + checkpoint(_head_loss_sum, head, hidden[piece], targets[piece], use_reentrant=False)
+    return total, count
+
+
+def accumulate_step(model: Any, input_ids: Any, mask: Any, labels: Any, micro: int, autocast: Any) -> float:
+    """Forward and backward over the batch ``micro`` rows at a time (each cut to its own length);
+    the gradients are those of the batch's mean loss. Returns that loss."""
+    count = max(int((labels[:, 1:] != -100).sum()), 1)
+    total = 0.0
+    for start in range(0, len(input_ids), micro):
+        rows = slice(start, start + micro)
+        width = int(mask[rows].sum(dim=1).max())
+        with autocast:
+            part, _ = lm_loss_sum(model, input_ids[rows, :width], mask[rows, :width], labels[rows, :width])
+        (part / count).backward()
+        total += float(part.detach())
+    return total / count
 
 
 def train_loop(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], config: TrainConfig,
@@ -234,20 +280,18 @@ def train_loop(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
     from supportdesk.kb.embeddings import cpu_has_fast_bf16
 
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if device == "cpu" and cpu_has_fast_bf16() else nullcontext()
+    micro = config.micro_batch_size or (1 if device == "cpu" else config.batch_size)
     epoch = 0
     while step < total:
         for index, (input_ids, labels, mask) in enumerate(batches(examples, config.batch_size, tokenizer.pad_token_id, rng)):
             if epoch * per_epoch + index < step:
                 continue  # done before the checkpoint: the shuffle is replayed, the work is not
-            with autocast:
-                loss = lm_loss(model, input_ids.to(device), mask.to(device), labels.to(device))
-            loss.backward()
+            loss_value = accumulate_step(model, input_ids.to(device), mask.to(device), labels.to(device), micro, autocast)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            loss_value = float(loss.detach())
             on_step(StepInfo(step, total, loss_value))
             if checkpoint is not None and step < total and (step % checkpoint.every == 0 or should_stop()):
                 checkpoint.save(named, optimizer, step, loss_value)
@@ -267,6 +311,7 @@ def train_peft_cpu(gguf_path: Path, conversations: list[list[dict[str, str]]], c
 
     torch.set_num_threads(config.threads or max(1, os.cpu_count() or 1))
     model, tokenizer = load_base_cpu(gguf_path)
+    release_memory()  # the GGUF de-quantisation's buffers
     peft_config = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                              target_modules=list(config.target_modules), task_type="CAUSAL_LM")
     if config.gradient_checkpointing:
@@ -361,7 +406,7 @@ def build_adapter(
     trainer = trainer or select_trainer()
     data_sha = sha256_file(train_file)
     base_sha = sha256_file(gguf_path) if checkpoint_dir is not None else None  # else: once trained
-    hyper = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items() if k != "threads"}
+    hyper = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items() if k not in ("threads", "micro_batch_size")}
     resume: dict[str, Any] = {"should_stop": should_stop}
     if checkpoint_dir is not None:
         fingerprint = hashlib.sha256(json.dumps([name, trainer, base_sha, data_sha, hyper], sort_keys=True).encode())
