@@ -40,3 +40,18 @@ def test_precision_must_fit_the_runtime():
     with pytest.raises(ValidationError, match="bfloat16"):
         EmbeddingSettings(runtime="onnx", precision="bfloat16")
     assert chosen_path(EmbeddingSettings(runtime="onnx")) == ("onnx", "float32")
+
+
+def test_a_build_on_every_worker_gives_each_text_its_own_vector_in_order(tmp_path):
+    """Texts run concurrently on the workers (and on one worker while an answer is written)
+    come back in the caller's order, each the vector of that text embedded alone."""
+    embedder = OnnxMiniLMEmbeddings(precision="float32", threads=2, cache_dir=tmp_path)
+    texts = [f"{text} (variant {i})" for i in range(5) for text in TEXTS]
+    alone = np.asarray([embedder.embed_query(text) for text in texts])
+    together = np.asarray(embedder.embed_documents(texts))
+    assert together.shape == (15, 384)
+    assert np.allclose(together, alone, atol=1e-5)
+    embedder.set_threads(1)
+    assert np.allclose(np.asarray(embedder.embed_documents(texts)), alone, atol=1e-5)
+    embedder.set_threads(8)  # never more workers than it was made with
+    assert embedder._workers == 2

@@ -63,7 +63,9 @@ class EmbeddingSettings(BaseModel):
         "in-process and offline. 'ollama': an embedding model served by the Ollama host.",
     )
     ollama_model: str = Field("nomic-embed-text", description="Ollama embedding model (provider='ollama').")
-    batch_size: int = Field(16, ge=1, description="Texts embedded per batch while building (16 measured fastest).")
+    batch_size: int = Field(16, ge=1, description="Texts handed to the embedder at a time while building; progress and the chat's "
+                            "claim on the CPU are checked between them. torch embeds them as one padded batch (16 measured "
+                            "fastest); ONNX Runtime runs them one text at a time on every core.")
     runtime: Literal["auto", "onnx", "torch"] = Field(
         "auto",
         description="What runs the in-process embedder: 'onnx' (ONNX Runtime; exported once from the shipped "
