@@ -139,12 +139,17 @@ def _settle_state(pid: int, wanted: str, seconds: float = 5.0) -> str:
 
 
 def test_held_stops_the_builder_and_lets_it_go_on_even_after_an_error():
+    from supportdesk.models import cpu_load
     from supportdesk.training.background import held
 
     process = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
     try:
+        cpu_load._ensure_started()
+        with cpu_load._lock:
+            cpu_load._state["other_cores"] = 1.0  # the builder's load, as the sampler saw it
         with held(process.pid) as stopped:
             assert stopped and _settle_state(process.pid, "T") == "T"
+            assert cpu_load.other_cores_busy() == 0  # the answer's model may use every core at once
         assert _settle_state(process.pid, "R") == "R"
         with pytest.raises(RuntimeError), held(process.pid):
             raise RuntimeError("the answer failed")

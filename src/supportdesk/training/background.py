@@ -129,8 +129,16 @@ def _signal_group(pid: int | None, signum: int) -> bool:
 @contextlib.contextmanager
 def held(pid: int | None) -> Iterator[bool]:
     """Stop the background builder while the block runs (an answer being written); yields
-    whether a builder was stopped. It continues where it was (SIGCONT), even on an error."""
+    whether a builder was stopped. It continues where it was (SIGCONT), even on an error.
+
+    Its load of the last half second is forgotten too, so the model about to generate uses
+    every core at once instead of waiting for the next load sample (models/cpu_load.py).
+    """
     stopped = pid_alive(pid) and _signal_group(pid, signal.SIGSTOP)
+    if stopped:
+        from supportdesk.models.cpu_load import forget_other_load
+
+        forget_other_load()
     try:
         yield stopped
     finally:

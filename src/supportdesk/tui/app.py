@@ -322,14 +322,11 @@ class SupportDeskApp(App[None]):
     @work(thread=True, exclusive=True, group="answer", exit_on_error=False)
     def answer_worker(self, text: str, widget_id: str) -> None:
         from supportdesk.models import BackendError
-        from supportdesk.models.cpu_load import forget_other_load
         from supportdesk.training.background import held
 
         streamed = False
         try:
-            with held(self._builder_pid) as stopped:  # the background adapter build waits while we write
-                if stopped:
-                    forget_other_load()  # its load of the last half second is gone: the model may use every core
+            with held(self._builder_pid):  # the background adapter build waits while we write
                 answer, _ = self.session.ask(text)
                 answer.on_wait = lambda ahead: self.post_message(AnswerWaiting(widget_id, ahead))
                 self._answer = answer
