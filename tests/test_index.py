@@ -185,3 +185,20 @@ def test_old_generations_are_pruned(settings_factory, small_kb, hash_embedder):
         assert kb.reload().ok
     gens = sorted(p.name for p in kb.store.root.glob("gen-*"))
     assert len(gens) == 2 and _current_gen(kb).name in gens
+
+
+def test_a_build_waits_while_an_answer_is_written_and_then_finishes(settings_factory, small_kb, hash_embedder,
+                                                                      tmp_path, monkeypatch):
+    """The chat's model gets the CPU: no chunk is embedded while an answer is being written."""
+    from supportdesk.models import cpu_load
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    kb = KnowledgeBase(settings_factory(small_kb), embedder=hash_embedder)
+    results = {}
+    with cpu_load.generating():
+        worker = threading.Thread(target=lambda: results.setdefault("report", kb.reload()))
+        worker.start()
+        time.sleep(1.0)
+        assert hash_embedder.embedded == [] and worker.is_alive()
+    worker.join(20)
+    assert results["report"].ok and len(hash_embedder.embedded) == results["report"].chunks_added > 0

@@ -648,20 +648,23 @@ class KnowledgeBase:
         started = time.perf_counter()
         # Longest first in each batch keeps padding waste low; order is restored below.
         order = sorted(range(len(chunks)), key=lambda i: -len(chunks[i].indexed_text))
-        from supportdesk.models.cpu_load import busy_with, is_generating
+        from supportdesk.models.cpu_load import busy_with, wait_while_answering, yielding_build
 
-        # Sharing the CPU with an answer being written in this process: the answer's model uses
-        # fewer threads while we embed (busy_with), and we drop to one thread while it writes.
+        # Sharing the CPU with answers being written, here or by another supportdesk process:
+        # the build waits before each batch while one is (a few seconds at most, then it goes
+        # on with one thread), and the answer's model counts the build's cores as free.
         set_threads = getattr(self.embedder, "set_threads", None)
         threads = self.settings.embedding.threads
         try:
-            for start in range(0, len(order), batch):
-                rows = order[start : start + batch]
-                if set_threads is not None:
-                    set_threads(1 if is_generating() else threads)
-                with busy_with("embedding chunks"):
-                    out.extend(self.embedder.embed_documents([chunks[i].indexed_text for i in rows]))
-                progress(Progress("embed", min(start + batch, len(order)), len(order), "embedding chunks"))
+            with yielding_build():
+                for start in range(0, len(order), batch):
+                    rows = order[start : start + batch]
+                    still_answering = wait_while_answering()
+                    if set_threads is not None:
+                        set_threads(1 if still_answering else threads)
+                    with busy_with("embedding chunks"):
+                        out.extend(self.embedder.embed_documents([chunks[i].indexed_text for i in rows]))
+                    progress(Progress("embed", min(start + batch, len(order)), len(order), "embedding chunks"))
         finally:
             if set_threads is not None:
                 set_threads(threads)

@@ -11,6 +11,13 @@ A daemon thread samples ``/proc/stat`` (all CPU time) and ``/proc/self/stat`` (o
 second; the difference is what other processes use. Work inside this process that competes
 with generation (an index build in a worker) says so with ``busy_with``.
 
+Index builds yield to answers, in this process and across processes: while any supportdesk
+process on the machine writes an answer (a marker file per process in a per-user runtime
+folder), a build waits before its next batch (at most a few seconds, so a busy team server
+still finishes its reloads), and the answer's model counts the builds' cores as free. With a
+build beside it on 2 cores, one llama.cpp thread made ~0.57x the idle rate; both, with the
+build waiting, make ~1x.
+
 ``lower_this_thread`` gives the thread that generates a higher niceness, so a search or the
 screen gets a core first while the model writes (llama.cpp's OpenMP workers are created by
 that thread and inherit its niceness).
@@ -21,13 +28,17 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 _SAMPLE_S = 0.5
 _lock = threading.Lock()
-_state = {"other_cores": 0.0, "inside": 0, "generating": 0, "forget": 0}
+_state = {"other_cores": 0.0, "inside": 0, "generating": 0, "forget": 0, "yielding": 0}
+YIELD_MAX_S = 3.0
+"""The longest a build waits for answers before its next batch (then it goes on with one thread)."""
 _started = False
 _lowered = threading.local()
 
@@ -105,11 +116,92 @@ def busy_with(what: str, cores: int = 1) -> Iterator[None]:
             _state["inside"] -= cores
 
 
+def marks_dir() -> Path:
+    """Per-user folder of this machine's marker files (answering-PID, building-PID)."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
+    return Path(base) / f"supportdesk-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+
+
+def _set_mark(kind: str, on: bool) -> None:
+    path = marks_dir() / f"{kind}-{os.getpid()}"
+    try:
+        if on:
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            path.touch()
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass  # no writable runtime folder: processes just don't coordinate
+
+
+def _others_marked(kind: str) -> bool:
+    """Another live process holds a ``kind`` mark (a crashed one's file is ignored)."""
+    try:
+        names = os.listdir(marks_dir())
+    except OSError:
+        return False
+    for name in names:
+        mark, _, pid = name.rpartition("-")
+        if mark != kind or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            pass
+        return True
+    return False
+
+
+def answer_in_progress() -> bool:
+    """An answer is being written, in this process or another supportdesk process here."""
+    return is_generating() or _others_marked("answering")
+
+
+def wait_while_answering(max_s: float = YIELD_MAX_S) -> bool:
+    """A build's pause before its next batch; returns whether an answer is still being written."""
+    deadline = time.monotonic() + max_s
+    while answer_in_progress():
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@contextlib.contextmanager
+def yielding_build() -> Iterator[None]:
+    """Mark an index build that waits for answers (``wait_while_answering`` between batches),
+    so a model starting to generate here or in another process counts its cores as free."""
+    with _lock:
+        _state["yielding"] += 1
+        first = _state["yielding"] == 1
+    if first:
+        _set_mark("building", True)
+    try:
+        yield
+    finally:
+        with _lock:
+            _state["yielding"] -= 1
+            last = _state["yielding"] == 0
+        if last:
+            _set_mark("building", False)
+
+
 def threads_for(wanted: int) -> int:
-    """At most ``wanted`` threads, no more than the cores that are free now, at least one."""
+    """At most ``wanted`` threads, no more than the cores that are free now, at least one.
+
+    A yielding index build (here or in another process) stops within a batch once this
+    generation is marked, so its cores count as free (other load still counts)."""
     _ensure_started()
     cores = os.cpu_count() or 1
-    free = cores - other_cores_busy()
+    with _lock:
+        inside, yielding, other = _state["inside"], _state["yielding"], _state["other_cores"]
+    if yielding:
+        inside = 0  # our own build: it is the only in-process work that marks itself busy
+    if _others_marked("building"):
+        other = max(0.0, other - (cores - 1))  # the other build's workers; keep a share for the rest
+    free = cores - other - inside
     return max(1, min(wanted, math.floor(free + 0.3)))
 
 
@@ -118,11 +210,17 @@ def generating() -> Iterator[None]:
     """Mark a generation in progress: background work in this process yields cores to it."""
     with _lock:
         _state["generating"] += 1
+        first = _state["generating"] == 1
+    if first:
+        _set_mark("answering", True)
     try:
         yield
     finally:
         with _lock:
             _state["generating"] -= 1
+            last = _state["generating"] == 0
+        if last:
+            _set_mark("answering", False)
 
 
 def is_generating() -> bool:
