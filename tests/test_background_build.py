@@ -204,3 +204,26 @@ async def test_the_build_is_stopped_while_an_answer_is_written(app_with_builder)
                 break
         assert seen == ["T"]  # stopped while the model wrote
         assert _state(started[0]) in ("S", "R")  # and going on after
+
+
+@pytest.mark.parametrize(("tuned", "state", "active"), [(5.6, "done", "kestrel-voice"), (18.9, "rejected", None)])
+def test_the_sample_adapter_is_activated_only_past_the_quality_gate(cli, tmp_path, monkeypatch, tuned, state, active):
+    """An evaluated sample adapter 72 % below the base is switched in; one 5 % below (a build cut
+    short) is kept out and says why."""
+    import json
+
+    from supportdesk.models.adapters import read_active
+
+    adapters = tmp_path / "adapters"
+    sample = adapters / "kestrel-voice"
+    sample.mkdir(parents=True)
+    (sample / "adapter.gguf").write_bytes(b"GGUF")
+    (sample / "manifest.json").write_text(json.dumps({"metrics": {"base_perplexity": 19.82,
+                                                                  "adapter_perplexity": tuned}}))
+    monkeypatch.setenv("SUPPORTDESK_ADAPTERS_DIR", str(adapters))
+    result = cli("adapter", "bootstrap", "--background")
+    assert result.exit_code == 0, result.output
+    status = read_status(tmp_path / "data")
+    assert status.state == state, status
+    assert ("gate is 25% lower" in status.message) == (state == "rejected")
+    assert read_active(tmp_path / "data") == active

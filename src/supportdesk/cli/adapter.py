@@ -19,6 +19,9 @@ app = typer.Typer(help="Build, evaluate and deploy the brand-voice LoRA adapter.
 SAMPLE_TRANSCRIPTS = PROJECT_ROOT / "transcripts" / "kestrel_care.jsonl"
 SAMPLE_ADAPTER = "kestrel-voice"
 SAMPLE_EPOCHS_FP32 = 1.0
+SAMPLE_GATE = 0.25
+"""The sample adapter is activated only if its held-out perplexity is at least this much below the
+base's (the full build reaches ~70 %; a build cut short by --max-steps usually does not)."""
 
 
 @app.callback()
@@ -360,7 +363,8 @@ def bootstrap_sample(
     """Build, evaluate and activate the sample adapter if there is none (resumes a paused build).
 
     The app starts this in the background on its first run; run it here to build in the
-    foreground instead. The adapter is activated only if it beats the base model.
+    foreground instead. The adapter is activated only if its held-out perplexity is at least
+    25 % below the base model's.
     """
     import signal
     import time
@@ -435,9 +439,9 @@ def bootstrap_sample(
     base, tuned = metrics["base_perplexity"], metrics["adapter_perplexity"]
     summary = f"perplexity {base:.2f} → {tuned:.2f} ({(base - tuned) / base:.0%} lower)"
     err_console.print(f"sample adapter: {summary}")
-    if tuned < base:
+    if base > 0 and (base - tuned) / base >= SAMPLE_GATE:
         if read_active(settings.data_dir) is None:
             write_active(settings.data_dir, SAMPLE_ADAPTER)
         report("done", summary)
     else:
-        report("rejected", f"not better than the base: {summary}")
+        report("rejected", f"not activated, the gate is {SAMPLE_GATE:.0%} lower: {summary}")
