@@ -170,6 +170,7 @@ class OnnxMiniLMEmbeddings(Embeddings):
 
     def __init__(self, batch_size: int = 16, threads: int = 2, precision: str = "int8",
                  cache_dir: Path | None = None) -> None:
+        del batch_size  # the torch embedder's signature; here every text is its own run (RUN_BATCH)
         try:
             import onnxruntime
             from tokenizers import Tokenizer
@@ -180,7 +181,6 @@ class OnnxMiniLMEmbeddings(Embeddings):
                                        "(float32 or int8; bfloat16 needs runtime 'torch')")
         model_dir = Path(minilm_path())
         self.precision = precision
-        self.batch_size = batch_size
         self.path = ensure_exported(precision, cache_dir, model_dir)
         self.info = EmbedderInfo(MODEL_NAME if precision == "float32" else f"{MODEL_NAME} (int8)", 384)
         max_tokens = json.loads((model_dir / "sentence_bert_config.json").read_text()).get("max_seq_length", 256)

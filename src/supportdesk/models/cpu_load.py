@@ -170,22 +170,27 @@ def wait_while_answering(max_s: float = YIELD_MAX_S) -> bool:
 
 
 @contextlib.contextmanager
-def yielding_build() -> Iterator[None]:
-    """Mark an index build that waits for answers (``wait_while_answering`` between batches),
-    so a model starting to generate here or in another process counts its cores as free."""
+def _counted(key: str, mark: str) -> Iterator[None]:
+    """Count ``key`` up while the block runs; the process holds the ``mark`` file while it is > 0."""
     with _lock:
-        _state["yielding"] += 1
-        first = _state["yielding"] == 1
+        _state[key] += 1
+        first = _state[key] == 1
     if first:
-        _set_mark("building", True)
+        _set_mark(mark, True)
     try:
         yield
     finally:
         with _lock:
-            _state["yielding"] -= 1
-            last = _state["yielding"] == 0
+            _state[key] -= 1
+            last = _state[key] == 0
         if last:
-            _set_mark("building", False)
+            _set_mark(mark, False)
+
+
+def yielding_build() -> contextlib.AbstractContextManager[None]:
+    """Mark an index build that waits for answers (``wait_while_answering`` between batches),
+    so a model starting to generate here or in another process counts its cores as free."""
+    return _counted("yielding", "building")
 
 
 def threads_for(wanted: int) -> int:
@@ -198,29 +203,16 @@ def threads_for(wanted: int) -> int:
     with _lock:
         inside, yielding, other = _state["inside"], _state["yielding"], _state["other_cores"]
     if yielding:
-        inside = 0  # our own build: it is the only in-process work that marks itself busy
+        inside = 0  # our build's embedding batches (calibration runs after them, not beside)
     if _others_marked("building"):
         other = max(0.0, other - (cores - 1))  # the other build's workers; keep a share for the rest
     free = cores - other - inside
     return max(1, min(wanted, math.floor(free + 0.3)))
 
 
-@contextlib.contextmanager
-def generating() -> Iterator[None]:
-    """Mark a generation in progress: background work in this process yields cores to it."""
-    with _lock:
-        _state["generating"] += 1
-        first = _state["generating"] == 1
-    if first:
-        _set_mark("answering", True)
-    try:
-        yield
-    finally:
-        with _lock:
-            _state["generating"] -= 1
-            last = _state["generating"] == 0
-        if last:
-            _set_mark("answering", False)
+def generating() -> contextlib.AbstractContextManager[None]:
+    """Mark a generation in progress: index builds here and in other processes yield to it."""
+    return _counted("generating", "answering")
 
 
 def is_generating() -> bool:
