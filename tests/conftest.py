@@ -78,6 +78,8 @@ def settings_factory(tmp_path, monkeypatch):
     # Index tests count what is embedded; self-calibration (its own embeddings) is on only
     # where a test asks for it (tests/test_calibration.py).
     monkeypatch.setenv("SUPPORTDESK_RETRIEVAL__SELF_CALIBRATE", "false")
+    # ... and so are question-heading vectors (tests/test_questions.py).
+    monkeypatch.setenv("SUPPORTDESK_RETRIEVAL__QUESTION_WEIGHT", "0")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))

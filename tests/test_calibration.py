@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from supportdesk.kb import KnowledgeBase
-from supportdesk.kb.calibration import MIN_QUESTIONS, Calibration, calibrate, pseudo_questions
+from supportdesk.kb.calibration import MIN_QUESTIONS, VERSION, Calibration, calibrate, pseudo_questions
 from supportdesk.kb.chunking import Chunk
 from supportdesk.kb.index import LABELLED_FILE
 
@@ -70,9 +70,14 @@ def test_build_stores_the_calibration_and_values_follow_the_precedence(settings_
     again = KnowledgeBase(settings_factory(kb_dir, retrieval=on), embedder=hash_embedder)
     assert again.calibration() == measured
 
-    # Not applied unless asked: the default weight and hand-off serve.
-    assert kb.dense_weight() == (0.3, "default") and kb.handoff_model()[2] == "default"
-    applied = KnowledgeBase(settings_factory(kb_dir, retrieval={**on, "apply_calibration": True}), embedder=hash_embedder)
+    # Every section is titled by a question (a FAQ): the weight it chose serves by default; the
+    # hand-off it fitted only when asked; neither when calibration is not applied.
+    assert measured.weight_chosen and "question headings" in measured.weight_basis and measured.kinds["question"] >= 24
+    assert kb.dense_weight() == (measured.dense_weight, "self-calibrated") and kb.handoff_model()[2] == "default"
+    off = KnowledgeBase(settings_factory(kb_dir, retrieval={**on, "apply_calibration": False}), embedder=hash_embedder)
+    assert off.dense_weight() == (0.3, "default")
+    applied = KnowledgeBase(settings_factory(kb_dir, retrieval={**on, "apply_calibrated_handoff": True}),
+                            embedder=hash_embedder)
     assert applied.dense_weight() == (measured.dense_weight, "self-calibrated")
     assert applied.handoff_model()[:2] == (measured.answerability_weights, measured.abstain_below)
     # The KB's labelled values win over self-calibration; settings you set win over both.
@@ -90,6 +95,23 @@ def test_build_stores_the_calibration_and_values_follow_the_precedence(settings_
     assert applied.dense_weight()[1] == "self-calibrated" and LABELLED_FILE in (applied.load_warning or "")
 
 
+def test_a_manual_keeps_the_default_weight_and_says_why(settings_factory, hash_embedder, tmp_path):
+    """Topic headings hidden from their sections chose weights that lost to the default on real
+    questions about two manuals: only a KB titled by questions chooses its own weight."""
+    kb_dir = tmp_path / "kb"
+    kb_dir.mkdir()
+    for i in range(40):
+        (kb_dir / f"doc{i:02d}.md").write_text(
+            f"# Manual {i}\n\n## Adjusting setting number {i}\n\n"
+            f"Open menu{i} and choose option alpha{i}, then confirm with beta{i} in the settings screen of the device.\n")
+    kb = KnowledgeBase(settings_factory(kb_dir, retrieval={"self_calibrate": True}), embedder=hash_embedder)
+    assert kb.reload().ok
+    measured = kb.calibration()
+    assert measured is not None and measured.calibrated and not measured.weight_chosen
+    assert measured.dense_weight == 0.3 and measured.weight_basis.startswith("default: 0 of 40 sections")
+    assert kb.dense_weight() == (0.3, "default") and "0 of 40 sections" in measured.summary()
+
+
 def test_small_change_keeps_the_calibration_and_kb_calibrate_makes_a_new_generation(cli, small_kb, monkeypatch):
     monkeypatch.setenv("SUPPORTDESK_RETRIEVAL__SELF_CALIBRATE", "true")
     built = cli("kb", "build", "--json")
@@ -97,7 +119,8 @@ def test_small_change_keeps_the_calibration_and_kb_calibrate_makes_a_new_generat
     first = json.loads(built.stdout.strip().splitlines()[-1])
     assert first["calibration"] is not None  # a 4-file KB: measured, or "defaults (only N ...)"
     stats = json.loads(cli("kb", "stats", "--json").stdout)
-    assert stats["calibration"]["version"] == 1 and stats["in_use"]["dense_weight"]["from"] == "default"
+    # faq.md is most of these four files' sections: the weight is this KB's own.
+    assert stats["calibration"]["version"] == VERSION and stats["in_use"]["dense_weight"]["from"] == "self-calibrated"
     result = cli("kb", "calibrate", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)

@@ -123,11 +123,23 @@ class RetrievalSettings(BaseModel):
         "changed; 'kb calibrate' on demand).",
     )
     apply_calibration: bool = Field(
+        True,
+        description="Use the fusion weight the generation chose on its own pseudo-questions where you set none and the "
+        "KB has no labelled value. It is chosen only on a KB that is mostly FAQ entries titled by questions (customers "
+        "ask those questions in their own words, which the pseudo-questions imitate); any other KB keeps "
+        f"{DEFAULT_DENSE_WEIGHT} (README, 'Own knowledge base').",
+    )
+    apply_calibrated_handoff: bool = Field(
         False,
-        description="Use the generation's self-calibrated fusion weight and hand-off model where you set none and "
-        "the KB has no labelled values. Off by default: on the public sets its fusion weight helped a FAQ and hurt a "
-        "manual, and its hand-off threshold handed off too many real questions (README, 'Own knowledge base'); the "
-        "router examples it makes are used either way (router.kb_examples).",
+        description="Also use the generation's self-calibrated hand-off model where you set none and the KB has no "
+        "labelled one. Off by default: on the public sets it handed off too many real questions (README, 'Own "
+        "knowledge base'); the router examples it makes are used either way (router.kb_examples).",
+    )
+    question_weight: float = Field(
+        0.3, ge=0.0, le=1.0,
+        description="Hybrid search: a chunk under a heading that is a question (a FAQ entry) is scored on the dense side "
+        "by (1 - this) x its cosine + this x its question's cosine to the query; 0 turns it off. Chosen on one half "
+        "of the public FAQ set's questions, reported on the other (README).",
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant (fusion='rrf'): larger flattens ranks.")
     store: Literal["faiss", "milvus"] = Field(

@@ -77,7 +77,8 @@ def evaluate_retrieval(
     questions: list[Question] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[RetrievalRow], dict[str, Any]]:
-    """Dense, BM25, hybrid at the default weight and hybrid as the generation calibrated itself."""
+    """Dense, BM25, hybrid at the default weight and hybrid as the product serves this KB (the weight
+    the generation calibrated for itself, or the default it kept; question headings in both hybrids)."""
     from supportdesk.settings import RetrievalSettings
 
     questions = [q for q in (questions or dataset.questions) if q.gold]
@@ -93,9 +94,9 @@ def evaluate_retrieval(
             "bm25": {"mode": "bm25"},
             f"hybrid, default weight {default_weight}": {"mode": "hybrid", "dense_weight": default_weight},
         }
-        if calibration is not None and calibration.calibrated and calibration.dense_weight is not None:
-            systems[f"hybrid, self-calibrated weight {calibration.dense_weight}"] = {
-                "mode": "hybrid", "dense_weight": calibration.dense_weight}
+        weight, source = kb.dense_weight(snap)
+        kept = "chose" if source == "self-calibrated" else "kept the default"
+        systems[f"hybrid, self-calibrated ({kept} weight {weight})"] = {"mode": "hybrid"}
         ranks: dict[str, list[int | None]] = {name: [] for name in systems}
         total = len(questions) * len(systems)
         done = 0

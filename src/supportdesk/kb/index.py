@@ -30,6 +30,7 @@ from supportdesk.kb.chunking import Chunk, split
 from supportdesk.kb.embeddings import EmbedderInfo, create_embedder, embedder_info
 from supportdesk.kb.lexical import BM25Index
 from supportdesk.kb.loaders import LoadError, load
+from supportdesk.kb.questions import QuestionVectors, embed_questions, manifest_entry, mostly_faq
 from supportdesk.kb.search import Mode, Searcher, SearchResult, timed_search
 from supportdesk.kb.store import (
     GenerationStore,
@@ -177,7 +178,10 @@ def _searcher(store: Any) -> Searcher:
 
 def _snapshot(store: Any, manifest: dict[str, Any], generation: str | None, searcher: Searcher | None = None) -> Snapshot:
     """A generation ready to search; ``searcher`` reuses one built already (same store, same chunks)."""
-    return Snapshot(searcher or _searcher(store), manifest, generation, time.time())
+    searcher = searcher or _searcher(store)
+    if searcher.questions is None and manifest.get("questions"):
+        searcher.questions = QuestionVectors.for_chunks(searcher.chunks, QuestionVectors.stored(manifest["questions"]))
+    return Snapshot(searcher, manifest, generation, time.time())
 
 
 class KnowledgeBase:
@@ -343,7 +347,7 @@ class KnowledgeBase:
         if chosen is not None:
             return chosen
         cfg = self.settings.router
-        calibration = self.calibration() if self.settings.retrieval.apply_calibration else None
+        calibration = self.calibration() if self.settings.retrieval.apply_calibrated_handoff else None
         if calibration is not None and calibration.calibrated and calibration.answerability_weights is not None \
                 and calibration.abstain_below is not None:
             return list(calibration.answerability_weights), calibration.abstain_below, "self-calibrated"
@@ -372,8 +376,8 @@ class KnowledgeBase:
             return float(labelled), "labelled set"
         snap = snap or self.snapshot()
         calibration = snap.calibration if snap and cfg.apply_calibration else None
-        if calibration is not None and calibration.calibrated and calibration.dense_weight is not None:
-            return calibration.dense_weight, "self-calibrated"
+        if calibration is not None and calibration.weight_chosen:
+            return float(calibration.dense_weight), "self-calibrated"
         return cfg.default_dense_weight, "default"
 
     def search(
@@ -394,6 +398,7 @@ class KnowledgeBase:
             dense_weight=dense_weight if dense_weight is not None else self.dense_weight(snap)[0],
             rrf_k=cfg.rrf_k,
             fusion=cfg.fusion,
+            question_weight=cfg.question_weight,
         )
 
     # -- reload ----------------------------------------------------------------------
@@ -506,11 +511,13 @@ class KnowledgeBase:
             report.files_total = len(new_files)
             report.generation = current.generation
             calibrated = (current.calibration is not None or not cfg.retrieval.self_calibrate
-                          or not self._calibration_useful())
+                          or not self._calibration_useful(current.searcher.chunks))
             on_milvus = current.manifest.get("milvus") or {}
             published = self.milvus is None or (bool(on_milvus.get("collection"))
                                                 and on_milvus.get("alias") == self.milvus.alias)
-            if calibrated and published and [s.rel for s in report.skipped] == current.manifest.get("skipped_files", []):
+            questions_stored = (bool(current.manifest.get("questions")) or cfg.retrieval.question_weight == 0
+                                or not mostly_faq(current.searcher.chunks))
+            if calibrated and published and questions_stored and [s.rel for s in report.skipped] == current.manifest.get("skipped_files", []):
                 return  # nothing changed: keep serving the same generation
         vectors = self._embed(new_chunks, progress, report)
 
@@ -536,6 +543,12 @@ class KnowledgeBase:
             skipped=[{"file": s.rel, "reason": s.reason} for s in report.skipped],
         )
         searcher = _searcher(store)  # built once: for the calibration and for serving
+        known = QuestionVectors.stored(current.manifest.get("questions")) if current is not None and old_files else {}
+        questions = (embed_questions(searcher.chunks, self._embed_texts, known)
+                     if cfg.retrieval.question_weight > 0 else {})
+        if questions:
+            manifest["questions"] = manifest_entry(questions)
+            searcher.questions = QuestionVectors.for_chunks(searcher.chunks, questions)
         previous = current.calibration if current is not None and old_files else None
         calibration = self._calibration_for(_snapshot(store, manifest, None, searcher), previous, progress)
         if calibration is not None:
@@ -579,7 +592,7 @@ class KnowledgeBase:
     def _calibration_for(self, snap: Snapshot, previous: Calibration | None, progress: ProgressFn) -> Calibration | None:
         """Calibrate the new generation when enough changed since the last calibration; else carry
         the previous one over. A calibration that fails keeps the previous values, never half of them."""
-        if not self.settings.retrieval.self_calibrate or not self._calibration_useful():
+        if not self.settings.retrieval.self_calibrate or not self._calibration_useful(snap.searcher.chunks):
             return previous
         if previous is not None and previous.chunks:
             changed = abs(snap.chunk_count - previous.chunks) / previous.chunks
@@ -592,14 +605,20 @@ class KnowledgeBase:
                 return previous
             return Calibration(status="defaults", reason=f"calibration failed: {type(exc).__name__}: {exc}")
 
-    def _calibration_useful(self) -> bool:
-        """Would anything serve a self-calibration's values? (Its router examples when the KB's
-        router is not labelled, or its weight and hand-off when applied.) If not, a build skips
-        it, so a first run on a labelled KB (the sample) spends no CPU on it; 'kb calibrate'
-        still measures on demand."""
-        if self.settings.retrieval.apply_calibration:
+    def _calibration_useful(self, chunks: list[Chunk]) -> bool:
+        """Would anything serve a self-calibration's values? Its router examples when the KB's
+        router is not labelled; its weight on a KB that is mostly a FAQ (elsewhere it keeps the
+        default, see kb/calibration.py); its hand-off when applied. If not, a build skips it, so a
+        first run on the sample KB spends no CPU on it; 'kb calibrate' still measures on demand."""
+        cfg = self.settings
+        if cfg.retrieval.apply_calibrated_handoff:
             return True
-        return self.settings.router.kb_examples and "weights" not in self.labelled_calibration()
+        if cfg.router.kb_examples and "weights" not in self.labelled_calibration():
+            return True
+        if cfg.retrieval.apply_calibration and cfg.retrieval.dense_weight is None \
+                and "dense_weight" not in self.labelled_calibration():
+            return mostly_faq(chunks)
+        return False
 
     def run_calibration(self, snap: Snapshot, progress: ProgressFn | None = None) -> Calibration:
         cfg = self.settings
@@ -638,6 +657,14 @@ class KnowledgeBase:
                 return calibration, gen_dir.name
         finally:
             self._reload_lock.release()
+
+    def _embed_texts(self, texts: list[str]) -> list[list[float]]:
+        """A few texts (question headings) embedded by the build, after any answer being written."""
+        from supportdesk.models.cpu_load import busy_with, wait_while_answering
+
+        wait_while_answering()
+        with busy_with("embedding question headings"):
+            return self.embedder.embed_documents(texts)
 
     def _embed(self, chunks: list[Chunk], progress: ProgressFn, report: ReloadReport) -> np.ndarray:
         dim = self.embedder_info.dim

@@ -17,6 +17,7 @@ import numpy as np
 
 from supportdesk.kb.chunking import Chunk
 from supportdesk.kb.lexical import BM25Index, query_coverage, surface_words
+from supportdesk.kb.questions import QuestionVectors
 from supportdesk.kb.store import cosine_relevance
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -146,6 +147,8 @@ class Searcher:
         """A store that ranks this same generation elsewhere (``kb/milvus.py``); None: FAISS and BM25 here."""
         self.remote_error: str | None = None
         """Why the last search could not use ``remote`` (it then used this process's copy)."""
+        self.questions: QuestionVectors | None = None
+        """Vectors of the KB's question headings (``kb/questions.py``); set when the generation has any."""
         self._row_of = {chunk.id: row for row, chunk in enumerate(chunks)}
         self._faiss_row_of = {cid: pos for pos, cid in store.index_to_docstore_id.items()}
 
@@ -191,6 +194,27 @@ class Searcher:
                 out.append((row, cosine_relevance(score)))
         return out
 
+    def with_questions(self, dense: list[tuple[int, float]], vector: np.ndarray, n: int,
+                       weight: float) -> list[tuple[int, float]]:
+        """The dense ranking with each chunk under a question heading scored by
+        ``(1 - weight) * cos(chunk) + weight * cos(its question)``; chunks whose question is among
+        the ``n`` closest join the candidates, so an answer worded unlike the question is found."""
+        questions = self.questions
+        if questions is None or weight <= 0.0:
+            return dense
+        closeness = questions.matrix @ vector.astype(np.float32)
+        scores = dict(dense)
+        for j in np.argsort(-closeness, kind="stable")[:n]:
+            for row in questions.rows_of[int(j)]:
+                if row not in scores:
+                    scores[row] = self._cosine(vector, row)
+        mixed = []
+        for row, cos in scores.items():
+            j = int(questions.question_at[row])
+            mixed.append((row, cos if j < 0 else (1.0 - weight) * cos + weight * max(0.0, float(closeness[j]))))
+        mixed.sort(key=lambda pair: (-pair[1], pair[0]))
+        return mixed[:n]
+
     def _cosine(self, vector: np.ndarray, row: int) -> float:
         pos = self._faiss_row_of.get(self.chunks[row].id)
         if pos is None:
@@ -207,10 +231,13 @@ class Searcher:
         dense_weight: float,
         rrf_k: int,
         fusion: str = "convex",
+        question_weight: float = 0.0,
     ) -> list[SearchHit]:
         dense, lexical = self._rankings(query, vector, max(candidates, k), mode)
+        dense_cos = dict(dense)  # a hit's score stays its own cosine, whatever ranked it
+        if mode == "hybrid" and vector is not None and question_weight > 0.0:
+            dense = self.with_questions(dense, vector, max(candidates, k), question_weight)
         dense_rank = {row: rank for rank, (row, _) in enumerate(dense, start=1)}
-        dense_cos = dict(dense)
         bm25_rank = {row: rank for rank, (row, _) in enumerate(lexical, start=1)}
         bm25_score = dict(lexical)
         if mode == "dense":
