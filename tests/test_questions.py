@@ -54,6 +54,8 @@ def test_a_faq_entry_is_found_by_its_question_and_its_vectors_are_stored(setting
     assert report.ok and report.chunks_added == 0 and sorted(hash_embedder.embedded) == sorted(
         {q for q in (question_of(c) for c in kb.snapshot().searcher.chunks) if q})
     assert len(hash_embedder.embedded) == 11
+    assert kb.stats().in_use["question_vectors"] == {"count": 11, "weight": 0.3}
+    assert plain.stats().in_use["question_vectors"]["count"] == 0
     hits = kb.search(query, dense_weight=1.0).hits
     assert hits[0].chunk.source == "cancel.md"
     # A hit's score is still its own cosine: the question only changed the order.

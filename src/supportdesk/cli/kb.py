@@ -188,6 +188,13 @@ def search(
             _print_hits(item, found["hits"], found["timings_ms"], full)
 
 
+def _questions_line(questions: dict) -> str:
+    count = questions.get("count", 0)
+    if not count:
+        return "no vectors (the KB is not mostly FAQ entries titled by questions, or question_weight = 0)"
+    return f"{count} with vectors: a FAQ entry is also found by its question (weight {questions.get('weight')})"
+
+
 def calibration_rows(calibration: dict | None, in_use: dict) -> list[tuple[str, str]]:
     from supportdesk.kb.calibration import Calibration
 
@@ -197,6 +204,7 @@ def calibration_rows(calibration: dict | None, in_use: dict) -> list[tuple[str, 
         weight, handoff, router = in_use["dense_weight"], in_use["handoff"], in_use["router"]
         rows += [
             ("fusion dense weight", f"{weight['value']} ({weight['from']})"),
+            ("question headings", _questions_line(in_use.get("question_vectors") or {})),
             ("hand-off", f"below {handoff['abstain_below']} ({handoff['from']})"),
             ("router", f"threshold {router['threshold']} ({router['from']}), {router['kb_examples']} examples from this KB"),
         ]

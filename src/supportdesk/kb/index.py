@@ -741,8 +741,12 @@ class KnowledgeBase:
         weight, weight_from = self.dense_weight()
         handoff_weights, abstain_below, handoff_from = self.handoff_model()
         router_weights, router_threshold, router_from = self.router_model()
+        snap = self.snapshot()
+        questions = snap.searcher.questions if snap else None
         return {
             "dense_weight": {"value": weight, "from": weight_from},
+            "question_vectors": {"count": len(questions.texts) if questions else 0,
+                                 "weight": self.settings.retrieval.question_weight},
             "handoff": {"weights": handoff_weights, "abstain_below": abstain_below, "from": handoff_from},
             "router": {"weights": router_weights, "threshold": router_threshold, "from": router_from,
                        "kb_examples": len(self.router_examples())},
