@@ -37,7 +37,7 @@ import numpy as np
 
 from supportdesk.kb.chunking import Chunk
 from supportdesk.kb.lexical import BM25Index, query_coverage, tokenize, top_rows
-from supportdesk.kb.questions import is_question, mostly_faq, question_share
+from supportdesk.kb.questions import faq_share, is_question, question_share
 from supportdesk.kb.search import SearchHit, SearchResult, convex_fuse
 from supportdesk.kb.store import cosine_relevance
 
@@ -324,7 +324,7 @@ def calibrate(
     # and a web-page KB, weights chosen on them lost to the default.
     asked, sections = question_share(chunks)
     asking = [i for i in order if questions[i].kind == "question"]
-    if mostly_faq(chunks) and len(asking) >= MIN_QUESTIONS:
+    if faq_share(asked, sections) and len(asking) >= MIN_QUESTIONS:
         choose_w, held_w = asking[: len(asking) // 2], asking[len(asking) // 2 :]
         curve = [mrr(choose_w, w) for w in WEIGHT_GRID]
         smooth = [float(np.mean(curve[max(0, j - 1) : j + 2])) for j in range(len(curve))]

@@ -53,7 +53,11 @@ def mostly_faq(chunks: Sequence[Chunk]) -> bool:
     a FAQ page sits beside manuals (the sample), its entries' questions pulled loosely related
     entries into the shown chunks and one more off-topic question was answered instead of handed
     off (product KB hand-off 0.88 -> 0.84), so there they stay off."""
-    asked, sections = question_share(chunks)
+    return faq_share(*question_share(chunks))
+
+
+def faq_share(asked: int, sections: int) -> bool:
+    """The rule of :func:`mostly_faq`, for a caller that has counted already."""
     return sections > 0 and asked * 2 >= sections
 
 
@@ -126,10 +130,11 @@ def embed_questions(
 
 
 def manifest_entry(vectors: dict[str, np.ndarray]) -> dict[str, object]:
-    """The question vectors as stored in a generation's (signed) manifest: texts and one base64 float32 blob."""
-    matrix = np.stack(list(vectors.values())).astype("<f4") if vectors else np.zeros((0, 0), dtype="<f4")
+    """The question vectors (at least one) as stored in a generation's signed manifest: texts and one
+    base64 float32 blob."""
+    matrix = np.stack(list(vectors.values())).astype("<f4")
     return {
         "texts": list(vectors),
-        "dim": int(matrix.shape[1]) if matrix.size else 0,
+        "dim": int(matrix.shape[1]),
         "vectors": base64.b64encode(np.ascontiguousarray(matrix).tobytes()).decode("ascii"),
     }

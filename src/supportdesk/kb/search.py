@@ -202,7 +202,7 @@ class Searcher:
         questions = self.questions
         if questions is None or weight <= 0.0:
             return dense
-        closeness = questions.matrix @ vector.astype(np.float32)
+        closeness = questions.matrix @ vector
         scores = dict(dense)
         for j in np.argsort(-closeness, kind="stable")[:n]:
             for row in questions.rows_of[int(j)]:
