@@ -272,6 +272,20 @@ class RouterSettings(BaseModel):
     )
 
 
+class AnswerSettings(BaseModel):
+    """How a grounded answer is composed from its sources."""
+
+    compose: Literal["auto", "extract", "model"] = Field(
+        "auto",
+        description="'extract': the facts are the sources' own sentences, table rows or steps, quoted with [n] (no "
+        "model call); 'model': the model writes, and every sentence passes a claim check (each number, price, "
+        "duration, phone number, code and menu path must be in the cited sentence) or is replaced by the extracted "
+        "one; 'auto': extract with the embedded small model, model with an Ollama / OpenAI-compatible server.",
+    )
+    max_words: int = Field(60, ge=10, le=400, description="Most words in the factual part of a grounded answer "
+                           "(a numbered procedure may run to its last step, up to twice this).")
+
+
 class TUISettings(BaseModel):
     """The terminal app."""
 
@@ -365,6 +379,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="Search and fusion.")
     model: ModelSettings = Field(default_factory=ModelSettings, description="The answering model.")
     router: RouterSettings = Field(default_factory=RouterSettings, description="Routing and grounding.")
+    answers: AnswerSettings = Field(default_factory=AnswerSettings, description="How grounded answers are composed.")
     tui: TUISettings = Field(default_factory=TUISettings, description="The terminal app.")
     serve: ServeSettings = Field(default_factory=ServeSettings, description="The team server.")
     history: HistorySettings = Field(default_factory=HistorySettings, description="The conversation store.")

@@ -133,6 +133,23 @@ def title_heads(title: str) -> set[str]:
     return heads
 
 
+_DETERMINERS = frozenset(["the", "a", "an", "your", "my", "our", "their", "this", "that", "its", "his", "her", "to",
+                          "of", "on", "in", "for", "with", "and", "or", "about", "from", "by"])
+
+
+def named_heads(title: str) -> set[str]:
+    """The heads of a title that name *one of several* things: "Sampson State Park", "(QLED TV)",
+    not "Turning on the TV". A KB of one TV manual has many sections about "the TV"; a KB of
+    many parks has many titles that are each a park. Only the second makes "the TV" ambiguous."""
+    heads = set()
+    for segment in _TITLE_SEGMENT.split(title):
+        words = re.findall(r"[A-Za-z0-9][\w'-]*", segment)
+        terms = tokenize(words[-1]) if words else []
+        if len(words) >= 2 and terms and words[-2].lower() not in _DETERMINERS:
+            heads.add(terms[-1])
+    return heads
+
+
 def unresolved_reference(message: str, history: list[Turn], titles: list[str] | None = None) -> str | None:
     """ "this library" / "that NASA mission" when nothing earlier names what it points at; with
     the KB's document ``titles``, also "the clinic" when several documents are each a clinic."""
@@ -150,7 +167,7 @@ def unresolved_reference(message: str, history: list[Turn], titles: list[str] | 
             head = tokenize(words[-1]) if words else []
             if len(head) != 1 or head[0] in earlier:
                 continue
-            named = sum(1 for title in titles if head[0] in title_heads(title))
+            named = sum(1 for title in titles if head[0] in named_heads(title))
             if named >= DEFINITE_MIN_DOCUMENTS:
                 return f"the {' '.join(words)}"
     return None

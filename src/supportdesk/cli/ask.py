@@ -41,6 +41,10 @@ def print_result(result) -> None:
                  "unchecked-facts-removed": "unsourced numbers, addresses and links removed"}.get(
             result.fallback, "after citation check")
         console.print(f"[bold]final answer ({label}):[/] {escape(result.answer)}")
+    if result.composed == "extracted":
+        console.print("[dim]facts quoted from the sources (no model call)[/]")
+    for removed in result.claims_removed:
+        console.print(f"[yellow]dropped[/] {escape(removed['sentence'])} [dim]({escape(removed['reason'])})[/]")
     if result.clarify_reason:
         console.print(f"[magenta]asked to clarify:[/] {escape(result.clarify_reason)}")
     if result.handoff_reason:
@@ -194,7 +198,7 @@ def ask(
         if as_json:
             data = result.to_json()
             keep = ("question", "query", "route", "kind", "answer", "abstained", "handoff_reason", "clarify_reason",
-                    "fallback", "decision", "answerability", "citations", "markers_total", "markers_invalid",
+                    "fallback", "composed", "claims_removed", "decision", "answerability", "citations", "markers_total", "markers_invalid",
                     "markers_added", "supported_rate", "injection_removed", "unchecked_removed", "timings")
             print(json.dumps({k: data[k] for k in keep}), flush=True)
         else:
