@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from supportdesk import __version__
 from supportdesk.history import HistoryError
@@ -91,19 +92,85 @@ def _thread_events(request: Request, work: Callable[[Callable[[str, dict[str, An
     return stream()
 
 
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` when a request body grows past the limit (FastAPI answers 413)."""
+
+
+class GuardedBodies:
+    """Pure ASGI middleware in front of every route: a request to the API (``/v1/...``) is
+    authenticated from its headers before a byte of its body is read (no token, a bad one:
+    401 at once), and a body is counted as it arrives (chunked too, with or without
+    Content-Length): past ``limit`` bytes it is refused with 413 without reading the rest.
+    Both refusals close the connection, so the server reads nothing more of that body.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, authenticate: Callable[[str], Identity]) -> None:
+        self.app = app
+        self.limit = limit
+        self.authenticate = authenticate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if scope["path"].startswith(f"{API}/"):
+            try:
+                who = await asyncio.to_thread(self.authenticate, headers.get("authorization", ""))
+            except HTTPException as exc:
+                await self._refuse(send, exc.status_code, exc.detail, exc.headers)
+                return
+            except HistoryError as exc:
+                await self._refuse(send, 503, str(exc))
+                return
+            scope.setdefault("state", {})["identity"] = who
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.limit:
+            await self._refuse(send, 413, self._too_large(f"request body of {int(length)} bytes"))
+            return
+        received = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(413, self._too_large(f"request body of more than {self.limit} bytes"),
+                                       headers={"Connection": "close"})
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except BodyTooLarge as exc:  # read outside FastAPI's body parsing (a route reading the request itself)
+            if started:
+                raise
+            await self._refuse(send, 413, exc.detail)
+
+    def _too_large(self, what: str) -> str:
+        return f"{what} is over the server's {self.limit // 1024} KiB limit (serve.max_body_kb)"
+
+    @staticmethod
+    async def _refuse(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        """Answer now, without reading the body, and close the connection (the rest is never read)."""
+        body = json.dumps({"detail": detail}, ensure_ascii=False).encode()
+        extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close"), *extra]})
+        await send({"type": "http.response.body", "body": body})
+
+
 def create_app(core: ServerCore) -> FastAPI:
     settings = core.settings
     app = FastAPI(title="supportdesk", version=__version__,
                   description="One supportdesk for a support team: ask, search, reload, adapters, history.")
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        limit = settings.serve.max_body_kb * 1024
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            return JSONResponse({"detail": f"request body of {int(length)} bytes is over the server's "
-                                           f"{settings.serve.max_body_kb} KiB limit"}, status_code=413)
-        return await call_next(request)
 
     @app.exception_handler(CoreError)
     async def core_error(_: Request, exc: CoreError) -> JSONResponse:
@@ -114,8 +181,8 @@ def create_app(core: ServerCore) -> FastAPI:
         """A history database that is unreachable or refuses: 503 with its message, the server keeps serving."""
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
-    def identity(request: Request) -> Identity:
-        header = request.headers.get("authorization", "")
+    def authenticate(header: str) -> Identity:
+        """The caller named by an ``Authorization: Bearer`` header; 401 with the reason otherwise."""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise HTTPException(401, "no token: set SUPPORTDESK_TOKEN or pass --token (an admin creates one with "
@@ -126,6 +193,13 @@ def create_app(core: ServerCore) -> FastAPI:
             why = "expired" if core.tokens.expired(token) else "not recognised (revoked or mistyped)"
             raise HTTPException(401, f"token {why}: ask an admin for a new one", headers={"WWW-Authenticate": "Bearer"})
         return who
+
+    # Before any route: the caller is known before the body is read, and the body is counted as it comes.
+    app.add_middleware(GuardedBodies, limit=settings.serve.max_body_kb * 1024, authenticate=authenticate)
+
+    def identity(request: Request) -> Identity:
+        who = getattr(request.state, "identity", None)  # set by GuardedBodies for every API path
+        return who if isinstance(who, Identity) else authenticate(request.headers.get("authorization", ""))
 
     def need(role: Role) -> Callable[[Identity], Identity]:
         what = {"agent": "asking", "trainer": "managing adapters and exporting the history",
