@@ -121,6 +121,47 @@ def test_bodies_are_refused_while_they_arrive(light_team):
     assert ok.status_code == 200 and ok.json()["you"]["name"] == "alice"
 
 
+def test_token_expiry_is_bounded_and_a_bad_stored_one_does_not_break_the_list(light_team):
+    from typer.testing import CliRunner
+
+    from supportdesk.cli import app
+
+    runner = CliRunner()
+    data_dir = str(light_team.settings.data_dir)
+
+    def cli(*args, server=None):
+        env = {"COLUMNS": "200", "SUPPORTDESK_TOKEN": light_team.tokens["ada"]}
+        return runner.invoke(app, [*(["--server", server] if server else ["--data-dir", data_dir]), *args], env=env)
+
+    for days in ("inf", "nan", "1e308", "0", "-1", "3651"):
+        for server in (None, light_team.url):  # on the server's machine, and through the API
+            refused = cli("serve", "token", "create", "--name", "eve", "--expires-days", days, server=server)
+            assert refused.exit_code == 1, (days, server, refused.output)
+            assert "--expires-days" in refused.output and "3650" in refused.output
+            assert isinstance(refused.exception, SystemExit)  # a clean exit, not a crash
+    admin = {"Authorization": f"Bearer {light_team.tokens['ada']}"}
+    for days in (1e308, 0, 3651):
+        api = httpx.post(f"{light_team.url}/v1/tokens", headers=admin, json={"name": "eve", "role": "agent",
+                                                                             "expires_days": days})
+        assert api.status_code == 422 and "3650" in api.json()["detail"]
+    made = cli("serve", "token", "create", "--name", "eve", "--expires-days", "30")
+    assert made.exit_code == 0 and made.stdout.strip().startswith("sdk_")
+    # A row written before expiries were bounded (infinity): listed as invalid, refused as expired.
+    db = sqlite3.connect(light_team.settings.data_dir / "history.sqlite3")
+    db.execute("UPDATE tokens SET expires_at = 9e999 WHERE name = 'eve'")
+    db.commit()
+    db.close()
+    for server in (None, light_team.url):
+        listed = cli("serve", "token", "list", server=server)
+        assert listed.exit_code == 0, listed.output
+        assert any("eve" in line and "invalid" in line for line in listed.stdout.splitlines()), listed.stdout
+        assert "alice" in listed.stdout
+    rows = httpx.get(f"{light_team.url}/v1/tokens", headers=admin).json()
+    assert [r for r in rows if r["name"] == "eve"][0]["invalid"] is True
+    late = httpx.get(f"{light_team.url}/v1/status", headers={"Authorization": f"Bearer {made.stdout.strip()}"})
+    assert late.status_code == 401 and "expired" in late.json()["detail"]
+
+
 def test_tokens_roles_and_their_messages(team):
     url = team.url
     assert httpx.get(f"{url}/health").json()["ok"]
