@@ -202,6 +202,51 @@ def test_a_backend_that_does_not_answer_is_not_switched_to(light_team):
         assert switched.status_code == 200 and switched.json()["backend"] == "ollama"
 
 
+def test_a_third_concurrent_stream_is_refused_before_it_opens_and_stores_nothing(light_team):
+    """Three asks at once on one token (limit 2): one is a real HTTP 429 (not a 200 stream with an error
+    inside), and no empty conversation is left in the history."""
+    core = light_team.core
+    core.session.backend.inner.reply = "word " * 200
+    core.session.backend.inner.delay = 0.05
+    entered = []
+    all_in = threading.Event()
+    new_conversation = core.new_conversation
+
+    def slow_new_conversation(who):  # holds every ask here until all three arrive (or 1.5 s pass)
+        entered.append(who.name)
+        if len(entered) == 3:
+            all_in.set()
+        all_in.wait(1.5)
+        return new_conversation(who)
+
+    core.new_conversation = slow_new_conversation
+    headers = {"Authorization": f"Bearer {light_team.tokens['alice']}"}
+    statuses: list[int] = []
+    firsts: list[str] = []
+    opened = threading.Barrier(3, timeout=10)
+
+    def ask(i):
+        with httpx.Client(base_url=light_team.url, headers=headers, timeout=30) as client:
+            opened.wait()
+            with client.stream("POST", "/v1/ask", json={"question": f"tell me a long story {i}"}) as response:
+                statuses.append(response.status_code)
+                for line in response.iter_lines():
+                    if line.startswith("event:") and line != "event: ping":
+                        firsts.append(line)
+                        break
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(statuses) == [200, 200, 429]
+    assert firsts == ["event: answer", "event: answer"]  # the two accepted streams start with their answer id
+    assert _wait(lambda: not core._runs, timeout=20)
+    stored = core.session.history.conversations(limit=100, owner="alice")
+    assert len(stored) == 2 and all(core.session.history.messages(c.id) for c in stored)
+
+
 def test_tokens_roles_and_their_messages(team):
     url = team.url
     assert httpx.get(f"{url}/health").json()["ok"]

@@ -66,28 +66,42 @@ def _event(name: str, data: dict[str, Any]) -> dict[str, str]:
     return {"event": name, "data": json.dumps(data, ensure_ascii=False)}
 
 
-def _thread_events(request: Request, work: Callable[[Callable[[str, dict[str, Any]], None]], None],
-                   last: tuple[str, ...], on_close: Callable[[], None] = lambda: None) -> AsyncIterator[dict[str, str]]:
-    """Run ``work(emit)`` on a thread; stream what it emits until an event named in ``last``."""
-    loop = asyncio.get_running_loop()
+def _queue_events(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Queue[tuple[str, dict[str, Any]]],
+                                                               Callable[[str, dict[str, Any]], None]]:
+    """A queue of events and the thread-safe ``emit(name, data)`` that fills it."""
     queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
 
     def emit(name: str, data: dict[str, Any]) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, (name, data))
 
+    return queue, emit
+
+
+async def _stream_queue(queue: asyncio.Queue[tuple[str, dict[str, Any]]], last: tuple[str, ...],
+                        on_close: Callable[[], None] = lambda: None) -> AsyncIterator[dict[str, str]]:
+    """Stream the queue's events until one named in ``last``; ``on_close`` when the client left before."""
+    finished = False
+    try:
+        while True:
+            name, data = await queue.get()
+            yield _event(name, data)
+            if name in last:
+                finished = True
+                return
+    finally:
+        if not finished:
+            on_close()
+
+
+def _thread_events(request: Request, work: Callable[[Callable[[str, dict[str, Any]], None]], None],
+                   last: tuple[str, ...], on_close: Callable[[], None] = lambda: None) -> AsyncIterator[dict[str, str]]:
+    """Run ``work(emit)`` on a thread; stream what it emits until an event named in ``last``."""
+    queue, emit = _queue_events(asyncio.get_running_loop())
+
     async def stream() -> AsyncIterator[dict[str, str]]:
         threading.Thread(target=work, args=(emit,), daemon=True).start()
-        finished = False
-        try:
-            while True:
-                name, data = await queue.get()
-                yield _event(name, data)
-                if name in last:
-                    finished = True
-                    return
-        finally:
-            if not finished:
-                on_close()
+        async for event in _stream_queue(queue, last, on_close):
+            yield event
 
     return stream()
 
@@ -244,7 +258,7 @@ def create_app(core: ServerCore) -> FastAPI:
 
     # -- asking ----------------------------------------------------------------------------
     @app.post(f"{API}/ask", tags=["answers"])
-    async def ask(body: AskRequest, request: Request, who: Agent) -> EventSourceResponse:
+    async def ask(body: AskRequest, who: Agent) -> EventSourceResponse:
         """Events: answer (its id, for cancel), question, queued (questions ahead), route (decision,
         sources), text (pieces), done (the checked answer, citations, timings, message id) or error."""
         limit = settings.serve.max_message_chars
@@ -262,32 +276,12 @@ def create_app(core: ServerCore) -> FastAPI:
             from supportdesk.answers.pipeline import Turn
 
             turns = [Turn(t.role, clean_question(t.text)) for t in body.history]
-        holder: dict[str, Any] = {}
-
-        def work(emit: Callable[[str, dict[str, Any]], None]) -> None:
-            try:
-                run = core.begin(who, body.conversation_id, question, emit, history=turns)
-            except CoreError as exc:
-                emit("error", {"message": str(exc), "status": exc.status})
-                return
-            holder["run"] = run
-            emit("answer", {"answer_id": run.id, "conversation_id": run.conversation_id})
-
-        # Refusals (unknown conversation, too many streams) are plain HTTP errors, not a stream.
-        if body.conversation_id is not None:
-            await asyncio.to_thread(core.conversation_for, who, body.conversation_id)
-        with core._lock:
-            mine = sum(1 for r in core._runs.values() if r.who.token_id == who.token_id)
-        if mine >= settings.serve.streams_per_token:
-            raise HTTPException(429, f"{who.name} already has {mine} answer(s) in progress "
-                                     f"(limit {settings.serve.streams_per_token}): wait for one to finish or cancel it")
-
-        def cancel() -> None:  # the client went away: stop writing, free the model
-            run = holder.get("run")
-            if run is not None:
-                run.cancel()
-
-        return EventSourceResponse(_thread_events(request, work, ("done", "error"), cancel), ping=10)
+        # Refusals (unknown conversation, too many streams: 429) are plain HTTP errors, answered before the
+        # stream opens and before anything is stored; the run is counted from here on.
+        queue, emit = _queue_events(asyncio.get_running_loop())
+        run = await asyncio.to_thread(core.begin, who, body.conversation_id, question, emit, history=turns)
+        # The client went away: stop writing, free the model (what was written is stored, cancelled).
+        return EventSourceResponse(_stream_queue(queue, ("done", "error"), run.cancel), ping=10)
 
     @app.post(f"{API}/answers/{{answer_id}}/cancel", tags=["answers"])
     def cancel(answer_id: str, who: Agent) -> dict[str, Any]:
