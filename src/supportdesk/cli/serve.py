@@ -31,16 +31,21 @@ def serve(
         fail("'serve' runs the server itself: drop --server / SUPPORTDESK_SERVER")
     settings = appctx.settings
     from supportdesk.server.core import CoreError
+    from supportdesk.server.run import ServeSettingsError, check_tls
     from supportdesk.server.run import serve as run_server
 
     host = host or settings.serve.host
-    if host not in ("127.0.0.1", "localhost", "::1") and not settings.serve.ssl_certfile:
+    try:
+        tls = check_tls(settings)  # at once, before anything loads
+    except ServeSettingsError as exc:
+        fail(f"cannot serve: {exc}")
+    if host not in ("127.0.0.1", "localhost", "::1") and not tls:
         err_console.print(f"[yellow]warning:[/] listening on {escape(host)} without TLS: tokens and answers cross "
                           "the network in clear (set serve.ssl_certfile and serve.ssl_keyfile)")
     try:
         run_server(settings, host, settings.serve.port if port is None else port,
                    say=lambda text: err_console.print(escape(text), highlight=False))
-    except CoreError as exc:
+    except (CoreError, ServeSettingsError) as exc:
         fail(str(exc))
     except RuntimeError as exc:  # the index could not be built, say
         fail(f"cannot serve: {exc}")
