@@ -69,6 +69,8 @@ class SupportSession:
             else (Path(settings.history_location) if settings.history.url.startswith("sqlite:///") else None)
         """The SQLite file, or None when the history is a database server (history.url)."""
         self.history_problem: str | None = None
+        self.history_error: str | None = None
+        """Why the history could not be opened (``history_problem`` without what the TUI does about it)."""
         self.index_error: str | None = None
         self.history = self._open_history()
         self.conversation_id: int | None = None
@@ -80,6 +82,7 @@ class SupportSession:
         try:
             return open_history(self.settings)
         except (HistoryError, OSError) as exc:
+            self.history_error = str(exc)
             self.history_problem = f"{exc} — this session's conversations are kept in memory only"
             return HistoryStore(":memory:")
 

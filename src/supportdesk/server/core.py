@@ -115,8 +115,10 @@ class ServerCore:
         self.queue = GenerationQueue(slots)
         self.session = SupportSession(settings, backend=backend, kb=kb,
                                       backend_wrapper=lambda b: QueuedBackend(b, self.queue))
-        if self.session.history_problem:
-            raise CoreError(500, f"cannot serve: {self.session.history_problem}")
+        if self.session.history_problem:  # a team's history is never kept in memory only: refuse to start
+            raise CoreError(500, f"cannot serve: {self.session.history_error or self.session.history_problem} — the "
+                                 "server does not start without its history: fix or reach it (history.url), then "
+                                 "start it again")
         self.tokens = TokenStore(self.session.history)
         self._lock = threading.Lock()
         self._runs: dict[str, AnswerRun] = {}
