@@ -296,6 +296,29 @@ def test_tls_files_are_checked_before_anything_loads(cli, tmp_path, monkeypatch)
     assert "without TLS" in lines[0] and lines[-1] == "error: cannot serve: the core started loading"
 
 
+def test_a_server_url_with_a_password_is_never_printed_with_it(cli, settings_factory, small_kb, monkeypatch):
+    """--server http://user:PASSWORD@host: the password is masked in every message, as history.url's is."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://agent:s3cret-pw@127.0.0.1:{port}"
+    monkeypatch.setenv("SUPPORTDESK_TOKEN", "sdk_whatever")
+    for args in (["kb", "stats"], ["ask", "hello"], ["history", "list"], ["adapter", "list"],
+                 ["serve", "token", "list"], ["kb", "build"]):
+        result = cli("--server", url, *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "s3cret" not in result.output and f"agent:***@127.0.0.1:{port}" in result.output, (args, result.output)
+    said: list[str] = []
+    session = RemoteSession(settings_factory(small_kb), url + "/", "sdk_whatever")
+    with pytest.raises(ServerUnreachable) as caught:
+        session.start(said.append)
+    assert "s3cret" not in str(caught.value) + " ".join(said) and said == [f"connecting to http://agent:***@127.0.0.1:{port}"]
+    with pytest.raises(ServerUnreachable) as caught:
+        list(session.ask("hello")[0])
+    assert "s3cret" not in str(caught.value) and "agent:***@" in str(caught.value)
+    session.close()
+
+
 def test_tokens_roles_and_their_messages(team):
     url = team.url
     assert httpx.get(f"{url}/health").json()["ok"]
