@@ -32,7 +32,8 @@ def check_tls(settings: Settings) -> bool:
         if path is None:
             continue
         if not Path(path).is_file():
-            raise ServeSettingsError(f"{name} {path}: {'is a folder, not a file' if Path(path).is_dir() else 'no such file'}")
+            what = "is a folder, not a file" if Path(path).is_dir() else "no such file"
+            raise ServeSettingsError(f"{name} {path}: {what}")
         try:
             Path(path).open("rb").close()
         except OSError as exc:
