@@ -191,7 +191,7 @@ def list_cmd(ctx: typer.Context) -> None:
     appctx: AppContext = ctx.obj
     if appctx.server:
         data = appctx.call_remote("GET", "/v1/adapters")
-        table = Table(title=f"adapters on {appctx.server} ({data['backend']})")
+        table = Table(title=f"adapters on {appctx.remote.shown_url} ({data['backend']})")
         table.add_column("name")
         for name in data["adapters"]:
             table.add_row(("● " if name == data["active"] else "  ") + name)
