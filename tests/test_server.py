@@ -157,7 +157,7 @@ def test_token_expiry_is_bounded_and_a_bad_stored_one_does_not_break_the_list(li
         assert any("eve" in line and "invalid" in line for line in listed.stdout.splitlines()), listed.stdout
         assert "alice" in listed.stdout
     rows = httpx.get(f"{light_team.url}/v1/tokens", headers=admin).json()
-    assert [r for r in rows if r["name"] == "eve"][0]["invalid"] is True
+    assert next(r for r in rows if r["name"] == "eve")["invalid"] is True
     late = httpx.get(f"{light_team.url}/v1/status", headers={"Authorization": f"Bearer {made.stdout.strip()}"})
     assert late.status_code == 401 and "expired" in late.json()["detail"]
 

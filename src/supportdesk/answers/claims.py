@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from supportdesk.answers import citations as cite
-from supportdesk.answers.extract import Unit, codes
+from supportdesk.answers.extract import Unit, codes, is_fragment
 from supportdesk.kb.lexical import tokenize
 
 _PRICE = re.compile(r"[$£€]\s?\d+(?:[.,]\d+)?")
@@ -25,7 +25,8 @@ _QUANTITY = re.compile(r"\b\d+(?:[.,]\d+)?(?:\s*(?:-|to)\s*\d+(?:[.,]\d+)?)?\s*[
 _MENU = re.compile(r"\b[A-Z][\w'-]*(?: [A-Z&][\w'-]*)*(?:\s*>\s*[A-Z][\w'-]*(?: [\w'&-]+){0,3})+")
 _PLACEHOLDER = re.compile(
     r"\[[A-Za-z]\]|\[(?:\d{1,2})\]\s+(?:button|key|option|menu|on your)|"
-    r"\b(?:press|choose|select|tap|click|enter|type|open|use)\s+(?:the\s+)?\[\d{1,2}\]|<[^<>\n]{1,30}>|\bX{3,}\b|"
+    r"\b(?:press|choose|select|tap|click|enter|type|open|use)\s+(?:the\s+)?\[\d{1,2}\](?=\s+[a-z])|<[^<>\n]{1,30}>|"
+    r"\bX{3,}\b|"
     r"\[(?:insert|your|product|name|number)[^\]]*\]", re.IGNORECASE)
 _META = re.compile(
     r"^\W*(?:sure|certainly|of course|absolutely)\b[^.]*\b(?:help|provide|answer|assist)|\bas an ai\b|"
@@ -33,8 +34,6 @@ _META = re.compile(
     r"\b(?:based on|according to|from) the (?:sources?|information|documentation|context|text) (?:provided|given|above)\b|"
     r"\bthe (?:sources?|context|documents?) (?:provided|given|above)\b|\bin the (?:sources?|context) (?:above|provided)\b",
     re.IGNORECASE)
-_DANGLING = frozenset(["the", "a", "an", "to", "of", "for", "and", "or", "with", "is", "are", "on", "in", "at", "by",
-                       "your", "our", "from", "as", "that", "this", "be", "can", "will", "set"])
 
 
 def prompt_phrases(*prompts: str, n: int = 4) -> frozenset[tuple[str, ...]]:
@@ -133,13 +132,6 @@ class ClaimReport:
 
 def _normal(sentence: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", cite.MARKER.sub(" ", sentence).lower()))
-
-
-def is_fragment(sentence: str) -> bool:
-    words = re.findall(r"[A-Za-z0-9$£€'-]+", cite.MARKER.sub(" ", sentence))
-    if len(words) < 4:
-        return True
-    return words[-1].lower() in _DANGLING and not sentence.rstrip().endswith("?")
 
 
 def _check_facts(sentence: str, candidates: list[Unit], unit_facts: dict[int, set[str]],

@@ -133,6 +133,7 @@ def title_heads(title: str) -> set[str]:
     return heads
 
 
+_SUBJECT_PRONOUNS = frozenset(["i", "you", "we", "they", "he", "she", "it", "my", "your", "our", "their"])
 _DETERMINERS = frozenset(["the", "a", "an", "your", "my", "our", "their", "this", "that", "its", "his", "her", "to",
                           "of", "on", "in", "for", "with", "and", "or", "about", "from", "by"])
 
@@ -158,6 +159,10 @@ def unresolved_reference(message: str, history: list[Turn], titles: list[str] | 
         words = referent(match.group(2).split())
         if not words:
             continue
+        if match.group(1).lower() == "that" and words[0].lower() in _SUBJECT_PRONOUNS:
+            continue  # "services that I want": a relative clause, not a pointer
+        if re.search(r"[.!?]\s", message[:match.start()]):
+            continue  # "I get a distorted picture. How do I fix this issue?": the message named it
         head = tokenize(words[-1])
         if head and not any(t in earlier for t in head):
             return f"{match.group(1).lower()} {' '.join(words)}"
@@ -167,6 +172,10 @@ def unresolved_reference(message: str, history: list[Turn], titles: list[str] | 
             head = tokenize(words[-1]) if words else []
             if len(head) != 1 or head[0] in earlier:
                 continue
+            if re.match(r"\s+of\s", message[match.start() + len("the ") + len(" ".join(words)):]):
+                continue  # "the list of notifications": the phrase says which
+            if len(words) >= 2 and any(" ".join(words).lower() in title.lower() for title in titles):
+                continue  # "the Smart Hub", "the Ambient Mode": a name the documents use
             named = sum(1 for title in titles if head[0] in named_heads(title))
             if named >= DEFINITE_MIN_DOCUMENTS:
                 return f"the {' '.join(words)}"
@@ -203,11 +212,19 @@ def ambiguity(
     phrase = unresolved_reference(message, history, titles)
     if phrase is None:
         return None
-    titles: list[str] = []
+    labels: list[str] = []
     scores: list[float] = []
     for hit in search.hits[:top]:
         label = (hit.chunk.title or hit.chunk.heading.split(" > ")[0] or hit.chunk.source).strip()
-        if label not in titles:
-            titles.append(label)
+        if label not in labels:
+            labels.append(label)
             scores.append(hit.score)
-    return Ambiguity(phrase, tuple(titles[:3]), tuple(scores[:3]))
+    if phrase.startswith("the ") and titles:
+        # "the clinic" is worth a question only when the documents found are different clinics:
+        # several of the readings must each name one. Sections of one TV's manual ("Turning on
+        # the TV", "Using the timers") are readings of a topic, and the search already chose.
+        head = tokenize(phrase.split()[-1])
+        named = [label for label in labels[:3] if head and head[-1] in named_heads(label)]
+        if len(named) < 2:
+            return None
+    return Ambiguity(phrase, tuple(labels[:3]), tuple(scores[:3]))

@@ -194,6 +194,11 @@ def units(number: int, text: str, heading: str, question: str = "") -> list[Unit
             found.append(Unit(number, "row", _render_row(cells, header, question), context, block, len(found)))
             continue
         kind: UnitKind = "step" if _STEP.match(line) else "item" if _ITEM.match(line) else "sentence"
+        if kind == "sentence" and _is_label(line):
+            block += 1  # a sub-heading or caption inside the text ("Reset Smart Hub", "- 88 -"): context only
+            heading = f"{heading} > {line}" if re.search(r"[A-Za-z]{2}", line) else heading
+            previous_kind = ""
+            continue
         if kind == "sentence" or kind != previous_kind:
             block += 1  # a paragraph (one line since ingest joined wrapped lines), or a new list
         previous_kind = kind
@@ -207,6 +212,26 @@ def units(number: int, text: str, heading: str, question: str = "") -> list[Unit
         context = f"{heading} {intro}" if intro.endswith(":") else heading
         found.append(Unit(number, kind, body, context, block, len(found)))
     return found
+
+
+_DANGLING = frozenset(["the", "a", "an", "to", "of", "for", "and", "or", "with", "is", "are", "on", "in", "at", "by",
+                       "your", "our", "from", "as", "that", "this", "be"])
+
+
+def is_fragment(sentence: str) -> bool:
+    """Under four words, or ending on a word that needs more ("LED Clear Motion is set to")."""
+    words = re.findall(r"[A-Za-z0-9$£€'-]+", cite.MARKER.sub(" ", sentence))
+    if len(words) < 4:
+        return True
+    return words[-1].lower() in _DANGLING and not sentence.rstrip().endswith("?")
+
+
+def _is_label(line: str) -> bool:
+    """A short line with no sentence end: a sub-heading, a caption, a page number."""
+    words = re.findall(r"[A-Za-z0-9][\w'-]*", line)
+    if not re.search(r"[A-Za-z]{2}", line):
+        return True
+    return len(words) <= 5 and not re.search(r"[.!?;]\W*$", line) and ":" not in line and not re.search(r"\d|@", line)
 
 
 @dataclass(frozen=True)
@@ -249,8 +274,8 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
         score *= 0.85  # a country's exception, when the question names none
     if names - body - context:
         score *= 0.6  # misses a name the question asks about (Guardian, not Fleet)
-    if len(tokenize(unit.text)) < 3 and unit.kind == "sentence":
-        score *= 0.5  # a caption, a label: not an answer on its own
+    if unit.kind == "sentence" and is_fragment(unit.text) and not re.match(r"(?i)(yes|no)\b", unit.text):
+        score *= 0.3  # a caption, a label, a sentence whose value the source lost: not an answer
     return _Scored(score, lexical, unit)
 
 
@@ -336,10 +361,14 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
         used = _words(best.unit.text)
         following = sorted((s for s in scored if s.unit.source == best.unit.source and s.unit.order > best.unit.order),
                            key=lambda s: s.unit.order)
+        last = best.unit.order
         for s in following:
-            if s.unit.order != chosen[-1].order + 1 or s.unit.kind in ("row", "step") or s.unit.block != best.unit.block \
+            if s.unit.order != last + 1 or s.unit.kind in ("row", "step") or s.unit.block != best.unit.block \
                     and s.unit.kind != "item":
                 break
+            last = s.unit.order
+            if s.unit.kind == "sentence" and is_fragment(s.unit.text):
+                continue  # a fragment of the passage ("LED Clear Motion is set to"): left out
             if used + _words(s.unit.text) > max_words or value is not None and len(chosen) >= 2:
                 break
             chosen.append(s.unit)
@@ -377,7 +406,12 @@ def _compose(chosen: list[Unit], max_words: int) -> str:
         return "\n".join([*lead, *body])
     parts: list[str] = []
     used = 0
+    said: set[str] = set()
     for unit in chosen:
+        normal = " ".join(re.findall(r"[a-z0-9]+", unit.text.lower()))
+        if normal in said:
+            continue  # the same sentence twice in a passage is quoted once
+        said.add(normal)
         words = _words(unit.text)
         if parts and used + words > max_words:
             break
