@@ -110,7 +110,9 @@ def show(ctx: typer.Context, conversation_id: int) -> None:
 def export(
     ctx: typer.Context,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="JSONL file (default: stdout).")] = None,
-    rated_good: Annotated[bool, typer.Option("--rated-good", help="Only 👍 answers, each with its context.")] = False,
+    rated_good: Annotated[bool, typer.Option(
+        "--rated-good", help="Training data: each 👍 reply (a hand-off too) with the conversation before it; "
+                             "replies nobody rated 👍 are left out.")] = False,
 ) -> None:
     """Conversations as JSONL chat records, the format 'supportdesk adapter prepare' reads."""
     with _store(ctx) as store:

@@ -416,19 +416,27 @@ class HistoryStore:
     def export(self, rated_good_only: bool = False) -> Iterator[dict[str, Any]]:
         """JSONL chat records ({"messages": [...], "metadata": {...}}) for ``adapter prepare``.
 
-        With ``rated_good_only``, each 👍 answer becomes one record: the conversation up to and
-        including that answer. Handed-off answers are never exported as training data.
+        With ``rated_good_only`` (training data: only what a person approved), each 👍 reply, a
+        hand-off included, becomes one record: the conversation up to and including that reply,
+        where the customer's turns are kept as context but an earlier reply is an agent turn only
+        if it was rated 👍 too (``adapter prepare`` learns every agent turn of a record).
+        Without it, every conversation whole, as stored.
         """
         for conversation in sorted(self.conversations(limit=1_000_000), key=lambda c: c.id):
             messages = self.messages(conversation.id)
+            if not rated_good_only:
+                if messages:
+                    yield {"messages": [{"role": m.role, "content": m.content} for m in messages],
+                           "metadata": {"conversation": conversation.id, "source": "supportdesk-history"}}
+                continue
             turns: list[dict[str, str]] = []
             for message in messages:
-                turns.append({"role": message.role, "content": message.content})
-                if rated_good_only and message.role == "assistant" and message.feedback > 0 and not message.abstained:
+                if message.role != "assistant":
+                    turns.append({"role": message.role, "content": message.content})
+                elif message.feedback > 0:
+                    turns.append({"role": "assistant", "content": message.content})
                     yield {"messages": list(turns), "metadata": {"conversation": conversation.id, "message": message.id,
                                                                  "route": message.kind, "source": "supportdesk-history"}}
-            if not rated_good_only and turns:
-                yield {"messages": turns, "metadata": {"conversation": conversation.id, "source": "supportdesk-history"}}
 
 
 def _first_line(exc: BaseException) -> str:
