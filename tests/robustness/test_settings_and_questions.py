@@ -64,3 +64,28 @@ def test_ask_cli_refuses_an_empty_question_without_loading_a_model(cli):
     result = cli("ask", "   ")
     assert result.exit_code == 1 and "the question is empty" in result.stderr
     no_traceback(result)
+
+
+@pytest.mark.parametrize("command", [["history", "list"], ["history", "move-aside"], ["history", "export"],
+                                     ["kb", "stats"], ["kb", "build"], ["ask", "hello"], ["adapter", "list"]])
+def test_a_data_dir_that_is_a_file_is_one_message(tmp_path, command):
+    """Issue 30 item 11: 'history list' called it a damaged history and suggested move-aside (which
+    found no history file); 'kb stats' suggested 'kb build', which failed."""
+    data = tmp_path / "data"
+    data.write_text("not a folder\n")
+    result = CliRunner().invoke(app, ["--data-dir", str(data), *command])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [(f"error: the data dir {data} is a file, not a folder: pass --data-dir FOLDER or set "
+                      "SUPPORTDESK_DATA_DIR to a folder")], result.stderr
+    no_traceback(result)
+    assert data.read_text() == "not a folder\n"  # nothing written over it
+    below = CliRunner().invoke(app, ["--data-dir", str(data / "sub"), *command])
+    assert below.exit_code == 1 and f"{data} is a file, not a folder" in below.stderr
+
+
+def test_config_still_shows_settings_with_a_data_dir_that_is_a_file(tmp_path):
+    data = tmp_path / "data"
+    data.write_text("")
+    result = CliRunner().invoke(app, ["--data-dir", str(data), "config", "--json"])
+    assert result.exit_code == 0 and f"warning: the data dir {data} is a file" in result.stderr

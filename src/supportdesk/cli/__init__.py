@@ -57,7 +57,8 @@ def root(
                                  help="Your token for --server (prefer the SUPPORTDESK_TOKEN variable).")
     ] = None,
 ) -> None:
-    ctx.obj = AppContext(overrides={"data_dir": data_dir, "kb_dir": kb_dir}, server=server or None, token=token)
+    ctx.obj = AppContext(overrides={"data_dir": data_dir, "kb_dir": kb_dir}, server=server or None, token=token,
+                         command=ctx.invoked_subcommand)
     if server and ctx.invoked_subcommand in _LOCAL_ONLY:
         ctx.obj.local_only(ctx.invoked_subcommand)
     if ctx.invoked_subcommand is None:
