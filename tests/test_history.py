@@ -99,3 +99,29 @@ def test_rated_good_export_holds_only_what_a_person_approved(tmp_path):
     learned = [m["content"] for split in ("train", "eval") for conv in load_split(tmp_path / "ds" / f"{split}.jsonl")
                for m in conv if m["role"] == "assistant"]
     assert learned and set(learned) <= approved and "Perch to Perch" not in " ".join(learned)
+
+
+def test_history_show_prints_each_answers_route_and_reason(tmp_path):
+    """Issue 30 item 18: '[cyan][grounded][/]' was read as a Rich style, so no route was shown."""
+    from typer.testing import CliRunner
+
+    from supportdesk.cli import app
+
+    store = HistoryStore(tmp_path / "data" / "history.sqlite3")
+    cid = store.new_conversation()
+    store.add_message(cid, "user", "How long is the warranty?")
+    good = store.add_message(cid, "assistant", "Two years [1].", kind="grounded", reason="close to the docs",
+                             citations=[{"number": 1, "source": "faq.md", "heading": "Warranty", "cited": True}])
+    store.add_message(cid, "user", "hi")
+    store.add_message(cid, "assistant", "Hello!", kind="voice", reason="chit-chat")
+    store.add_message(cid, "user", "Is the Talon sold in Peru?")
+    store.add_message(cid, "assistant", "I'll pass this on.", kind="handoff", abstained=True)
+    store.set_feedback(good, 1)
+    store.close()
+    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "data"), "history", "show", str(cid)],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "[grounded] 👍 Two years [1]." in lines and "   why: close to the docs" in lines
+    assert "[voice] Hello!" in lines and "[handoff] I'll pass this on." in lines
+    assert "   [1] faq.md — Warranty" in lines
