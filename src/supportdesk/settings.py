@@ -575,3 +575,18 @@ def redact_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, query, parts.fragment))
+
+
+def data_dir_problem(data_dir: Path) -> str | None:
+    """Why ``data_dir`` cannot hold the index and the history, or None: a file where the folder
+    is (or where a folder above it would be made). One sentence, for every command that uses it."""
+    fix = "pass --data-dir FOLDER or set SUPPORTDESK_DATA_DIR to a folder"
+    for path in (data_dir, *data_dir.parents):
+        if not path.exists():
+            continue
+        if path.is_dir():
+            return None
+        if path == data_dir:
+            return f"the data dir {data_dir} is a file, not a folder: {fix}"
+        return f"the data dir {data_dir} cannot be made: {path} is a file, not a folder: {fix}"
+    return None

@@ -13,9 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from supportdesk.cli.context import AppContext, console, err_console, fail
+from supportdesk.cli.help import App
 from supportdesk.settings import PROJECT_ROOT
 
-app = typer.Typer(help="Build, evaluate and deploy the brand-voice LoRA adapter.", no_args_is_help=True)
+app = App(help="Build, evaluate and deploy the brand-voice LoRA adapter.", no_args_is_help=True)
 SAMPLE_TRANSCRIPTS = PROJECT_ROOT / "transcripts" / "kestrel_care.jsonl"
 SAMPLE_ADAPTER = "kestrel-voice"
 SAMPLE_EPOCHS_FP32 = 1.0
@@ -51,21 +52,33 @@ def prepare_cmd(
     inputs: Annotated[list[Path], typer.Argument(help="Transcript files: .jsonl (chat, Twitter shape, history export) or .csv.")],
     name: Annotated[str, typer.Option("--name", help="Dataset name (under the data dir's datasets/).")] = "default",
     out: Annotated[Path | None, typer.Option("--out", help="Write the dataset here instead.")] = None,
-    company: Annotated[str | None, typer.Option("--company", help="Twitter shape: keep one brand only.")] = None,
+    company: Annotated[str | None, typer.Option(
+        "--company", help="Twitter shape: keep this brand only. Needed when the input holds several brands: "
+                          "without it (or --all-companies) prepare refuses and lists the brands it found.")] = None,
+    all_companies: Annotated[bool, typer.Option(
+        "--all-companies", help="Twitter shape: mix every brand in one dataset, on purpose.")] = False,
     eval_fraction: Annotated[float, typer.Option("--eval-fraction", min=0.05, max=0.5)] = 0.15,
     order_pattern: Annotated[str, typer.Option("--order-pattern", help="Regex for order numbers to scrub.")] = r"\bKS-\d{8}\b",
 ) -> None:
     """Validate, scrub PII, deduplicate and split transcripts into train/eval."""
     import re
 
-    from supportdesk.training.prepare import prepare, write_dataset
+    from supportdesk.training.prepare import MixedBrands, brand_list, prepare, write_dataset
 
     target = out or dataset_dir(ctx.obj, name)
     try:
         re.compile(order_pattern)
     except re.error as exc:
         fail(f"--order-pattern is not a valid regular expression: {exc}")
-    dataset = prepare(list(inputs), eval_fraction=eval_fraction, order_pattern=order_pattern, company=company)
+    if company and all_companies:
+        fail("give --company NAME (one brand) or --all-companies (every brand), not both")
+    try:
+        dataset = prepare(list(inputs), eval_fraction=eval_fraction, order_pattern=order_pattern, company=company,
+                          all_companies=all_companies)
+    except MixedBrands as exc:
+        fail(str(exc))
+    if company and dataset.brands and company not in dataset.brands:
+        fail(f"--company {company}: no record of that brand in the input; it holds: {brand_list(dataset.brands)}")
     for problem in dataset.problems[:50]:
         err_console.print(f"[yellow]skipped[/] {escape(str(problem))}")
     if len(dataset.problems) > 50:
@@ -80,6 +93,8 @@ def prepare_cmd(
     for key in ("read", "bad_records", "duplicates", "train", "eval", "agent_turns"):
         table.add_row(key, str(stats[key]))
     table.add_row("PII replaced", ", ".join(f"{k} {v}" for k, v in sorted(stats["pii_replaced"].items())) or "none")
+    if stats["brands"]:
+        table.add_row("brands mixed" if len(stats["brands"]) > 1 else "brand", brand_list(stats["brands"]))
     console.print(table)
 
 

@@ -10,10 +10,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from supportdesk.cli.context import AppContext, console, err_console, fail
+from supportdesk.cli.help import App
 
-app = typer.Typer(help="Run the team server (the TUI and CLI connect with --server URL), and manage its tokens.")
-token_app = typer.Typer(help="Role tokens: agent (ask), trainer (+ adapters, export), admin (+ KB reload, tokens).",
-                        no_args_is_help=True)
+app = App(help="Run the team server (the TUI and CLI connect with --server URL), and manage its tokens.")
+token_app = App(help="Role tokens: agent (ask), trainer (+ adapters, export), admin (+ KB reload, tokens).",
+                no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +80,28 @@ def _messages(raw: Any, file: str, line: int, problems: list[Problem]) -> list[d
     return out
 
 
-def read_jsonl(path: Path, problems: list[Problem], company: str | None = None) -> Iterator[Conversation]:
+NO_COMPANY = "(no company)"
+
+
+class MixedBrands(ValueError):
+    """The Twitter-shape input holds several brands and none was chosen: one voice per adapter."""
+
+    def __init__(self, brands: Counter[str]) -> None:
+        self.brands = brands
+        super().__init__(
+            f"the input holds {len(brands)} brands (the Twitter shape's 'company'): {brand_list(brands)}. "
+            "An adapter learns one voice: pass --company NAME to keep one brand, or --all-companies to mix them"
+        )
+
+
+def brand_list(brands: dict[str, int]) -> str:
+    """'RockstarSupport (170), MojangSupport (108), …', most records first."""
+    return ", ".join(f"{name} ({n})" for name, n in Counter(brands).most_common())
+
+
+def read_jsonl(path: Path, problems: list[Problem], company: str | None = None,
+               brands: Counter[str] | None = None) -> Iterator[Conversation]:
+    """``brands`` counts the Twitter-shape records per company, before ``company`` filters them."""
     name = str(path)
     with path.open(encoding="utf-8-sig", errors="strict") as handle:
         try:
@@ -102,6 +124,8 @@ def read_jsonl(path: Path, problems: list[Problem], company: str | None = None) 
             messages = _messages(record["messages"], name, number, problems)
             meta = {k: v for k, v in record.items() if k != "messages"}
         elif "context" in record and "agent_reply" in record:  # the Twitter customer-care shape
+            if brands is not None:
+                brands[str(record.get("company") or NO_COMPANY)] += 1
             if company and record.get("company") != company:
                 continue
             context = record["context"]
@@ -188,6 +212,10 @@ class PreparedDataset:
     duplicates: int
     pii: dict[str, int]
     read: int
+    brands: dict[str, int] = field(default_factory=dict)
+    """Twitter-shape records per company in the input (before ``company`` kept one)."""
+    kept_brands: dict[str, int] = field(default_factory=dict)
+    """Of those, the ones in the dataset (the brand --company kept, or every brand mixed)."""
 
     def stats(self) -> dict[str, Any]:
         all_convs = self.train + self.eval
@@ -195,7 +223,7 @@ class PreparedDataset:
         return {
             "read": self.read, "bad_records": len(self.problems), "duplicates": self.duplicates,
             "train": len(self.train), "eval": len(self.eval), "agent_turns": sum(turns),
-            "pii_replaced": dict(self.pii),
+            "pii_replaced": dict(self.pii), "brands": dict(self.kept_brands),
         }
 
 
@@ -206,9 +234,12 @@ def split_of(conversation: Conversation, eval_fraction: float) -> str:
 
 def prepare(
     paths: list[Path], *, eval_fraction: float = 0.15, order_pattern: str = DEFAULT_ORDER_PATTERN,
-    company: str | None = None,
+    company: str | None = None, all_companies: bool = False,
 ) -> PreparedDataset:
+    """Raises ``MixedBrands`` when Twitter-shape records of several companies come in and neither
+    ``company`` (keep one) nor ``all_companies`` (mix them on purpose) says what to do."""
     problems: list[Problem] = []
+    brands: Counter[str] = Counter()
     scrub = Scrubber(order_pattern)
     seen: set[str] = set()
     train: list[Conversation] = []
@@ -221,7 +252,7 @@ def prepare(
         if path.suffix.lower() == ".csv":
             records = read_csv(path, problems)
         elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-            records = read_jsonl(path, problems, company)
+            records = read_jsonl(path, problems, company, brands)
         else:
             problems.append(Problem(str(path), 0, "file", f"unsupported type '{path.suffix}' (use .jsonl or .csv)"))
             continue
@@ -233,7 +264,10 @@ def prepare(
                 continue
             seen.add(conversation.key)
             (evals if split_of(conversation, eval_fraction) == "eval" else train).append(conversation)
-    return PreparedDataset(train, evals, problems, duplicates, dict(scrub.counts), read)
+    if company is None and not all_companies and len(brands) > 1:
+        raise MixedBrands(brands)
+    kept = {company: brands[company]} if company and brands.get(company) else {} if company else dict(brands)
+    return PreparedDataset(train, evals, problems, duplicates, dict(scrub.counts), read, dict(brands), kept)
 
 
 def write_dataset(dataset: PreparedDataset, out_dir: Path) -> dict[str, Any]:
