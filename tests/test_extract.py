@@ -141,3 +141,13 @@ def test_unwrap_joins_wrapped_prose_and_keeps_structure() -> None:
     assert "1. Open Roost and go to Settings.\n2. Tap Save." in joined
     assert "Phone: 1-888-555-0100\nEmail: care@example.com" in joined
     assert "| a | b |\n| c | d |" in joined
+
+
+RETURNS = """You can return any new Kestrel product within 45 days of delivery.
+Certified Renewed products have a 30-day return window."""
+
+
+def test_a_fact_given_to_another_subject_fails() -> None:
+    assert check("The return window for Certified Renewed products is 45 days [1].", RETURNS).removed
+    assert not check("Certified Renewed products can be returned within 30 days [1].", RETURNS).removed
+    assert not check("New products can be returned within 45 days of delivery [1].", RETURNS).removed

@@ -28,6 +28,8 @@ _PLACEHOLDER = re.compile(
     r"\b(?:press|choose|select|tap|click|enter|type|open|use)\s+(?:the\s+)?\[\d{1,2}\](?=\s+[a-z])|<[^<>\n]{1,30}>|"
     r"\bX{3,}\b|"
     r"\[(?:insert|your|product|name|number)[^\]]*\]", re.IGNORECASE)
+_INNER_NAME = re.compile(r"(?<=[a-z0-9,;)] )[A-Z][A-Za-z0-9-]+(?: [A-Z][A-Za-z0-9-]+)*")
+"""Capitalised words inside a sentence: the names it is about ("Certified Renewed", "Guardian")."""
 _META = re.compile(
     r"^\W*(?:sure|certainly|of course|absolutely)\b[^.]*\b(?:help|provide|answer|assist)|\bas an ai\b|"
     r"\bi (?:can|will|would be happy to) (?:provide|help you with|answer)\b|"
@@ -91,8 +93,8 @@ def _qualified_match(fact: str, unit_text: str, sentence_qualifiers: set[str]) -
             re.sub(r"\s", "", p).replace(",", "").lstrip("$£€") for p in _PRICE.findall(clause)}
         if not any(n == value or n.startswith(value + ".") for n in stated):
             continue
-        own = _qualifiers(clause) - {"code:" + value}
-        own = {q for q in own if q.replace("-", "") != value}
+        # "30-day" is the number itself, not a subject
+        own = {q for q in _qualifiers(clause) if not re.match(rf"{re.escape(value)}(?!\d)", q)}
         if not own or own & sentence_qualifiers:
             return True
     return False
@@ -154,6 +156,13 @@ def _check_facts(sentence: str, candidates: list[Unit], unit_facts: dict[int, se
     missing = sorted(f.split(":", 1)[1] for f in stated if not backed(best, f))
     if missing:
         return False, f"states {', '.join(missing)}, which the cited sentence does not", None
+    # The same subject: a name the sentence gives its fact ("Certified Renewed") must be the
+    # backing sentence's too, unless most of the sources name it (the company, the product).
+    names = {t for t in tokenize(" ".join(_INNER_NAME.findall(sentence)))}
+    common = {t for t in names if sum(t in set(tokenize(u.text)) for u in candidates) * 2 > len(candidates) > 2}
+    absent = sorted(names - common - set(tokenize(f"{best.text} {best.context}")))
+    if stated and absent:
+        return False, f"gives its facts to {', '.join(absent)}, which the cited sentence does not name", None
     if overlap(best) >= support_min:
         return True, "", best
     if stated:
