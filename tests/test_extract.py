@@ -151,3 +151,29 @@ def test_a_fact_given_to_another_subject_fails() -> None:
     assert check("The return window for Certified Renewed products is 45 days [1].", RETURNS).removed
     assert not check("Certified Renewed products can be returned within 30 days [1].", RETURNS).removed
     assert not check("New products can be returned within 45 days of delivery [1].", RETURNS).removed
+
+
+def test_request_phrasing_is_not_a_missing_term() -> None:
+    from supportdesk.kb.lexical import BM25Index
+
+    index = BM25Index(["Adding a port-forwarding rule: go to Flock > Advanced > Port forwarding."])
+    weights = index.term_weights("Please explain step by step in detail how to set up port forwarding")
+    assert not {"pleas", "please", "explain", "detail"} & set(weights)
+    assert "forward" in weights or "forwarding" in weights
+
+
+def test_ingest_joins_wrapped_lines_and_repeats_table_headers(tmp_path) -> None:
+    from supportdesk.kb.chunking import split
+    from supportdesk.kb.files import scan
+    from supportdesk.kb.loaders import load
+
+    (tmp_path / "wrapped.txt").write_text(
+        "Returns\n=======\n\nEvery order of an adapter comes with a free\nshipping label for the return.\n")
+    rows = "\n".join(f"| Light {i} | Meaning {i} |" for i in range(60))
+    (tmp_path / "table.md").write_text(f"# Lights\n\n| Light | Meaning |\n| --- | --- |\n{rows}\n")
+    sources, _ = scan(tmp_path, 10_000_000)
+    by_name = {s.rel: s for s in sources}
+    wrapped = split(load(by_name["wrapped.txt"]), "wrapped.txt", 500, 100)
+    assert "comes with a free shipping label for the return." in wrapped[0].text
+    chunks = split(load(by_name["table.md"]), "table.md", 300, 0)
+    assert len(chunks) > 2 and all(c.text.startswith("| Light | Meaning |") for c in chunks)
