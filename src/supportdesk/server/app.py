@@ -296,22 +296,20 @@ def create_app(core: ServerCore) -> FastAPI:
         query = clean_question(q)
         if not query:
             raise HTTPException(422, "the query is empty: give words to search for")
-        result = core.session.kb.search(query, k=k, mode=mode)  # type: ignore[arg-type]
+        result = core.search(query, k=k, mode=mode)  # type: ignore[arg-type]
         return {"query": query, "hits": [dict(hit.to_json(), rank=i) for i, hit in enumerate(result.hits, start=1)],
                 "timings_ms": result.timings.as_dict()}
 
     @app.get(f"{API}/kb/stats", tags=["kb"])
     def kb_stats(who: Agent) -> dict[str, Any]:
         """The same JSON as ``supportdesk kb stats --json``."""
-        return dataclasses.asdict(core.session.kb.stats())
+        return dataclasses.asdict(core.kb_stats())
 
     @app.post(f"{API}/kb/reload", tags=["kb"])
     async def reload(request: Request, who: Admin) -> EventSourceResponse:
         """Events: progress (stage, done, total), then done (the report) or error. Answers in
         flight finish on the old generation; questions asked after it use the new one."""
-        if core.reloading_by is not None or core.session.kb.reloading:
-            raise HTTPException(409, f"a reload started by {core.reloading_by or 'another process'} is running: "
-                                     "its result shows on every status line when it is done")
+        core.check_reload_free()
 
         def work(emit: Callable[[str, dict[str, Any]], None]) -> None:
             try:
@@ -330,8 +328,7 @@ def create_app(core: ServerCore) -> FastAPI:
     # -- adapters ----------------------------------------------------------------------------
     @app.get(f"{API}/adapters", tags=["adapters"])
     def adapters(who: Agent) -> dict[str, Any]:
-        status = core.session.status()
-        return {"adapters": core.session.adapters(), "active": status.adapter, "backend": status.backend}
+        return core.adapters()
 
     @app.post(f"{API}/model", tags=["adapters"])
     def switch_model(body: ModelRequest, who: Trainer) -> dict[str, Any]:
@@ -343,10 +340,7 @@ def create_app(core: ServerCore) -> FastAPI:
     def conversations(who: Agent, limit: Annotated[int, Query(ge=1, le=100_000)] = 30,
                       everyone: bool = False) -> list[dict[str, Any]]:
         """The caller's conversations; ``everyone`` (trainer, admin): the whole team's."""
-        if everyone and not role_allows(who.role, "trainer"):
-            raise HTTPException(403, f"{who.name} is an agent: the whole team's history needs the trainer role")
-        owner = None if everyone else who.name
-        return [conversation_to_json(c) for c in core.session.history.conversations(limit, owner=owner)]
+        return [conversation_to_json(c) for c in core.conversations(who, limit, everyone)]
 
     @app.post(f"{API}/conversations", tags=["history"])
     def new_conversation(who: Agent) -> dict[str, Any]:
@@ -354,24 +348,18 @@ def create_app(core: ServerCore) -> FastAPI:
 
     @app.get(f"{API}/conversations/{{conversation_id}}", tags=["history"])
     def messages(conversation_id: int, who: Agent) -> dict[str, Any]:
-        conversation = core.conversation_for(who, conversation_id)
-        return {"conversation": conversation_to_json(conversation),
-                "messages": [message_to_json(m) for m in core.session.history.messages(conversation_id)]}
+        conversation, stored = core.messages(who, conversation_id)
+        return {"conversation": conversation_to_json(conversation), "messages": [message_to_json(m) for m in stored]}
 
     @app.post(f"{API}/messages/{{message_id}}/feedback", tags=["history"])
     def feedback(message_id: int, body: FeedbackRequest, who: Agent) -> dict[str, Any]:
-        history = core.session.history
-        rows = history._read("SELECT conversation_id FROM messages WHERE id = ? AND role = 'assistant'", (message_id,))
-        if not rows:
-            raise HTTPException(404, f"no answer with id {message_id}")
-        core.conversation_for(who, int(rows[0]["conversation_id"]))
-        history.set_feedback(message_id, body.value)
+        core.feedback(who, message_id, body.value)
         return {"message_id": message_id, "feedback": body.value}
 
     @app.get(f"{API}/history/export", tags=["history"])
     def export(who: Trainer, rated_good_only: bool = False) -> StreamingResponse:
         """JSONL chat records for ``supportdesk adapter prepare``."""
-        records = list(core.session.history.export(rated_good_only=rated_good_only))
+        records = core.export(rated_good_only=rated_good_only)
         body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         return StreamingResponse(iter([body]), media_type="application/x-ndjson")
 
