@@ -16,10 +16,9 @@ import uuid
 
 import psycopg
 import pytest
-from conftest import ScriptedBackend
+from conftest import ScriptedBackend, grounded_reply
 from postgres_server import PostgresServer, PostgresUnavailable, free_port
 from team_server import running
-from test_tui import grounded_reply
 
 from supportdesk.history import SCHEMA_VERSION, HistoryError, HistoryStore
 from supportdesk.history.migrate import migrate

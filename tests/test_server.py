@@ -12,9 +12,8 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-from conftest import ScriptedBackend
+from conftest import ScriptedBackend, grounded_reply, send
 from team_server import running
-from test_tui import grounded_reply
 
 from supportdesk.client.remote import RemoteSession, ServerError, ServerUnreachable
 from supportdesk.kb import KnowledgeBase
@@ -546,8 +545,6 @@ def test_a_client_that_loses_the_server_says_so_and_reconnects(sample_index, tmp
 
 
 async def test_the_tui_on_a_server_shows_the_same_panels(team):
-    from test_tui import send
-
     from supportdesk.client import session_factory
     from supportdesk.tui.app import SupportDeskApp
     from supportdesk.tui.widgets.latency import LatencyMeter
