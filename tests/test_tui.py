@@ -7,7 +7,7 @@ import shutil
 import time
 
 import pytest
-from conftest import SAMPLE_KB, ScriptedBackend
+from conftest import SAMPLE_KB, ScriptedBackend, grounded_reply, send
 
 from supportdesk.kb import KnowledgeBase
 from supportdesk.models import BackendUnavailable
@@ -19,12 +19,6 @@ from supportdesk.tui.widgets.conversation import MessageView
 from supportdesk.tui.widgets.sources import SourceItem, SourcesPanel
 
 pytestmark = pytest.mark.slow
-
-
-def grounded_reply(messages):
-    if "Sources" in messages[-1].content:
-        return "You can return it within 45 days of delivery [1]. Start the return in Roost [2]."
-    return "You're welcome! Happy surfing."
 
 
 @pytest.fixture
@@ -51,17 +45,6 @@ async def ready(pilot, app) -> None:
         if app.session is not None:
             return
     raise AssertionError(f"session never became ready: {app._status_note}")
-
-
-async def send(pilot, app, text: str) -> MessageView:
-    app.query_one("#prompt").insert(text)
-    await pilot.press("enter")
-    for _ in range(400):
-        await pilot.pause(0.05)
-        if app._streaming is None and app._answer is None:
-            break
-    await pilot.pause(0.1)
-    return app.query_one("#conversation").answers()[-1]
 
 
 async def test_send_stream_and_sources(make_app):

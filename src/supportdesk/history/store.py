@@ -390,6 +390,12 @@ class HistoryStore:
                                              v.get("asked_by")))
         return out
 
+    def answer_conversation(self, message_id: int) -> int | None:
+        """The conversation of the stored answer ``message_id``; None for a question's id, an unknown id,
+        or an answer still waiting for the database (its id is negative until it is written)."""
+        rows = self._read("SELECT conversation_id FROM messages WHERE id = ? AND role = 'assistant'", (message_id,))
+        return int(rows[0]["conversation_id"]) if rows else None
+
     def latest_conversation(self, owner: str | None = None) -> int | None:
         found = self.conversations(limit=1, owner=owner)
         return found[0].id if found else None
