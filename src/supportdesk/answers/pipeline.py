@@ -234,7 +234,7 @@ class AnswerPipeline:
     @property
     def answerability(self) -> Answerability:
         """The hand-off model for the serving generation (it can change with a reload)."""
-        weights, threshold, _ = self.kb.handoff_model()
+        weights, threshold = self.kb.values().handoff.value
         key = (*weights, threshold)
         if self._answerability is None or self._answerability[0] != key:
             self._answerability = (key, Answerability(weights, threshold))
@@ -309,9 +309,10 @@ class AnswerPipeline:
             t = time.perf_counter()
             vector = self.kb.embedder.embed_query(message)
             timings["embed_ms"] += (time.perf_counter() - t) * 1000
+        values = self.kb.values()  # resolved once for the serving generation: no file is read here
         if self._own_router:
-            self.router.configure(*self.kb.router_model()[:2])
-        self.router.use_kb_examples(self.kb.router_examples())
+            self.router.configure(*values.router.value)
+        self.router.use_kb_examples(values.router_examples.value)
         decision: RouteDecision = self.router.decide(message, vector, search.best_score)
         if follow_up and decision.route == "voice" and self._conversation_grounded(history):
             decision = replace(decision, route="grounded", note="follow-up of an answer from the docs: stays grounded")
