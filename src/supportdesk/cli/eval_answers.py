@@ -112,7 +112,7 @@ def _record(asker: Asker, row: dict[str, Any], reference: str) -> dict[str, Any]
         "quality": measure(result.answer, sources, reference, asker.instructions) if answered else None,
         "f1": token_f1(result.answer, reference), "baseline": baseline, "baseline_f1": token_f1(baseline, reference),
         "ttft_ms": result.timings.get("ttft_ms"), "total_ms": result.timings.get("total_ms"),
-        "citations": [{"n": c.number, "source": c.source, "heading": c.heading, "cited": c.cited}
+        "citations": [{"n": c.number, "source": c.source, "heading": c.heading, "cited": c.cited, "text": c.text}
                       for c in result.citations],
         "_result": result,
     }

@@ -8,7 +8,7 @@
 * **repeats**: a sentence whose normalised form (lower case, markers and punctuation out)
   equals an earlier sentence of the same answer.
 * **fragments** (:func:`fragment_reason`), a sentence that
-  1. has fewer than 4 words, or
+  1. has fewer than 4 words (unless it ends in ``:`` and something follows), or
   2. has no verb-ish word (an auxiliary or modal, a contraction, a word of ``VERBS`` in any
      regular form, or a word of 5+ letters ending in -ed/-ing), or
   3. starts lower case mid-thought (its first letter is lower case, unless the first word is
@@ -222,7 +222,7 @@ def fragment_reason(sentence: Sentence, last: bool = False) -> str | None:
     if not words:
         return "no words"
     if not sentence.structural and not is_framing(core):
-        if len(words) < 4:
+        if len(words) < 4 and not (core.endswith(":") and not last):  # "Follow these steps:" then the steps
             return f"under 4 words ({len(words)})"
         if not has_verb(words):
             return "no verb"
@@ -252,6 +252,7 @@ def fragments(text: str) -> list[tuple[str, str]]:
 
 # -- placeholders, prompt echo, meta-talk -------------------------------------------------
 
+_OPENING_MARKER = re.compile(r"(?:^|[.!?:]\s+|\n\s*)(\[\d+\])\s+([A-Za-z']+)")
 _MARKER_AS_NOUN = re.compile(
     r"\b(?:press|tap|click|choose|select|enter|open|use|hit|type|push|the|a|an|to|on|in|under|at|from|via|is|are|"
     r"with|called|named|button|key|option|menu)\s+\[\d+\]", re.IGNORECASE)
@@ -267,9 +268,8 @@ def placeholders(text: str, sources: Iterable[str] = ()) -> list[str]:
     """Invented placeholders in ``text``; one found verbatim in the sources does not count."""
     found: list[str] = [m.group(0) for pattern in PLACEHOLDERS for m in pattern.finditer(text)]
     found += [m.group(0) for m in _MARKER_AS_NOUN.finditer(text)]
-    for sentence in split_sentences(text):
-        opening = re.match(r"\s*(\[\d+\])\s+([A-Za-z']+)", _ITEM.sub("", sentence.text))
-        verb = opening.group(2).lower() if opening else ""
+    for opening in _OPENING_MARKER.finditer(text):
+        verb = opening.group(2).lower()
         if verb in _VERB_FORMS and verb not in VERBS:  # "[2] is the menu": the marker is the subject (not "[2] Tap")
             found.append(opening.group(1) + " " + opening.group(2))
     source_text = "\n".join(sources)
