@@ -76,20 +76,19 @@ def test_hard_wrapped_source_lines_are_joined(facts):
     assert normalise("KE-101 means **Flock > Advanced**\n[1] in\n  the   WAN") == "KE-101 means Flock > Advanced in the WAN"
 
 
+GOOD = {"id": "x", "half": "a", "question": "q", "answer": "a", "fact": "a", "wrong": [], "source": "s",
+        "type": "which"}
+
+
 @pytest.mark.parametrize(("content", "message"), [
     ('{"id": "x"}', "bad.jsonl:2: field 'half' is missing"),
-    ('{"id": "x", "half": "c", "question": "q", "answer": "a", "fact": "a", "wrong": [], "source": "s", '
-     '"type": "which"}', "bad.jsonl:2: field 'half' must be 'a' or 'b'"),
-    ('{"id": "x", "half": "a", "question": "q", "answer": "a", "fact": "(", "wrong": [], "source": "s", '
-     '"type": "which"}', "bad.jsonl:2: field 'fact' is not a valid regex"),
-    ('{"id": "x", "half": "a", "question": "q", "answer": "a", "fact": "a", "wrong": ["ok", "[z"], "source": "s", '
-     '"type": "which"}', "bad.jsonl:2: field 'wrong[1]' is not a valid regex"),
-    ('{"id": "x", "half": "a", "question": "q", "answer": "a", "fact": "a", "wrong": "b", "source": "s", '
-     '"type": "which"}', "bad.jsonl:2: field 'wrong' must be a list"),
-    ('{"id": "x", "half": "a", "question": "q", "answer": "a", "fact": "a", "wrong": [], "source": "s", '
-     '"type": "why"}', "bad.jsonl:2: field 'type' must be one of"),
-    ('{"id": "f001", "half": "a", "question": "q", "answer": "a", "fact": "a", "wrong": [], "source": "s", '
-     '"type": "which"}', "bad.jsonl:2: field 'id' 'f001' repeats line 1"),
+    (json.dumps(GOOD | {"half": "c"}), "bad.jsonl:2: field 'half' must be 'a' or 'b'"),
+    (json.dumps(GOOD | {"fact": "("}), "bad.jsonl:2: field 'fact' is not a valid regex"),
+    (json.dumps(GOOD | {"wrong": ["ok", "[z"]}), "bad.jsonl:2: field 'wrong[1]' is not a valid regex"),
+    (json.dumps(GOOD | {"wrong": "b"}), "bad.jsonl:2: field 'wrong' must be a list"),
+    (json.dumps(GOOD | {"type": "why"}), "bad.jsonl:2: field 'type' must be one of"),
+    (json.dumps(GOOD | {"question": " "}), "bad.jsonl:2: field 'question' must be non-empty text"),
+    (json.dumps(GOOD | {"id": "f001"}), "bad.jsonl:2: field 'id' 'f001' repeats line 1"),
     ("{not json", "bad.jsonl:2: not JSON"),
 ])
 def test_a_bad_fact_set_names_file_line_and_field(tmp_path, facts, content, message):
@@ -298,7 +297,7 @@ def _emanual(folder):
 
 
 def test_eval_answers_emanual_tv_end_to_end_with_a_scripted_model(settings_factory, tmp_path, monkeypatch):
-    import supportdesk.models as models
+    from supportdesk import models
 
     settings_factory(tmp_path / "kb")  # an isolated environment: no developer settings, env or TOML
     scripted = ScriptedBackend("Open Settings > Picture > Picture Mode [1]. Open Settings > Picture > Picture Mode [1].")
@@ -324,7 +323,7 @@ def test_eval_answers_emanual_tv_end_to_end_with_a_scripted_model(settings_facto
 
 @pytest.mark.slow
 def test_eval_answers_facts_table_with_a_scripted_model(sample_index, monkeypatch, tmp_path):
-    import supportdesk.models as models
+    from supportdesk import models
 
     settings, _ = sample_index
     monkeypatch.setattr(models, "create_backend", lambda *a, **k: ScriptedBackend("It costs $29 [1]."))
