@@ -319,6 +319,41 @@ def test_eval_answers_emanual_tv_end_to_end_with_a_scripted_model(settings_facto
     answered = [r for r in rows if r["quality"] is not None]
     assert all(len(r["quality"]["repeated"]) == 1 for r in answered)
     assert all(r["reference"] and r["baseline"] and r["gold"] for r in rows)
+    again = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "data"), "eval-answers", "--set", "emanual_tv",
+                                     "--rescore", str(out), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["halves"]["all"] == everything  # the same answers score the same
+
+
+def test_eval_answers_rescores_saved_answers_without_a_model(cli, tmp_path, facts):
+    def saved(fact_id: str, answer: str, kind: str = "grounded") -> dict:
+        item = facts[fact_id]
+        return {"id": item.id, "half": item.half, "question": item.question, "reference": item.answer,
+                "answer": answer, "kind": kind, "baseline": item.answer, "in_top5": True, "fact_in_top5": True,
+                "ttft_ms": 100.0, "citations": [{"n": 1, "text": "Press <Menu> to open it."}]}
+
+    rows = [saved("f042", "It costs $29 [1]."), saved("f147", "Call 0800 048 7735 [1]. Press <Menu>."),
+            saved("f001", "Sorry, passing this on.", "handoff"), saved("f010", "The sources are reference text.")]
+    path = tmp_path / "saved.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "again.jsonl"
+    result = cli("eval-answers", "--rescore", str(path), "--json", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)["halves"]
+    everything = figures["all"]["facts"]
+    assert (everything["right_rate"], everything["wrong_facts_rate"], everything["handoff_rate"],
+            everything["missing_rate"]) == (0.25, 0.25, 0.25, 0.25)
+    assert figures["all"]["baseline_right_rate"] == 1.0 and figures["all"]["quality"]["prompt_echo_answers"] == 1
+    assert figures["all"]["quality"]["placeholders"] == 0  # '<Menu>' is in the answer's source
+    assert [json.loads(line)["verdict"] for line in out.read_text().splitlines()] == [
+        "wrong", "right", "handoff", "missing"]
+    only_b = json.loads(cli("eval-answers", "--rescore", str(path), "--half", "b", "--json").stdout)
+    assert only_b["halves"]["all"]["n"] == 1  # f010 is the one question of half b here
+    path.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"id": "f042"}) + "\n")
+    refused = cli("eval-answers", "--rescore", str(path))
+    assert refused.exit_code == 1 and "saved.jsonl:2: field 'half' is missing" in refused.output
+    path.write_text(json.dumps(rows[0] | {"id": "tv-0001"}) + "\n")
+    assert "saved.jsonl:1: id 'tv-0001' is not in the fact set" in cli("eval-answers", "--rescore", str(path)).output
 
 
 @pytest.mark.slow

@@ -12,7 +12,9 @@ backend and adapter are in force), then scores:
 
 Both: the text measures of ``evaluation.answer_quality``, and the baseline that quotes the
 first four sentences of the answer's own top source (its ``[1]``; the top search hit when it
-showed none). ``--out FILE`` writes every question, answer and verdict as JSONL.
+showed none). ``--out FILE`` writes every question, answer and verdict as JSONL, one line as
+each answer comes; ``--rescore FILE`` asks nothing and scores such a file again (after the set
+or a measure changed), so figures can be re-derived from the answers a person read.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import statistics
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -99,23 +102,38 @@ class Asker:
 
 
 def _record(asker: Asker, row: dict[str, Any], reference: str) -> dict[str, Any]:
-    from supportdesk.evaluation.answer_quality import measure, quote_first_sentences
-    from supportdesk.evaluation.scoring import token_f1
+    """Ask one question; what it gives (answer, kind, sources, timings) and the baseline answer."""
+    from supportdesk.evaluation.answer_quality import quote_first_sentences
 
     result = asker.ask(row["question"])
-    sources = [c.text for c in result.citations]
-    baseline = quote_first_sentences(asker.top_source(result, row["question"]))
-    answered = result.kind not in ("handoff", "clarify")
     return {
         "id": row["id"], "half": row["half"], "question": row["question"], "reference": reference,
         "answer": result.answer, "kind": result.kind, "route": result.route, "fallback": result.fallback,
-        "quality": measure(result.answer, sources, reference, asker.instructions) if answered else None,
-        "f1": token_f1(result.answer, reference), "baseline": baseline, "baseline_f1": token_f1(baseline, reference),
+        "baseline": quote_first_sentences(asker.top_source(result, row["question"])),
         "ttft_ms": result.timings.get("ttft_ms"), "total_ms": result.timings.get("total_ms"),
         "citations": [{"n": c.number, "source": c.source, "heading": c.heading, "cited": c.cited, "text": c.text}
                       for c in result.citations],
-        "_result": result,
     }
+
+
+def _score(record: dict[str, Any], item: Any, instructions: list[str]) -> dict[str, Any]:
+    """Verdicts and measures from what a record holds, so a saved run can be scored again."""
+    from supportdesk.evaluation.answer_quality import measure
+    from supportdesk.evaluation.facts import score_answer
+    from supportdesk.evaluation.scoring import token_f1
+
+    reference = record["reference"]
+    answered = record["kind"] not in ("handoff", "clarify")
+    sources = [c.get("text", "") for c in record.get("citations", [])]
+    record["quality"] = measure(record["answer"], sources, reference, instructions) if answered else None
+    record["f1"] = token_f1(record["answer"], reference)
+    record["baseline_f1"] = token_f1(record["baseline"], reference)
+    if item is not None:
+        verdict = score_answer(item, record["answer"], record["kind"])
+        record.update({"type": item.type, "source": item.source, "fact": item.fact.pattern,
+                       "verdict": verdict.verdict, "reason": verdict.reason, "matched": verdict.matched,
+                       "baseline_verdict": score_answer(item, record["baseline"]).verdict})
+    return record
 
 
 def _figures(records: list[dict[str, Any]], facts: bool) -> dict[str, Any]:
@@ -188,6 +206,30 @@ def _table(title: str, halves: dict[str, dict[str, Any]], facts: bool) -> Table:
     return table
 
 
+def _rescore(path: Path, items: list, facts: bool, half: str, n: int | None) -> list[dict[str, Any]]:
+    """The records of an earlier ``--out`` file, scored again with today's set and measures."""
+    from supportdesk.evaluation.answer_quality import prompt_instructions
+    from supportdesk.jsonl import read_jsonl
+
+    try:
+        rows = read_jsonl(path)
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read {path}: {exc}")
+    by_id = {item.id: item for item in items}
+    needed = ("id", "half", "question", "reference", "answer", "kind", "baseline", "in_top5")
+    records = []
+    for number, row in rows:
+        missing = [key for key in needed if key not in row]
+        if missing:
+            fail(f"{path}:{number}: field '{missing[0]}' is missing (not a file written by eval-answers --out)")
+        if facts and row["id"] not in by_id:
+            fail(f"{path}:{number}: id '{row['id']}' is not in the fact set (an emanual_tv file? pass --set emanual_tv)")
+        if half in ("all", row["half"]):
+            records.append(row)
+    instructions = prompt_instructions()
+    return [_score(record, by_id.get(record["id"]) if facts else None, instructions) for record in pick(records, n)]
+
+
 def eval_answers(
     ctx: typer.Context,
     which: Annotated[str, typer.Option("--set", help=f"Question set: {', '.join(SETS)}.")] = "facts",
@@ -196,15 +238,15 @@ def eval_answers(
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Write every question, answer and verdict as JSONL to this file.")] = None,
+    rescore: Annotated[Path | None, typer.Option(
+        "--rescore", help="Ask nothing: score the answers of an earlier --out file again (after the set or the "
+        "measures changed).")] = None,
     fact_set: Annotated[Path, typer.Option("--fact-set", help="The labelled fact set (JSONL).")] = FACT_SET,
     emanual: Annotated[Path, typer.Option("--emanual", help="E-Manual dataset folder.")] = EMANUAL,
     backend: Annotated[str | None, typer.Option("--backend", help="embedded | ollama | openai (default: settings).")] = None,
     adapter: Annotated[str | None, typer.Option("--adapter", help="Adapter name, or 'none'.")] = None,
 ) -> None:
     """Ask a labelled set through the answer pipeline: right / wrong facts, text quality, the quote baseline."""
-    from supportdesk.cli.ask import build_pipeline
-    from supportdesk.models import BackendError, default_options
-
     appctx: AppContext = ctx.obj
     if which not in SETS:
         fail(f"unknown set '{which}': choose from {', '.join(SETS)}")
@@ -212,12 +254,47 @@ def eval_answers(
         fail(f"unknown half '{half}': choose a, b or all")
     facts = which == "facts"
     items = _load_facts(fact_set) if facts else []
+    if rescore is not None:
+        records = _rescore(rescore, items, facts, half, n)
+        title = f"eval-answers: {which}, answers of {escape(str(rescore))} scored again"
     handle = None
     if out is not None:
         try:
             handle = out.open("w", encoding="utf-8")
         except OSError as exc:
             fail(f"cannot write {out}: {exc.strerror or exc}")
+
+    def write(record: dict[str, Any]) -> None:  # one line per answer as it comes: a long run can be read meanwhile
+        if handle is not None:
+            handle.write(json.dumps(_json_record(record), ensure_ascii=False) + "\n")
+            handle.flush()
+
+    if rescore is None:
+        records, title = _ask_all(appctx, which, items, half, n, backend, adapter, emanual, write)
+    else:
+        for record in records:
+            write(record)
+    if handle is not None:
+        handle.close()
+    from supportdesk.evaluation.facts import by_half
+
+    halves = {name: _figures(group, facts) for name, group in by_half(records).items()}
+    if as_json:
+        print(json.dumps({"set": which, "halves": halves}))
+        return
+    console.print(_table(title, halves, facts))
+    if out is not None:
+        console.print(f"[dim]every question, answer and verdict: {escape(str(out))}[/]")
+
+
+def _ask_all(appctx: AppContext, which: str, items: list, half: str, n: int | None, backend: str | None,
+             adapter: str | None, emanual: Path, write: Callable[[dict[str, Any]], None],
+             ) -> tuple[list[dict[str, Any]], str]:
+    """Ask every question of the set (or its half, or ``n`` of them) through the ask pipeline."""
+    from supportdesk.cli.ask import build_pipeline
+    from supportdesk.models import BackendError, default_options
+
+    facts = which == "facts"
     records: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="supportdesk-eval-answers-") as tmp, \
             Progress(console=err_console, transient=True) as bar:
@@ -226,6 +303,7 @@ def eval_answers(
             task = bar.add_task("loading the model", total=None)
             pipeline = build_pipeline(appctx, backend, adapter)
             kb = pipeline.kb
+            title = f"eval-answers: facts ({len(items)} questions; KB {escape(str(kb.settings.kb_dir))})"
         else:
             from supportdesk.answers import AnswerPipeline
             from supportdesk.evaluation.retrieval import build_dataset_kb
@@ -240,6 +318,7 @@ def eval_answers(
             except (RuntimeError, BackendError) as exc:
                 fail(str(exc))
             pipeline = AnswerPipeline(kb.settings, kb, model)
+            title = f"eval-answers: emanual_tv ({len(all_rows)} questions, {len(dataset.documents)} sections)"
         try:
             load = getattr(pipeline.backend, "load", None)
             if callable(load):
@@ -252,16 +331,11 @@ def eval_answers(
         bar.update(task, total=len(rows), completed=0, description=f"{which}: asking")
         for done, row in enumerate(rows, start=1):
             if facts:
-                from supportdesk.evaluation.facts import fact_in_texts, score_answer
+                from supportdesk.evaluation.facts import fact_in_texts
 
-                item = row
-                record = _record(asker, {"id": item.id, "half": item.half, "question": item.question}, item.answer)
-                verdict = score_answer(item, record["answer"], record["kind"])
-                in_top5 = fact_in_texts(item, [h.chunk.text for h in kb.search(item.question, k=TOP).hits])
-                record.update({"type": item.type, "source": item.source, "fact": item.fact.pattern,
-                               "verdict": verdict.verdict, "reason": verdict.reason, "matched": verdict.matched,
-                               "in_top5": in_top5, "fact_in_top5": in_top5,
-                               "baseline_verdict": score_answer(item, record["baseline"]).verdict})
+                record = _record(asker, {"id": row.id, "half": row.half, "question": row.question}, row.answer)
+                top = kb.search(row.question, k=TOP).hits
+                record["in_top5"] = record["fact_in_top5"] = fact_in_texts(row, [h.chunk.text for h in top])
             else:
                 from supportdesk.evaluation.retrieval import rank_documents
 
@@ -269,21 +343,7 @@ def eval_answers(
                 ranked = rank_documents(kb.search(row["question"], k=depth).hits, dataset.files)
                 record["in_top5"] = any(doc in row["gold"] for doc in ranked[:TOP])
                 record["gold"] = list(row["gold"])
-            records.append(record)
-            if handle is not None:
-                handle.write(json.dumps(_json_record(record), ensure_ascii=False) + "\n")
-                handle.flush()
+            records.append(_score(record, row if facts else None, asker.instructions))
+            write(record)
             bar.update(task, completed=done)
-    if handle is not None:
-        handle.close()
-    from supportdesk.evaluation.facts import by_half
-
-    halves = {name: _figures(group, facts) for name, group in by_half(records).items()}
-    if as_json:
-        print(json.dumps({"set": which, "halves": halves}))
-        return
-    title = (f"eval-answers: {which} ({escape(str(fact_set.name))}, KB {escape(str(kb.settings.kb_dir))})" if facts
-             else f"eval-answers: {which} ({len(dataset.documents)} sections)")
-    console.print(_table(title, halves, facts))
-    if out is not None:
-        console.print(f"[dim]every question, answer and verdict: {escape(str(out))}[/]")
+    return records, title
