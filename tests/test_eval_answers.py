@@ -161,6 +161,7 @@ def test_values_of_each_type():
     counts = values("1. Plug in the KR-300 with 3 LAN ports, a 2.5 Gbps WAN, 128 devices, 5 minutes, 40%, [2]",
                     "how_many")
     assert counts == {"3", "128"}
+    assert values("Wi-Fi 7 routers on Android 16 with Hub 4, for 8K video", "how_many") == set()
     assert values("anything 5", "which") == set()
 
 

@@ -23,7 +23,8 @@ Scoring one answer (:func:`score_answer`), in this order:
    ``how_many``, a date or clock time for ``when``, a phone number for ``phone``, a version
    number for ``which_version``). Conservative on purpose: only when the fact is absent; only
    values of exactly that type (a count ignores numbers with a unit, list numbering, codes
-   such as KR-300 and numbers inside versions); a value that the reference answer or the
+   such as KR-300, numbers inside versions and numbers after a capitalised word, as in
+   "Wi-Fi 7" or "Android 16"); a value that the reference answer or the
    question itself states never counts. ``what_means``, ``how_to`` and ``which`` answers are
    only wrong through their patterns;
 5. ``missing``: none of the above.
@@ -192,8 +193,14 @@ def values(text: str, qtype: str) -> set[str]:
     if qtype not in VALUE_TYPES:
         return set()
     if qtype == "how_many":
-        raw = _LIST_NUMBER.sub(" ", MARKER.sub(" ", html.unescape(text)))
-        return {m.group(1).replace(",", "") for m in COUNT.finditer(_DASHES.sub("-", raw))}
+        raw = _DASHES.sub("-", _LIST_NUMBER.sub(" ", MARKER.sub(" ", html.unescape(text))))
+        found = set()
+        for m in COUNT.finditer(raw):
+            before = re.search(r"(\S+)\s+$", raw[:m.start()])
+            if before and re.search(r"[A-Z]", before.group(1)) and before.group(1)[-1].isalnum():  # Wi-Fi 7, Hub 4
+                continue
+            found.add(m.group(1).replace(",", ""))
+        return found
     text = normalise(text)
     if qtype == "how_long":
         found = set()
