@@ -19,8 +19,8 @@
   and often start lower case), and so are framing sentences ("Hi there!", "Thanks!").
 * **placeholders** (:func:`placeholders`): a bracket holding letters (``[A]``, ``[Your
   name]``; not a Markdown link), a citation marker used as a noun (after press/tap/choose/
-  select/enter/the/to/on/in/is ..., or as a sentence's subject: "Press [2]", "is set to [2]",
-  "[2] is the menu"), ``<...>`` (not a URL or address), ``{...}``, and ``XXX`` (not
+  select/enter/the/to/on/in/is ..., or as a sentence's subject, before is/are/has/means/shows
+  ...: "Press [2]", "is set to [2]", "[2] is the menu"), ``<...>`` (not a URL or address), ``{...}``, and ``XXX`` (not
   ``Kestrel-XXXX``). Anything also found in the answer's sources is not invented and does not
   count.
 * **prompt echo** (:func:`prompt_echo`): fixed cues of the prompt's apparatus ("Customer
@@ -252,6 +252,7 @@ def fragments(text: str) -> list[tuple[str, str]]:
 
 # -- placeholders, prompt echo, meta-talk -------------------------------------------------
 
+_LINKING = AUXILIARIES | _wordset("means shows says states refers contains describes lists explains mentions gives covers")
 _OPENING_MARKER = re.compile(r"(?:^|[.!?:]\s+|\n\s*)(\[\d+\])\s+([A-Za-z']+)")
 _MARKER_AS_NOUN = re.compile(
     r"\b(?:press|tap|click|choose|select|enter|open|use|hit|type|push|the|a|an|to|on|in|under|at|from|via|is|are|"
@@ -269,8 +270,7 @@ def placeholders(text: str, sources: Iterable[str] = ()) -> list[str]:
     found: list[str] = [m.group(0) for pattern in PLACEHOLDERS for m in pattern.finditer(text)]
     found += [m.group(0) for m in _MARKER_AS_NOUN.finditer(text)]
     for opening in _OPENING_MARKER.finditer(text):
-        verb = opening.group(2).lower()
-        if verb in _VERB_FORMS and verb not in VERBS:  # "[2] is the menu": the marker is the subject (not "[2] Tap")
+        if opening.group(2).lower() in _LINKING:  # "[2] is the menu": the marker is the subject (not "[1] Tap")
             found.append(opening.group(1) + " " + opening.group(2))
     source_text = "\n".join(sources)
     return [p for p in found if p.split(" (")[0] not in source_text]
