@@ -318,7 +318,7 @@ def test_eval_answers_emanual_tv_end_to_end_with_a_scripted_model(settings_facto
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["tv-1", "tv-3"]  # -n spreads over the set; half a: every other question
     answered = [r for r in rows if r["quality"] is not None]
-    assert all(len(r["quality"]["repeated"]) == 1 for r in answered)
+    assert answered and all(r["quality"]["repeated"] == quality.repeated_sentences(r["answer"]) for r in answered)
     assert all(r["reference"] and r["baseline"] and r["gold"] for r in rows)
     again = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "data"), "eval-answers", "--set", "emanual_tv",
                                      "--rescore", str(out), "--json"])
