@@ -232,7 +232,9 @@ def test_placeholders():
                                  "[2] is the menu. Sign {name}.")
     assert found == ["[A]", "<your network name>", "{name}", "XXX", "Press [2]", "[2] is"]
     clean = ("The default name is Kestrel-XXXX [1]. See [Roost](https://roost.example) for more [2]. "
-             "[1] Tap Save to finish. [2] Orders over $300 need a signature.")
+             "[1] Tap Save to finish. [2] Orders over $300 need a signature. Press the Select button [3]. "
+             "Turn Voice Guide on [1]. Pick it from the menu [2].")
+    assert quality.placeholders("Press and hold the [2]. Then select [3].") == ["the [2]", "select [3]"]
     assert quality.placeholders(clean) == []
     assert quality.placeholders("Type <SSID> here.", sources=["Enter the <SSID> you chose."]) == []
 

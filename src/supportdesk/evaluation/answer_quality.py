@@ -18,10 +18,11 @@
   List items, table rows and headings are exempt from rules 1-3 (they are nominal by nature,
   and often start lower case), and so are framing sentences ("Hi there!", "Thanks!").
 * **placeholders** (:func:`placeholders`): a bracket holding letters (``[A]``, ``[Your
-  name]``; not a Markdown link), a citation marker used as a noun (after press/tap/choose/
-  select/enter/the/to/on/in/is ..., or as a sentence's subject, before is/are/has/means/shows
-  ...: "Press [2]", "is set to [2]", "[2] is the menu"), ``<...>`` (not a URL or address), ``{...}``, and ``XXX`` (not
-  ``Kestrel-XXXX``). Anything also found in the answer's sources is not invented and does not
+  name]``; not a Markdown link), a citation marker used as a noun (after a word that needs an
+  object: press/tap/select/hold/is/the/a/to/from/with/at/of ..., or as a sentence's subject
+  before is/are/has/means/shows ...: "Press [2]", "is set to [2]", "hold the [2]", "[2] is the
+  menu"; not after a noun or a particle: "the Select button [3]", "turn it on [1]"),
+  ``<...>`` (not a URL or address), ``{...}``, and ``XXX`` (not ``Kestrel-XXXX``). Anything also found in the answer's sources is not invented and does not
   count.
 * **prompt echo** (:func:`prompt_echo`): fixed cues of the prompt's apparatus ("Customer
   question:", "reference text only", ``<<<``, a ``[n]`` alone on a line as in the source
@@ -254,9 +255,9 @@ def fragments(text: str) -> list[tuple[str, str]]:
 
 _LINKING = AUXILIARIES | _wordset("means shows says states refers contains describes lists explains mentions gives covers")
 _OPENING_MARKER = re.compile(r"(?:^|[.!?:]\s+|\n\s*)(\[\d+\])\s+([A-Za-z']+)")
-_MARKER_AS_NOUN = re.compile(
-    r"\b(?:press|tap|click|choose|select|enter|open|use|hit|type|push|the|a|an|to|on|in|under|at|from|via|is|are|"
-    r"with|called|named|button|key|option|menu)\s+\[\d+\]", re.IGNORECASE)
+_MARKER_AS_NOUN = re.compile(  # after a word that needs an object; not after a noun or a particle ("button [3]", "on [1]")
+    r"\b(?:press|tap|click|choose|select|enter|open|use|hit|type|push|hold|is|are|was|were|called|named|"
+    r"the|a|an|to|from|via|with|at|under|of|into|onto|by)\s+\[\d+\]", re.IGNORECASE)
 PLACEHOLDERS = (
     re.compile(r"\[[A-Za-z][^\]\n]{0,40}\](?!\()"),  # [A], [Your name]; not a Markdown link
     re.compile(r"<(?!https?://|mailto:|[\w.+-]+@)[^<>\n]{1,40}>"),
