@@ -330,7 +330,11 @@ class AnswerPipeline:
             plan.kind = "handoff"
             plan.handoff_reason = plan.verdict.reason if search.hits else "the knowledge base returned nothing"
             return plan
-        plan.sources = select_sources(search.hits, cfg.context_chunks, cfg.context_chars)
+        if self.compose_mode() == "extract":
+            # Quoting costs no prompt tokens: every retrieved chunk can hold the answer.
+            plan.sources = select_sources(search.hits, self.settings.answers.extract_chunks, 10**6)
+        else:
+            plan.sources = select_sources(search.hits, cfg.context_chunks, cfg.context_chars)
         timings["sources_ms"] = (time.perf_counter() - t) * 1000
         return plan
 
@@ -434,7 +438,7 @@ class AnswerPipeline:
     def _extraction(self, result: AnswerResult, sources: list[Source], weights: dict[str, float]) -> Extraction:
         question = result.query if result.follow_up else result.question
         return extract(question, [(s.number, s.text, s.hit.chunk.heading, s.hit.score) for s in sources], weights,
-                       self.settings.answers.max_words)
+                       self.settings.answers.max_words, self.kb.aliases())
 
     def _extracted(self, answer: Answer, plan: Plan, started: float, t: float) -> Iterator[str]:
         """A grounded answer made of the sources' own sentences, rows or steps: no model call."""

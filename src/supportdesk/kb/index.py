@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from supportdesk.kb.aliases import Aliases
 from supportdesk.kb.build import Builder, Built, KBFolderMissing, Progress, ProgressFn, ReloadReport
 from supportdesk.kb.calibration import Calibration
 from supportdesk.kb.embeddings import EmbedderInfo, create_embedder, embedder_info
@@ -162,6 +163,11 @@ class KnowledgeBase:
         if values.warnings:
             self.load_warning = values.warnings[-1]
         return values
+
+    def aliases(self) -> Aliases:
+        """The serving generation's product names ↔ codes (read once per generation)."""
+        snap = self.snapshot()
+        return snap.aliases if snap is not None else Aliases()
 
     def values(self) -> ValuesInEffect:
         """The values a question uses now: the serving generation's, resolved when it was loaded or

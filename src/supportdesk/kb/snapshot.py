@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from langchain_core.documents import Document
 
+from supportdesk.kb.aliases import Aliases, find_aliases
 from supportdesk.kb.calibration import Calibration
 from supportdesk.kb.chunking import Chunk
 from supportdesk.kb.lexical import BM25Index
@@ -40,6 +41,11 @@ class Snapshot:
     @functools.cached_property
     def titles(self) -> tuple[str, ...]:
         return tuple({c.source: c.title for c in self.searcher.chunks if c.title}.values())
+
+    @functools.cached_property
+    def aliases(self) -> Aliases:
+        """Product names and codes that are the same thing, as this generation's docs say."""
+        return find_aliases(c.text for c in self.searcher.chunks)
 
     def vectors(self) -> np.ndarray:
         """Every chunk's vector, in ``searcher.chunks`` order (read back from FAISS)."""
