@@ -174,6 +174,9 @@ class RemoteHistory:
 
 
 class RemoteSession:
+    is_remote = True
+    """A team server's client: the app builds nothing locally (no sample adapter, no index)."""
+
     def __init__(self, settings: Settings, url: str, token: str | None) -> None:
         self.settings = settings
         self.url = url.rstrip("/")

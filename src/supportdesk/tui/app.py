@@ -55,6 +55,10 @@ COMMANDS: list[tuple[str, str, str]] = [
 ]
 
 
+MAX_BUILD_RESUMES = 3
+"""How often one app resumes a background build that stopped unfinished (a crashing build is not retried forever)."""
+
+
 class SupportCommands(Provider):
     """The command palette: every app command, searchable."""
 
@@ -104,7 +108,9 @@ class SupportDeskApp(App[None]):
         self._selected: MessageView | None = None
         self._status_note = "starting…"
         self._start_error: str | None = None
-        self._builder_pid: int | None = None  # the background adapter build this app started
+        self._builder_pid: int | None = None  # the background adapter build this app follows
+        self._build_owner = False  # this app started it (only its parent pauses it on quitting)
+        self._build_resumes = 0
         self._build_line = ""
         self._counter = 0
         if settings.tui.keymap:
@@ -152,10 +158,11 @@ class SupportDeskApp(App[None]):
         return self._new_session
 
     def on_unmount(self) -> None:
-        if self._builder_pid is not None:
+        if self._builder_pid is not None and self._build_owner:
             from supportdesk.training.background import pause_build
 
-            pause_build(self.settings.data_dir, self._builder_pid, wait_s=5.0)  # resumes at the next start
+            # Resumes at the next start, or at once in another app still open on this data dir.
+            pause_build(self.settings.data_dir, self._builder_pid, wait_s=5.0)
         if self.session is not None:
             self.session.close()  # flushes history writes that waited for a lock (or saves them aside)
 
@@ -219,35 +226,66 @@ class SupportDeskApp(App[None]):
         self.notify(f"could not start: {message.error}", title="start-up failed", severity="error", timeout=30)
 
     # -- the sample adapter, built in the background on the first run -----------------------
-    def start_sample_adapter(self) -> None:
-        """No adapter yet: start the background build (chat goes on with the bare base model)."""
-        from supportdesk.models import list_adapters
-        from supportdesk.training.background import read_status, start_sample_build
-
+    def _builds_here(self) -> bool:
+        """An embedded session builds (and follows) the sample adapter; a team server's client never does."""
         tui = self.settings.tui
-        if not tui.build_sample_adapter or self.settings.model.backend != "embedded":
+        return (tui.build_sample_adapter and self.settings.model.backend == "embedded"
+                and not getattr(self._new_session, "is_remote", False))
+
+    def start_sample_adapter(self) -> None:
+        """No adapter yet: start the background build (chat goes on with the bare base model), or
+        follow the one another app on this data dir runs."""
+        from supportdesk.models import list_adapters
+        from supportdesk.training.background import read_status, running_builder
+
+        if not self._builds_here():
+            return
+        running = running_builder(self.settings.data_dir)
+        if running is not None:
+            self._follow(running)
+            self.notify("another supportdesk on this data dir is building the brand-voice adapter: its progress "
+                        "shows here", title="first run", timeout=8)
             return
         status = read_status(self.settings.data_dir)
         if list_adapters(self.settings.adapters_dir) and not (status and status.state in ("paused", "evaluating")):
             return
+        if self._start_build():
+            self.notify("building the brand-voice adapter in the background; answering with the base model "
+                        "meanwhile", title="first run", timeout=8)
+
+    def _start_build(self) -> bool:
+        """Start (or join) the builder; runs on the app's main thread, which the builder's tie follows."""
+        from supportdesk.training.background import start_sample_build
+
         try:
-            self._builder_pid = start_sample_build(self.settings.data_dir, threads=tui.background_threads)
+            pid = start_sample_build(self.settings.data_dir, threads=self.settings.tui.background_threads)
         except OSError as exc:
             self.notify(f"could not start the sample adapter build: {exc}", severity="warning", timeout=10)
-            return
-        self.notify("building the brand-voice adapter in the background; answering with the base model meanwhile",
-                    title="first run", timeout=8)
+            return False
+        if pid is None:
+            return False
+        self._follow(pid)
+        return True
+
+    def _follow(self, pid: int) -> None:
+        from supportdesk.training.background import is_child
+
+        self._builder_pid = pid
+        self._build_owner = is_child(pid)
 
     def _watch_build(self) -> None:
-        """Follow the background build; switch its adapter in once it has passed evaluation."""
+        """Follow the background build; switch its adapter in once it has passed evaluation. A
+        build that stops unfinished while this app is open (the app running it quit) is resumed here."""
         if self._builder_pid is None:
             self._build_line = ""
             return
-        from supportdesk.training.background import pid_alive, read_status
+        from supportdesk.training.background import ACTIVE_STATES, pid_alive, read_status
 
         status = read_status(self.settings.data_dir)
         if status is None:
             return
+        if status.pid != self._builder_pid and status.running:  # another app resumed it meanwhile
+            self._follow(status.pid)  # type: ignore[arg-type]
         self._build_line = status.line()
         if status.state == "done" or not pid_alive(self._builder_pid):
             self._builder_pid = None
@@ -261,7 +299,19 @@ class SupportDeskApp(App[None]):
                     self.switch_worker(None, active)
             elif status.state in ("failed", "rejected"):
                 self.notify(status.line(), title="sample adapter", severity="warning", timeout=15)
+            elif status.state == "paused" or status.state in ACTIVE_STATES:
+                self._resume_build(status)
             self._build_line = "" if status.state == "done" else self._build_line
+
+    def _resume_build(self, status: Any) -> None:
+        if self._build_resumes >= MAX_BUILD_RESUMES:
+            self._build_line = f"adapter {status.name}: stopped at step {status.step}/{status.total} (resumes next start)"
+            return
+        self._build_resumes += 1
+        if self._start_build():
+            self._build_line = f"building adapter {status.name}: resuming here from step {status.step}…"
+            self.notify(f"the adapter build stopped at step {status.step}/{status.total} (the app running it quit); "
+                        "it goes on here from its checkpoint", title="sample adapter", timeout=8)
 
     def refresh_status(self) -> None:
         self._watch_build()
