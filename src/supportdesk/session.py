@@ -170,19 +170,17 @@ class SupportSession:
         return self.open_conversation(latest)
 
     def turns(self, conversation_id: int | None = None) -> list[Turn]:
-        """The conversation as the pipeline reads it (routes and cited headings included)."""
+        """The conversation as the pipeline reads it: who said what, nothing else.
+
+        The same turns ``ask --conversations``, the evaluations and a server asked with a
+        history build from text, so a follow-up ("and for the Perch?") is searched and answered
+        the same way wherever the conversation comes from. (The cited headings of the last
+        answer used to be added here only: they pulled the TUI's follow-ups to another document.)
+        """
         conversation_id = self.conversation_id if conversation_id is None else conversation_id
         if conversation_id is None:
             return []
-        return [
-            Turn(
-                m.role,  # type: ignore[arg-type]
-                m.content,
-                route=m.kind if m.role == "assistant" else None,
-                headings=tuple(c.get("heading") or c.get("title") or "" for c in m.citations if c.get("cited")),
-            )
-            for m in self.history.messages(conversation_id)
-        ]
+        return [Turn(m.role, m.content) for m in self.history.messages(conversation_id)]  # type: ignore[arg-type]
 
     def ask(self, message: str) -> tuple[Answer, int]:
         """Store the question and start the answer; call ``record_answer`` when it is done."""
