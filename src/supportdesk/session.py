@@ -20,6 +20,10 @@ from supportdesk.models import ChatBackend, create_backend, list_adapters
 from supportdesk.models.adapters import write_active
 from supportdesk.settings import Settings
 
+_INDEX_STAGES = {"scan": (0, 2), "load": (2, 10), "embed": (10, 95), "save": (95, 99), "milvus": (95, 99),
+                 "done": (100, 100)}
+"""Where each stage of a first index build lies on its way to 100 % (embedding is most of it)."""
+
 
 @dataclass
 class SessionStatus:
@@ -53,6 +57,8 @@ class SupportSession:
         self.conversation_id: int | None = None
         self.on_status_change: Callable[[], None] | None = None  # a remote session's feed calls it; not used here
         self._lock = threading.Lock()
+        self._first_index: threading.Event | None = None  # set when the first index, built behind the chat, is in
+        self.index_progress: Progress | None = None
 
     def _open_history(self) -> HistoryStore:
         """The history, or, when it is broken or unreachable, an in-memory one so the chat still works."""
@@ -103,6 +109,7 @@ class SupportSession:
             threading.Thread(target=self._build_index, args=(progress,), name="re-embed-index", daemon=True).start()
         elif self.kb.snapshot() is None and build_missing_index:
             if index_in_background:
+                self._first_index = threading.Event()
                 threading.Thread(target=self._build_index, args=(progress,), name="first-index", daemon=True).start()
             else:
                 progress("building the knowledge base index (first run)")
@@ -119,9 +126,40 @@ class SupportSession:
         progress("ready")
 
     def _build_index(self, progress: Callable[[str], None]) -> None:
-        report = self.kb.reload(lambda p: progress(f"indexing the knowledge base: {p.stage} {p.done}/{p.total}"))
-        self.index_error = None if report.ok else (report.error or "index build failed")
-        progress("ready" if report.ok else "index build failed")
+        def step(p: Progress) -> None:
+            self.index_progress = p
+            progress(f"indexing the knowledge base: {p.stage} {p.done}/{p.total}")
+
+        try:
+            report = self.kb.reload(step)
+            self.index_error = None if report.ok else (report.error or "index build failed")
+        except Exception as exc:  # noqa: BLE001 - the questions waiting for it are told why
+            self.index_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            if self._first_index is not None:
+                self._first_index.set()
+        progress("ready" if self.index_error is None else "index build failed")
+
+    @property
+    def indexing(self) -> bool:
+        """The first index is still being built (behind the chat): nothing can be looked up yet."""
+        return self._first_index is not None and not self._first_index.is_set() and self.kb._snapshot is None
+
+    def index_note(self) -> str:
+        """ "indexing the knowledge base… 42%": how far the first index build is."""
+        p = self.index_progress
+        span = _INDEX_STAGES.get(p.stage) if p is not None else None
+        if p is None or span is None:
+            return "indexing the knowledge base…"
+        low, high = span
+        share = min(1.0, p.done / p.total) if p.total else 0.0
+        return f"indexing the knowledge base… {round(low + (high - low) * share)}%"
+
+    def index_missing(self) -> str | None:
+        """Why nothing can be looked up, when the first index build ended without an index."""
+        if self._first_index is None or not self._first_index.is_set() or self.kb._snapshot is not None:
+            return None
+        return f"the knowledge base could not be indexed ({self.index_error or 'index build failed'})"
 
     @property
     def backend(self) -> ChatBackend:
