@@ -178,7 +178,7 @@ async def send(pilot, app, text: str) -> MessageView:
     await pilot.press("enter")
     for _ in range(400):
         await pilot.pause(0.05)
-        if app._streaming is None and app._answer is None:
+        if app._streaming is None and app._ticket is None:
             break
     await pilot.pause(0.1)
     return app.query_one("#conversation").answers()[-1]

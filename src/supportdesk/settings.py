@@ -295,7 +295,8 @@ class TUISettings(BaseModel):
         True,
         description="With no adapter yet, build the sample one in a background process (low priority, "
         "stopped while an answer is written) while the app chats with the bare base model; switched in when it passes "
-        "its evaluation. Quitting pauses the build; the next start resumes it.",
+        "its evaluation. Quitting pauses the build; the next start resumes it. One builder per data dir, which "
+        "every app on it follows; a team server's client never builds.",
     )
     background_threads: int | None = Field(
         None, ge=1, le=64,

@@ -2,8 +2,8 @@
 
 A follow-up ("Are those the only steps?", "They sound similar", "Pagination options") after a
 grounded answer stays on the conversation's route and topic: it is searched together with what
-it refers to (the previous question and the headings the last answer cited) and answered
-grounded. A question whose referent is nowhere ("Does this Superior Court publish a judges
+it refers to (the previous question; the headings the last answer cited where a caller has them)
+and answered grounded. A question whose referent is nowhere ("Does this Superior Court publish a judges
 roster?" with no court named) and whose search finds several distinct documents with close
 scores gets a short clarifying question instead of a guess.
 """

@@ -128,6 +128,7 @@ class ServerCore:
         self._runs: dict[str, AnswerRun] = {}
         self._reload_lock = threading.Lock()
         self.reloading_by: str | None = None
+        self.reloaded_by: str | None = None  # who made the serving generation (the status feed names them)
         self._switch_lock = threading.Lock()
         self.started_at = time.time()
         self.stopping = threading.Event()
@@ -150,6 +151,7 @@ class ServerCore:
         data = status_to_json(status)
         data["answering"] = self.queue.running
         data["reloading_by"] = self.reloading_by
+        data["reloaded_by"] = self.reloaded_by
         data["index_error"] = self.session.index_error
         return data
 
@@ -259,7 +261,10 @@ class ServerCore:
         try:
             self.reloading_by = who.name
             try:
-                return self.session.reload_kb(progress)
+                report = self.session.reload_kb(progress)
+                if report.ok:
+                    self.reloaded_by = who.name
+                return report
             except ReloadInProgress as exc:
                 raise CoreError(409, str(exc)) from exc
         finally:
