@@ -1,5 +1,5 @@
-"""Conversation history: SQLite under the data dir, or a shared PostgreSQL, with versioned
-schema upgrades (``schema``) on both.
+"""Conversation history: SQLite under the data dir, or a shared PostgreSQL, with one schema
+(``schema``: the tables; Alembic revisions in ``migrations``) on both.
 
 Every message keeps what an auditor needs: the route and its reason, the citations, the
 timings, the model figures and the agent's 👍/👎. ``export`` writes conversations in the
@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Executable, Table, case, func, select, update
+
 from supportdesk.history.engines import Engine, HistoryError, open_engine
+from supportdesk.history.schema import conversations, messages, store_meta, tokens
 from supportdesk.private import write_private_text
 
 
@@ -121,7 +124,8 @@ class HistoryStore:
         self.spill_dir = spill_dir or (self.path.parent if self.path and self.location != ":memory:" else None)
         try:
             self.upgraded_from = self._engine.upgrade()
-            self.store_id = str(self._engine.read("SELECT value FROM store_meta WHERE key = 'store_id'")[0]["value"])
+            self.store_id = str(self._engine.read(
+                select(store_meta.c.value).where(store_meta.c.key == "store_id"))[0]["value"])
         except HistoryError:
             self._engine.close()
             raise
@@ -256,32 +260,31 @@ class HistoryStore:
     def _apply(self, kind: str, v: dict[str, Any]) -> int:
         with self._engine.transaction() as tx:
             if kind == "conversation":
-                new_id = tx.insert("INSERT INTO conversations (title, created_at, updated_at, owner, write_key)"
-                                   " VALUES (?, ?, ?, ?, ?) ON CONFLICT (write_key) DO NOTHING",
-                                   (v["title"], v["at"], v["at"], v.get("owner"), v["key"]))
-                return new_id if new_id is not None else self._landed(tx, "conversations", v["key"])
+                new_id = tx.insert(conversations, {"title": v["title"], "created_at": v["at"], "updated_at": v["at"],
+                                                   "owner": v.get("owner"), "write_key": v["key"]},
+                                   on_conflict=["write_key"])
+                return new_id if new_id is not None else self._landed(tx, conversations, v["key"])
             if kind == "feedback":
-                tx.update("UPDATE messages SET feedback = ? WHERE id = ? AND role = 'assistant'",
-                          (v["value"], self._real(v["message_id"])))
+                tx.update(update(messages).values(feedback=v["value"])
+                          .where(messages.c.id == self._real(v["message_id"]), messages.c.role == "assistant"))
                 return 0
             conversation_id = self._real(v["conversation_id"])
-            row_id = tx.insert(
-                "INSERT INTO messages (conversation_id, role, content, created_at, kind, reason, citations, timings,"
-                " model, abstained, asked_by, write_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (write_key) DO NOTHING",
-                (conversation_id, v["role"], v["content"], v["at"], v["kind"], v["reason"], json.dumps(v["citations"]),
-                 json.dumps(v["timings"]), json.dumps(v["model"]), int(v["abstained"]), v.get("asked_by"), v["key"]),
-            )
+            row_id = tx.insert(messages, {
+                "conversation_id": conversation_id, "role": v["role"], "content": v["content"], "created_at": v["at"],
+                "kind": v["kind"], "reason": v["reason"], "citations": json.dumps(v["citations"]),
+                "timings": json.dumps(v["timings"]), "model": json.dumps(v["model"]), "abstained": int(v["abstained"]),
+                "asked_by": v.get("asked_by"), "write_key": v["key"],
+            }, on_conflict=["write_key"])
             if row_id is None:  # an earlier try of this very write landed (its commit's answer was lost)
-                return self._landed(tx, "messages", v["key"])
+                return self._landed(tx, messages, v["key"])
             title = v["content"][:80] if v["role"] == "user" else ""  # a conversation is titled by its first question
-            tx.update("UPDATE conversations SET updated_at = ?, title = CASE WHEN title = '' THEN ? ELSE title END"
-                      " WHERE id = ?", (v["at"], title, conversation_id))
+            tx.update(update(conversations).where(conversations.c.id == conversation_id).values(
+                updated_at=v["at"], title=case((conversations.c.title == "", title), else_=conversations.c.title)))
             return row_id
 
     @staticmethod
-    def _landed(tx: Any, table: str, key: str) -> int:
-        return int(tx.execute(f"SELECT id FROM {table} WHERE write_key = ?", (key,))[0]["id"])
+    def _landed(tx: Any, table: Table, key: str) -> int:
+        return int(tx.execute(select(table.c.id).where(table.c.write_key == key))[0]["id"])
 
     def _write(self, kind: str, values: dict[str, Any]) -> int:
         values.setdefault("key", uuid.uuid4().hex)  # the same key on every retry of this write
@@ -334,9 +337,9 @@ class HistoryStore:
         self._write("feedback", {"message_id": message_id, "value": value})
 
     # -- reading ---------------------------------------------------------------------
-    def _read(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    def _read(self, statement: Executable) -> list[dict[str, Any]]:
         try:
-            return self._engine.read(sql, params)
+            return self._engine.read(statement)
         except self._engine.errors as exc:
             if self._engine.transient(exc) and self._engine.dialect == "sqlite":
                 return []  # a reader locked out sees what is in memory; nothing is lost
@@ -344,13 +347,11 @@ class HistoryStore:
 
     def conversations(self, limit: int = 100, owner: str | None = None) -> list[Conversation]:
         """Newest first; with ``owner``, only that agent's conversations (a team server's agents)."""
-        where, params = ("WHERE c.owner = ?", (owner,)) if owner is not None else ("", ())
-        rows = self._read(
-            "SELECT c.id, c.title, c.created_at, c.updated_at, c.owner, COUNT(m.id) AS n FROM conversations c"
-            f" LEFT JOIN messages m ON m.conversation_id = c.id {where}"
-            " GROUP BY c.id ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
-            (*params, limit),
-        )
+        c, m = conversations.c, messages.c
+        query = (select(c.id, c.title, c.created_at, c.updated_at, c.owner, func.count(m.id).label("n"))
+                 .select_from(conversations.outerjoin(messages, m.conversation_id == c.id))
+                 .group_by(c.id).order_by(c.updated_at.desc(), c.id.desc()).limit(limit))
+        rows = self._read(query.where(c.owner == owner) if owner is not None else query)
         found = [Conversation(r["id"], r["title"] or "", r["created_at"], r["updated_at"], r["n"], r["owner"])
                  for r in rows]
         with self._lock:
@@ -368,9 +369,10 @@ class HistoryStore:
                     return Conversation(p.placeholder, p.values["title"], p.values["at"], p.values["at"], 0,
                                         p.values.get("owner"))
             real = self._real(conversation_id)
-        rows = self._read("SELECT c.id, c.title, c.created_at, c.updated_at, c.owner,"
-                          " (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS n"
-                          " FROM conversations c WHERE c.id = ?", (real,))
+        c = conversations.c
+        count = select(func.count()).where(messages.c.conversation_id == c.id).scalar_subquery()
+        rows = self._read(select(c.id, c.title, c.created_at, c.updated_at, c.owner, count.label("n"))
+                          .where(c.id == real))
         if not rows:
             return None
         r = rows[0]
@@ -379,7 +381,8 @@ class HistoryStore:
     def messages(self, conversation_id: int) -> list[StoredMessage]:
         with self._lock:
             real = self._real(conversation_id)
-        rows = self._read("SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (real,)) if real > 0 else []
+        rows = self._read(select(messages).where(messages.c.conversation_id == real).order_by(messages.c.id)) \
+            if real > 0 else []
         out = [self._message(r) for r in rows]
         with self._lock:
             for p in self._pending:
@@ -393,7 +396,8 @@ class HistoryStore:
     def answer_conversation(self, message_id: int) -> int | None:
         """The conversation of the stored answer ``message_id``; None for a question's id, an unknown id,
         or an answer still waiting for the database (its id is negative until it is written)."""
-        rows = self._read("SELECT conversation_id FROM messages WHERE id = ? AND role = 'assistant'", (message_id,))
+        rows = self._read(select(messages.c.conversation_id)
+                          .where(messages.c.id == message_id, messages.c.role == "assistant"))
         return int(rows[0]["conversation_id"]) if rows else None
 
     def latest_conversation(self, owner: str | None = None) -> int | None:
@@ -412,33 +416,33 @@ class HistoryStore:
 
     # -- the team server's role tokens (hashes only) ---------------------------------------
     def token_rows(self, include_revoked: bool = False) -> list[dict[str, Any]]:
-        return self._read("SELECT * FROM tokens" + ("" if include_revoked else " WHERE revoked_at IS NULL")
-                          + " ORDER BY id", ())
+        query = select(tokens).order_by(tokens.c.id)
+        return self._read(query if include_revoked else query.where(tokens.c.revoked_at.is_(None)))
 
     def add_token(self, name: str, role: str, token_hash: str, expires_at: float | None) -> None:
         """Raises ValueError when an active token already has that name."""
         try:
             with self._engine.transaction() as tx:
-                tx.insert("INSERT INTO tokens (name, role, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                          (name, role, token_hash, time.time(), expires_at))
+                tx.insert(tokens, {"name": name, "role": role, "token_hash": token_hash, "created_at": time.time(),
+                                   "expires_at": expires_at})
         except self._engine.errors as exc:
             if self._engine.integrity(exc):
                 raise ValueError(f"a token named {name!r} already exists: revoke it first, or pick another name") from exc
             raise self._damaged(exc) from exc
 
     def token_by_hash(self, token_hash: str) -> dict[str, Any] | None:
-        rows = self._read("SELECT * FROM tokens WHERE token_hash = ?", (token_hash,))
+        rows = self._read(select(tokens).where(tokens.c.token_hash == token_hash))
         return rows[0] if rows else None
 
     def touch_token(self, token_id: int) -> None:
         with contextlib.suppress(*self._engine.errors), self._engine.transaction() as tx:  # only delays 'last used'
-            tx.update("UPDATE tokens SET last_used_at = ? WHERE id = ?", (time.time(), token_id))
+            tx.update(update(tokens).where(tokens.c.id == token_id).values(last_used_at=time.time()))
 
     def revoke_token(self, name: str) -> bool:
         try:
             with self._engine.transaction() as tx:
-                return tx.update("UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
-                                 (time.time(), name)) > 0
+                return tx.update(update(tokens).where(tokens.c.name == name, tokens.c.revoked_at.is_(None))
+                                 .values(revoked_at=time.time())) > 0
         except self._engine.errors as exc:
             raise self._damaged(exc) from exc
 
