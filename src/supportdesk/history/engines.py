@@ -78,16 +78,18 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-@contextlib.contextmanager
-def _driver_errors() -> Iterator[None]:
+def _driver_error(exc: sa_exc.DBAPIError) -> BaseException:
     """SQLAlchemy wraps the driver's exceptions; the store decides on the driver's own (locked,
     unreachable, a duplicate) and quotes their text to people, so the wrapper comes off."""
+    return exc.orig if isinstance(exc.orig, BaseException) else exc
+
+
+@contextlib.contextmanager
+def _driver_errors() -> Iterator[None]:
     try:
         yield
     except sa_exc.DBAPIError as exc:
-        if exc.orig is None:
-            raise
-        raise exc.orig from None
+        raise _driver_error(exc) from None
 
 
 _INSERTS: dict[tuple[str, str, tuple[str, ...], tuple[str, ...] | None], Executable] = {}
@@ -103,12 +105,14 @@ class _Tx:
         self._insert = insert  # the dialect's INSERT, the one with ON CONFLICT
 
     def execute(self, statement: Executable, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        with _driver_errors():
+        try:
             result = self._conn.execute(statement, params)
             if not result.returns_rows:
                 return []
             names = list(result.keys())
             return [dict(zip(names, row, strict=True)) for row in result]  # 10x dict(RowMapping)
+        except sa_exc.DBAPIError as exc:
+            raise _driver_error(exc) from None
 
     def insert(self, table: Table, values: Mapping[str, Any], *, on_conflict: Sequence[str] | None = None) -> int | None:
         key = (self._conn.dialect.name, table.name, tuple(values), None if on_conflict is None else tuple(on_conflict))
@@ -118,13 +122,17 @@ class _Tx:
             if on_conflict is not None:
                 built = built.on_conflict_do_nothing(index_elements=list(on_conflict) or None)
             statement = _INSERTS.setdefault(key, built.returning(table.c.id))
-        with _driver_errors():
-            new_id = self._conn.execute(statement, dict(values)).scalar()
+        try:
+            new_id = self._conn.execute(statement, values).scalar()
+        except sa_exc.DBAPIError as exc:
+            raise _driver_error(exc) from None
         return int(new_id) if new_id is not None else None
 
     def update(self, statement: Executable, params: Mapping[str, Any] | None = None) -> int:
-        with _driver_errors():
+        try:
             return int(self._conn.execute(statement, params).rowcount)
+        except sa_exc.DBAPIError as exc:
+            raise _driver_error(exc) from None
 
 
 # -- SQLite ---------------------------------------------------------------------------------
@@ -157,10 +165,12 @@ class SQLiteEngine:
                 check = [row[0] for row in self._db.execute("PRAGMA quick_check").fetchall()]
                 if check != ["ok"]:
                     raise IntegrityCheckFailed(check)
-            # SQLAlchemy runs the statements on this very connection (one, behind the lock).
+            # SQLAlchemy runs the statements on this very connection (one, behind the lock). The
+            # transactions are the driver's: SQLAlchemy's BEGIN and COMMIT would only wrap them.
             self._sa = create_engine("sqlite://", creator=lambda: self._db, poolclass=StaticPool)
             with _driver_errors():
                 self._conn = self._sa.connect()
+            self._tx = _Tx(self._conn, sqlite_dialect.insert)
         except BaseException:
             with contextlib.suppress(Exception):
                 self._db.close()
@@ -180,50 +190,37 @@ class SQLiteEngine:
 
     def read(self, statement: Executable, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         with self._lock:
-            try:
-                return _Tx(self._conn, sqlite_dialect.insert).execute(statement, params)
-            finally:
-                self._conn.rollback()  # ends SQLAlchemy's transaction; no BEGIN was sent
-
-    @contextlib.contextmanager
-    def _begin(self) -> Iterator[Connection]:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")  # on the driver: SQLAlchemy's own BEGIN is a no-op here
-                yield self._conn
-                with _driver_errors():
-                    self._conn.commit()
-            except BaseException:
-                self._conn.rollback()  # ROLLBACK if a transaction is open
-                raise
+            return self._tx.execute(statement, params)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
-        with self._begin() as conn:
-            yield _Tx(conn, sqlite_dialect.insert)
+        """BEGIN IMMEDIATE: the write lock at once, so a writer never fails half-way for a lock."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._tx
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
     def _legacy(self) -> int:
         return int(self._conn.exec_driver_sql("PRAGMA user_version").scalar_one())
 
     def version(self) -> int:
         with self._lock, _driver_errors():
-            try:
-                return revisions.version_of(revisions.current_revision(self._conn))
-            finally:
-                self._conn.rollback()
+            return revisions.version_of(revisions.current_revision(self._conn))
 
     def upgrade(self) -> int:
         """Bring the file to this code's schema (``revisions``); returns the version found."""
         with self._lock, _driver_errors():
-            try:
-                legacy = self._legacy()
-                if revisions.up_to_date(revisions.current_revision(self._conn), legacy):
-                    return legacy
-            finally:
-                self._conn.rollback()
-            with self._begin() as conn:  # the write lock, held while the version is read again
-                return revisions.upgrade(conn, self.location, self._legacy(),
-                                         lambda n: conn.exec_driver_sql(f"PRAGMA user_version = {int(n)}"))
+            legacy = self._legacy()
+            if revisions.up_to_date(revisions.current_revision(self._conn), legacy):
+                return legacy
+            with self.transaction():  # the write lock, held while the version is read again
+                return revisions.upgrade(self._conn, self.location, self._legacy(),
+                                         lambda n: self._conn.exec_driver_sql(f"PRAGMA user_version = {int(n)}"))
 
     def close(self) -> None:
         with self._lock:
