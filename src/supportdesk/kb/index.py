@@ -96,7 +96,9 @@ class KnowledgeBase:
         return getattr(self.search_store, "index", None) if self.settings.retrieval.store == "milvus" else None
 
     def _builder(self) -> Builder:
-        return Builder(self.settings, self.store, self.search_store, lambda: self.embedder)
+        builder = Builder(self.settings, self.store, self.search_store, lambda: self.embedder)
+        builder.kb_dir = self.kb_dir  # the folder this KB serves now (a caller may point it elsewhere)
+        return builder
 
     @property
     def reloading(self) -> bool:
