@@ -39,7 +39,8 @@ def load(source: SourceFile) -> LoadedDocument:
     if not any(part.page_content.strip() for part in doc.parts):
         raise LoadError("no text content")
     for part in doc.parts:
-        part.page_content = unwrap(part.page_content)  # a sentence is never cut at a line break
+        # A sentence is never cut at a line break; a PDF's heading lines stay lines.
+        part.page_content = unwrap(part.page_content, headings_are_lines=source.kind == "pdf")
         part.metadata.setdefault("source", source.rel)
         part.metadata.setdefault("title", doc.title)
     return doc

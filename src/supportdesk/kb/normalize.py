@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-VERSION = 3
+VERSION = 4
 """Stored with an index: a change here (or in how chunks carry table headers) re-chunks every file
 at the next build."""
 
@@ -45,13 +45,15 @@ def _continues(previous: str, line: str) -> bool:
 
 
 def _is_title(line: str, following: str) -> bool:
-    """A short line with no sentence end before a line that starts a sentence: a heading."""
+    """A short line with no sentence end before a line that starts a sentence: a heading. Only
+    read so in a PDF page, whose headings are plain lines; in text files a short line is as
+    often a menu path or a label inside a paragraph."""
     words = line.split()
     return (0 < len(words) <= 6 and len(line.strip()) < 40 and not re.search(r"[.,;:!?)]\s*$", line)
             and line.strip()[:1].isupper() and (not following or following[:1].isupper() or following[:1].isdigit()))
 
 
-def unwrap(text: str) -> str:
+def unwrap(text: str, headings_are_lines: bool = False) -> str:
     """Join hard-wrapped prose lines (and continuation lines of list items) with one space.
 
     Blank lines, headings, list items, numbered steps, table rows and fenced code keep their
@@ -64,7 +66,7 @@ def unwrap(text: str) -> str:
     for index, raw in enumerate(lines):
         line = raw.rstrip()
         following = lines[index + 1].strip() if index + 1 < len(lines) else ""
-        if _is_title(line, following):
+        if headings_are_lines and _is_title(line, following):
             out.append(line)  # a PDF's heading line ("Factory reset") stays a line of its own
             continue
         if _FENCE.match(line):
