@@ -24,6 +24,7 @@ import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
+from supportdesk.brand import load_brand
 from supportdesk.kb import files as kb_files
 from supportdesk.kb.calibration import RECALIBRATE_SHARE, Calibration, calibrate
 from supportdesk.kb.chunking import Chunk, split
@@ -165,6 +166,8 @@ class KBStats:
     """The fusion weight, hand-off and router values serving now, each with where it comes from."""
     vector_store: str = "faiss"
     """Where searches run: 'faiss' (this process) or 'milvus <collection> at <uri>'."""
+    brand: dict[str, Any] = field(default_factory=dict)
+    """The brand profile these docs are answered under, and where it comes from (brand.py)."""
 
 
 def _searcher(store: Any) -> Searcher:
@@ -726,6 +729,7 @@ class KnowledgeBase:
             calibration=snap.calibration.to_json() if snap and snap.calibration else None,
             in_use=in_use,
             vector_store=self._vector_store_line(snap),
+            brand=load_brand(self.settings).to_json(),
         )
 
     def _vector_store_line(self, snap: Snapshot | None) -> str:
