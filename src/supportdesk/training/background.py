@@ -151,8 +151,10 @@ def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def start_sample_build(data_dir: Path, threads: int | None = None, bootstrap_args: tuple[str, ...] = ()) -> int | None:
-    """Start the background builder unless one is already running; returns its pid."""
+def start_sample_build(data_dir: Path, threads: int | None = None, bootstrap_args: tuple[str, ...] = (),
+                       kb_dir: Path | None = None) -> int | None:
+    """Start the background builder unless one is already running; returns its pid. ``kb_dir``: the
+    KB folder whose brand profile names the adapter and its transcripts."""
     current = read_status(data_dir)
     if current is not None and current.running:
         _signal_group(current.pid, signal.SIGCONT)  # an app that died while holding it left it stopped
@@ -164,7 +166,8 @@ def start_sample_build(data_dir: Path, threads: int | None = None, bootstrap_arg
     fd = os.open(data_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     log = os.fdopen(fd, "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "supportdesk", "--data-dir", str(data_dir), "adapter", "bootstrap",
+        [sys.executable, "-m", "supportdesk", "--data-dir", str(data_dir),
+         *(["--kb", str(kb_dir)] if kb_dir is not None else []), "adapter", "bootstrap",
          "--background", "--threads", str(threads), *bootstrap_args],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
         preexec_fn=lower_priority,  # noqa: PLW1509 - only a scheduler call, before exec

@@ -11,6 +11,10 @@ PII is replaced by typed placeholders *before* anything is written (``training/p
 ``[URL]`` (profiles and links carrying personal ids), ``[ORDER]`` / ``[ACCOUNT]`` (numbers
 introduced as such, and a configurable pattern). Duplicates are dropped; the train/eval split is by
 conversation, from a hash of its content, so it is the same on every run.
+
+Personal sign-offs at the end of an agent reply ("Happy browsing! — Priya, Acme Care", "^AB",
+"/AB", "-Luis") are replaced by the brand's house sign-off (or removed when it has none) and
+counted: an adapter trained on them signs its replies as a person.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +84,20 @@ def _messages(raw: Any, file: str, line: int, problems: list[Problem]) -> list[d
     return out
 
 
-def read_jsonl(path: Path, problems: list[Problem], company: str | None = None) -> Iterator[Conversation]:
+def _names_company(line: str, company: str) -> bool:
+    if '"company"' not in line:
+        return False
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and record.get("company") == company
+
+
+def read_jsonl(path: Path, problems: list[Problem], company: str | None = None,
+               company_required: bool = True) -> Iterator[Conversation]:
+    """``company``: Twitter-shaped records of other brands are skipped (unless ``company_required`` is
+    False and no record names that company: then the file is not that brand's and all are kept)."""
     name = str(path)
     with path.open(encoding="utf-8-sig", errors="strict") as handle:
         try:
@@ -87,6 +105,8 @@ def read_jsonl(path: Path, problems: list[Problem], company: str | None = None) 
         except UnicodeDecodeError as exc:
             problems.append(Problem(name, 0, "file", f"not UTF-8: {exc}"))
             return
+    if company and not company_required and not any(_names_company(line, company) for line in lines):
+        company = None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -189,14 +209,38 @@ class PreparedDataset:
     pii: dict[str, int]
     read: int
 
+    sign_offs: int = 0
+    """Personal sign-offs replaced by the house one (or removed)."""
+
     def stats(self) -> dict[str, Any]:
         all_convs = self.train + self.eval
         turns = [sum(m["role"] == "assistant" for m in c.messages) for c in all_convs]
         return {
             "read": self.read, "bad_records": len(self.problems), "duplicates": self.duplicates,
             "train": len(self.train), "eval": len(self.eval), "agent_turns": sum(turns),
-            "pii_replaced": dict(self.pii),
+            "pii_replaced": dict(self.pii), "sign_offs_replaced": self.sign_offs,
         }
+
+
+def replace_sign_off(reply: str, sign_off: str, brand_words: frozenset[str] = frozenset()) -> tuple[str, bool]:
+    """An agent reply with its personal sign-off at the end ("— Priya, Acme Care", "^AB", "/AB",
+    "-Luis") replaced by the house ``sign_off`` (removed when it is empty); (text, replaced?)."""
+    from supportdesk.answers.voice_check import personal_sign_off
+
+    text = reply.rstrip()
+    found = personal_sign_off(text, brand_words)
+    if found is None:
+        return reply, False
+    text = text[: found.start()].rstrip()
+    if sign_off:
+        # The house line may already lead the personal part ("Happy browsing! — Maya"): not twice.
+        lead = re.split(r"\s*[—–-]{1,2}\s*", sign_off, maxsplit=1)[0].strip()
+        if lead and text.endswith(lead):
+            text = text[: -len(lead)].rstrip()
+        if text and text[-1].isalnum():
+            text += "."
+        text = f"{text} {sign_off}".strip()
+    return text, True
 
 
 def split_of(conversation: Conversation, eval_fraction: float) -> str:
@@ -205,11 +249,15 @@ def split_of(conversation: Conversation, eval_fraction: float) -> str:
 
 
 def prepare(
-    paths: list[Path], *, eval_fraction: float = 0.15, order_pattern: str = DEFAULT_ORDER_PATTERN,
-    company: str | None = None,
+    paths: list[Path], *, eval_fraction: float = 0.15, order_pattern: str | None = DEFAULT_ORDER_PATTERN,
+    company: str | None = None, company_required: bool = True, keep_numbers: tuple[str, ...] = (),
+    sign_off: str | None = None, brand_words: frozenset[str] = frozenset(),
 ) -> PreparedDataset:
+    """``keep_numbers``: the company's own phone numbers (not personal data). ``sign_off``: the house
+    sign-off personal ones are replaced by (None: left as they are; '': removed)."""
     problems: list[Problem] = []
-    scrub = Scrubber(order_pattern)
+    scrub = Scrubber(order_pattern or DEFAULT_ORDER_PATTERN, keep_numbers=keep_numbers)
+    sign_offs = 0
     seen: set[str] = set()
     train: list[Conversation] = []
     evals: list[Conversation] = []
@@ -221,19 +269,24 @@ def prepare(
         if path.suffix.lower() == ".csv":
             records = read_csv(path, problems)
         elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-            records = read_jsonl(path, problems, company)
+            records = read_jsonl(path, problems, company, company_required)
         else:
             problems.append(Problem(str(path), 0, "file", f"unsupported type '{path.suffix}' (use .jsonl or .csv)"))
             continue
         for conversation in records:
             read += 1
             conversation.messages = [{"role": m["role"], "content": scrub(m["content"])} for m in conversation.messages]
+            if sign_off is not None:
+                for message in conversation.messages:
+                    if message["role"] == "assistant":
+                        message["content"], replaced = replace_sign_off(message["content"], sign_off, brand_words)
+                        sign_offs += replaced
             if conversation.key in seen:
                 duplicates += 1
                 continue
             seen.add(conversation.key)
             (evals if split_of(conversation, eval_fraction) == "eval" else train).append(conversation)
-    return PreparedDataset(train, evals, problems, duplicates, dict(scrub.counts), read)
+    return PreparedDataset(train, evals, problems, duplicates, dict(scrub.counts), read, sign_offs)
 
 
 def write_dataset(dataset: PreparedDataset, out_dir: Path) -> dict[str, Any]:
