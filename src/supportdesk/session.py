@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supportdesk.answers import Answer, AnswerPipeline, Turn
+from supportdesk.brand import load_brand
 from supportdesk.history import HistoryError, HistoryStore, StoredMessage, move_aside, open_history
 from supportdesk.kb.index import KnowledgeBase, Progress, ReloadReport
 from supportdesk.models import ChatBackend, create_backend, list_adapters
@@ -34,6 +35,8 @@ class SessionStatus:
     """A team server's client: why the server cannot be reached right now (None when it can)."""
     queued: int = 0
     """Questions waiting for the model (a team server's queue)."""
+    assistant: str = "Assistant"
+    """The brand profile's assistant name: the label answers are shown under."""
 
 
 class SupportSession:
@@ -115,7 +118,7 @@ class SupportSession:
         if callable(load):
             load()
         progress("warming up the router")
-        self.pipeline.router.warm_up()
+        self.pipeline.warm_up()
         progress("ready")
 
     def _build_index(self, progress: Callable[[str], None]) -> None:
@@ -146,6 +149,7 @@ class SupportSession:
             generation=snapshot.generation if snapshot else None,
             reloaded_at=snapshot.loaded_at if snapshot else None,
             reloading=self.kb.reloading,
+            assistant=load_brand(self.settings).assistant_name,
         )
 
     # -- conversations ---------------------------------------------------------------------
@@ -202,7 +206,8 @@ class SupportSession:
         content = result.answer if not result.cancelled else (result.streamed + " …(cancelled)")
         return self.history.add_message(
             conversation_id, "assistant", content or "(no answer)",
-            kind=result.kind, reason=result.clarify_reason or result.decision.get("reason") or result.handoff_reason,
+            kind=result.kind, reason=result.clarify_reason or result.decline_reason or result.decision.get("reason")
+            or result.handoff_reason,
             citations=citations, timings=result.timings, model=result.model, abstained=result.abstained,
             asked_by=asked_by,
         )

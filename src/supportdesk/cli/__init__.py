@@ -32,11 +32,12 @@ app.command("config")(config_cmd.show)
 app.command("ask")(ask_cmd.ask)
 app.command("eval")(evaluate_cmd.evaluate)
 app.command("eval-public")(evaluate_cmd.evaluate_public)
+app.command("eval-social")(evaluate_cmd.evaluate_social)
 app.add_typer(evaluate_cmd.router_app, name="router")
 app.add_typer(serve_cmd.app, name="serve")
 
 # Commands that run only on this machine's files (training, evaluation, model servers).
-_LOCAL_ONLY = {"eval", "eval-public", "router", "models"}
+_LOCAL_ONLY = {"eval", "eval-public", "eval-social", "router", "models"}
 
 
 @app.callback(invoke_without_command=True)

@@ -40,7 +40,7 @@ from supportdesk.tui.screens.modals import ChunkScreen, ConfirmScreen, HelpScree
 from supportdesk.tui.widgets.conversation import ConversationView, MessageView
 from supportdesk.tui.widgets.latency import LatencyMeter
 from supportdesk.tui.widgets.prompt_input import PromptInput
-from supportdesk.tui.widgets.sources import SourcesPanel
+from supportdesk.tui.widgets.sources import SourcesPanel, voice_note
 
 COMMANDS: list[tuple[str, str, str]] = [
     ("New conversation", "new_conversation", "Start a fresh conversation"),
@@ -230,8 +230,14 @@ class SupportDeskApp(App[None]):
         status = read_status(self.settings.data_dir)
         if list_adapters(self.settings.adapters_dir) and not (status and status.state in ("paused", "evaluating")):
             return
+        from supportdesk.brand import load_brand
+
+        brand = load_brand(self.settings)
+        if brand.transcripts is None or not brand.transcripts.is_file():  # nothing of this brand's to learn from
+            return
         try:
-            self._builder_pid = start_sample_build(self.settings.data_dir, threads=tui.background_threads)
+            self._builder_pid = start_sample_build(self.settings.data_dir, threads=tui.background_threads,
+                                                   kb_dir=self.settings.kb_dir)
         except OSError as exc:
             self.notify(f"could not start the sample adapter build: {exc}", severity="warning", timeout=10)
             return
@@ -284,6 +290,13 @@ class SupportDeskApp(App[None]):
             (f" · {s.connection}" if s.connection else "", "bold red"),
         ))
 
+    def _speaker(self) -> str:
+        """The brand profile's assistant name, shown above each answer."""
+        try:
+            return self.session.status().assistant if self.session is not None else "Assistant"
+        except Exception:  # noqa: BLE001 - a label is never worth a failed message
+            return "Assistant"
+
     def _announce_changes(self, s: Any) -> None:
         """A new KB generation or adapter (this app's doing, or, on a team server, anyone's) is told."""
         seen = (s.generation, s.adapter, s.model)
@@ -313,7 +326,7 @@ class SupportDeskApp(App[None]):
         conversation = self.query_one(ConversationView)
         conversation.add(MessageView("user", text))
         self._counter += 1
-        view = conversation.add(MessageView("assistant", "", id=f"answer-{self._counter}"))
+        view = conversation.add(MessageView("assistant", "", id=f"answer-{self._counter}", speaker=self._speaker()))
         view.set_note("thinking…")
         self._streaming = view
         view.stream = None
@@ -369,6 +382,7 @@ class SupportDeskApp(App[None]):
         view.data = {"kind": result.kind, "reason": data["decision"].get("reason"), "citations": citations,
                      "timings": result.timings, "handoff_reason": result.handoff_reason,
                      "clarify_reason": result.clarify_reason, "message_id": message.message_id,
+                     "decline_reason": result.decline_reason, "voice_note": voice_note(result),
                      "answerability": (result.answerability or {}).get("reason")}
         view.message_id = message.message_id
         view.text = result.answer
@@ -377,6 +391,8 @@ class SupportDeskApp(App[None]):
         notes = []
         if result.fallback == "extractive":
             notes.append("model draft replaced by quoted sources (unsupported)")
+        if result.fallback == "approved-reply":
+            notes.append("model draft replaced by an approved reply (voice check)")
         if result.markers_invalid:
             notes.append(f"{result.markers_invalid} invalid citation marker(s) removed")
         if result.injection_removed:
@@ -442,7 +458,7 @@ class SupportDeskApp(App[None]):
         for m in messages:
             data = {"kind": m.kind, "reason": m.reason, "citations": m.citations, "timings": m.timings,
                     "feedback": m.feedback, "message_id": m.id}
-            view = conversation.add(MessageView(m.role, m.content, data=data))
+            view = conversation.add(MessageView(m.role, m.content, data=data, speaker=self._speaker()))
             if m.role == "assistant":
                 last = view
                 self.query_one(LatencyMeter).record(m.timings.get("total_ms"))
