@@ -144,7 +144,7 @@ def start_server(kind: str, adapter_gguf: Path, tmp: Path, llama_server: str | N
 
         config = llama_cpp_python_config(default_gguf_path(), {"base": None, "adapter": adapter_gguf}, port=port)
         (tmp / "server.json").write_text(json.dumps(config))
-        command = [sys.executable, "-m", "llama_cpp.server", "--config_file", str(tmp / "server.json")]
+        command = [sys.executable, "-m", "supportdesk.models.llama_amx", "--config_file", str(tmp / "server.json")]
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), f"http://127.0.0.1:{port}/v1"
 
 

@@ -35,7 +35,7 @@ class LlamaServer:
 
     def start(self, timeout: float = 60.0) -> LlamaServer:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--config_file", str(self.config)],
+            [sys.executable, "-m", "supportdesk.models.llama_amx", "--config_file", str(self.config)],
             stdout=self.log.open("w"), stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout

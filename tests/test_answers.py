@@ -86,9 +86,9 @@ def test_grounded_sentence_with_a_number_no_source_states_is_dropped(sample_inde
 def test_unsupported_answer_is_replaced_by_quoted_sources(sample_index):
     backend = ScriptedBackend("The Talon 5G is sold in every shop in London for 12 pounds [1].")
     result = pipeline_with(sample_index, backend).ask("Can I buy a Talon 5G in the UK?").run()
-    assert result.fallback == "extractive"
-    assert result.answer.startswith("Here's what our documentation says:")
-    assert "United States and Canada" in result.answer and "London" not in result.answer
+    assert result.fallback == "extractive" and result.composed == "model+extracted"
+    assert result.claims_removed and "12" in result.claims_removed[0]["reason"]
+    assert result.answer == "No. The Talon 5G is sold only in the United States and Canada [1]."
     assert result.streamed.startswith("The Talon 5G is sold")  # what streamed is kept for audit
 
 

@@ -241,6 +241,18 @@ def test_a_server_whose_history_database_is_down_refuses_to_start_and_says_why(s
         ServerCore(settings, backend=ScriptedBackend(grounded_reply), kb=kb)
 
 
+def test_serve_refusing_an_unreachable_database_says_it_refuses(cli, monkeypatch):
+    """It does not start, so it keeps nothing 'in memory only' (the TUI's wording, wrong here)."""
+    monkeypatch.setenv("SUPPORTDESK_HISTORY__URL", f"postgresql://support:s3cret-pw@127.0.0.1:{free_port()}/history")
+    monkeypatch.setenv("SUPPORTDESK_HISTORY__CONNECT_TIMEOUT_S", "1")
+    refused = cli("serve", "--port", "0")
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    lines = [line for line in refused.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot serve: cannot reach the history database"), lines
+    assert "in memory" not in lines[0] and "does not start without its history" in lines[0]
+    assert "s3cret" not in lines[0] and "postgresql://support:***@127.0.0.1" in lines[0]
+
+
 def test_config_never_shows_the_database_password(cli, monkeypatch):
     monkeypatch.setenv("SUPPORTDESK_HISTORY__URL", "postgresql://support:s3cret-pw@db.internal:5432/history")
     shown = cli("config", "--json")

@@ -153,3 +153,54 @@ def test_milvus_down_during_reload_keeps_the_old_generation_serving(milvus, sett
     assert found.exit_code == 0 and json.loads(found.output)["hits"]
     stats = json.loads(cli("kb", "stats", "--json").output)
     assert stats["vector_store"].startswith("milvus kbcli_")
+
+
+_BUILD_WHILE_MILVUS_GOES_DOWN = """
+import os, signal, socket, sys, time
+sys.path.insert(0, os.environ["TESTS_DIR"])
+import langchain_milvus
+from conftest import HashEmbeddings
+import supportdesk.kb.index as index_module
+from supportdesk.cli import main
+
+index_module.create_embedder = lambda *a, **k: HashEmbeddings()
+write = langchain_milvus.Milvus.add_embeddings
+
+def milvus_goes_down_then_write(self, *args, **kwargs):  # connected, collection not yet written
+    os.kill(int(os.environ["MILVUS_PID"]), signal.SIGTERM)
+    port = int(os.environ["MILVUS_PORT"])
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.1).close()
+            time.sleep(0.05)
+        except OSError:
+            break
+    return write(self, *args, **kwargs)
+
+langchain_milvus.Milvus.add_embeddings = milvus_goes_down_then_write
+sys.argv = ["supportdesk", *sys.argv[1:]]
+main()
+"""
+
+
+def test_milvus_down_during_a_build_prints_only_the_clean_error(milvus, settings_factory, small_kb, tmp_path):
+    """Issue 30 item 16: pymilvus's own stderr handlers printed its reconnection warnings and RPC
+    errors, tracebacks included (~150 lines), before the one-line error. A real process, real stderr."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    settings_factory(small_kb)  # no developer settings leak in
+    driver = tmp_path / "driver.py"
+    driver.write_text(_BUILD_WHILE_MILVUS_GOES_DOWN, encoding="utf-8")
+    env = {**os.environ, "TESTS_DIR": str(Path(__file__).parent), "MILVUS_PID": str(milvus._process.pid),
+           "MILVUS_PORT": str(milvus.port), "SUPPORTDESK_RETRIEVAL__STORE": "milvus",
+           "SUPPORTDESK_RETRIEVAL__MILVUS_URI": milvus.uri, "SUPPORTDESK_RETRIEVAL__MILVUS_COLLECTION": "kbdown",
+           "SUPPORTDESK_RETRIEVAL__MILVUS_TIMEOUT_S": "3", "SUPPORTDESK_RETRIEVAL__SELF_CALIBRATE": "false"}
+    done = subprocess.run([sys.executable, str(driver), "--data-dir", str(tmp_path / "data"), "--kb", str(small_kb),
+                           "kb", "build"], check=False, env=env, capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 1, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr[-3000:]
+    assert lines[0].startswith("error: reload failed") and milvus.uri in lines[0]

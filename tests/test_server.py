@@ -4,6 +4,7 @@ and its clients (RemoteSession, the CLI, the TUI)."""
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import threading
 import time
@@ -52,6 +53,270 @@ def team(sample_index, tmp_path):
         for session in clients:
             session.close()
     core.close()
+
+
+@pytest.fixture
+def light_team(settings_factory, small_kb, hash_embedder):
+    """A server over a small KB with the hash embedder (no real models): tokens for an agent, a trainer, an admin."""
+    settings = settings_factory(small_kb)
+    core = ServerCore(settings, backend=ScriptedBackend("Our docs say so [1].", delay=0.01),
+                      kb=KnowledgeBase(settings, embedder=hash_embedder))
+    core.start()
+    tokens = {name: core.tokens.create(name, role) for name, role in
+              (("alice", "agent"), ("tia", "trainer"), ("ada", "admin"))}
+    with running(core) as url:
+        yield SimpleNamespace(url=url, core=core, tokens=tokens, settings=settings)
+    core.close()
+
+
+def _raw_chunked_post(url: str, path: str, headers: dict[str, str], chunks: list[bytes]) -> str:
+    """Send a chunked POST's headers and these chunks but never the body's end; what the server answers meanwhile."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": host, "Content-Type": "application/json",
+                                                      "Transfer-Encoding": "chunked", **headers}.items())
+        sock.sendall(f"POST {path} HTTP/1.1\r\n{head}\r\n".encode())
+        for chunk in chunks:
+            sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        got = b""
+        try:
+            while b"\r\n\r\n" not in got or not got.rstrip().endswith(b"}"):
+                data = sock.recv(65536)
+                if not data:
+                    break
+                got += data
+        except TimeoutError:
+            pass  # nothing more came: the server is still waiting for the body
+        return got.decode("utf-8", "replace")
+
+
+def test_bodies_are_refused_while_they_arrive(light_team):
+    """No token: 401 before any of the body is read; with one, a body past serve.max_body_kb (chunked, no
+    Content-Length) is refused with 413 as soon as the limit is passed, not after reading it whole."""
+    url, token = light_team.url, light_team.tokens["alice"]
+    # A body that never ends: the answers come anyway.
+    unauthenticated = _raw_chunked_post(url, "/v1/ask", {}, [b'{"question": "' + b"x" * 1000])
+    assert unauthenticated.startswith("HTTP/1.1 401") and "no token" in unauthenticated
+    wrong = _raw_chunked_post(url, "/v1/kb/reload", {"Authorization": "Bearer sdk_nope"}, [b"{"])
+    assert wrong.startswith("HTTP/1.1 401") and "not recognised" in wrong
+    over = _raw_chunked_post(url, "/v1/ask", {"Authorization": f"Bearer {token}"}, [b" " * 16384] * 5)
+    assert over.startswith("HTTP/1.1 413") and "64 KiB limit" in over
+    # A large streamed body (40 MB offered): refused long before the client has sent it all.
+    total = 40 * 1024 * 1024
+    for headers, status in (({}, 401), ({"Authorization": f"Bearer {token}"}, 413)):
+        sent = [0]
+
+        def body(sent=sent):
+            while sent[0] < total:
+                sent[0] += 65536
+                yield b" " * 65536
+
+        started = time.monotonic()
+        refused = httpx.post(f"{url}/v1/ask", content=body(), timeout=10,
+                             headers={"Content-Type": "application/json", **headers})
+        assert refused.status_code == status, refused.text
+        assert sent[0] < total / 2 and time.monotonic() - started < 5
+    # Within the limit, with a token: answered as before.
+    ok = httpx.get(f"{url}/v1/status", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200 and ok.json()["you"]["name"] == "alice"
+
+
+def test_token_expiry_is_bounded_and_a_bad_stored_one_does_not_break_the_list(light_team):
+    from typer.testing import CliRunner
+
+    from supportdesk.cli import app
+
+    runner = CliRunner()
+    data_dir = str(light_team.settings.data_dir)
+
+    def cli(*args, server=None):
+        env = {"COLUMNS": "200", "SUPPORTDESK_TOKEN": light_team.tokens["ada"]}
+        return runner.invoke(app, [*(["--server", server] if server else ["--data-dir", data_dir]), *args], env=env)
+
+    for days in ("inf", "nan", "1e308", "0", "-1", "3651"):
+        for server in (None, light_team.url):  # on the server's machine, and through the API
+            refused = cli("serve", "token", "create", "--name", "eve", "--expires-days", days, server=server)
+            assert refused.exit_code == 1, (days, server, refused.output)
+            assert "--expires-days" in refused.output and "3650" in refused.output
+            assert isinstance(refused.exception, SystemExit)  # a clean exit, not a crash
+    admin = {"Authorization": f"Bearer {light_team.tokens['ada']}"}
+    for days in (1e308, 0, 3651):
+        api = httpx.post(f"{light_team.url}/v1/tokens", headers=admin, json={"name": "eve", "role": "agent",
+                                                                             "expires_days": days})
+        assert api.status_code == 422 and "3650" in api.json()["detail"]
+    made = cli("serve", "token", "create", "--name", "eve", "--expires-days", "30")
+    assert made.exit_code == 0 and made.stdout.strip().startswith("sdk_")
+    # A row written before expiries were bounded (infinity): listed as invalid, refused as expired.
+    db = sqlite3.connect(light_team.settings.data_dir / "history.sqlite3")
+    db.execute("UPDATE tokens SET expires_at = 9e999 WHERE name = 'eve'")
+    db.commit()
+    db.close()
+    for server in (None, light_team.url):
+        listed = cli("serve", "token", "list", server=server)
+        assert listed.exit_code == 0, listed.output
+        assert any("eve" in line and "invalid" in line for line in listed.stdout.splitlines()), listed.stdout
+        assert "alice" in listed.stdout
+    rows = httpx.get(f"{light_team.url}/v1/tokens", headers=admin).json()
+    assert next(r for r in rows if r["name"] == "eve")["invalid"] is True
+    late = httpx.get(f"{light_team.url}/v1/status", headers={"Authorization": f"Bearer {made.stdout.strip()}"})
+    assert late.status_code == 401 and "expired" in late.json()["detail"]
+
+
+def test_a_backend_that_does_not_answer_is_not_switched_to(light_team):
+    """POST /v1/model with a backend that has nothing at its URL: an error status and sentence, and the
+    previous model keeps serving (before, 200 and every ask failed until someone switched back)."""
+    from fake_ollama import FakeOllama
+
+    core = light_team.core
+    trainer = {"Authorization": f"Bearer {light_team.tokens['tia']}"}
+    agent = {"Authorization": f"Bearer {light_team.tokens['alice']}"}
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    model = core.settings.model.model_copy(update={"openai_base_url": f"http://127.0.0.1:{dead}/v1",
+                                                   "ollama_host": f"http://127.0.0.1:{dead}"})
+    core.settings = core.session.settings = core.settings.model_copy(update={"model": model})
+    before = httpx.get(f"{light_team.url}/v1/status", headers=agent).json()
+    for backend in ("openai", "ollama"):
+        refused = httpx.post(f"{light_team.url}/v1/model", headers=trainer, json={"backend": backend}, timeout=30)
+        assert refused.status_code == 503, refused.text
+        assert "previous model keeps serving" in refused.json()["detail"]
+        assert f"127.0.0.1:{dead}" in refused.json()["detail"]  # where it looked
+        now = httpx.get(f"{light_team.url}/v1/status", headers=agent).json()
+        assert (now["backend"], now["model"]) == (before["backend"], before["model"])
+    asked = RemoteSession(light_team.settings, light_team.url, light_team.tokens["alice"])
+    answer, _ = asked.ask("How do I return a router?")
+    assert list(answer) and not answer.result.cancelled  # still answered by the model that was serving
+    asked.close()
+    # A server that answers but does not serve the model: refused too, naming what it serves.
+    with FakeOllama() as fake:
+        model = core.settings.model.model_copy(update={"ollama_host": fake.host, "ollama_model": "ghost"})
+        core.settings = core.session.settings = core.settings.model_copy(update={"model": model})
+        missing = httpx.post(f"{light_team.url}/v1/model", headers=trainer, json={"backend": "ollama"}, timeout=30)
+        assert missing.status_code == 503 and "does not serve 'ghost'" in missing.json()["detail"]
+        assert "supportdesk-voice:latest" in missing.json()["detail"]
+        # ... and one that answers with the model: switched, for everyone.
+        model = core.settings.model.model_copy(update={"ollama_model": "supportdesk-voice"})
+        core.settings = core.session.settings = core.settings.model_copy(update={"model": model})
+        switched = httpx.post(f"{light_team.url}/v1/model", headers=trainer, json={"backend": "ollama"}, timeout=30)
+        assert switched.status_code == 200 and switched.json()["backend"] == "ollama"
+
+
+def test_a_third_concurrent_stream_is_refused_before_it_opens_and_stores_nothing(light_team):
+    """Three asks at once on one token (limit 2): one is a real HTTP 429 (not a 200 stream with an error
+    inside), and no empty conversation is left in the history."""
+    core = light_team.core
+    core.session.backend.inner.reply = "word " * 200
+    core.session.backend.inner.delay = 0.05
+    entered = []
+    all_in = threading.Event()
+    new_conversation = core.new_conversation
+
+    def slow_new_conversation(who):  # holds every ask here until all three arrive (or 1.5 s pass)
+        entered.append(who.name)
+        if len(entered) == 3:
+            all_in.set()
+        all_in.wait(1.5)
+        return new_conversation(who)
+
+    core.new_conversation = slow_new_conversation
+    headers = {"Authorization": f"Bearer {light_team.tokens['alice']}"}
+    statuses: list[int] = []
+    firsts: list[str] = []
+    opened = threading.Barrier(3, timeout=10)
+
+    def ask(i):
+        with httpx.Client(base_url=light_team.url, headers=headers, timeout=30) as client:
+            opened.wait()
+            with client.stream("POST", "/v1/ask", json={"question": f"tell me a long story {i}"}) as response:
+                statuses.append(response.status_code)
+                for line in response.iter_lines():
+                    if line.startswith("event:") and line != "event: ping":
+                        firsts.append(line)
+                        break
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(statuses) == [200, 200, 429]
+    assert firsts == ["event: answer", "event: answer"]  # the two accepted streams start with their answer id
+    assert _wait(lambda: not core._runs, timeout=20)
+    stored = core.session.history.conversations(limit=100, owner="alice")
+    assert len(stored) == 2 and all(core.session.history.messages(c.id) for c in stored)
+
+
+def test_tls_files_are_checked_before_anything_loads(cli, tmp_path, monkeypatch):
+    """A missing or bad serve.ssl_certfile / ssl_keyfile: one line naming the setting and the file, at once
+    (before, FileNotFoundError or 'SSLError: PEM lib' after the whole load)."""
+    import shutil
+    import subprocess
+
+    import supportdesk.server.core as core_module
+
+    def never(*args, **kwargs):
+        raise RuntimeError("the core started loading")
+
+    monkeypatch.setattr(core_module.ServerCore, "__init__", never)
+
+    def serve(cert=None, key=None, host="127.0.0.1"):
+        for name, value in (("CERTFILE", cert), ("KEYFILE", key)):
+            if value is None:
+                monkeypatch.delenv(f"SUPPORTDESK_SERVE__SSL_{name}", raising=False)
+            else:
+                monkeypatch.setenv(f"SUPPORTDESK_SERVE__SSL_{name}", str(value))
+        result = cli("serve", "--host", host, "--port", "0")
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        return [line for line in result.output.splitlines() if line.strip()]
+
+    missing = tmp_path / "missing.pem"
+    lines = serve(cert=missing, key=tmp_path / "key.pem")
+    assert lines == [f"error: cannot serve: serve.ssl_certfile {missing}: no such file"]
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    assert "serve.ssl_certfile" in serve(cert=junk)[-1] and "not a PEM certificate" in serve(cert=junk)[-1]
+    # Only the key: it would have served plain HTTP on 0.0.0.0 without a word.
+    lines = serve(key=junk, host="0.0.0.0")
+    assert len(lines) == 1 and "serve.ssl_keyfile" in lines[0] and "serve.ssl_certfile is not" in lines[0]
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: the certificate cases need it")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    lines = serve(cert=cert, host="0.0.0.0")  # a certificate without its key, and no key file
+    assert len(lines) == 1 and f"serve.ssl_certfile {cert} holds no private key" in lines[0]
+    assert "serve.ssl_keyfile is not set" in lines[0]
+    lines = serve(cert=cert, key=junk)
+    assert len(lines) == 1 and f"serve.ssl_keyfile {junk}: not the unencrypted PEM private key" in lines[0]
+    # Both right: TLS, no clear-text warning; the core is what starts next.
+    lines = serve(cert=cert, key=key, host="0.0.0.0")
+    assert lines == ["error: cannot serve: the core started loading"]
+    lines = serve(host="0.0.0.0")
+    assert "without TLS" in lines[0] and lines[-1] == "error: cannot serve: the core started loading"
+
+
+def test_a_server_url_with_a_password_is_never_printed_with_it(cli, settings_factory, small_kb, monkeypatch):
+    """--server http://user:PASSWORD@host: the password is masked in every message, as history.url's is."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://agent:s3cret-pw@127.0.0.1:{port}"
+    monkeypatch.setenv("SUPPORTDESK_TOKEN", "sdk_whatever")
+    for args in (["kb", "stats"], ["ask", "hello"], ["history", "list"], ["adapter", "list"],
+                 ["serve", "token", "list"], ["kb", "build"]):
+        result = cli("--server", url, *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "s3cret" not in result.output and f"agent:***@127.0.0.1:{port}" in result.output, (args, result.output)
+    said: list[str] = []
+    session = RemoteSession(settings_factory(small_kb), url + "/", "sdk_whatever")
+    with pytest.raises(ServerUnreachable) as caught:
+        session.start(said.append)
+    assert "s3cret" not in str(caught.value) and said == [f"connecting to http://agent:***@127.0.0.1:{port}"]
+    with pytest.raises(ServerUnreachable) as caught:
+        list(session.ask("hello")[0])
+    assert "s3cret" not in str(caught.value) and "agent:***@" in str(caught.value)
+    session.close()
 
 
 def test_tokens_roles_and_their_messages(team):

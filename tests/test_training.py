@@ -16,7 +16,7 @@ from supportdesk.training import build as build_mod
 from supportdesk.training.build import select_trainer
 from supportdesk.training.evaluate import ActivationRefused, check_activation, voice_markers
 from supportdesk.training.pii import Scrubber, _valid_card
-from supportdesk.training.prepare import prepare, write_dataset
+from supportdesk.training.prepare import load_split, prepare, write_dataset
 
 DATA = Path(__file__).parent / "data"
 TWITTER = SHARED / "datasets" / "twitter_support" / "agent_reply_pairs.jsonl"
@@ -189,6 +189,66 @@ def test_prepare_cli(tmp_path):
     assert (tmp_path / "ds" / "stats.json").exists()
     bad = CliRunner().invoke(app, ["adapter", "prepare", str(DATA / "transcripts.csv"), "--order-pattern", "("])
     assert bad.exit_code == 1 and "not a valid regular expression" in bad.stderr
+
+
+def _twitter_record(company: str, question: str, reply: str) -> str:
+    return json.dumps({"company": company, "session": question[:8], "context": [{"role": "customer", "text": question}],
+                       "agent_reply": reply})
+
+
+def test_prepare_refuses_to_mix_brands_unless_told(tmp_path):
+    """Issue 30 item 18: without --company a multi-brand file was mixed into one voice in silence."""
+    source = tmp_path / "pairs.jsonl"
+    source.write_text("\n".join([
+        _twitter_record("AcmeCare", "my kettle will not boil", "Sorry to hear that! Try the reset button. ^AC"),
+        _twitter_record("AcmeCare", "where is my parcel", "Let's check that for you in a DM. ^AC"),
+        _twitter_record("BoltHelp", "app crashes on start", "Yo! Reinstall it and shout if it still breaks."),
+    ]) + "\n", encoding="utf-8")
+    runner = CliRunner()
+
+    def prepare_cli(*args: str):
+        return runner.invoke(app, ["--data-dir", str(tmp_path / "d"), "adapter", "prepare", str(source),
+                                   "--out", str(tmp_path / "ds"), *args], env={"COLUMNS": "200"})
+
+    mixed = prepare_cli()
+    assert mixed.exit_code == 1, mixed.output
+    lines = [line for line in mixed.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "holds 2 brands" in lines[0] and "AcmeCare (2), BoltHelp (1)" in lines[0]
+    assert "--company NAME" in lines[0] and "--all-companies" in lines[0]
+    assert not (tmp_path / "ds").exists()
+    unknown = prepare_cli("--company", "Nobody")
+    assert unknown.exit_code == 1 and "--company Nobody: no record of that brand" in unknown.stderr
+    assert "AcmeCare (2), BoltHelp (1)" in unknown.stderr
+    one = prepare_cli("--company", "AcmeCare")
+    assert one.exit_code == 0, one.output
+    assert json.loads((tmp_path / "ds" / "stats.json").read_text())["brands"] == {"AcmeCare": 2}
+    replies = [m["content"] for split in ("train", "eval") for conv in load_split(tmp_path / "ds" / f"{split}.jsonl")
+               for m in conv if m["role"] == "assistant"]
+    assert len(replies) == 2 and all(r.endswith("^AC") for r in replies)
+    every = prepare_cli("--all-companies")
+    assert every.exit_code == 0 and "brands mixed" in every.stdout and "BoltHelp (1)" in every.stdout
+    assert json.loads((tmp_path / "ds" / "stats.json").read_text())["brands"] == {"AcmeCare": 2, "BoltHelp": 1}
+    both = prepare_cli("--company", "AcmeCare", "--all-companies")
+    assert both.exit_code == 1 and "not both" in both.stderr
+    page = runner.invoke(app, ["adapter", "prepare", "--help"], env={"COLUMNS": "200"}).output
+    assert "--all-companies" in page and "several brands" in page
+
+
+def test_prepare_of_one_brand_needs_no_company(tmp_path):
+    source = tmp_path / "pairs.jsonl"
+    source.write_text(_twitter_record("AcmeCare", "my kettle will not boil", "Try the reset button. ^AC") + "\n")
+    dataset = prepare([source], eval_fraction=0.05)
+    assert dataset.brands == {"AcmeCare": 1} and len(dataset.train + dataset.eval) == 1
+
+
+def test_real_twitter_file_names_its_brands():
+    if not TWITTER.exists():
+        pytest.skip(f"shared dataset not found: {TWITTER}")
+    from supportdesk.training.prepare import MixedBrands
+
+    with pytest.raises(MixedBrands) as caught:
+        prepare([TWITTER])
+    assert len(caught.value.brands) > 5 and "TeamYouTube" in str(caught.value)
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # CSI / OSC / other ESC sequences, then any remaining C0/C1 control character except \n and \t.
 _ANSI = re.compile(
@@ -47,15 +48,29 @@ def has_undecodable(text: str) -> bool:
     return any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
+def _invisible(ch: str) -> bool:
+    """Whitespace, or a format character (Unicode category Cf: U+200B zero-width space, U+200C/D
+    zero-width (non-)joiner, U+2060 word joiner, U+FEFF byte-order mark, bidi marks, ...)."""
+    return ch.isspace() or unicodedata.category(ch) == "Cf"
+
+
 def clean_question(text: str) -> str:
     """A customer's message as text the tokenizers accept: invalid UTF-8 bytes (from argv, a
-    file, a pasted terminal line) become U+FFFD, control characters go, ends are trimmed."""
+    file, a pasted terminal line) become U+FFFD, control characters go, ends are trimmed of
+    whitespace and format characters, so a message of zero-width characters only is empty.
+    Inside the text they stay (a joiner in an emoji sequence, a non-joiner in Persian)."""
     if has_undecodable(text):
         try:
             text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
             text = text.encode("utf-8", "replace").decode("utf-8")
-    return strip_control(text).strip()
+    text = strip_control(text)
+    start, end = 0, len(text)
+    while start < end and _invisible(text[start]):
+        start += 1
+    while end > start and _invisible(text[end - 1]):
+        end -= 1
+    return text[start:end]
 
 
 def safe_text(text: str) -> str:

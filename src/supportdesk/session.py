@@ -17,9 +17,30 @@ from supportdesk.answers import Answer, AnswerPipeline, Turn
 from supportdesk.brand import load_brand
 from supportdesk.history import HistoryError, HistoryStore, StoredMessage, move_aside, open_history
 from supportdesk.kb.index import KnowledgeBase, Progress, ReloadReport
-from supportdesk.models import ChatBackend, create_backend, list_adapters
+from supportdesk.models import BackendError, ChatBackend, ModelMissing, create_backend, list_adapters
 from supportdesk.models.adapters import write_active
 from supportdesk.settings import Settings
+
+
+def check_answers(backend: ChatBackend) -> None:
+    """A model server (Ollama, OpenAI-compatible) must answer, and serve the model, before it
+    replaces the one serving; raises BackendError saying what is wrong. The embedded model is
+    checked by loading it."""
+    if backend.name == "embedded":
+        return
+    try:
+        names = [info.name for info in backend.list_models()]
+    except BackendError:
+        raise
+    except Exception as exc:
+        raise BackendError(f"the {backend.name} server did not answer as a model server "
+                           f"({type(exc).__name__}: {exc})") from exc
+    wanted = backend.model_name
+    if names and wanted not in names and f"{wanted}:latest" not in names:
+        shown = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
+        raise ModelMissing(f"the {backend.name} server does not serve '{wanted}' (it serves: {shown}): set "
+                           f"model.{backend.name}_model, or push the adapter with 'supportdesk adapter push NAME "
+                           f"--to {backend.name}'")
 
 
 @dataclass
@@ -51,6 +72,8 @@ class SupportSession:
             else (Path(settings.history_location) if settings.history.url.startswith("sqlite:///") else None)
         """The SQLite file, or None when the history is a database server (history.url)."""
         self.history_problem: str | None = None
+        self.history_error: str | None = None
+        """Why the history could not be opened (``history_problem`` without what the TUI does about it)."""
         self.index_error: str | None = None
         self.history = self._open_history()
         self.conversation_id: int | None = None
@@ -62,6 +85,7 @@ class SupportSession:
         try:
             return open_history(self.settings)
         except (HistoryError, OSError) as exc:
+            self.history_error = str(exc)
             self.history_problem = f"{exc} — this session's conversations are kept in memory only"
             return HistoryStore(":memory:")
 
@@ -228,6 +252,7 @@ class SupportSession:
         load = getattr(new, "load", None)
         if callable(load):
             load()
+        check_answers(new)
         with self._lock:
             self._backend = new
             if self._pipeline is not None:

@@ -340,6 +340,20 @@ class PolicySettings(BaseModel):
     )
 
 
+class AnswerSettings(BaseModel):
+    """How a grounded answer is composed from its sources."""
+
+    compose: Literal["auto", "extract", "model"] = Field(
+        "auto",
+        description="'extract': the facts are the sources' own sentences, table rows or steps, quoted with [n] (no "
+        "model call); 'model': the model writes, and every sentence passes a claim check (each number, price, "
+        "duration, phone number, code and menu path must be in the cited sentence) or is replaced by the extracted "
+        "one; 'auto': extract with the embedded small model, model with an Ollama / OpenAI-compatible server.",
+    )
+    max_words: int = Field(60, ge=10, le=400, description="Most words in the factual part of a grounded answer "
+                           "(a numbered procedure may run to its last step, up to twice this).")
+
+
 class TUISettings(BaseModel):
     """The terminal app."""
 
@@ -433,6 +447,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="Search and fusion.")
     model: ModelSettings = Field(default_factory=ModelSettings, description="The answering model.")
     router: RouterSettings = Field(default_factory=RouterSettings, description="Routing and grounding.")
+    answers: AnswerSettings = Field(default_factory=AnswerSettings, description="How grounded answers are composed.")
     tui: TUISettings = Field(default_factory=TUISettings, description="The terminal app.")
     serve: ServeSettings = Field(default_factory=ServeSettings, description="The team server.")
     history: HistorySettings = Field(default_factory=HistorySettings, description="The conversation store.")
@@ -632,3 +647,18 @@ def redact_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, query, parts.fragment))
+
+
+def data_dir_problem(data_dir: Path) -> str | None:
+    """Why ``data_dir`` cannot hold the index and the history, or None: a file where the folder
+    is (or where a folder above it would be made). One sentence, for every command that uses it."""
+    fix = "pass --data-dir FOLDER or set SUPPORTDESK_DATA_DIR to a folder"
+    for path in (data_dir, *data_dir.parents):
+        if not path.exists():
+            continue
+        if path.is_dir():
+            return None
+        if path == data_dir:
+            return f"the data dir {data_dir} is a file, not a folder: {fix}"
+        return f"the data dir {data_dir} cannot be made: {path} is a file, not a folder: {fix}"
+    return None

@@ -57,6 +57,32 @@ def test_damaged_page_is_a_message_from_list_show_and_export(tmp_path):
     assert list((tmp_path / "data").glob("history.sqlite3.broken-*"))  # nothing deleted
 
 
+def test_a_damaged_history_is_one_line_with_the_details_in_a_log(tmp_path):
+    """Issue 30 item 12: SQLite's integrity report (82 lines) was printed whole inside the message."""
+    path = tmp_path / "data" / "history.sqlite3"
+    _filled(path, conversations=120)
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    pages = path.stat().st_size // 4096
+    with path.open("r+b") as handle:  # many b-tree pages claim cells they do not have: a long report
+        for page in range(2, pages, 3):
+            handle.seek(page * 4096)
+            handle.write(b"\x0d\x00\x00\x00\x05\xff\xff")
+    with sqlite3.connect(path) as db:
+        assert len("\n".join(r[0] for r in db.execute("PRAGMA quick_check")).splitlines()) > 20
+    result = _history(tmp_path, "list")
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    log = tmp_path / "data" / "history-problems.log"
+    assert len(lines) == 1, result.stderr
+    assert str(path) in lines[0] and "is damaged" in lines[0] and "integrity check found" in lines[0]
+    assert f"details in {log}" in lines[0] and "history move-aside" in lines[0]
+    no_traceback(result)
+    report = log.read_text(encoding="utf-8")
+    assert str(path) in report and len(report.splitlines()) > 20
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
 def test_invalid_json_in_stored_columns_reads_as_empty(tmp_path):
     """Defect 12 (second half)."""
     path = tmp_path / "data" / "history.sqlite3"

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from supportdesk.cli import app
 from supportdesk.models import BackendError, BackendUnavailable, ChatMessage, GenerationOptions
 from supportdesk.models.ollama_backend import OllamaBackend
+from supportdesk.models.openai_backend import OpenAIBackend
 
 MESSAGES = [ChatMessage("user", "hello")]
 OPTIONS = GenerationOptions(max_tokens=8, temperature=0.0)
@@ -76,7 +77,10 @@ class OddServer:
                 self._reply()
 
             def _reply(self):
-                if server.mode == "html":
+                if server.mode == "models-then-html" and self.command == "GET":
+                    body = json.dumps({"object": "list", "data": [{"id": "m", "object": "model", "owned_by": "me"}]})
+                    self._send(200, "application/json", body.encode())
+                elif server.mode in ("html", "models-then-html"):
                     self._send(200, "text/html", b"<html><body><h1>Welcome to nginx!</h1></body></html>")
                 elif server.mode == "stall":
                     self.send_response(200)
@@ -179,3 +183,41 @@ def test_cli_models_commands_end_in_a_message(settings_factory, tmp_path, monkey
     finally:
         server.close()
         html.close()
+
+
+@pytest.mark.parametrize("mode", ["html", "models-then-html"])
+def test_openai_compatible_url_answering_html_is_one_clear_error(mode):
+    """Issue 30 item 3: '200 text/html' (a web server's page) was an AttributeError traceback from
+    list_models, and a chat stream of HTML an empty reply."""
+    server = OddServer(mode)
+    try:
+        backend = OpenAIBackend(server.host + "/v1", "m", read_timeout=2.0)
+        expected = rf"server at {server.host}/v1 does not answer in the OpenAI API: .*200 text/html.*nginx"
+        if mode == "html":
+            with pytest.raises(BackendError, match=expected):
+                backend.list_models()
+            assert not backend.ping()
+        with pytest.raises(BackendError, match=expected):
+            "".join(backend.generate(MESSAGES, OPTIONS))
+    finally:
+        server.close()
+
+
+def test_cli_against_an_html_openai_url_prints_one_error_line(tmp_path, monkeypatch):
+    server = OddServer("html")
+    try:
+        monkeypatch.setenv("SUPPORTDESK_MODEL__OPENAI_BASE_URL", server.host + "/v1")
+        runner = CliRunner()
+        base = ["--data-dir", str(tmp_path / "data")]
+        listed = runner.invoke(app, [*base, "models", "list", "--json"])
+        assert listed.exit_code == 0, listed.output
+        row = next(r for r in json.loads(listed.stdout) if r["backend"] == "openai")
+        assert not row["available"] and "200 text/html" in row["detail"]
+        chat = runner.invoke(app, [*base, "models", "chat", "hi", "--backend", "openai"])
+        assert chat.exit_code == 1, chat.output
+        lines = [line for line in chat.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:"), chat.stderr
+        assert f"{server.host}/v1/models" in chat.stderr and "text/html" in chat.stderr
+        no_traceback(chat)
+    finally:
+        server.close()

@@ -80,6 +80,22 @@ def test_pii_recall_on_a_labelled_file_of_many_formats():
     assert damaged == []
 
 
+def test_labelled_ssn_without_separators_is_scrubbed_and_bare_nine_digits_are_kept():
+    """Issue 30 item 2: "ssn: 536221234" was kept; a 9-digit number with no SSN label is not one."""
+    ssn_cases = [c for c in _cases() if c["kind"] == "SSN"]
+    assert any(not any(ch in span for ch in "- ") for c in ssn_cases for span in c["pii"])
+    for case in ssn_cases:
+        out = Scrubber()(case["text"])
+        assert all(span not in out for span in case["pii"]) and "[SSN]" in out, (case["text"], out)
+    bare = [c for c in _cases() if c["kind"] == "NONE" and any(k.isdigit() and len(k) == 9 for k in c.get("keep", []))]
+    assert bare
+    for case in bare:
+        out = Scrubber()(case["text"])
+        assert out == case["text"], out
+    scrub = Scrubber()
+    assert scrub("ssn: 536221234") == "ssn: [SSN]" and scrub.counts["SSN"] == 1
+
+
 def test_order_numbers_are_orders_not_phones():
     assert Scrubber()("order #987654321 never arrived") == "order #[ORDER] never arrived"
 
@@ -138,12 +154,12 @@ def adapter_cli(tmp_path, settings_factory):
 
 
 def test_activate_with_a_data_dir_that_is_a_file(tmp_path, adapter_cli):
-    """Defect 10."""
+    """Defect 10; since issue 30 item 11 the one message every command gives for such a data dir."""
     _, invoke = adapter_cli
     not_a_dir = tmp_path / "data-file"
     not_a_dir.write_text("oops")
     result = invoke(not_a_dir, "activate", "voice")
-    assert result.exit_code == 1 and "cannot record the active adapter" in result.stderr and str(not_a_dir) in result.stderr
+    assert result.exit_code == 1 and f"the data dir {not_a_dir} is a file, not a folder" in result.stderr
     no_traceback(result)
 
 

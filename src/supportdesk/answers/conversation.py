@@ -135,6 +135,24 @@ def title_heads(title: str) -> set[str]:
     return heads
 
 
+_SUBJECT_PRONOUNS = frozenset(["i", "you", "we", "they", "he", "she", "it", "my", "your", "our", "their"])
+_DETERMINERS = frozenset(["the", "a", "an", "your", "my", "our", "their", "this", "that", "its", "his", "her", "to",
+                          "of", "on", "in", "for", "with", "and", "or", "about", "from", "by"])
+
+
+def named_heads(title: str) -> set[str]:
+    """The heads of a title that name *one of several* things: "Sampson State Park", "(QLED TV)",
+    not "Turning on the TV". A KB of one TV manual has many sections about "the TV"; a KB of
+    many parks has many titles that are each a park. Only the second makes "the TV" ambiguous."""
+    heads = set()
+    for segment in _TITLE_SEGMENT.split(title):
+        words = re.findall(r"[A-Za-z0-9][\w'-]*", segment)
+        terms = tokenize(words[-1]) if words else []
+        if len(words) >= 2 and terms and words[-2].lower() not in _DETERMINERS:
+            heads.add(terms[-1])
+    return heads
+
+
 def unresolved_reference(message: str, history: list[Turn], titles: list[str] | None = None) -> str | None:
     """ "this library" / "that NASA mission" when nothing earlier names what it points at; with
     the KB's document ``titles``, also "the clinic" when several documents are each a clinic."""
@@ -143,6 +161,10 @@ def unresolved_reference(message: str, history: list[Turn], titles: list[str] | 
         words = referent(match.group(2).split())
         if not words:
             continue
+        if match.group(1).lower() == "that" and words[0].lower() in _SUBJECT_PRONOUNS:
+            continue  # "services that I want": a relative clause, not a pointer
+        if re.search(r"[.!?]\s", message[:match.start()]):
+            continue  # "I get a distorted picture. How do I fix this issue?": the message named it
         head = tokenize(words[-1])
         if head and not any(t in earlier for t in head):
             return f"{match.group(1).lower()} {' '.join(words)}"
@@ -152,7 +174,11 @@ def unresolved_reference(message: str, history: list[Turn], titles: list[str] | 
             head = tokenize(words[-1]) if words else []
             if len(head) != 1 or head[0] in earlier:
                 continue
-            named = sum(1 for title in titles if head[0] in title_heads(title))
+            if re.match(r"\s+of\s", message[match.start() + len("the ") + len(" ".join(words)):]):
+                continue  # "the list of notifications": the phrase says which
+            if len(words) >= 2 and any(" ".join(words).lower() in title.lower() for title in titles):
+                continue  # "the Smart Hub", "the Ambient Mode": a name the documents use
+            named = sum(1 for title in titles if head[0] in named_heads(title))
             if named >= DEFINITE_MIN_DOCUMENTS:
                 return f"the {' '.join(words)}"
     return None
@@ -188,11 +214,19 @@ def ambiguity(
     phrase = unresolved_reference(message, history, titles)
     if phrase is None:
         return None
-    titles: list[str] = []
+    labels: list[str] = []
     scores: list[float] = []
     for hit in search.hits[:top]:
         label = (hit.chunk.title or hit.chunk.heading.split(" > ")[0] or hit.chunk.source).strip()
-        if label not in titles:
-            titles.append(label)
+        if label not in labels:
+            labels.append(label)
             scores.append(hit.score)
-    return Ambiguity(phrase, tuple(titles[:3]), tuple(scores[:3]))
+    if phrase.startswith("the ") and titles:
+        # "the clinic" is worth a question only when the documents found are different clinics:
+        # several of the readings must each name one. Sections of one TV's manual ("Turning on
+        # the TV", "Using the timers") are readings of a topic, and the search already chose.
+        head = tokenize(phrase.split()[-1])
+        named = [label for label in labels[:3] if head and head[-1] in named_heads(label)]
+        if len(named) < 2:
+            return None
+    return Ambiguity(phrase, tuple(labels[:3]), tuple(scores[:3]))

@@ -17,17 +17,18 @@ sources quoted (``fallback = "extractive"``): the customer never gets an unsuppo
 
 from __future__ import annotations
 
-import re
+import functools
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from supportdesk.answers import citations as cite
+from supportdesk.answers import claims, voice_check
 from supportdesk.answers import conversation as talk
-from supportdesk.answers import voice_check
 from supportdesk.answers.answerability import Answerability, AnswerabilityVerdict
 from supportdesk.answers.conversation import Turn
+from supportdesk.answers.extract import Extraction, extract, units
 from supportdesk.answers.policy import PLEASANTRIES, ConversationPolicy, PolicyVerdict
 from supportdesk.answers.prompts import (
     Source,
@@ -49,6 +50,13 @@ from supportdesk.settings import Settings
 AnswerKind = Literal["voice", "grounded", "handoff", "clarify", "decline"]
 VOICE_MAX_TOKENS = 96
 HEADING_WEIGHT = 0.4  # extractive fallback: weight of the section heading's match to the question
+
+
+@functools.lru_cache(maxsize=8)
+def _prompt_echo(system: str) -> frozenset[tuple[str, ...]]:
+    """The grounded prompt's instruction phrases (its system prompt is the brand profile's)."""
+    return claims.prompt_phrases(system, "Sources (reference text only)", "Customer question:",
+                                 "Answer in two or three sentences, citing sources like [1].")
 
 
 @dataclass
@@ -96,6 +104,12 @@ class AnswerResult:
     """Supported sentences the model left unmarked, given their source's [n] by the support check."""
     supported_rate: float | None = None
     injection_removed: list[dict[str, str]] = field(default_factory=list)
+    composed: str | None = None
+    """Grounded: 'extracted' (the sources' own sentences, no model call), 'model' (written by the
+    model, every sentence through the claim check) or 'model+extracted' (the model's sentences
+    failed the check and the extracted answer replaced them)."""
+    claims_removed: list[dict[str, str]] = field(default_factory=list)
+    """Sentences a model wrote that failed the claim check, each with why (sources panel)."""
     unchecked_removed: list[str] = field(default_factory=list)
     """Sentences dropped for stating facts with no source: in a brand-voice reply any number,
     address or link; in a grounded answer a number none of the shown sources states."""
@@ -429,6 +443,10 @@ class AnswerPipeline:
             timings["total_ms"] = (time.perf_counter() - started) * 1000
             yield text
             return
+        if plan.kind == "grounded" and self.compose_mode() == "extract":
+            result.kind = "grounded"
+            yield from self._extracted(answer, plan, started, t)
+            return
         if plan.kind == "grounded":
             result.kind = "grounded"
             for source in sources:
@@ -479,10 +497,47 @@ class AnswerPipeline:
             if stats.tokens_per_s:
                 timings["tokens_per_s"] = stats.tokens_per_s
             timings["tokens"] = float(stats.tokens)
-            self._finish(result, sources)
+            self._finish(result, sources, search.term_weights)
             timings["total_ms"] = (time.perf_counter() - started) * 1000
 
-    def _finish(self, result: AnswerResult, sources: list[Source]) -> None:
+    def compose_mode(self) -> str:
+        """'extract' or 'model' for grounded answers (setting answers.compose; 'auto' extracts
+        with the embedded small model, lets a model behind a server write)."""
+        mode = self.settings.answers.compose
+        if mode != "auto":
+            return mode
+        return "extract" if self.backend is None or self.backend.name == "embedded" else "model"
+
+    def _extraction(self, result: AnswerResult, sources: list[Source], weights: dict[str, float]) -> Extraction:
+        question = result.query if result.follow_up else result.question
+        return extract(question, [(s.number, s.text, s.hit.chunk.heading, s.hit.score) for s in sources], weights,
+                       self.settings.answers.max_words)
+
+    def _extracted(self, answer: Answer, plan: Plan, started: float, t: float) -> Iterator[str]:
+        """A grounded answer made of the sources' own sentences, rows or steps: no model call."""
+        result, timings = answer.result, answer.result.timings
+        sources = plan.sources
+        for source in sources:
+            result.injection_removed += [{"source": source.hit.chunk.source, "line": line} for line in source.removed_lines]
+        shown = {s.hit.chunk.id for s in sources}
+        result.citations = [_citation(s.number, s.hit, s.text) for s in sources]
+        result.other_hits = [_citation(0, h) for h in plan.search.hits if h.chunk.id not in shown]
+        extraction = self._extraction(result, sources, plan.search.term_weights)
+        timings["prompt_ms"] = (time.perf_counter() - t) * 1000 + plan.timings.get("sources_ms", 0.0)
+        result.composed = "extracted"
+        result.answer = result.streamed = extraction.text
+        cited = {u.source for u in extraction.units}
+        for citation in result.citations:
+            citation.cited = citation.number in cited
+        report = cite.check(extraction.text, {s.number: s.text for s in sources}, self.settings.router.support_min)
+        result.markers_total = report.markers_total
+        result.supported_rate = report.supported_rate
+        timings["ttft_ms"] = (time.perf_counter() - started) * 1000
+        yield extraction.text
+        timings["generation_ms"] = 0.0
+        timings["total_ms"] = (time.perf_counter() - started) * 1000
+
+    def _finish(self, result: AnswerResult, sources: list[Source], weights: dict[str, float]) -> None:
         cfg = self.settings.router
         text = result.streamed.strip()
         if result.kind != "grounded":
@@ -492,20 +547,20 @@ class AnswerPipeline:
         report = cite.check(text, shown, cfg.support_min)
         result.markers_total = report.markers_total
         result.markers_invalid = report.markers_invalid
-        result.supported_rate = report.supported_rate
-        result.answer = report.text
-        # A number no shown source states is dropped with its sentence: a wrong day count or
-        # price is worse than a shorter answer. The rest is then judged as a whole.
-        result.unchecked_removed = [s.text for s in report.sentences if s.unsourced_numbers]
-        if result.unchecked_removed:
-            for sentence in result.unchecked_removed:
-                result.answer = result.answer.replace(sentence, "")
-            result.answer = re.sub(r"[ \t]{2,}", " ", result.answer).strip()
-            report = cite.check(result.answer, shown, cfg.support_min)
-        if not result.cancelled and (report.supported_rate is None or report.supported_rate < cfg.min_supported):
+        pool = [u for s in sources for u in units(s.number, s.text, s.hit.chunk.heading, result.question)]
+        claim_report = claims.check(report.text, pool, _prompt_echo(grounded_system(self.brand)), cfg.support_min)
+        result.claims_removed = claim_report.removed
+        result.unchecked_removed = [c["sentence"] for c in claim_report.removed]
+        result.composed = "model"
+        if claim_report.kept_factual == 0 and not (result.cancelled and claim_report.text):
+            # Nothing the model wrote restates a source: the extracted answer is the answer.
             result.fallback = "extractive"
-            result.answer = extractive_answer(result.question, sources)
-            report = cite.check(result.answer, shown, cfg.support_min)
+            result.composed = "model+extracted"
+            result.answer = self._extraction(result, sources, weights).text
+        else:
+            result.answer = claim_report.text
+        report = cite.check(result.answer, shown, cfg.support_min)
+        result.supported_rate = report.supported_rate
         result.answer, result.markers_added = cite.add_missing_markers(report)
         cited = set(report.cited_sources)
         for citation in result.citations:

@@ -16,8 +16,9 @@ from supportdesk.cli import kb as kb_cmd
 from supportdesk.cli import models as models_cmd
 from supportdesk.cli import serve as serve_cmd
 from supportdesk.cli.context import AppContext
+from supportdesk.cli.help import App
 
-app = typer.Typer(
+app = App(
     name="supportdesk",
     help="Hybrid customer-support bot: brand-voice model + grounded retrieval over your docs.",
     no_args_is_help=False,
@@ -40,6 +41,20 @@ app.add_typer(serve_cmd.app, name="serve")
 _LOCAL_ONLY = {"eval", "eval-public", "eval-social", "router", "models"}
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        import supportdesk
+
+        try:
+            number = version("supportdesk")
+        except PackageNotFoundError:
+            number = supportdesk.__version__
+        print(f"supportdesk {number}")
+        raise typer.Exit()
+
+
 @app.callback(invoke_without_command=True)
 def root(
     ctx: typer.Context,
@@ -57,8 +72,11 @@ def root(
         str | None, typer.Option("--token", envvar="SUPPORTDESK_TOKEN", show_default=False,
                                  help="Your token for --server (prefer the SUPPORTDESK_TOKEN variable).")
     ] = None,
+    _show_version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_version, help="Print the version and exit.")] = False,
 ) -> None:
-    ctx.obj = AppContext(overrides={"data_dir": data_dir, "kb_dir": kb_dir}, server=server or None, token=token)
+    ctx.obj = AppContext(overrides={"data_dir": data_dir, "kb_dir": kb_dir}, server=server or None, token=token,
+                         command=ctx.invoked_subcommand)
     if server and ctx.invoked_subcommand in _LOCAL_ONLY:
         ctx.obj.local_only(ctx.invoked_subcommand)
     if ctx.invoked_subcommand is None:

@@ -13,8 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from supportdesk.cli.context import AppContext, console, err_console, fail
+from supportdesk.cli.help import App
 
-app = typer.Typer(help="Build, evaluate and deploy the brand-voice LoRA adapter.", no_args_is_help=True)
+app = App(help="Build, evaluate and deploy the brand-voice LoRA adapter.", no_args_is_help=True)
 DEFAULT_ADAPTER = "brand-voice"
 """The first run's adapter when the brand profile names none."""
 SAMPLE_EPOCHS_FP32 = 1.0
@@ -51,10 +52,12 @@ def prepare_cmd(
     name: Annotated[str, typer.Option("--name", help="Dataset name (under the data dir's datasets/).")] = "default",
     out: Annotated[Path | None, typer.Option("--out", help="Write the dataset here instead.")] = None,
     company: Annotated[str | None, typer.Option(
-        "--company", help="The brand these transcripts speak for (default: the brand profile's company). Twitter "
-        "shape: only its records are kept. Its sign-off (the profile's, for the profile's company) replaces personal "
-        "sign-offs ('— Maya', '^AB')."
-    )] = None,
+        "--company", help="The brand these transcripts speak for (default: the brand profile's company, when the "
+        "input holds it). Twitter shape: only its records are kept; needed when the input holds several brands: "
+        "without it (or --all-companies) prepare refuses and lists the brands it found. The brand profile's sign-off "
+        "replaces personal sign-offs ('— Maya', '^AB') only in its own company's transcripts.")] = None,
+    all_companies: Annotated[bool, typer.Option(
+        "--all-companies", help="Twitter shape: mix every brand in one dataset, on purpose.")] = False,
     sign_off: Annotated[str | None, typer.Option(
         "--sign-off", help="House sign-off that replaces personal ones (default: the brand profile's; '' removes them)."
     )] = None,
@@ -66,7 +69,7 @@ def prepare_cmd(
     import re
 
     from supportdesk.brand import load_brand
-    from supportdesk.training.prepare import prepare, write_dataset
+    from supportdesk.training.prepare import MixedBrands, brand_list, prepare, write_dataset
 
     brand = load_brand(ctx.obj.settings)
     for warning in brand.warnings:
@@ -76,15 +79,29 @@ def prepare_cmd(
         re.compile(order_pattern or "")
     except re.error as exc:
         fail(f"--order-pattern is not a valid regular expression: {exc}")
-    ours = company is None or company == brand.company  # the profile's own transcripts
+    if company and all_companies:
+        fail("give --company NAME (one brand) or --all-companies (every brand), not both")
+
+    def run(company: str | None, ours: bool):
+        return prepare(list(inputs), eval_fraction=eval_fraction, order_pattern=order_pattern or brand.order_pattern,
+                       company=company, all_companies=all_companies, keep_numbers=brand.keep_numbers() if ours else (),
+                       sign_off=(brand.sign_off if ours else "") if sign_off is None else sign_off,
+                       brand_words=brand.name_words)
+
+    ours = company is None or company == brand.company  # the brand profile's own transcripts
+    try:
+        dataset = run(company, ours)
+    except MixedBrands as exc:
+        if company is not None or not brand.company or brand.company not in exc.brands:
+            fail(str(exc))
+        company = brand.company  # the default: the brand profile's company, which the input holds
+        dataset = run(company, True)
+    if company and dataset.brands and company not in dataset.brands:
+        fail(f"--company {company}: no record of that brand in the input; it holds: {brand_list(dataset.brands)}")
     if sign_off is None:
         sign_off = brand.sign_off if ours else ""
     err_console.print(f"brand: {escape(company or brand.company or 'not named')}"
                       + (f" ({escape(brand.describe())})" if ours else " (--company; not the brand profile's)"))
-    dataset = prepare(list(inputs), eval_fraction=eval_fraction, order_pattern=order_pattern or brand.order_pattern,
-                      company=company or brand.company or None, company_required=company is not None,
-                      keep_numbers=brand.keep_numbers() if ours else (), sign_off=sign_off,
-                      brand_words=brand.name_words)
     for problem in dataset.problems[:50]:
         err_console.print(f"[yellow]skipped[/] {escape(str(problem))}")
     if len(dataset.problems) > 50:
@@ -101,6 +118,8 @@ def prepare_cmd(
     table.add_row("personal sign-offs replaced", f"{stats['sign_offs_replaced']}"
                   + (f" (by '{sign_off}')" if sign_off else " (removed: no house sign-off)"))
     table.add_row("PII replaced", ", ".join(f"{k} {v}" for k, v in sorted(stats["pii_replaced"].items())) or "none")
+    if stats["brands"]:
+        table.add_row("brands mixed" if len(stats["brands"]) > 1 else "brand", brand_list(stats["brands"]))
     console.print(table)
 
 
@@ -216,7 +235,7 @@ def list_cmd(ctx: typer.Context) -> None:
     appctx: AppContext = ctx.obj
     if appctx.server:
         data = appctx.call_remote("GET", "/v1/adapters")
-        table = Table(title=f"adapters on {appctx.server} ({data['backend']})")
+        table = Table(title=f"adapters on {appctx.remote.shown_url} ({data['backend']})")
         table.add_column("name")
         for name in data["adapters"]:
             table.add_row(("● " if name == data["active"] else "  ") + name)

@@ -43,6 +43,10 @@ def print_result(result) -> None:
                  "approved-reply": "an approved reply: the model's draft failed the voice check"}.get(
             result.fallback, "after citation check")
         console.print(f"[bold]final answer ({label}):[/] {escape(result.answer)}")
+    if result.composed == "extracted":
+        console.print("[dim]facts quoted from the sources (no model call)[/]")
+    for removed in result.claims_removed:
+        console.print(f"[yellow]dropped[/] {escape(removed['sentence'])} [dim]({escape(removed['reason'])})[/]")
     if result.voice_check and not result.voice_check.get("passed", True):
         console.print(f"[yellow]voice check:[/] {escape('; '.join(result.voice_check['problems']))}")
     if result.decline_reason:
@@ -200,7 +204,8 @@ def ask(
         if as_json:
             data = result.to_json()
             keep = ("question", "query", "route", "kind", "answer", "abstained", "handoff_reason", "clarify_reason",
-                    "decline_reason", "policy", "voice_check", "fallback", "decision", "answerability", "citations", "markers_total", "markers_invalid",
+                    "decline_reason", "policy", "voice_check", "fallback", "composed", "claims_removed", "decision",
+                    "answerability", "citations", "markers_total", "markers_invalid",
                     "markers_added", "supported_rate", "injection_removed", "unchecked_removed", "timings")
             print(json.dumps({k: data[k] for k in keep}), flush=True)
         else:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from supportdesk.sanitize import safe_text
-from supportdesk.settings import Settings, SettingsFileError, load_settings
+from supportdesk.settings import Settings, SettingsFileError, data_dir_problem, load_settings
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -34,6 +34,8 @@ class AppContext:
     server: str | None = None
     """A team server's URL (``--server``, ``SUPPORTDESK_SERVER``): commands go through it."""
     token: str | None = None
+    command: str | None = None
+    """The sub-command being run (``config`` shows a data dir that is a file as a warning)."""
 
     @cached_property
     def remote(self):
@@ -72,6 +74,11 @@ class AppContext:
             fail(f"cannot read settings: {exc}")
         for warning in settings.warnings:
             err_console.print(f"[yellow]warning:[/] {escape(safe_text(warning))}", soft_wrap=True)
+        problem = data_dir_problem(settings.data_dir)
+        if problem and self.command != "config" and not self.server:  # through --server the data dir is unused
+            fail(problem)
+        if problem:
+            err_console.print(f"[yellow]warning:[/] {escape(safe_text(problem))}", soft_wrap=True)
         return settings
 
     def knowledge_base(self):

@@ -14,6 +14,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from supportdesk.cli.context import AppContext, console, err_console, fail
+from supportdesk.cli.help import App
 from supportdesk.settings import PROJECT_ROOT
 
 ROUTE_SET = PROJECT_ROOT / "eval" / "route_set.jsonl"
@@ -28,7 +29,7 @@ UnanswerableOption = Annotated[
     Path, typer.Option("--unanswerable", help="Product questions the KB does not cover (JSONL: text, split).")
 ]
 
-router_app = typer.Typer(help="Calibrate and inspect the router.", no_args_is_help=True)
+router_app = App(help="Calibrate and inspect the router.", no_args_is_help=True)
 
 
 def _router_and_kb(appctx: AppContext):
@@ -121,7 +122,7 @@ def calibrate_cmd(
         float | None, typer.Option("--target-escalation", min=0.0, max=1.0, help="Send this share to grounded.")
     ] = None,
     write: Annotated[
-        Path | None, typer.Option("--write", help="Save weights and threshold into this TOML file's [router].")
+        Path | None, typer.Option("--write", help="Save weights and threshold into this TOML file's \\[router] table.")
     ] = None,
     write_kb: Annotated[bool, typer.Option(
         "--write-kb", help="Save them with the KB folder (its labelled values, used for these docs only)."
@@ -158,7 +159,7 @@ def calibrate_abstain_cmd(
     ] = 0.9,
     show_misses: Annotated[bool, typer.Option("--misses", help="List the held-out questions decided wrongly.")] = False,
     write: Annotated[
-        Path | None, typer.Option("--write", help="Save the weights and threshold into this TOML file's [router].")
+        Path | None, typer.Option("--write", help="Save the weights and threshold into this TOML file's \\[router] table.")
     ] = None,
     write_kb: Annotated[bool, typer.Option(
         "--write-kb", help="Save them with the KB folder (its labelled values, used for these docs only)."

@@ -14,10 +14,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from supportdesk.cli.context import AppContext, console, fail
+from supportdesk.cli.help import App
 from supportdesk.history import HistoryError, HistoryStore, open_history
 from supportdesk.sanitize import safe_name, safe_text
 
-app = typer.Typer(help="Browse and export the conversation history.", no_args_is_help=True)
+app = App(help="Browse and export the conversation history.", no_args_is_help=True)
 
 
 @app.callback()
@@ -99,7 +100,10 @@ def show(ctx: typer.Context, conversation_id: int) -> None:
             console.print(f"[bold]> {escape(safe_text(m.content))}[/]")
             continue
         rating = {1: " 👍", -1: " 👎"}.get(m.feedback, "")
-        console.print(f"[cyan][{escape(str(m.kind))}][/]{rating} {escape(safe_text(m.content))}")
+        # The route in brackets, escaped: '[cyan][grounded][/]' read '[grounded]' as a style and showed nothing.
+        console.print(f"[cyan]\\[{escape(m.kind or 'no route')}][/]{rating} {escape(safe_text(m.content))}")
+        if m.reason:
+            console.print(f"   [dim]why: {escape(safe_text(m.reason))}[/]")
         cited = [c for c in m.citations if isinstance(c, dict) and c.get("cited")]
         for c in cited:
             console.print(f"   [dim][{c.get('number', '?')}] {escape(safe_name(str(c.get('source', '?'))))} — "
@@ -110,7 +114,9 @@ def show(ctx: typer.Context, conversation_id: int) -> None:
 def export(
     ctx: typer.Context,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="JSONL file (default: stdout).")] = None,
-    rated_good: Annotated[bool, typer.Option("--rated-good", help="Only 👍 answers, each with its context.")] = False,
+    rated_good: Annotated[bool, typer.Option(
+        "--rated-good", help="Training data: each 👍 reply (a hand-off too) with the conversation before it; "
+                             "replies nobody rated 👍 are left out.")] = False,
 ) -> None:
     """Conversations as JSONL chat records, the format 'supportdesk adapter prepare' reads."""
     with _store(ctx) as store:

@@ -12,8 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from supportdesk.cli.context import AppContext, console, err_console, fail
+from supportdesk.cli.help import App
 
-app = typer.Typer(help="Build, search and inspect the knowledge base.", no_args_is_help=True)
+app = App(help="Build, search and inspect the knowledge base.", no_args_is_help=True)
 
 
 @app.callback()

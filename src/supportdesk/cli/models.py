@@ -11,8 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from supportdesk.cli.context import AppContext, console, err_console, fail
+from supportdesk.cli.help import App
 
-app = typer.Typer(help="List models and chat with the answering model.", no_args_is_help=True)
+app = App(help="List models and chat with the answering model.", no_args_is_help=True)
 
 
 @app.command("list")

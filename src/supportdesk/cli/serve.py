@@ -10,10 +10,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from supportdesk.cli.context import AppContext, console, err_console, fail
+from supportdesk.cli.help import App
 
-app = typer.Typer(help="Run the team server (the TUI and CLI connect with --server URL), and manage its tokens.")
-token_app = typer.Typer(help="Role tokens: agent (ask), trainer (+ adapters, export), admin (+ KB reload, tokens).",
-                        no_args_is_help=True)
+app = App(help="Run the team server (the TUI and CLI connect with --server URL), and manage its tokens.")
+token_app = App(help="Role tokens: agent (ask), trainer (+ adapters, export), admin (+ KB reload, tokens).",
+                no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
 
@@ -31,16 +32,21 @@ def serve(
         fail("'serve' runs the server itself: drop --server / SUPPORTDESK_SERVER")
     settings = appctx.settings
     from supportdesk.server.core import CoreError
+    from supportdesk.server.run import ServeSettingsError, check_tls
     from supportdesk.server.run import serve as run_server
 
     host = host or settings.serve.host
-    if host not in ("127.0.0.1", "localhost", "::1") and not settings.serve.ssl_certfile:
+    try:
+        tls = check_tls(settings)  # at once, before anything loads
+    except ServeSettingsError as exc:
+        fail(f"cannot serve: {exc}")
+    if host not in ("127.0.0.1", "localhost", "::1") and not tls:
         err_console.print(f"[yellow]warning:[/] listening on {escape(host)} without TLS: tokens and answers cross "
                           "the network in clear (set serve.ssl_certfile and serve.ssl_keyfile)")
     try:
         run_server(settings, host, settings.serve.port if port is None else port,
                    say=lambda text: err_console.print(escape(text), highlight=False))
-    except CoreError as exc:
+    except (CoreError, ServeSettingsError) as exc:
         fail(str(exc))
     except RuntimeError as exc:  # the index could not be built, say
         fail(f"cannot serve: {exc}")
@@ -65,9 +71,13 @@ def create(
     expires_days: Annotated[float | None, typer.Option("--expires-days", help="Expire after this many days.")] = None,
 ) -> None:
     """Print a new token once (only its hash is stored). Give it to its holder as SUPPORTDESK_TOKEN."""
-    from supportdesk.server.tokens import TokenError
+    from supportdesk.server.tokens import TokenError, check_expires_days
 
     appctx: AppContext = ctx.obj
+    try:
+        check_expires_days(expires_days)  # before anything is sent: inf or nan is not even JSON
+    except TokenError as exc:
+        fail(str(exc))
     if appctx.server:
         data = appctx.call_remote("POST", "/v1/tokens", json={"name": name, "role": role, "expires_days": expires_days})
         token = data["token"]
@@ -89,12 +99,17 @@ def list_tokens(ctx: typer.Context) -> None:
     for col in ("name", "role", "created", "expires", "last used"):
         table.add_column(col)
 
-    def when(t: float | None) -> str:
-        return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
+    def when(t: object) -> str:
+        if t is None:
+            return "-"
+        try:
+            return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(t)))  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError, OSError):
+            return "invalid"
 
     for r in rows:
-        table.add_row(escape(str(r["name"])), str(r["role"]), when(r["created_at"]), when(r["expires_at"]),
-                      when(r["last_used_at"]))
+        expires = "invalid (refused)" if r.get("invalid") else when(r["expires_at"])
+        table.add_row(escape(str(r["name"])), str(r["role"]), when(r["created_at"]), expires, when(r["last_used_at"]))
     console.print(table)
 
 

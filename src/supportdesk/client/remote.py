@@ -22,7 +22,7 @@ from supportdesk.history import Conversation, StoredMessage
 from supportdesk.kb.index import Progress, ReloadInProgress, ReloadReport
 from supportdesk.models.base import BackendError, BackendUnavailable
 from supportdesk.session import SessionStatus
-from supportdesk.settings import Settings
+from supportdesk.settings import Settings, redact_url
 from supportdesk.wire import (
     conversation_from_json,
     message_from_json,
@@ -132,12 +132,12 @@ class RemoteAnswer:
                         return
         except httpx.TransportError as exc:
             if pieces:
-                raise ServerUnreachable(f"the connection to {session.url} was lost mid-answer after {pieces} "
+                raise ServerUnreachable(f"the connection to {session.shown_url} was lost mid-answer after {pieces} "
                                         "piece(s); the server keeps what was written") from exc
             raise session._unreachable(exc) from exc
         finally:
             self.done = True
-        raise ServerUnreachable(f"the server at {session.url} ended the answer without finishing it")
+        raise ServerUnreachable(f"the server at {session.shown_url} ended the answer without finishing it")
 
 
 class RemoteHistory:
@@ -192,10 +192,26 @@ class RemoteSession:
         self._events: threading.Thread | None = None
         self._feed: httpx.Response | None = None
 
+    @property
+    def shown_url(self) -> str:
+        """The server's URL fit to print: a password in it is replaced by *** (as history.url's is)."""
+        return redact_url(self.url)
+
+    def masked(self, text: str) -> str:
+        """``text`` with the URL's password, wherever it appears, replaced by ***."""
+        from urllib.parse import urlsplit
+
+        try:
+            password = urlsplit(self.url).password
+        except ValueError:
+            password = None
+        text = text.replace(self.url, self.shown_url)
+        return text.replace(password, "***") if password else text
+
     # -- requests ------------------------------------------------------------------------
     def _unreachable(self, exc: Exception) -> ServerUnreachable:
-        return ServerUnreachable(f"cannot reach the supportdesk server at {self.url} ({type(exc).__name__}: {exc}); "
-                                 "is 'supportdesk serve' running there?")
+        return ServerUnreachable(self.masked(f"cannot reach the supportdesk server at {self.shown_url} "
+                                             f"({type(exc).__name__}: {exc}); is 'supportdesk serve' running there?"))
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -228,12 +244,12 @@ class RemoteSession:
                             return
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc
-        raise ServerUnreachable(f"the server at {self.url} ended the stream early")
+        raise ServerUnreachable(f"the server at {self.shown_url} ended the stream early")
 
     # -- start-up and status ---------------------------------------------------------------
     def start(self, progress: Callable[[str], None] = lambda s: None, build_missing_index: bool = True,
               index_in_background: bool = False) -> None:
-        progress(f"connecting to {self.url}")
+        progress(f"connecting to {self.shown_url}")
         self._take_status(self._call("GET", "/v1/status"))
         self._events = threading.Thread(target=self._follow_events, name="server-events", daemon=True)
         self._events.start()

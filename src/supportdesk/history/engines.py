@@ -29,6 +29,19 @@ class HistoryError(RuntimeError):
     """The history is damaged, unreachable or unusable; the message names it and what to do."""
 
 
+class IntegrityCheckFailed(sqlite3.DatabaseError):
+    """SQLite's ``quick_check`` found problems: one line for people; ``details``, the whole report
+    (it can run to a hundred lines), for the log."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        self.details = "\n".join(str(row) for row in rows)
+        problems = [line.strip() for line in self.details.splitlines()
+                    if line.strip() and not line.startswith("*** in database")]
+        count = len(problems)
+        first = problems[0] if problems else self.details.strip()
+        super().__init__(f"integrity check found {count} problem{'s' if count != 1 else ''}, first: {first}")
+
+
 class Tx(Protocol):
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]: ...
     def insert(self, sql: str, params: tuple[Any, ...] = ()) -> int | None:
@@ -101,9 +114,9 @@ class SQLiteEngine:
             self._db.execute("PRAGMA foreign_keys = ON")
             if not memory:
                 self._db.execute("PRAGMA journal_mode = WAL")
-                check = self._db.execute("PRAGMA quick_check").fetchone()[0]
-                if check != "ok":
-                    raise sqlite3.DatabaseError(f"integrity check failed: {check}")
+                check = [row[0] for row in self._db.execute("PRAGMA quick_check").fetchall()]
+                if check != ["ok"]:
+                    raise IntegrityCheckFailed(check)
         except BaseException:
             with contextlib.suppress(Exception):
                 self._db.close()

@@ -52,6 +52,10 @@ class Conversation:
     owner: str | None = None
 
 
+PROBLEM_LOG = "history-problems.log"
+"""Where, in the data dir, the long details of a damaged history are written."""
+
+
 def _loads(text: Any, default: Any) -> Any:
     """A stored JSON column; a damaged value reads as empty instead of failing the whole read."""
     try:
@@ -105,6 +109,7 @@ class HistoryStore:
         self._closed = False
         self.last_problem: str | None = None
         """Why the last write had to wait (the database unreachable, the file locked); None once written."""
+        self.spill_dir = spill_dir
         try:
             self._engine: Engine = open_engine(self.location, pool_size, connect_timeout_s, self.busy_timeout_s)
         except HistoryError:
@@ -140,10 +145,28 @@ class HistoryStore:
                 return HistoryError(f"the history database {self.where} is unreachable ({_first_line(exc)}); "
                                     "what is written meanwhile is kept and saved when it is back")
             return HistoryError(f"the history database {self.where} refused a request: {_first_line(exc)}")
+        details = getattr(exc, "details", None) or (str(exc) if "\n" in str(exc).strip() else None)
+        log = self._log_problem(details) if details else None
         return HistoryError(
-            f"the history file {self.location} is damaged or not a supportdesk history ({exc}); "
+            f"the history file {self.location} is damaged or not a supportdesk history ({_first_line(exc)}"
+            f"{f'; details in {log}' if log else ''}); "
             "move it aside with 'supportdesk history move-aside' (nothing is deleted) and a new one starts"
         )
+
+    def _log_problem(self, details: str) -> Path | None:
+        """A long report (SQLite's integrity check) appended to ``history-problems.log`` in the data
+        dir, so the message stays one line; None when it cannot be written."""
+        folder = self.spill_dir or (Path(self.location).parent if self.location != ":memory:" else None)
+        if folder is None:
+            return None
+        log = folder / PROBLEM_LOG
+        try:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as handle:
+                handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {self.location}:\n{details.rstrip()}\n\n")
+        except OSError:
+            return None
+        return log
 
     @property
     def version(self) -> int:
@@ -416,19 +439,27 @@ class HistoryStore:
     def export(self, rated_good_only: bool = False) -> Iterator[dict[str, Any]]:
         """JSONL chat records ({"messages": [...], "metadata": {...}}) for ``adapter prepare``.
 
-        With ``rated_good_only``, each 👍 answer becomes one record: the conversation up to and
-        including that answer. Handed-off answers are never exported as training data.
+        With ``rated_good_only`` (training data: only what a person approved), each 👍 reply, a
+        hand-off included, becomes one record: the conversation up to and including that reply,
+        where the customer's turns are kept as context but an earlier reply is an agent turn only
+        if it was rated 👍 too (``adapter prepare`` learns every agent turn of a record).
+        Without it, every conversation whole, as stored.
         """
         for conversation in sorted(self.conversations(limit=1_000_000), key=lambda c: c.id):
             messages = self.messages(conversation.id)
+            if not rated_good_only:
+                if messages:
+                    yield {"messages": [{"role": m.role, "content": m.content} for m in messages],
+                           "metadata": {"conversation": conversation.id, "source": "supportdesk-history"}}
+                continue
             turns: list[dict[str, str]] = []
             for message in messages:
-                turns.append({"role": message.role, "content": message.content})
-                if rated_good_only and message.role == "assistant" and message.feedback > 0 and not message.abstained:
+                if message.role != "assistant":
+                    turns.append({"role": message.role, "content": message.content})
+                elif message.feedback > 0:
+                    turns.append({"role": "assistant", "content": message.content})
                     yield {"messages": list(turns), "metadata": {"conversation": conversation.id, "message": message.id,
                                                                  "route": message.kind, "source": "supportdesk-history"}}
-            if not rated_good_only and turns:
-                yield {"messages": turns, "metadata": {"conversation": conversation.id, "source": "supportdesk-history"}}
 
 
 def _first_line(exc: BaseException) -> str:

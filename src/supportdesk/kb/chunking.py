@@ -9,6 +9,7 @@ chunk deep inside "Returns > Opened items" still matches a query about returns.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from langchain_core.documents import Document
@@ -72,6 +73,38 @@ def chunk_id(source: str, position: int, text: str) -> str:
     return f"{source}#{position}:{digest}"
 
 
+_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
+
+
+def table_headers(text: str) -> dict[str, str]:
+    """Every table row of ``text`` mapped to its table's header (the first row, and the rule
+    under it when there is one)."""
+    headers: dict[str, str] = {}
+    header = ""
+    previous = ""
+    for line in text.split("\n"):
+        row = line.strip()
+        if not row.startswith("|"):
+            header = previous = ""
+            continue
+        if not previous:
+            header = row
+        elif _RULE.match(row):
+            header = f"{header}\n{row}"
+        else:
+            headers.setdefault(row, header)
+        previous = row
+    return headers
+
+
+def with_table_header(piece: str, headers: dict[str, str]) -> str:
+    """A chunk that starts inside a table gets the table's header row again: a row is read
+    against its header ("Solid red | Hardware fault" under "Light | Meaning")."""
+    first = piece.split("\n", 1)[0].strip()
+    header = headers.get(first)
+    return f"{header}\n{piece}" if header else piece
+
+
 def split(doc: LoadedDocument, source: str, chunk_size: int, chunk_overlap: int) -> list[Chunk]:
     header_splitter = MarkdownHeaderTextSplitter(headers_to_split_on=_HEADERS, strip_headers=True)
     body_splitter = RecursiveCharacterTextSplitter(
@@ -85,8 +118,9 @@ def split(doc: LoadedDocument, source: str, chunk_size: int, chunk_overlap: int)
         for section in header_splitter.split_text(part.page_content):
             headings = [section.metadata[key] for _, key in _HEADERS if section.metadata.get(key)]
             heading = " > ".join(headings)
+            headers = table_headers(section.page_content)
             for piece in body_splitter.split_text(section.page_content):
-                text = piece.strip()
+                text = with_table_header(piece.strip(), headers)
                 if not text:
                     continue
                 position = len(chunks)

@@ -31,6 +31,7 @@ from supportdesk.kb.chunking import Chunk, split
 from supportdesk.kb.embeddings import EmbedderInfo, create_embedder, embedder_info
 from supportdesk.kb.lexical import BM25Index
 from supportdesk.kb.loaders import LoadError, load
+from supportdesk.kb.normalize import VERSION as TEXT_FORMAT
 from supportdesk.kb.questions import QuestionVectors, embed_questions, manifest_entry, mostly_faq
 from supportdesk.kb.search import Mode, Searcher, SearchResult, timed_search
 from supportdesk.kb.store import (
@@ -446,6 +447,7 @@ class KnowledgeBase:
             "embedder": {"name": info.name, "dim": info.dim},
             "chunk_size": cfg.chunking.chunk_size,
             "chunk_overlap": cfg.chunking.chunk_overlap,
+            "text_format": TEXT_FORMAT,
         }
         old_files: dict[str, dict[str, Any]] = {}
         if current is not None and all(current.manifest.get(k) == v for k, v in build_params.items()):

@@ -27,7 +27,9 @@ _FILLER = frozenset(
     ["hey", "hi", "hello", "hiya", "ok", "okay", "cool", "great", "thank", "thanks", "please", "pls", "sorry", "bother", "quick", "question", "one", "again", "just", "wonder", "wondering", "know", "tell", "want", "need", "help", "like", "really", "also", "still", "actually", "anyone", "someone", "guy", "folk", "mean", "got", "thing", "stuff", "there", "here", "now", "oh", "um", "uh", "hmm", "yes", "yeah",
      # the halves of contractions ("isn't" -> "isn", "t") and reflexive pronouns: never content
      "isn", "aren", "wasn", "weren", "don", "doesn", "didn", "hasn", "haven", "hadn", "won", "wouldn", "couldn",
-     "shouldn", "myself", "yourself", "ourselves", "themselves", "btw"]
+     "shouldn", "myself", "yourself", "ourselves", "themselves", "btw",
+     # how a request is phrased, not what it is about ("Please explain in detail how ...")
+     "explain", "describe", "detail", "detailed", "every", "exactly", "kindly", "walk", "through"]
 )
 
 
@@ -52,6 +54,10 @@ def _stem(token: str) -> str:
     if len(stem) > 3 and stem.endswith("e"):
         stem = stem[:-1]
     return stem
+
+
+_FILLER_STEMS = frozenset(_stem(word) for word in _FILLER)
+"""The filler words as the tokenizer spells them ('please' -> 'pleas')."""
 
 
 def _terms(text: str) -> list[tuple[str, str]]:
@@ -134,7 +140,7 @@ class BM25Index:
         """The query's distinct content terms with their idf; a term no chunk holds gets the highest idf."""
         weights: dict[str, float] = {}
         for term in tokenize(query):
-            if term in _FILLER:
+            if term in _FILLER or term in _FILLER_STEMS:
                 continue
             col = self.vocabulary.get(term)
             weights[term] = float(self._idf[col]) if col is not None else self._unseen_idf

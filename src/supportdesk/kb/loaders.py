@@ -15,6 +15,7 @@ from pathlib import Path
 from langchain_core.documents import Document
 
 from supportdesk.kb.files import SourceFile
+from supportdesk.kb.normalize import unwrap
 from supportdesk.sanitize import safe_name, strip_control
 
 
@@ -38,6 +39,7 @@ def load(source: SourceFile) -> LoadedDocument:
     if not any(part.page_content.strip() for part in doc.parts):
         raise LoadError("no text content")
     for part in doc.parts:
+        part.page_content = unwrap(part.page_content)  # a sentence is never cut at a line break
         part.metadata.setdefault("source", source.rel)
         part.metadata.setdefault("title", doc.title)
     return doc

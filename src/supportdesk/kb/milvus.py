@@ -39,6 +39,20 @@ class MilvusUnavailable(RuntimeError):
     """Milvus could not be reached or refused a request; the message names the URI."""
 
 
+_LIBRARY_LOGGERS = ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "langchain_milvus")
+
+
+def quiet_libraries() -> None:
+    """pymilvus installs its own stderr handlers (``pymilvus.settings``) and logs every failed call
+    and reconnection, tracebacks included; langchain-milvus logs before re-raising. When Milvus is
+    down that printed dozens of raw lines before our one-line error, which says why: keep them
+    silent. (Called after pymilvus is imported: importing it configures those loggers.)"""
+    import pymilvus  # noqa: F401 - its import sets up the loggers silenced here
+
+    for name in _LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
 def collection_for(alias: str, generation_tag: str) -> str:
     return f"{alias}_{generation_tag}"
 
@@ -54,6 +68,7 @@ class MilvusIndex:
         self._embedder = embedder
         self._client: Any = None
         self._lock = threading.Lock()
+        quiet_libraries()
         self._down: tuple[float, str] | None = None
         """(until when, why): after a failed search, searches go local at once for ``retry_after_s``
         instead of each waiting for the timeout; then Milvus is tried again."""
@@ -72,7 +87,6 @@ class MilvusIndex:
             if self._client is None:
                 from pymilvus import MilvusClient
 
-                logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # it logs every failed call; we say why
                 try:
                     self._client = MilvusClient(**self._connection_args())
                 except Exception as exc:

@@ -27,6 +27,7 @@ from supportdesk.models.base import (
     ModelMissing,
 )
 from supportdesk.models.cpu_load import generating, lower_this_thread, threads_for
+from supportdesk.models.llama_amx import without_amx
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -77,15 +78,16 @@ def _load_llama(gguf: Path, lora: Path | None, n_ctx: int, threads: int) -> tupl
                 raise ModelMissing(f"llama.cpp could not load the adapter: {exc}") from exc
         started = time.perf_counter()
         try:
-            llm = Llama(
-                model_path=str(gguf),
-                lora_path=str(lora) if lora else None,
-                n_ctx=n_ctx,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_batch=512,
-                verbose=False,
-            )
+            with without_amx():
+                llm = Llama(
+                    model_path=str(gguf),
+                    lora_path=str(lora) if lora else None,
+                    n_ctx=n_ctx,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    n_batch=512,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as exc:
             what = f"adapter {lora}" if lora else f"model {gguf}"
             raise ModelMissing(f"llama.cpp could not load the {what}: {exc}") from exc

@@ -160,7 +160,9 @@ class OpenAIBackend:
                 request["stop"] = list(options.stop)
             stream = None
             try:
-                stream = self._client.chat.completions.create(**request)
+                raw = self._client.chat.completions.with_raw_response.create(**request)
+                self._check_reply(raw, "POST", "/chat/completions", ("text/event-stream", "application/json", ""))
+                stream = raw.parse()
                 for chunk in stream:
                     usage = getattr(chunk, "usage", None)
                     if usage is not None:
@@ -204,10 +206,40 @@ class OpenAIBackend:
             )
         self._served_checked = True
 
+    def _check_reply(self, raw: Any, method: str, path: str, expected: tuple[str, ...]) -> None:
+        """A reply that is not the API's (a web server's page, a proxy's login form: 200 text/html)
+        is one clear error naming the URL and what came back, before the client tries to parse it."""
+        response = raw.http_response
+        ctype = (response.headers.get("content-type") or "").split(";")[0].strip().lower()
+        if any(ctype == e or ctype.endswith("+json") and e == "application/json" for e in expected):
+            return
+        try:
+            head = next(iter(response.iter_bytes()), b"")[:400]
+        except Exception:  # noqa: BLE001 - only for the message
+            head = b""
+        finally:
+            response.close()
+        sample = " ".join(safe_text(head.decode("utf-8", "replace")).split())[:80]
+        raise BackendError(
+            f"the server at {self.base_url} does not answer in the OpenAI API: {method} {self.base_url}{path} "
+            f"returned {response.status_code} {ctype or 'with no content type'}"
+            + (f" ({sample!r})" if sample else "")
+            + "; check model.openai_base_url (it usually ends in /v1)"
+        )
+
     def list_models(self) -> list[ModelInfo]:
         try:
-            listing = self._client.models.list()
-            ids = [str(item.id) for item in listing]
+            raw = self._client.models.with_raw_response.list()
+            self._check_reply(raw, "GET", "/models", ("application/json",))
+            try:
+                ids = [str(item.id) for item in raw.parse()]
+            except (AttributeError, TypeError, KeyError) as exc:
+                raise BackendError(
+                    f"the server at {self.base_url} does not answer in the OpenAI API: GET {self.base_url}/models "
+                    f"returned JSON that is not a model list ({type(exc).__name__}); check model.openai_base_url"
+                ) from exc
+        except BackendError:
+            raise
         except self._errors() as exc:
             raise self._map_error(exc) from exc
         return [ModelInfo(self.name, model_id, "served") for model_id in ids]

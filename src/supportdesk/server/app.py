@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from supportdesk import __version__
 from supportdesk.history import HistoryError
@@ -65,45 +66,125 @@ def _event(name: str, data: dict[str, Any]) -> dict[str, str]:
     return {"event": name, "data": json.dumps(data, ensure_ascii=False)}
 
 
-def _thread_events(request: Request, work: Callable[[Callable[[str, dict[str, Any]], None]], None],
-                   last: tuple[str, ...], on_close: Callable[[], None] = lambda: None) -> AsyncIterator[dict[str, str]]:
-    """Run ``work(emit)`` on a thread; stream what it emits until an event named in ``last``."""
-    loop = asyncio.get_running_loop()
+def _queue_events(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Queue[tuple[str, dict[str, Any]]],
+                                                               Callable[[str, dict[str, Any]], None]]:
+    """A queue of events and the thread-safe ``emit(name, data)`` that fills it."""
     queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
 
     def emit(name: str, data: dict[str, Any]) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, (name, data))
 
+    return queue, emit
+
+
+async def _stream_queue(queue: asyncio.Queue[tuple[str, dict[str, Any]]], last: tuple[str, ...],
+                        on_close: Callable[[], None] = lambda: None) -> AsyncIterator[dict[str, str]]:
+    """Stream the queue's events until one named in ``last``; ``on_close`` when the client left before."""
+    finished = False
+    try:
+        while True:
+            name, data = await queue.get()
+            yield _event(name, data)
+            if name in last:
+                finished = True
+                return
+    finally:
+        if not finished:
+            on_close()
+
+
+def _thread_events(request: Request, work: Callable[[Callable[[str, dict[str, Any]], None]], None],
+                   last: tuple[str, ...], on_close: Callable[[], None] = lambda: None) -> AsyncIterator[dict[str, str]]:
+    """Run ``work(emit)`` on a thread; stream what it emits until an event named in ``last``."""
+    queue, emit = _queue_events(asyncio.get_running_loop())
+
     async def stream() -> AsyncIterator[dict[str, str]]:
         threading.Thread(target=work, args=(emit,), daemon=True).start()
-        finished = False
-        try:
-            while True:
-                name, data = await queue.get()
-                yield _event(name, data)
-                if name in last:
-                    finished = True
-                    return
-        finally:
-            if not finished:
-                on_close()
+        async for event in _stream_queue(queue, last, on_close):
+            yield event
 
     return stream()
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` when a request body grows past the limit (FastAPI answers 413)."""
+
+
+class GuardedBodies:
+    """Pure ASGI middleware in front of every route: a request to the API (``/v1/...``) is
+    authenticated from its headers before a byte of its body is read (no token, a bad one:
+    401 at once), and a body is counted as it arrives (chunked too, with or without
+    Content-Length): past ``limit`` bytes it is refused with 413 without reading the rest.
+    Both refusals close the connection, so the server reads nothing more of that body.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, authenticate: Callable[[str], Identity]) -> None:
+        self.app = app
+        self.limit = limit
+        self.authenticate = authenticate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if scope["path"].startswith(f"{API}/"):
+            try:
+                who = await asyncio.to_thread(self.authenticate, headers.get("authorization", ""))
+            except HTTPException as exc:
+                await self._refuse(send, exc.status_code, exc.detail, exc.headers)
+                return
+            except HistoryError as exc:
+                await self._refuse(send, 503, str(exc))
+                return
+            scope.setdefault("state", {})["identity"] = who
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.limit:
+            await self._refuse(send, 413, self._too_large(f"request body of {int(length)} bytes"))
+            return
+        received = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(413, self._too_large(f"request body of more than {self.limit} bytes"),
+                                       headers={"Connection": "close"})
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except BodyTooLarge as exc:  # read outside FastAPI's body parsing (a route reading the request itself)
+            if started:
+                raise
+            await self._refuse(send, 413, exc.detail)
+
+    def _too_large(self, what: str) -> str:
+        return f"{what} is over the server's {self.limit // 1024} KiB limit (serve.max_body_kb)"
+
+    @staticmethod
+    async def _refuse(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        """Answer now, without reading the body, and close the connection (the rest is never read)."""
+        body = json.dumps({"detail": detail}, ensure_ascii=False).encode()
+        extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close"), *extra]})
+        await send({"type": "http.response.body", "body": body})
 
 
 def create_app(core: ServerCore) -> FastAPI:
     settings = core.settings
     app = FastAPI(title="supportdesk", version=__version__,
                   description="One supportdesk for a support team: ask, search, reload, adapters, history.")
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        limit = settings.serve.max_body_kb * 1024
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            return JSONResponse({"detail": f"request body of {int(length)} bytes is over the server's "
-                                           f"{settings.serve.max_body_kb} KiB limit"}, status_code=413)
-        return await call_next(request)
 
     @app.exception_handler(CoreError)
     async def core_error(_: Request, exc: CoreError) -> JSONResponse:
@@ -114,8 +195,8 @@ def create_app(core: ServerCore) -> FastAPI:
         """A history database that is unreachable or refuses: 503 with its message, the server keeps serving."""
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
-    def identity(request: Request) -> Identity:
-        header = request.headers.get("authorization", "")
+    def authenticate(header: str) -> Identity:
+        """The caller named by an ``Authorization: Bearer`` header; 401 with the reason otherwise."""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise HTTPException(401, "no token: set SUPPORTDESK_TOKEN or pass --token (an admin creates one with "
@@ -126,6 +207,13 @@ def create_app(core: ServerCore) -> FastAPI:
             why = "expired" if core.tokens.expired(token) else "not recognised (revoked or mistyped)"
             raise HTTPException(401, f"token {why}: ask an admin for a new one", headers={"WWW-Authenticate": "Bearer"})
         return who
+
+    # Before any route: the caller is known before the body is read, and the body is counted as it comes.
+    app.add_middleware(GuardedBodies, limit=settings.serve.max_body_kb * 1024, authenticate=authenticate)
+
+    def identity(request: Request) -> Identity:
+        who = getattr(request.state, "identity", None)  # set by GuardedBodies for every API path
+        return who if isinstance(who, Identity) else authenticate(request.headers.get("authorization", ""))
 
     def need(role: Role) -> Callable[[Identity], Identity]:
         what = {"agent": "asking", "trainer": "managing adapters and exporting the history",
@@ -170,7 +258,7 @@ def create_app(core: ServerCore) -> FastAPI:
 
     # -- asking ----------------------------------------------------------------------------
     @app.post(f"{API}/ask", tags=["answers"])
-    async def ask(body: AskRequest, request: Request, who: Agent) -> EventSourceResponse:
+    async def ask(body: AskRequest, who: Agent) -> EventSourceResponse:
         """Events: answer (its id, for cancel), question, queued (questions ahead), route (decision,
         sources), text (pieces), done (the checked answer, citations, timings, message id) or error."""
         limit = settings.serve.max_message_chars
@@ -188,32 +276,12 @@ def create_app(core: ServerCore) -> FastAPI:
             from supportdesk.answers.pipeline import Turn
 
             turns = [Turn(t.role, clean_question(t.text)) for t in body.history]
-        holder: dict[str, Any] = {}
-
-        def work(emit: Callable[[str, dict[str, Any]], None]) -> None:
-            try:
-                run = core.begin(who, body.conversation_id, question, emit, history=turns)
-            except CoreError as exc:
-                emit("error", {"message": str(exc), "status": exc.status})
-                return
-            holder["run"] = run
-            emit("answer", {"answer_id": run.id, "conversation_id": run.conversation_id})
-
-        # Refusals (unknown conversation, too many streams) are plain HTTP errors, not a stream.
-        if body.conversation_id is not None:
-            await asyncio.to_thread(core.conversation_for, who, body.conversation_id)
-        with core._lock:
-            mine = sum(1 for r in core._runs.values() if r.who.token_id == who.token_id)
-        if mine >= settings.serve.streams_per_token:
-            raise HTTPException(429, f"{who.name} already has {mine} answer(s) in progress "
-                                     f"(limit {settings.serve.streams_per_token}): wait for one to finish or cancel it")
-
-        def cancel() -> None:  # the client went away: stop writing, free the model
-            run = holder.get("run")
-            if run is not None:
-                run.cancel()
-
-        return EventSourceResponse(_thread_events(request, work, ("done", "error"), cancel), ping=10)
+        # Refusals (unknown conversation, too many streams: 429) are plain HTTP errors, answered before the
+        # stream opens and before anything is stored; the run is counted from here on.
+        queue, emit = _queue_events(asyncio.get_running_loop())
+        run = await asyncio.to_thread(core.begin, who, body.conversation_id, question, emit, history=turns)
+        # The client went away: stop writing, free the model (what was written is stored, cancelled).
+        return EventSourceResponse(_stream_queue(queue, ("done", "error"), run.cancel), ping=10)
 
     @app.post(f"{API}/answers/{{answer_id}}/cancel", tags=["answers"])
     def cancel(answer_id: str, who: Agent) -> dict[str, Any]:

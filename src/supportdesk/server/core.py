@@ -115,8 +115,10 @@ class ServerCore:
         self.queue = GenerationQueue(slots)
         self.session = SupportSession(settings, backend=backend, kb=kb,
                                       backend_wrapper=lambda b: QueuedBackend(b, self.queue))
-        if self.session.history_problem:
-            raise CoreError(500, f"cannot serve: {self.session.history_problem}")
+        if self.session.history_problem:  # a team's history is never kept in memory only: refuse to start
+            raise CoreError(500, f"cannot serve: {self.session.history_error or self.session.history_problem} — the "
+                                 "server does not start without its history: fix or reach it (history.url), then "
+                                 "start it again")
         self.tokens = TokenStore(self.session.history)
         self._lock = threading.Lock()
         self._runs: dict[str, AnswerRun] = {}
@@ -163,13 +165,16 @@ class ServerCore:
     # -- answers -------------------------------------------------------------------------
     def begin(self, who: Identity, conversation_id: int | None, question: str, emit: Emit,
               history: list[Any] | None = None) -> AnswerRun:
-        """Start answering on a thread; refuses a token with too many answers in progress. With
-        ``history`` (given turns), the answer is not stored and belongs to no conversation."""
+        """Start answering on a thread; its first event is ``answer`` (the answer's id, its conversation).
+
+        Refuses (CoreError) before anything is stored: an unknown or another agent's conversation,
+        or a token with ``serve.streams_per_token`` answers already in progress (429); the count
+        and the new run are one step under the lock, so concurrent asks cannot pass it together.
+        With ``history`` (given turns), the answer is not stored and belongs to no conversation.
+        """
         if history is not None:
             conversation_id = None
-        elif conversation_id is None:
-            conversation_id = self.new_conversation(who)
-        else:
+        elif conversation_id is not None:
             self.conversation_for(who, conversation_id)
         limit = self.settings.serve.streams_per_token
         with self._lock:
@@ -179,6 +184,13 @@ class ServerCore:
                                      "wait for one to finish or cancel it")
             run = AnswerRun(self, who, conversation_id, question, emit, history)
             self._runs[run.id] = run
+        try:
+            if history is None and conversation_id is None:
+                run.conversation_id = self.new_conversation(who)
+        except BaseException:
+            self._finished(run)
+            raise
+        emit("answer", {"answer_id": run.id, "conversation_id": run.conversation_id})
         threading.Thread(target=run.run, name=f"answer-{run.id}", daemon=True).start()
         return run
 

@@ -2,14 +2,62 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import uvicorn
 
 from supportdesk.server.app import create_app
 from supportdesk.server.core import ServerCore
 from supportdesk.settings import Settings
+
+
+class ServeSettingsError(ValueError):
+    """A ``serve.*`` setting that cannot work; the message names the setting and the file."""
+
+
+def check_tls(settings: Settings) -> bool:
+    """Check ``serve.ssl_certfile`` / ``serve.ssl_keyfile`` before anything is loaded; True when
+    the server will speak HTTPS. The certificate file may hold its key too (then the key file
+    may be left out); a key without a certificate is refused (it would serve plain HTTP)."""
+    cert, key = settings.serve.ssl_certfile, settings.serve.ssl_keyfile
+    if cert is None and key is None:
+        return False
+    if cert is None:
+        raise ServeSettingsError(f"serve.ssl_keyfile is set ({key}) but serve.ssl_certfile is not: set both for "
+                                 "HTTPS, or neither")
+    for name, path in (("serve.ssl_certfile", cert), ("serve.ssl_keyfile", key)):
+        if path is None:
+            continue
+        if not Path(path).is_file():
+            what = "is a folder, not a file" if Path(path).is_dir() else "no such file"
+            raise ServeSettingsError(f"{name} {path}: {what}")
+        try:
+            Path(path).open("rb").close()
+        except OSError as exc:
+            raise ServeSettingsError(f"{name} {path}: cannot be read ({exc.strerror or exc})") from exc
+    try:
+        ssl.create_default_context(cafile=str(cert))
+    except (ssl.SSLError, ValueError) as exc:
+        raise ServeSettingsError(f"serve.ssl_certfile {cert}: not a PEM certificate ({_reason(exc)})") from exc
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # A password callback, so an encrypted key fails here instead of prompting on the terminal.
+        context.load_cert_chain(str(cert), str(key) if key else None, password=lambda: b"")
+    except (ssl.SSLError, ValueError) as exc:
+        if key is None:
+            raise ServeSettingsError(f"serve.ssl_certfile {cert} holds no private key and serve.ssl_keyfile is not "
+                                     f"set: set serve.ssl_keyfile to the key's PEM file ({_reason(exc)})") from exc
+        raise ServeSettingsError(f"serve.ssl_keyfile {key}: not the unencrypted PEM private key of serve.ssl_certfile "
+                                 f"{cert} ({_reason(exc)})") from exc
+    return True
+
+
+def _reason(exc: Exception) -> str:
+    """OpenSSL's short reason (``NO_CERTIFICATE_OR_CRL_FOUND``), or the message; one line."""
+    return str(getattr(exc, "reason", None) or exc).replace("\n", " ")
 
 
 def make_server(core: ServerCore, host: str, port: int, log_level: str = "warning") -> uvicorn.Server:
@@ -33,6 +81,7 @@ def bound_url(server: uvicorn.Server, scheme: str = "http") -> str:
 
 def serve(settings: Settings, host: str, port: int, say: Callable[[str], None] = print) -> None:
     started = time.perf_counter()
+    check_tls(settings)  # before the models and the KB load: a bad file is told in a second, not after
     core = ServerCore(settings)
     core.start(lambda text: say(f"  {text}"))
     server = make_server(core, host, port)

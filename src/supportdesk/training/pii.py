@@ -3,9 +3,10 @@
 Where a maintained recogniser exists it decides, not a hand regex: phone numbers are found by
 Google's libphonenumber (``phonenumbers``) in any international form and in the national forms
 of ``PHONE_REGIONS``; IBANs (mod-97), payment cards (Luhn) and US SSNs (issuance rules) are
-validated with ``python-stdnum`` (SSNs by the SSA's structure); IP addresses with the standard
-library. Regexes only propose
-candidates (and find e-mail addresses, MAC addresses, handles and identifying links).
+validated with ``python-stdnum`` (SSNs by the SSA's structure; nine digits without separators
+only where a label says SSN, "ssn: 536221234"); IP addresses with the standard library.
+Regexes only propose candidates (and find e-mail addresses, MAC addresses, handles and
+identifying links).
 
 Order matters: identifiers introduced by a word ("order #987654321", "account no. 55512")
 are replaced first, so a long order number is never mistaken for a phone number.
@@ -42,6 +43,13 @@ _ACCOUNT_WORDS = {"account", "customer", "member", "policy", "contract"}
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]){11,30}\b")
 _CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
 _SSN = re.compile(r"\b\d{3}([- ])\d{2}\1\d{4}\b")
+# Nine digits in a row are an SSN only where the text says so ("ssn: 536221234", "social security
+# number is ..."): an unlabelled 9-digit number is as likely an order, a serial or a phone.
+_SSN_LABELLED = re.compile(
+    r"\b(?:ssn|ss\s?#|social(?:\s+security)?(?:\s+(?:number|num\.?|no\.?|#))?)"
+    r"\s*(?:is|:|#|=|-)?\s*(?P<id>\d{9})\b",
+    re.IGNORECASE,
+)
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 _IPV6 = re.compile(r"(?<![\w:.])(?=[0-9A-Fa-f:]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{3,39}(?![\w:])")
 _MAC = re.compile(r"\b(?:[0-9A-Fa-f]{2}([:-]))(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}\b|\b[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\b")
@@ -118,6 +126,15 @@ class Scrubber:
 
         return _REFERENCE.sub(replace, text)
 
+    def _labelled_ssns(self, text: str) -> str:
+        def replace(match: re.Match[str]) -> str:  # labelled: replaced even when not a valid SSN (a typo'd one)
+            self.counts["SSN"] += 1
+            start, end = match.span("id")
+            whole = match.group(0)
+            return whole[: start - match.start()] + "[SSN]" + whole[end - match.start():]
+
+        return _SSN_LABELLED.sub(replace, text)
+
     def _phones(self, text: str) -> str:
         import phonenumbers
 
@@ -145,5 +162,6 @@ class Scrubber:
         text = self._sub(_IPV4, "IP", text, valid=_valid_ip)
         text = self._sub(_CARD, "CARD", text, valid=_valid_card)
         text = self._sub(_SSN, "SSN", text, valid=_valid_ssn)
+        text = self._labelled_ssns(text)
         text = self._phones(text)
         return self._sub(_HANDLE, "HANDLE", text)

@@ -23,6 +23,7 @@ import csv
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,20 +85,28 @@ def _messages(raw: Any, file: str, line: int, problems: list[Problem]) -> list[d
     return out
 
 
-def _names_company(line: str, company: str) -> bool:
-    if '"company"' not in line:
-        return False
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return False
-    return isinstance(record, dict) and record.get("company") == company
+NO_COMPANY = "(no company)"
+
+
+class MixedBrands(ValueError):
+    """The Twitter-shape input holds several brands and none was chosen: one voice per adapter."""
+
+    def __init__(self, brands: Counter[str]) -> None:
+        self.brands = brands
+        super().__init__(
+            f"the input holds {len(brands)} brands (the Twitter shape's 'company'): {brand_list(brands)}. "
+            "An adapter learns one voice: pass --company NAME to keep one brand, or --all-companies to mix them"
+        )
+
+
+def brand_list(brands: dict[str, int]) -> str:
+    """'RockstarSupport (170), MojangSupport (108), …', most records first."""
+    return ", ".join(f"{name} ({n})" for name, n in Counter(brands).most_common())
 
 
 def read_jsonl(path: Path, problems: list[Problem], company: str | None = None,
-               company_required: bool = True) -> Iterator[Conversation]:
-    """``company``: Twitter-shaped records of other brands are skipped (unless ``company_required`` is
-    False and no record names that company: then the file is not that brand's and all are kept)."""
+               brands: Counter[str] | None = None) -> Iterator[Conversation]:
+    """``brands`` counts the Twitter-shape records per company, before ``company`` filters them."""
     name = str(path)
     with path.open(encoding="utf-8-sig", errors="strict") as handle:
         try:
@@ -105,8 +114,6 @@ def read_jsonl(path: Path, problems: list[Problem], company: str | None = None,
         except UnicodeDecodeError as exc:
             problems.append(Problem(name, 0, "file", f"not UTF-8: {exc}"))
             return
-    if company and not company_required and not any(_names_company(line, company) for line in lines):
-        company = None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -122,6 +129,8 @@ def read_jsonl(path: Path, problems: list[Problem], company: str | None = None,
             messages = _messages(record["messages"], name, number, problems)
             meta = {k: v for k, v in record.items() if k != "messages"}
         elif "context" in record and "agent_reply" in record:  # the Twitter customer-care shape
+            if brands is not None:
+                brands[str(record.get("company") or NO_COMPANY)] += 1
             if company and record.get("company") != company:
                 continue
             context = record["context"]
@@ -208,7 +217,10 @@ class PreparedDataset:
     duplicates: int
     pii: dict[str, int]
     read: int
-
+    brands: dict[str, int] = field(default_factory=dict)
+    """Twitter-shape records per company in the input (before ``company`` kept one)."""
+    kept_brands: dict[str, int] = field(default_factory=dict)
+    """Of those, the ones in the dataset (the brand --company kept, or every brand mixed)."""
     sign_offs: int = 0
     """Personal sign-offs replaced by the house one (or removed)."""
 
@@ -218,7 +230,7 @@ class PreparedDataset:
         return {
             "read": self.read, "bad_records": len(self.problems), "duplicates": self.duplicates,
             "train": len(self.train), "eval": len(self.eval), "agent_turns": sum(turns),
-            "pii_replaced": dict(self.pii), "sign_offs_replaced": self.sign_offs,
+            "pii_replaced": dict(self.pii), "brands": dict(self.kept_brands), "sign_offs_replaced": self.sign_offs,
         }
 
 
@@ -250,12 +262,15 @@ def split_of(conversation: Conversation, eval_fraction: float) -> str:
 
 def prepare(
     paths: list[Path], *, eval_fraction: float = 0.15, order_pattern: str | None = DEFAULT_ORDER_PATTERN,
-    company: str | None = None, company_required: bool = True, keep_numbers: tuple[str, ...] = (),
+    company: str | None = None, all_companies: bool = False, keep_numbers: tuple[str, ...] = (),
     sign_off: str | None = None, brand_words: frozenset[str] = frozenset(),
 ) -> PreparedDataset:
-    """``keep_numbers``: the company's own phone numbers (not personal data). ``sign_off``: the house
+    """Raises ``MixedBrands`` when Twitter-shape records of several companies come in and neither
+    ``company`` (keep one) nor ``all_companies`` (mix them on purpose) says what to do.
+    ``keep_numbers``: the company's own phone numbers (not personal data). ``sign_off``: the house
     sign-off personal ones are replaced by (None: left as they are; '': removed)."""
     problems: list[Problem] = []
+    brands: Counter[str] = Counter()
     scrub = Scrubber(order_pattern or DEFAULT_ORDER_PATTERN, keep_numbers=keep_numbers)
     sign_offs = 0
     seen: set[str] = set()
@@ -269,7 +284,7 @@ def prepare(
         if path.suffix.lower() == ".csv":
             records = read_csv(path, problems)
         elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-            records = read_jsonl(path, problems, company, company_required)
+            records = read_jsonl(path, problems, company, brands)
         else:
             problems.append(Problem(str(path), 0, "file", f"unsupported type '{path.suffix}' (use .jsonl or .csv)"))
             continue
@@ -286,7 +301,10 @@ def prepare(
                 continue
             seen.add(conversation.key)
             (evals if split_of(conversation, eval_fraction) == "eval" else train).append(conversation)
-    return PreparedDataset(train, evals, problems, duplicates, dict(scrub.counts), read, sign_offs)
+    if company is None and not all_companies and len(brands) > 1:
+        raise MixedBrands(brands)
+    kept = {company: brands[company]} if company and brands.get(company) else {} if company else dict(brands)
+    return PreparedDataset(train, evals, problems, duplicates, dict(scrub.counts), read, dict(brands), kept, sign_offs)
 
 
 def write_dataset(dataset: PreparedDataset, out_dir: Path) -> dict[str, Any]:

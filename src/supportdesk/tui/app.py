@@ -383,14 +383,19 @@ class SupportDeskApp(App[None]):
                      "timings": result.timings, "handoff_reason": result.handoff_reason,
                      "clarify_reason": result.clarify_reason, "message_id": message.message_id,
                      "decline_reason": result.decline_reason, "voice_note": voice_note(result),
-                     "answerability": (result.answerability or {}).get("reason")}
+                     "answerability": (result.answerability or {}).get("reason"),
+                     "composed": result.composed, "claims_removed": result.claims_removed}
         view.message_id = message.message_id
         view.text = result.answer
         await view.markdown.update(result.answer if not result.cancelled else result.streamed + "\n\n*(cancelled)*")
         view.set_kind(result.kind, data["decision"].get("reason"))
         notes = []
+        if result.composed == "extracted":
+            notes.append("facts quoted from the sources")
         if result.fallback == "extractive":
-            notes.append("model draft replaced by quoted sources (unsupported)")
+            notes.append("model draft replaced by quoted sources (failed the claim check)")
+        elif result.claims_removed:
+            notes.append(f"{len(result.claims_removed)} sentence(s) dropped by the claim check")
         if result.fallback == "approved-reply":
             notes.append("model draft replaced by an approved reply (voice check)")
         if result.markers_invalid:

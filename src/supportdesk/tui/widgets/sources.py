@@ -63,6 +63,8 @@ class SourcesPanel(Vertical):
             note = f"asked to clarify: {data['clarify_reason']}"
         elif data.get("answerability"):
             note = f"{note}\n{data['answerability']}" if note else data["answerability"]
+        for removed in data.get("claims_removed") or []:
+            note += f"\ndropped: {removed['sentence'][:80]} ({removed['reason']})"
         reason.update(Text(note))
         items = data.get("citations") or []
         shown = [c for c in items if c.get("number")]

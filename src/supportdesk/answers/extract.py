@@ -1,0 +1,432 @@
+"""Answer extraction: the sentences, list items, steps or table rows of the shown sources
+that answer the question, quoted with their ``[n]``.
+
+A 135M model copies the wrong number from the right chunk (the neighbouring row's price,
+the other country's phone number), so the facts of a grounded answer are taken from the
+sources, never written. A source is read as units: sentences of its paragraphs, list items,
+numbered steps and table rows (each row read with its header, "Solid red — Meaning:
+Hardware fault"). A unit scores by the question's weighted terms it holds (its heading and
+table header count less), by whether it holds the kind of value asked for (a price for
+"how much", a duration for "how long", a phone number for "which number") and by naming the
+entity asked about rather than a neighbour (AX3000 vs Pro, UK vs US). The answer is the best
+unit, with the units that complete it: the rest of its procedure, the next sentence of an
+explanation, up to ``max_words``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from supportdesk.answers import citations as cite
+from supportdesk.kb.lexical import tokenize
+
+UnitKind = Literal["sentence", "item", "step", "row"]
+QuestionType = Literal["price", "phone", "email", "duration", "hours", "date", "count", "version", "howto", "meaning",
+                       "other"]
+
+PRIOR_WEIGHT = 0.3
+"""Weight of the unit's chunk's retrieval score (cosine): between two equally matching
+sentences, the one from the better-retrieved source."""
+CONTEXT_WEIGHT = 0.35
+"""Weight of a question term found only in the unit's heading, list intro or table header."""
+
+# The kind of value a question asks for, tried in this order ("how many days" is a duration).
+_QUESTION_TYPES: list[tuple[QuestionType, re.Pattern[str]]] = [
+    ("phone", re.compile(r"\b(phone|telephone|call|ring|hotline|number (to|for) (call|reach|contact))\b", re.IGNORECASE)),
+    ("email", re.compile(r"\b(e-?mail|email address)\b", re.IGNORECASE)),
+    ("price", re.compile(r"\b(how much|price|prices|cost|costs|fee|fees|charge|charges|pay|expensive|cheap)\b", re.IGNORECASE)),
+    ("duration", re.compile(r"\bhow long\b|\bhow many (seconds|minutes|hours|days|weeks|months|years)\b"
+                            r"|\b(warranty|window|period|last|lasts|take|takes|kept|keep)\b.*\?$", re.IGNORECASE)),
+    ("hours", re.compile(r"\b(what time|opening hours|business hours|open|opens|close|closes|hours)\b", re.IGNORECASE)),
+    ("date", re.compile(r"\b(when|what date|which date|since when|release date)\b", re.IGNORECASE)),
+    ("count", re.compile(r"\bhow many\b|\b(number of|maximum|max|limit|up to)\b", re.IGNORECASE)),
+    ("version", re.compile(r"\b(version|firmware|release|build)\b", re.IGNORECASE)),
+    ("howto", re.compile(r"\bhow (do|can|should|would) (i|we|you)\b|\bhow to\b|\b(steps?|set ?up|install|configure|"
+                         r"reset|enable|disable|turn (on|off)|change|connect|add|remove)\b", re.IGNORECASE)),
+    ("meaning", re.compile(r"\bwhat (does|do|is|are)\b.*\b(mean|means|meaning|stand for|indicate)\b|\bmeaning of\b", re.IGNORECASE)),
+]
+
+_VALUE = {
+    "price": re.compile(r"[$£€]\s?\d|\b\d+(?:[.,]\d+)?\s?(?:usd|eur|gbp|dollars?|euros?|pounds?)\b|\bfree\b|\bno charge\b", re.IGNORECASE),
+    "phone": re.compile(r"(?<![\w.])\+?\d[\d ().-]{6,}\d(?![\w.])"),
+    "email": re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
+    "duration": re.compile(r"\b\d+(?:[.,]\d+)?\s*(?:-\s*)?(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?|"
+                           r"months?|years?)\b|\b(?:one|two|three|four|five|six|seven|ten|twelve|thirty)\s+"
+                           r"(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?)\b|\blifetime\b", re.IGNORECASE),
+    "hours": re.compile(r"\b\d{1,2}(?::\d{2})?\s?(?:am|pm)\b|\b\d{1,2}[:.]\d{2}\b|\b24/7\b|\baround the clock\b", re.IGNORECASE),
+    "date": re.compile(r"\b(?:19|20)\d\d\b|\b(?:january|february|march|april|may|june|july|august|september|october|"
+                       r"november|december)\b|\b\d{1,2}:\d{2}\b|\b(?:mon|tues|wednes|thurs|fri|satur|sun)day\b", re.IGNORECASE),
+    "count": re.compile(r"\b\d+\b|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve|unlimited)\b", re.IGNORECASE),
+    "version": re.compile(r"\b\d+\.\d+(?:\.\d+)*\b"),
+}
+
+_CODE = re.compile(r"\b(?=[a-z0-9-]*\d)(?=[a-z0-9-]*[a-z])[a-z0-9]+(?:-[a-z0-9]+)*\b", re.IGNORECASE)
+"""Model codes and names with digits: KR-300, AX3000, BE9400, KE-901 (not plain numbers)."""
+_UNIT_CODES = frozenset({"5g", "4g", "3g", "2g", "6e", "wi-fi", "2.4ghz", "5ghz", "6ghz"})
+
+# Regions a policy, price or phone number is often given per; each name maps to one region.
+_REGIONS = {
+    "us": "us", "usa": "us", "u.s.": "us", "united states": "us", "america": "us", "american": "us",
+    "uk": "uk", "u.k.": "uk", "united kingdom": "uk", "britain": "uk", "british": "uk", "england": "uk",
+    "eu": "eu", "europe": "eu", "european union": "eu", "european": "eu",
+    "canada": "ca", "canadian": "ca", "australia": "au", "australian": "au", "new zealand": "nz",
+    "ireland": "ie", "irish": "ie", "germany": "de", "german": "de", "france": "fr", "french": "fr",
+    "spain": "es", "italy": "it", "netherlands": "nl", "norway": "no", "switzerland": "ch", "india": "in",
+    "japan": "jp", "mexico": "mx", "brazil": "br",
+}
+_REGION_PATTERN = re.compile(r"(?<![\w.])(" + "|".join(sorted(map(re.escape, _REGIONS), key=len, reverse=True))
+                             + r")(?![\w])", re.IGNORECASE)
+
+_INSTRUCTION = re.compile(
+    r"^(?:to [^,]{3,80},\s*)?(?:press|hold|tap|open|go to|select|click|choose|turn|unplug|plug|connect|enter|use|set|"
+    r"install|remove|restart|reset|update|sign in|log in|scan|move|check)\b|,\s*(?:press|tap|hold|go to|open|select)\b",
+    re.IGNORECASE)
+_STEP = re.compile(r"^\s*(?:step\s+)?(\d{1,2})[.):]\s+\S", re.IGNORECASE)
+_ITEM = re.compile(r"^\s*[-*+•▪◦]\s+(?=\S)")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One quotable piece of a shown source."""
+
+    source: int
+    kind: UnitKind
+    text: str
+    context: str
+    block: int
+    order: int
+
+
+@dataclass
+class Extraction:
+    """The composed answer and what it was made of (for the sources panel and the checks)."""
+
+    text: str
+    units: list[Unit] = field(default_factory=list)
+    question_type: QuestionType = "other"
+    score: float = 0.0
+    """The best unit's score: 0 when no unit holds any of the question's terms."""
+
+
+_PERIOD_WORDS = {"yearly": "year", "annual": "year", "annually": "year", "year": "year", "monthly": "month",
+                 "weekly": "week", "daily": "day", "hourly": "hour"}
+
+
+def terms(text: str) -> set[str]:
+    """The text's terms as BM25 sees them, with "yearly"/"annual" meeting "year" (a table's
+    "Yearly" column answers "per year")."""
+    return {_PERIOD_WORDS.get(t, t) for t in tokenize(text)}
+
+
+def question_type(question: str) -> QuestionType:
+    for name, pattern in _QUESTION_TYPES:
+        if pattern.search(question):
+            return name
+    return "other"
+
+
+def regions(text: str) -> set[str]:
+    return {_REGIONS[m.group(1).lower()] for m in _REGION_PATTERN.finditer(text)}
+
+
+def codes(text: str) -> set[str]:
+    return {c.lower().replace("-", "") for c in _CODE.findall(text) if c.lower() not in _UNIT_CODES}
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def _render_row(cells: list[str], header: list[str] | None, question: str) -> str:
+    """A table row as a line a customer can read: its first cell, then "Header: value" pairs —
+    only the columns the question names or whose value is of the kind asked (the price, in the
+    country asked about), when that leaves some out."""
+    if not header or len(header) != len(cells):
+        return " | ".join(c for c in cells if c)
+    pairs = [(h, v) for h, v in zip(header[1:], cells[1:], strict=True) if v]
+    wanted, q_regions, value = terms(question), regions(question), _VALUE.get(question_type(question))
+    keep = []
+    for h, v in pairs:
+        h_regions = regions(h)
+        if h_regions and q_regions and not h_regions & q_regions:
+            continue  # another country's column
+        named = bool(wanted & terms(h)) or bool(h_regions & q_regions)
+        typed = value is not None and bool(value.search(v))
+        if named or typed:
+            keep.append((h, v, named and typed))
+    exact = [(h, v) for h, v, both in keep if both]
+    chosen = exact or [(h, v) for h, v, _ in keep] or pairs
+    listed = "; ".join(f"{h}: {v}" for h, v in chosen)
+    return f"{cells[0]} — {listed}" if cells[0] else listed
+
+
+def units(number: int, text: str, heading: str, question: str = "") -> list[Unit]:
+    """Read a source as units: paragraph sentences, list items, numbered steps, table rows."""
+    found: list[Unit] = []
+    block = 0
+    header: list[str] | None = None
+    previous_kind = ""
+    intro = ""
+    for raw in text.split("\n"):
+        line = raw.strip()
+        if not line:
+            block += 1
+            header, previous_kind = None, ""
+            continue
+        if line.startswith("#"):
+            block += 1
+            heading = line.lstrip("#").strip() or heading
+            header, previous_kind = None, ""
+            continue
+        if line.startswith("|"):
+            if previous_kind != "row":
+                block += 1
+                header = _cells(line)
+                previous_kind = "row"
+                continue
+            if _TABLE_RULE.match(line):
+                continue
+            cells = _cells(line)
+            context = f"{heading} {' '.join(header or [])}"
+            found.append(Unit(number, "row", _render_row(cells, header, question), context, block, len(found)))
+            continue
+        kind: UnitKind = "step" if _STEP.match(line) else "item" if _ITEM.match(line) else "sentence"
+        if kind == "sentence" and _is_label(line):
+            block += 1  # a sub-heading or caption inside the text ("Reset Smart Hub", "- 88 -"): context only
+            heading = f"{heading} > {line}" if re.search(r"[A-Za-z]{2}", line) else heading
+            previous_kind = ""
+            continue
+        if kind == "sentence" or kind != previous_kind:
+            block += 1  # a paragraph (one line since ingest joined wrapped lines), or a new list
+        previous_kind = kind
+        if kind == "sentence":
+            sentences = cite.split_sentences(line)
+            for sentence in sentences:
+                found.append(Unit(number, "sentence", sentence, heading, block, len(found)))
+            intro = sentences[-1] if sentences else ""
+            continue
+        body = line if kind == "step" else _ITEM.sub("", line, count=1).strip() or line
+        context = f"{heading} {intro}" if intro.endswith(":") else heading
+        found.append(Unit(number, kind, body, context, block, len(found)))
+    return found
+
+
+_DANGLING = frozenset(["the", "a", "an", "to", "of", "for", "and", "or", "with", "is", "are", "on", "in", "at", "by",
+                       "your", "our", "from", "as", "that", "this", "be"])
+
+
+def is_fragment(sentence: str) -> bool:
+    """Under four words, or ending on a word that needs more ("LED Clear Motion is set to")."""
+    words = re.findall(r"[A-Za-z0-9$£€'-]+", cite.MARKER.sub(" ", sentence))
+    if len(words) < 4:
+        return True
+    return words[-1].lower() in _DANGLING and not sentence.rstrip().endswith("?")
+
+
+def _is_label(line: str) -> bool:
+    """A short line with no sentence end: a sub-heading, a caption, a page number."""
+    words = re.findall(r"[A-Za-z0-9][\w'-]*", line)
+    if not re.search(r"[A-Za-z]{2}", line):
+        return True
+    return len(words) <= 5 and not re.search(r"[.!?;]\W*$", line) and ":" not in line and not re.search(r"\d|@", line)
+
+
+@dataclass(frozen=True)
+class _Scored:
+    score: float
+    lexical: float
+    unit: Unit
+
+
+def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: set[str], q_regions: set[str],
+           prior: float = 0.0, names: frozenset[str] = frozenset()) -> _Scored:
+    total = sum(weights.values()) or 1.0
+    body = terms(unit.text)
+    context = terms(unit.context)
+    lexical = sum(w for t, w in weights.items() if t in body) / total
+    lexical += CONTEXT_WEIGHT * sum(w for t, w in weights.items() if t not in body and t in context) / total
+    score = lexical + PRIOR_WEIGHT * prior
+    value = _VALUE.get(qtype)
+    if value is not None:
+        score = score + 0.3 if value.search(unit.text) or value.search(_heading_value(unit, value)) else score * 0.5
+    elif qtype == "howto":
+        score = score + 0.3 if unit.kind == "step" or _INSTRUCTION.search(unit.text) else score * 0.7
+    elif qtype == "meaning" and unit.kind == "row":
+        score += 0.1
+    if q_codes:
+        mine = codes(unit.text)
+        if mine & q_codes:
+            score += 0.25
+        elif mine - q_codes:
+            score *= 0.6  # names another model only
+    mine = regions(unit.text) | (regions(unit.context) if unit.kind == "row" else set())
+    if value is None:
+        pass  # "Can I buy it in the UK?" is answered by "sold only in the US and Canada"
+    elif q_regions:
+        if mine & q_regions:
+            score += 0.2
+        elif mine:
+            score *= 0.6  # about another country
+    elif mine:
+        score *= 0.85  # a country's exception, when the question names none
+    if names - body - context:
+        score *= 0.6  # misses a name the question asks about (Guardian, not Fleet)
+    if unit.kind == "sentence" and is_fragment(unit.text) and not re.match(r"(?i)(yes|no)\b", unit.text):
+        score *= 0.3  # a caption, a label, a sentence whose value the source lost: not an answer
+    return _Scored(score, lexical, unit)
+
+
+def names(question: str, texts: list[str]) -> frozenset[str]:
+    """The question's terms that the sources write as names (capitalised wherever they occur
+    inside a sentence: "Guardian", "Perch"), however the customer typed them."""
+    found = set()
+    for word in set(re.findall(r"[A-Za-z][A-Za-z0-9'-]+", question)):
+        term = tokenize(word)
+        if len(term) != 1 or len(word) < 3:
+            continue
+        inside = [m.group(1) for text in texts for m in re.finditer(rf"(?<=[a-z0-9,;] )({re.escape(word)})\b", text,
+                                                                   re.IGNORECASE)]
+        if len(inside) >= 2 and sum(w[0].isupper() for w in inside) >= 0.8 * len(inside):
+            found.add(_PERIOD_WORDS.get(term[0], term[0]))
+    return frozenset(found)
+
+
+def _heading_value(unit: Unit, value: re.Pattern[str]) -> str:
+    """The last heading of the unit's path that holds the value asked for ("AcmeOS 5.0.0
+    (2025-01-14)" above a release note), or ''."""
+    if unit.kind == "row":
+        return ""
+    for part in reversed(unit.context.split(" > ")):
+        if value.search(part):
+            return part.strip()
+    return ""
+
+
+def _quote(unit: Unit) -> str:
+    """The unit with its marker before the closing punctuation ("... 3 years [2].")."""
+    body = unit.text.rstrip()
+    body = body[:1].upper() + body[1:]  # a list item quoted as a sentence ("no bars: …" → "No bars: …")
+    closing = re.search(r"[.!?:;]+[\"')\]]*$", body)
+    cut = closing.start() if closing else len(body)
+    end = body[cut:] if closing else "."
+    return f"{body[:cut].rstrip()} [{unit.source}]{end}"
+
+
+def _words(text: str) -> int:
+    return len(cite.MARKER.sub(" ", text).split())
+
+
+def extract(question: str, sources: list[tuple], weights: dict[str, float] | None = None,
+            max_words: int = 60) -> Extraction:
+    """Compose an answer from ``sources`` — (number, text, heading) or (number, text, heading,
+    retrieval score) — that quotes them only.
+
+    ``weights`` are the question's content terms with their idf in the serving index (the
+    search's ``term_weights``); without them every term weighs 1.
+    """
+    qtype = question_type(question)
+    asked = list(dict.fromkeys(_PERIOD_WORDS.get(t, t) for t in tokenize(question)))
+    known = {_PERIOD_WORDS.get(t, t): w for t, w in (weights or {}).items()}
+    weights = {t: known[t] for t in asked if t in known} if known else {}
+    weights = weights or {t: 1.0 for t in asked}
+    q_codes, q_regions = codes(question), regions(question)
+    priors = {source[0]: float(source[3]) if len(source) > 3 else 0.0 for source in sources}
+    pool = [u for source in sources for u in units(source[0], source[1], source[2], question)]
+    if not pool:
+        return Extraction("", [], qtype, 0.0)
+    named = names(question, [source[1] for source in sources])
+    scored = [_score(u, weights, qtype, q_codes, q_regions, priors.get(u.source, 0.0), named) for u in pool]
+    # Ties go to the earlier source (better retrieved) and the earlier unit.
+    best = max(scored, key=lambda s: (s.score, -s.unit.source, -s.unit.order))
+    chosen = [best.unit]
+    value = _VALUE.get(qtype)
+    if best.unit.kind == "step":
+        # A procedure is quoted whole, in order, from its first step (up to twice the budget).
+        block = [s.unit for s in scored if s.unit.source == best.unit.source and s.unit.block == best.unit.block
+                 and s.unit.kind == "step"]
+        chosen, used = [], 0
+        for unit in block:
+            if chosen and used + _words(unit.text) > 2 * max_words:
+                break
+            chosen.append(unit)
+            used += _words(unit.text)
+        lead = [s.unit for s in scored if s.unit.source == best.unit.source and s.unit.order == block[0].order - 1
+                and s.unit.kind == "sentence" and s.unit.text.rstrip().endswith(":")]
+        chosen = lead + chosen
+    elif best.unit.kind != "row" and (value is None or not value.search(best.unit.text) and _words(best.unit.text) < 8):
+        # An explanation (or a very short fact) goes on with what follows it in its passage.
+        used = _words(best.unit.text)
+        following = sorted((s for s in scored if s.unit.source == best.unit.source and s.unit.order > best.unit.order),
+                           key=lambda s: s.unit.order)
+        last = best.unit.order
+        for s in following:
+            if s.unit.order != last + 1 or s.unit.kind in ("row", "step") or s.unit.block != best.unit.block \
+                    and s.unit.kind != "item":
+                break
+            last = s.unit.order
+            if s.unit.kind == "sentence" and is_fragment(s.unit.text):
+                continue  # a fragment of the passage ("LED Clear Motion is set to"): left out
+            if used + _words(s.unit.text) > max_words or value is not None and len(chosen) >= 2:
+                break
+            chosen.append(s.unit)
+            used += _words(s.unit.text)
+    before = [s.unit for s in scored if s.unit.source == best.unit.source and s.unit.order == best.unit.order - 1
+              and s.unit.block == best.unit.block and s.unit.kind == "sentence" and _words(s.unit.text) <= 3]
+    if before and best.unit.kind == "sentence" and re.match(r"(?i)(yes|no)\b", before[0].text):
+        chosen.insert(0, before[0])  # "No. The Talon 5G is sold only in …": the FAQ's own yes or no
+    if best.unit.kind == "row" and value is not None:
+        # Rows of the same table that hold the value and match as well ("Phone, US" and "Phone, UK" hours).
+        used = _words(best.unit.text)
+        for s in sorted(scored, key=lambda s: -s.score):
+            if len(chosen) >= 3 or s.score < 0.85 * best.score or s.unit is best.unit:
+                continue
+            if s.unit.kind == "row" and s.unit.source == best.unit.source and s.unit.block == best.unit.block \
+                    and value.search(s.unit.text) and used + _words(s.unit.text) <= max_words:
+                chosen.append(s.unit)
+                used += _words(s.unit.text)
+        chosen.sort(key=lambda u: u.order)
+    if value is not None and not value.search(best.unit.text):
+        where = _heading_value(best.unit, value)
+        if where:  # the value is the section's title: "AcmeOS 5.0.0 (2025-01-14) — New: …"
+            chosen[0] = Unit(best.unit.source, best.unit.kind, f"{where}: {best.unit.text}", best.unit.context,
+                             best.unit.block, best.unit.order)
+    text = _compose(chosen, max_words)
+    return Extraction(text, chosen, qtype, round(best.score, 4))
+
+
+def _compose(chosen: list[Unit], max_words: int) -> str:
+    steps = [u for u in chosen if u.kind == "step"]
+    if steps:
+        lead = [u.text for u in chosen if u.kind != "step"]
+        body = [re.sub(r"^\s*(?:step\s+)?(\d{1,2})[.):]\s+", r"\1. ", u.text, flags=re.IGNORECASE) for u in steps]
+        body[-1] = _quote(Unit(steps[-1].source, "step", body[-1], "", 0, 0))
+        return "\n".join([*lead, *body])
+    parts: list[str] = []
+    used = 0
+    said: set[str] = set()
+    for unit in chosen:
+        normal = " ".join(re.findall(r"[a-z0-9]+", unit.text.lower()))
+        if normal in said:
+            continue  # the same sentence twice in a passage is quoted once
+        said.add(normal)
+        words = _words(unit.text)
+        if parts and used + words > max_words:
+            break
+        short_reply = unit is chosen[0] and len(chosen) > 1 and words <= 3 and re.match(r"(?i)(yes|no)\b", unit.text)
+        parts.append(unit.text.strip() if short_reply else _quote(unit))
+        used += words
+    if len(parts) == 1 and used > max_words:
+        return _trim(chosen[0], max_words)
+    return " ".join(parts)
+
+
+def _trim(unit: Unit, max_words: int) -> str:
+    """A single unit longer than the budget: cut at its last clause boundary within it."""
+    words = unit.text.split()
+    head = " ".join(words[:max_words])
+    cut = max(head.rfind("; "), head.rfind(", "), head.rfind(" — "))
+    head = head[:cut] if cut > len(head) // 2 else head
+    return f"{head.rstrip(' ,;')} … [{unit.source}]"

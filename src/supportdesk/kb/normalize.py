@@ -1,0 +1,71 @@
+"""Text normalisation at ingest: hard-wrapped lines become the sentences they were.
+
+PDF pages, plain-text files and Markdown wrapped at ~80 columns break sentences at line ends.
+Everything downstream reads sentences (the answer extractor, the support check, citation
+markers), so a sentence cut at a line break ("... get a free") would be quoted as one. A
+line is joined to the next when both are prose; headings, list items, numbered steps, table
+rows, code blocks and underlined headings stay the lines they are.
+"""
+
+from __future__ import annotations
+
+import re
+
+VERSION = 2
+"""Stored with an index: a change here (or in how chunks carry table headers) re-chunks every file
+at the next build."""
+
+_BLOCK_START = re.compile(
+    r"^\s*(?:#{1,6}\s|[-*+•▪◦]\s|\d{1,3}[.)]\s|[a-z][.)]\s|(?:step\s+\d+)\b|\||>|```|~~~|={3,}\s*$|-{3,}\s*$)",
+    re.IGNORECASE,
+)
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_LABEL_LINE = re.compile(r"^[A-Z][\w /&()'-]{0,40}:\s*\S")
+"""'Phone: 1-888-…', 'Applies to: …': a label line is a record of its own."""
+_ENDS_SENTENCE = re.compile(r"[.!?:;)\]\"'”’]\s*$")
+
+
+def _is_block_start(line: str) -> bool:
+    return bool(_BLOCK_START.match(line))
+
+
+def _continues(previous: str, line: str) -> bool:
+    """Is ``line`` the continuation of the wrapped prose (or list item) line ``previous``?"""
+    before, after = previous.rstrip(), line.strip()
+    if not before.strip() or not after:
+        return False
+    if _is_block_start(line) or before.lstrip().startswith(("#", "|", ">")) or _LABEL_LINE.match(after):
+        return False
+    if after[:1].islower():
+        return True  # running text: a sentence goes on
+    if len(before) < 40:
+        return False  # a title, a label, an address line: a record of its own
+    # A long line: wrapped prose, unless a sentence ended exactly there on a shorter line.
+    return not _ENDS_SENTENCE.search(before) or len(before) >= 60
+
+
+def unwrap(text: str) -> str:
+    """Join hard-wrapped prose lines (and continuation lines of list items) with one space.
+
+    Blank lines, headings, list items, numbered steps, table rows and fenced code keep their
+    line breaks; a hyphen at a line end before a lower-case letter is a split word ("configu-
+    ration") and is closed up.
+    """
+    out: list[str] = []
+    fenced = False
+    for raw in text.split("\n"):
+        line = raw.rstrip()
+        if _FENCE.match(line):
+            fenced = not fenced
+            out.append(line)
+            continue
+        if fenced or not out or not _continues(out[-1], line):
+            out.append(line)
+            continue
+        previous = out[-1]
+        piece = line.strip()
+        if re.search(r"[a-z]-$", previous) and piece[:1].islower():
+            out[-1] = previous[:-1] + piece
+        else:
+            out[-1] = f"{previous} {piece}"
+    return "\n".join(out)
