@@ -224,7 +224,9 @@ def test_prepare_refuses_to_mix_brands_unless_told(tmp_path):
     assert json.loads((tmp_path / "ds" / "stats.json").read_text())["brands"] == {"AcmeCare": 2}
     replies = [m["content"] for split in ("train", "eval") for conv in load_split(tmp_path / "ds" / f"{split}.jsonl")
                for m in conv if m["role"] == "assistant"]
-    assert len(replies) == 2 and all(r.endswith("^AC") for r in replies)
+    # Personal initials go (issue 27); another brand than the profile's gets no house sign-off in their place.
+    assert sorted(replies) == ["Let's check that for you in a DM.", "Sorry to hear that! Try the reset button."]
+    assert "personal sign-offs replaced │ 2 (removed: no house sign-off)" in one.stdout
     every = prepare_cli("--all-companies")
     assert every.exit_code == 0 and "brands mixed" in every.stdout and "BoltHelp (1)" in every.stdout
     assert json.loads((tmp_path / "ds" / "stats.json").read_text())["brands"] == {"AcmeCare": 2, "BoltHelp": 1}

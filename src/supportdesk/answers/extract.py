@@ -273,7 +273,7 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
     elif mine:
         score *= 0.85  # a country's exception, when the question names none
     if names - body - context:
-        score *= 0.6  # misses a name the question asks about (Guardian, not Fleet)
+        score *= 0.6  # misses a name the question asks about (Premium, not Basic)
     if unit.kind == "sentence" and is_fragment(unit.text) and not re.match(r"(?i)(yes|no)\b", unit.text):
         score *= 0.3  # a caption, a label, a sentence whose value the source lost: not an answer
     return _Scored(score, lexical, unit)
@@ -281,7 +281,7 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
 
 def names(question: str, texts: list[str]) -> frozenset[str]:
     """The question's terms that the sources write as names (capitalised wherever they occur
-    inside a sentence: "Guardian", "Perch"), however the customer typed them."""
+    inside a sentence: "Premium", "Satellite"), however the customer typed them."""
     found = set()
     for word in set(re.findall(r"[A-Za-z][A-Za-z0-9'-]+", question)):
         term = tokenize(word)
@@ -376,7 +376,7 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     before = [s.unit for s in scored if s.unit.source == best.unit.source and s.unit.order == best.unit.order - 1
               and s.unit.block == best.unit.block and s.unit.kind == "sentence" and _words(s.unit.text) <= 3]
     if before and best.unit.kind == "sentence" and re.match(r"(?i)(yes|no)\b", before[0].text):
-        chosen.insert(0, before[0])  # "No. The Talon 5G is sold only in …": the FAQ's own yes or no
+        chosen.insert(0, before[0])  # "No. The gateway is sold only in …": the FAQ's own yes or no
     if best.unit.kind == "row" and value is not None:
         # Rows of the same table that hold the value and match as well ("Phone, US" and "Phone, UK" hours).
         used = _words(best.unit.text)

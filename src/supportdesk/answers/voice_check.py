@@ -200,7 +200,8 @@ def check(reply: str, customer: str, brand: BrandProfile, intent: str = "none") 
     if human:
         problems.append(f"claims to be human ('{human.group(0)}')")
     asked = _mentions(customer, brand)
-    for sentence in split_sentences(text):
+    # The profile's own scope phrase ("I can help with <scope>") names products, approved as written.
+    for sentence in split_sentences(text.replace(brand.scope, "our products")):
         why = []
         if _CHECKABLE.search(sentence):
             why.append("a number, address or link")
