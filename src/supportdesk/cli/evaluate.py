@@ -37,8 +37,11 @@ def _router_and_kb(appctx: AppContext):
 
     kb = appctx.built_knowledge_base()  # the best document score is one of the router's signals
     weights, threshold, _ = kb.router_model()
+    from supportdesk.brand import load_brand
+
     router = Router(kb.embedder.embed_documents, weights, threshold)
     router.use_kb_examples(kb.router_examples())  # as the answer pipeline does
+    router.use_lexicon(load_brand(appctx.settings).lexicon)  # the brand's product names and codes, as the pipeline
     return router, kb
 
 
