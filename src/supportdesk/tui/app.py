@@ -292,9 +292,10 @@ class SupportDeskApp(App[None]):
 
     def _speaker(self) -> str:
         """The brand profile's assistant name, shown above each answer."""
+        session = self.session if self.session is not None else self._new_session  # the preview comes first
         try:
-            return self.session.status().assistant if self.session is not None else "Assistant"
-        except Exception:  # noqa: BLE001 - a label is never worth a failed message
+            return session.status().assistant if session is not None else "Assistant"
+        except Exception:  # noqa: BLE001 - a label is never worth a failed message (a server not reached yet)
             return "Assistant"
 
     def _announce_changes(self, s: Any) -> None:
