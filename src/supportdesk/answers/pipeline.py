@@ -375,9 +375,8 @@ class AnswerPipeline:
             return False
         t = time.perf_counter()
         self.policy.use_brand(brand)
-        # Judged on the message's own words: a follow-up's search also holds the previous question.
-        own_best = plan.search.best_score if plan.query == message else (lambda: self.kb.search(message, k=1).best_score)
-        verdict = self.policy.classify(message, vector, own_best, plan.decision.route == "grounded")
+        # A follow-up is judged with what it refers to: a conversation on the docs is not off topic.
+        verdict = self.policy.classify(message, vector, plan.search.best_score, plan.decision.route == "grounded")
         plan.policy = verdict
         plan.timings["policy_ms"] = (time.perf_counter() - t) * 1000
         if verdict.action == "route":
