@@ -103,6 +103,26 @@ def test_policy_decisions_with_reasons(pipeline, message, intent, action):
     assert ACTIONS[verdict.intent] == verdict.action
 
 
+@pytest.mark.slow
+def test_what_the_knowledge_base_covers_is_not_declined(pipeline):
+    """On a KB about space flight, "who was the first man on the moon?" is a question: a decline (or a
+    complaint, a data request) needs the message closer to that intent's examples than to anything
+    in the docs (and a KB cosine under 0.4 is no match at all)."""
+    pipeline.warm_up()
+    message = "who was the first man on the moon?"
+    vector = pipeline.kb.embedder.embed_query(message)
+    alone = pipeline.policy.classify(message, vector, best_score=0.1)
+    assert alone.action == "decline", alone.reason
+    assert alone.closest_similarity < 0.5
+    covered = pipeline.policy.classify(message, vector, best_score=max(alone.closest_similarity, 0.4) + 0.05)
+    assert covered.action == "route" and "the knowledge base is as close to it" in covered.reason
+    weak = pipeline.policy.classify(message, vector, best_score=min(alone.closest_similarity, 0.39))
+    assert weak.action == "decline", weak.reason
+    person = "I want to talk to a human"
+    asked = pipeline.policy.classify(person, pipeline.kb.embedder.embed_query(person), best_score=0.9)
+    assert asked.action == "handoff"  # asking for a person is never second-guessed
+
+
 # -- through the pipeline ---------------------------------------------------------------------------
 
 @pytest.mark.slow
