@@ -12,12 +12,17 @@ import os
 import re
 import shutil
 import threading
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from langchain_core.embeddings import Embeddings
 from typer.testing import CliRunner
+
+if TYPE_CHECKING:
+    from supportdesk.tui.widgets.conversation import MessageView
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -148,6 +153,35 @@ class ScriptedBackend:
 
     def count_tokens(self, text: str) -> int:
         return len(text) // 4
+
+
+def grounded_reply(messages):
+    """A reply for ScriptedBackend: cites two sources when the prompt has sources, thanks otherwise."""
+    if "Sources" in messages[-1].content:
+        return "You can return it within 45 days of delivery [1]. Start the return in Roost [2]."
+    return "You're welcome! Happy surfing."
+
+
+def wait_until(predicate, timeout=10.0, step=0.05) -> bool:
+    """Whether ``predicate()`` came true within ``timeout`` seconds (asked every ``step``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+async def send(pilot, app, text: str) -> MessageView:
+    """Type ``text`` in the TUI's prompt, send it, wait for the answer; its view."""
+    app.query_one("#prompt").insert(text)
+    await pilot.press("enter")
+    for _ in range(400):
+        await pilot.pause(0.05)
+        if app._streaming is None and app._ticket is None:
+            break
+    await pilot.pause(0.1)
+    return app.query_one("#conversation").answers()[-1]
 
 
 @pytest.fixture

@@ -229,3 +229,182 @@ def test_the_sample_adapter_is_activated_only_past_the_quality_gate(cli, tmp_pat
     assert status.state == state, status
     assert ("gate is 25% lower" in status.message) == (state == "rejected")
     assert read_active(tmp_path / "data") == active
+
+
+# -- one builder per data dir, tied to its app (issue 30, item 6) --------------------------------
+
+
+def _gone(pid: int, seconds: float) -> bool:
+    """The process ended within ``seconds`` (a zombie nobody reaps counts as ended)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if _state(pid) == "Z":
+                return True
+        except (OSError, IndexError):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _other_app(tmp_path, script: str, *args: str) -> tuple[subprocess.Popen, int]:
+    """A stand-in for another app: a real process that starts ``script``'s process and prints
+    its pid. That process is its child, not ours."""
+    starter = ("import subprocess, sys, time\n"
+               "child = subprocess.Popen([sys.executable, '-c', sys.argv[1], *sys.argv[2:]])\n"
+               "print(child.pid, flush=True)\n"
+               "time.sleep(300)\n")
+    app = subprocess.Popen([sys.executable, "-c", starter, script, *args], stdout=subprocess.PIPE, text=True,
+                           cwd=tmp_path)
+    return app, int(app.stdout.readline())
+
+
+def _end(*processes) -> None:
+    import signal
+
+    for process in processes:
+        pid = process if isinstance(process, int) else process.pid
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if not isinstance(process, int):
+            process.wait()
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGHUP"])
+def test_a_real_builder_ends_with_the_app_that_started_it(tmp_path, monkeypatch, how):
+    """kill -9 of the app, or its terminal closing (SIGHUP): the builder it started is gone
+    within seconds, even though it runs in its own session (so the terminal never signals it)."""
+    import signal
+
+    adapters = tmp_path / "adapters"
+    adapters.mkdir()
+    monkeypatch.setenv("SUPPORTDESK_ADAPTERS_DIR", str(adapters))
+    data = tmp_path / "data"
+    app = subprocess.Popen(
+        [sys.executable, "-c", ("import sys, time\nfrom pathlib import Path\n"
+                                "from supportdesk.training.background import start_sample_build\n"
+                                "print(start_sample_build(Path(sys.argv[1]), threads=1), flush=True)\n"
+                                "time.sleep(300)\n"), str(data)],
+        stdout=subprocess.PIPE, text=True)
+    builder = int(app.stdout.readline())
+    try:
+        # the builder runs its own code (its status, its pid): tied to the app by then
+        _wait(data, lambda s: s.pid == builder and s.state in ("preparing", "loading", "training"), 120)
+        os.kill(app.pid, getattr(signal, how))
+        app.wait(10)
+        assert _gone(builder, 10), f"the builder outlived its app ({how})"
+    finally:
+        _end(app, builder)
+
+
+@pytest.mark.parametrize(("state", "exits_by"), [("preparing", "at once, marked paused"),
+                                                 ("training", "at the next step")])
+def test_without_the_death_signal_the_builder_sees_its_parent_gone(tmp_path, state, exits_by):
+    """The fallback where prctl is not available: the watchdog sees the parent pid change."""
+    import signal
+
+    data = tmp_path / "data"
+    builder_code = (
+        "import os, sys, time\nfrom pathlib import Path\n"
+        "from supportdesk.training.background import BuilderGuard, BuildStatus\n"
+        "status = BuildStatus('kestrel-voice', sys.argv[2], pid=os.getpid())\n"
+        "guard = BuilderGuard(Path(sys.argv[1]), status, parent=os.getppid(), use_prctl=False, interval_s=0.2)\n"
+        "assert guard.start()\n"
+        "print('started', flush=True)\n"
+        "while not guard.should_stop():\n    time.sleep(0.05)\n"
+        "Path(sys.argv[1], 'stopped-at-step').write_text('yes')\n")
+    data.mkdir()
+    app, builder = _other_app(tmp_path, builder_code, str(data), state)
+    try:
+        deadline = time.monotonic() + 30
+        while not (data / "adapter-build.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        os.kill(app.pid, signal.SIGKILL)
+        app.wait(10)
+        assert _gone(builder, 10), f"the builder outlived its app ({exits_by})"
+        if state == "training":
+            assert (data / "stopped-at-step").exists()  # stopped through should_stop: a checkpoint is written
+        else:
+            assert read_status(data).state == "paused"
+    finally:
+        _end(app, builder)
+
+
+def test_a_second_builder_for_the_same_data_dir_exits_at_once(tmp_path, monkeypatch):
+    from filelock import FileLock
+
+    adapters = tmp_path / "adapters"
+    adapters.mkdir()
+    data = tmp_path / "data"
+    data.mkdir()
+    write_status(data, BuildStatus("kestrel-voice", "training", step=7, total=148, pid=os.getpid()))
+    before = (data / "adapter-build.json").read_text()
+    env = dict(os.environ, SUPPORTDESK_ADAPTERS_DIR=str(adapters), SUPPORTDESK_BUILDER_PARENT=str(os.getpid()))
+    with FileLock(str(data / "adapter-build.lock")):  # the running builder holds it
+        started = time.monotonic()
+        try:
+            run = subprocess.run([sys.executable, "-m", "supportdesk", "--data-dir", str(data), "adapter", "bootstrap",
+                                  "--background", "--threads", "1"], env=env, capture_output=True, text=True,
+                                 timeout=90, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError("a second builder started building instead of leaving it to the first") from exc
+    assert run.returncode == 0, run.stderr
+    assert "another adapter build is running" in run.stderr
+    assert time.monotonic() - started < 60
+    assert (data / "adapter-build.json").read_text() == before  # nothing of the first one's touched
+
+
+async def test_a_second_app_follows_the_build_and_quitting_it_leaves_the_build_alone(app_with_builder, tmp_path):
+    """Two apps on one data dir: the second follows the first's builder (progress line), never
+    starts its own, and quitting it does not pause the build the first one runs."""
+    app, settings, started = app_with_builder
+    other, builder = _other_app(tmp_path, "import time; time.sleep(120)")
+    try:
+        write_status(settings.data_dir, BuildStatus("kestrel-voice", "training", step=3, total=10, eta_s=120,
+                                                    pid=builder))
+        async with app.run_test(size=(160, 30)) as pilot:
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if app.session is not None:
+                    break
+            await pilot.pause(1.2)
+            assert started == []  # no second builder
+            assert "building adapter kestrel-voice: step 3/10" in str(app.query_one("#status").render())
+            assert app._builder_pid == builder and not app._build_owner
+        assert pid_alive(builder)  # not paused by the follower quitting
+    finally:
+        _end(other, builder)
+
+
+async def test_a_build_whose_app_quit_goes_on_in_the_app_still_open(app_with_builder, tmp_path):
+    """The app running the build quits (the build pauses at a checkpoint): the other app open
+    on that data dir resumes it from there, and its progress line says so instead of vanishing."""
+    import signal
+
+    app, settings, started = app_with_builder
+    other, builder = _other_app(tmp_path, "import time; time.sleep(120)")
+    try:
+        write_status(settings.data_dir, BuildStatus("kestrel-voice", "training", step=3, total=10, pid=builder))
+        async with app.run_test(size=(200, 30)) as pilot:
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if app.session is not None:
+                    break
+            await pilot.pause(1.2)
+            assert started == [] and app._builder_pid == builder
+            os.kill(builder, signal.SIGKILL)  # the first app paused its builder and quit
+            write_status(settings.data_dir, BuildStatus("kestrel-voice", "paused", step=3, total=10, pid=builder))
+            for _ in range(60):
+                await pilot.pause(0.1)
+                if started:
+                    break
+            assert len(started) == 1 and app._builder_pid == started[0] and app._build_owner
+            await pilot.pause(1.2)
+            assert "building adapter kestrel-voice" in str(app.query_one("#status").render())
+            assert any("goes on here" in n.message for n in app._notifications)
+        assert not pid_alive(started[0])  # now its own: paused when this last app quits
+    finally:
+        _end(other, builder)

@@ -13,8 +13,10 @@ from supportdesk.answers import AnswerPipeline
 from supportdesk.answers import citations as cite
 from supportdesk.answers.conversation import (
     Turn,
+    ambiguity,
     follow_up_query,
     is_follow_up,
+    named_instances,
     title_heads,
     unresolved_reference,
 )
@@ -139,3 +141,27 @@ def test_ask_conversations_prints_one_json_line_per_turn(sample_index, tmp_path,
     bad.write_text('{"question": 5}\n')
     refused = CliRunner().invoke(app, ["--kb", str(SAMPLE_KB), "ask", "--conversations", str(bad), "--json"])
     assert refused.exit_code != 0 and "line 1" in refused.output and "Traceback" not in refused.output
+
+
+def _search(*titles: str):
+    from supportdesk.kb.chunking import Chunk
+    from supportdesk.kb.search import SearchHit, SearchResult
+
+    hits = [SearchHit(Chunk(f"d{i}", "text", f"d{i}.md", t, t, None, 0), 0.6 - i / 100, 0.0) for i, t in enumerate(titles)]
+    return SearchResult("q", hits)
+
+
+def test_clarify_only_when_the_readings_name_different_things():
+    """'the TV' in one TV's manual is the TV; 'the court' in a KB of many courts is not."""
+    manual = ["Turning on the TV with a mobile device", "Connecting the Samsung Smart Remote to the TV",
+              "About the Samsung Smart Remote (QLED TV)", "About the Samsung Smart Remote (UHD TV)", "Using Smart Hub",
+              "Smart Hub", "Read After Installing the TV"]
+    assert named_instances("Turning on the TV") == {} and named_instances("Using Smart Hub") == {"hub": "smart hub"}
+    asked = "Can I turn on the TV with a mobile device?"
+    assert ambiguity(asked, [], _search(*manual[:3]), manual) is None
+    assert ambiguity("What is the source option in the Smart Hub?", [], _search("Using Smart Hub", "Smart Hub"), manual) is None
+    assert ambiguity("Where do I check the list of my channels?", [], _search("Using the Channel List"), manual) is None
+    courts = ["Juror fees | Superior Court of California | County of Ventura", ("Small Claims | Superior Court of California"
+              " | County of Tuolumne"), "Sacramento Superior Court", "Jury duty | Superior Court of California | County of Kern"]
+    unclear = ambiguity("Does the Superior Court publish a judges roster?", [], _search(*courts[:3]), courts)
+    assert unclear is not None and len(unclear.options) == 3

@@ -177,3 +177,16 @@ def test_ingest_joins_wrapped_lines_and_repeats_table_headers(tmp_path) -> None:
     assert "comes with a free shipping label for the return." in wrapped[0].text
     chunks = split(load(by_name["table.md"]), "table.md", 300, 0)
     assert len(chunks) > 2 and all(c.text.startswith("| Light | Meaning |") for c in chunks)
+
+
+def test_product_names_and_codes_are_one_product() -> None:
+    from supportdesk.kb.aliases import find_aliases
+
+    aliases = find_aliases(["| Product | Model | Price |\n| Aerie AX1800 | KR-180 | $129 |\n| Aerie Pro BE9400 | KR-940 | $349 |",
+                            "The Talon 5G (KT-500) has a battery."])
+    assert aliases.products("How long does a reset take on the Aerie Pro?") == {"kr940"}
+    assert aliases.products("reset the AX1800") == {"kr180"} == aliases.products("on the KR-180")
+    resets = ("The reset takes about 4 minutes.\n\nOn the KR-180 the reset takes about 3 minutes.\n\n"
+              "On the KR-940 the reset takes about 5 minutes.")
+    answer = extract("How long does a factory reset take on the AX1800?", [(1, resets, "")], None, 60, aliases).text
+    assert "3 minutes" in answer and "4 minutes" not in answer and "5 minutes" not in answer

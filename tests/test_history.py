@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
 from supportdesk.history import SCHEMA_VERSION, HistoryStore
-from supportdesk.history.schema import SQLITE as MIGRATIONS
+
+FIXTURES = Path(__file__).parent / "data" / "history"
 
 
 def test_upgrade_from_version_1_keeps_data(tmp_path):
     path = tmp_path / "h.sqlite3"
     db = sqlite3.connect(path)
-    db.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")
+    db.executescript((FIXTURES / "v1-sqlite.sql").read_text())  # version 1 as supportdesk made it
     db.execute("INSERT INTO conversations (title, created_at, updated_at) VALUES ('old', 1, 1)")
     db.execute("INSERT INTO messages (conversation_id, role, content, created_at) VALUES (1, 'user', 'hi', 1)")
     db.commit()

@@ -16,10 +16,9 @@ import uuid
 
 import psycopg
 import pytest
-from conftest import ScriptedBackend
+from conftest import ScriptedBackend, grounded_reply
 from postgres_server import PostgresServer, PostgresUnavailable, free_port
 from team_server import running
-from test_tui import grounded_reply
 
 from supportdesk.history import SCHEMA_VERSION, HistoryError, HistoryStore
 from supportdesk.history.migrate import migrate
@@ -58,7 +57,7 @@ def test_the_same_store_on_sqlite_and_postgresql(store):
     assert store.version == SCHEMA_VERSION and store.upgraded_from == 0
     mine = store.new_conversation(owner="alice")
     theirs = store.new_conversation(owner="bob")
-    store.add_message(mine, "user", "Is the Talon sold in the UK?", asked_by="alice")
+    asked = store.add_message(mine, "user", "Is the Talon sold in the UK?", asked_by="alice")
     answer = store.add_message(mine, "assistant", "No, only in the US and Canada [1].", kind="grounded",
                                citations=[{"number": 1, "source": "faq.md", "cited": True}],
                                timings={"total_ms": 12.5}, model={"backend": "embedded"}, asked_by="alice")
@@ -74,6 +73,9 @@ def test_the_same_store_on_sqlite_and_postgresql(store):
     assert stored.feedback == 1 and stored.model == {"backend": "embedded"} and stored.kind == "grounded"
     assert [r["messages"][-1]["content"] for r in store.export(rated_good_only=True)] == [stored.content]
     assert store.latest_conversation() == theirs
+    # The conversation of an answer (the server checks who may rate it); a question is not an answer.
+    assert store.answer_conversation(answer) == mine
+    assert store.answer_conversation(asked) is None and store.answer_conversation(10_000) is None
     # A write tried again after its commit's answer was lost (did it land?) is stored once.
     values = {"conversation_id": theirs, "role": "assistant", "content": "retried", "at": time.time(), "kind": "voice",
               "reason": None, "citations": [], "timings": {}, "model": {}, "abstained": False, "key": "k-1"}

@@ -21,6 +21,10 @@ from supportdesk.models import BackendError, ChatBackend, ModelMissing, create_b
 from supportdesk.models.adapters import write_active
 from supportdesk.settings import Settings
 
+_INDEX_STAGES = {"scan": (0, 2), "load": (2, 10), "embed": (10, 95), "save": (95, 99), "milvus": (95, 99),
+                 "done": (100, 100)}
+"""Where each stage of a first index build lies on its way to 100 % (embedding is most of it)."""
+
 
 def check_answers(backend: ChatBackend) -> None:
     """A model server (Ollama, OpenAI-compatible) must answer, and serve the model, before it
@@ -79,6 +83,8 @@ class SupportSession:
         self.conversation_id: int | None = None
         self.on_status_change: Callable[[], None] | None = None  # a remote session's feed calls it; not used here
         self._lock = threading.Lock()
+        self._first_index: threading.Event | None = None  # set when the first index, built behind the chat, is in
+        self.index_progress: Progress | None = None
 
     def _open_history(self) -> HistoryStore:
         """The history, or, when it is broken or unreachable, an in-memory one so the chat still works."""
@@ -130,6 +136,7 @@ class SupportSession:
             threading.Thread(target=self._build_index, args=(progress,), name="re-embed-index", daemon=True).start()
         elif self.kb.snapshot() is None and build_missing_index:
             if index_in_background:
+                self._first_index = threading.Event()
                 threading.Thread(target=self._build_index, args=(progress,), name="first-index", daemon=True).start()
             else:
                 progress("building the knowledge base index (first run)")
@@ -146,9 +153,40 @@ class SupportSession:
         progress("ready")
 
     def _build_index(self, progress: Callable[[str], None]) -> None:
-        report = self.kb.reload(lambda p: progress(f"indexing the knowledge base: {p.stage} {p.done}/{p.total}"))
-        self.index_error = None if report.ok else (report.error or "index build failed")
-        progress("ready" if report.ok else "index build failed")
+        def step(p: Progress) -> None:
+            self.index_progress = p
+            progress(f"indexing the knowledge base: {p.stage} {p.done}/{p.total}")
+
+        try:
+            report = self.kb.reload(step)
+            self.index_error = None if report.ok else (report.error or "index build failed")
+        except Exception as exc:  # noqa: BLE001 - the questions waiting for it are told why
+            self.index_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            if self._first_index is not None:
+                self._first_index.set()
+        progress("ready" if self.index_error is None else "index build failed")
+
+    @property
+    def indexing(self) -> bool:
+        """The first index is still being built (behind the chat): nothing can be looked up yet."""
+        return self._first_index is not None and not self._first_index.is_set() and self.kb._snapshot is None
+
+    def index_note(self) -> str:
+        """ "indexing the knowledge base… 42%": how far the first index build is."""
+        p = self.index_progress
+        span = _INDEX_STAGES.get(p.stage) if p is not None else None
+        if p is None or span is None:
+            return "indexing the knowledge base…"
+        low, high = span
+        share = min(1.0, p.done / p.total) if p.total else 0.0
+        return f"indexing the knowledge base… {round(low + (high - low) * share)}%"
+
+    def index_missing(self) -> str | None:
+        """Why nothing can be looked up, when the first index build ended without an index."""
+        if self._first_index is None or not self._first_index.is_set() or self.kb._snapshot is not None:
+            return None
+        return f"the knowledge base could not be indexed ({self.index_error or 'index build failed'})"
 
     @property
     def backend(self) -> ChatBackend:
@@ -198,19 +236,17 @@ class SupportSession:
         return self.open_conversation(latest)
 
     def turns(self, conversation_id: int | None = None) -> list[Turn]:
-        """The conversation as the pipeline reads it (routes and cited headings included)."""
+        """The conversation as the pipeline reads it: who said what, nothing else.
+
+        The same turns ``ask --conversations``, the evaluations and a server asked with a
+        history build from text, so a follow-up ("and for the satellite?") is searched and answered
+        the same way wherever the conversation comes from. (The cited headings of the last
+        answer used to be added here only: they pulled the TUI's follow-ups to another document.)
+        """
         conversation_id = self.conversation_id if conversation_id is None else conversation_id
         if conversation_id is None:
             return []
-        return [
-            Turn(
-                m.role,  # type: ignore[arg-type]
-                m.content,
-                route=m.kind if m.role == "assistant" else None,
-                headings=tuple(c.get("heading") or c.get("title") or "" for c in m.citations if c.get("cited")),
-            )
-            for m in self.history.messages(conversation_id)
-        ]
+        return [Turn(m.role, m.content) for m in self.history.messages(conversation_id)]  # type: ignore[arg-type]
 
     def ask(self, message: str) -> tuple[Answer, int]:
         """Store the question and start the answer; call ``record_answer`` when it is done."""

@@ -350,6 +350,8 @@ class AnswerSettings(BaseModel):
         "duration, phone number, code and menu path must be in the cited sentence) or is replaced by the extracted "
         "one; 'auto': extract with the embedded small model, model with an Ollama / OpenAI-compatible server.",
     )
+    extract_chunks: int = Field(3, ge=1, le=20, description="Retrieved chunks an extracted answer may quote from "
+                                "(no prompt to fit, so it may be more than router.context_chunks).")
     max_words: int = Field(60, ge=10, le=400, description="Most words in the factual part of a grounded answer "
                            "(a numbered procedure may run to its last step, up to twice this).")
 
@@ -361,7 +363,8 @@ class TUISettings(BaseModel):
         True,
         description="With no adapter yet, build the sample one in a background process (low priority, "
         "stopped while an answer is written) while the app chats with the bare base model; switched in when it passes "
-        "its evaluation. Quitting pauses the build; the next start resumes it.",
+        "its evaluation. Quitting pauses the build; the next start resumes it. One builder per data dir, which "
+        "every app on it follows; a team server's client never builds.",
     )
     background_threads: int | None = Field(
         None, ge=1, le=64,

@@ -196,7 +196,7 @@ async def _ready(pilot, app):
 async def _answered(pilot, app):
     for _ in range(200):
         await pilot.pause(0.05)
-        if app._answer is None and app._streaming is None:
+        if app._ticket is None and app._streaming is None:
             return app.query_one("#conversation").answers()[-1]
     raise AssertionError("no answer")
 

@@ -56,17 +56,17 @@ def test_html_declaring_an_unusable_charset_is_skipped(cli, small_kb):
 
 def test_a_loader_crash_skips_that_file_only(settings_factory, small_kb, hash_embedder, monkeypatch):
     """The pattern behind defects 3-4: whatever one file does, the reload goes on."""
-    import supportdesk.kb.index as index_module
+    import supportdesk.kb.build as build_module
     from supportdesk.kb import KnowledgeBase
 
-    real = index_module.load
+    real = build_module.load
 
     def flaky(source):
         if source.rel == "faq.md":
             raise MemoryError("parser blew up")
         return real(source)
 
-    monkeypatch.setattr(index_module, "load", flaky)
+    monkeypatch.setattr(build_module, "load", flaky)
     report = KnowledgeBase(settings_factory(small_kb), embedder=hash_embedder).reload()
     assert report.ok and len(report.added) == 3
     assert any(s.rel == "faq.md" and "MemoryError" in s.reason for s in report.skipped)

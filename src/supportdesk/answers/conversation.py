@@ -2,8 +2,8 @@
 
 A follow-up ("Are those the only steps?", "They sound similar", "Pagination options") after a
 grounded answer stays on the conversation's route and topic: it is searched together with what
-it refers to (the previous question and the headings the last answer cited) and answered
-grounded. A question whose referent is nowhere ("Does this Superior Court publish a judges
+it refers to (the previous question; the headings the last answer cited where a caller has them)
+and answered grounded. A question whose referent is nowhere ("Does this Superior Court publish a judges
 roster?" with no court named) and whose search finds several distinct documents with close
 scores gets a short clarifying question instead of a guess.
 """
@@ -140,17 +140,27 @@ _DETERMINERS = frozenset(["the", "a", "an", "your", "my", "our", "their", "this"
                           "of", "on", "in", "for", "with", "and", "or", "about", "from", "by"])
 
 
-def named_heads(title: str) -> set[str]:
-    """The heads of a title that name *one of several* things: "Sampson State Park", "(QLED TV)",
-    not "Turning on the TV". A KB of one TV manual has many sections about "the TV"; a KB of
-    many parks has many titles that are each a park. Only the second makes "the TV" ambiguous."""
-    heads = set()
-    for segment in _TITLE_SEGMENT.split(title):
+def named_instances(title: str) -> dict[str, str]:
+    """Each head of a title that names *one of several* things, with the name: "Sampson State
+    Park" → {park: "sampson state park"}, "(QLED TV)" → {tv: "qled tv"}; not "Turning on the
+    TV". A KB of one TV's manual has many sections about "the TV"; a KB of many parks has many
+    titles that each name a park. Only the second makes "the park" ambiguous."""
+    found: dict[str, str] = {}
+    segments = [seg.strip() for seg in _TITLE_SEGMENT.split(title) if seg.strip()]
+    for index, segment in enumerate(segments):
         words = re.findall(r"[A-Za-z0-9][\w'-]*", segment)
         terms = tokenize(words[-1]) if words else []
         if len(words) >= 2 and terms and words[-2].lower() not in _DETERMINERS:
-            heads.add(terms[-1])
-    return heads
+            # The name: the words before the head (not a verb like "Using"), and the title's other
+            # parts ("Superior Court | County of Tuolumne" is not "… | County of Ventura").
+            name = [w.lower() for w in words[-3:-1] if w.lower() not in _DETERMINERS and not w.lower().endswith("ing")]
+            rest = [seg.lower() for i, seg in enumerate(segments) if i != index]
+            found.setdefault(terms[-1], " | ".join([" ".join([*name, words[-1].lower()]), *rest]))
+    return found
+
+
+def named_heads(title: str) -> set[str]:
+    return set(named_instances(title))
 
 
 def unresolved_reference(message: str, history: list[Turn], titles: list[str] | None = None) -> str | None:
@@ -174,10 +184,9 @@ def unresolved_reference(message: str, history: list[Turn], titles: list[str] | 
             head = tokenize(words[-1]) if words else []
             if len(head) != 1 or head[0] in earlier:
                 continue
-            if re.match(r"\s+of\s", message[match.start() + len("the ") + len(" ".join(words)):]):
-                continue  # "the list of notifications": the phrase says which
-            if len(words) >= 2 and any(" ".join(words).lower() in title.lower() for title in titles):
-                continue  # "the Smart Hub", "the Ambient Mode": a name the documents use
+            after = message[match.start() + len("the ") + len(" ".join(words)):]
+            if re.match(r"\s+of\s", after) and words[0].islower():
+                continue  # "the list of notifications": the phrase says which (not "the Court of …")
             named = sum(1 for title in titles if head[0] in named_heads(title))
             if named >= DEFINITE_MIN_DOCUMENTS:
                 return f"the {' '.join(words)}"
@@ -226,7 +235,7 @@ def ambiguity(
         # several of the readings must each name one. Sections of one TV's manual ("Turning on
         # the TV", "Using the timers") are readings of a topic, and the search already chose.
         head = tokenize(phrase.split()[-1])
-        named = [label for label in labels[:3] if head and head[-1] in named_heads(label)]
+        named = {named_instances(label).get(head[-1]) for label in labels[:3]} - {None} if head else set()
         if len(named) < 2:
-            return None
+            return None  # one Smart Hub however many sections mention it
     return Ambiguity(phrase, tuple(labels[:3]), tuple(scores[:3]))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from supportdesk.answers import citations as cite
+from supportdesk.kb.aliases import Aliases
 from supportdesk.kb.lexical import tokenize
 
 UnitKind = Literal["sentence", "item", "step", "row"]
@@ -56,7 +57,7 @@ _VALUE = {
                            r"months?|years?)\b|\b(?:one|two|three|four|five|six|seven|ten|twelve|thirty)\s+"
                            r"(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?)\b|\blifetime\b", re.IGNORECASE),
     "hours": re.compile(r"\b\d{1,2}(?::\d{2})?\s?(?:am|pm)\b|\b\d{1,2}[:.]\d{2}\b|\b24/7\b|\baround the clock\b", re.IGNORECASE),
-    "date": re.compile(r"\b(?:19|20)\d\d\b|\b(?:january|february|march|april|may|june|july|august|september|october|"
+    "date": re.compile(r"\b\d+\s*(?:days?|weeks?|months?|years?)\b|\b(?:19|20)\d\d\b|\b(?:january|february|march|april|may|june|july|august|september|october|"
                        r"november|december)\b|\b\d{1,2}:\d{2}\b|\b(?:mon|tues|wednes|thurs|fri|satur|sun)day\b", re.IGNORECASE),
     "count": re.compile(r"\b\d+\b|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve|unlimited)\b", re.IGNORECASE),
     "version": re.compile(r"\b\d+\.\d+(?:\.\d+)*\b"),
@@ -79,6 +80,12 @@ _REGIONS = {
 _REGION_PATTERN = re.compile(r"(?<![\w.])(" + "|".join(sorted(map(re.escape, _REGIONS), key=len, reverse=True))
                              + r")(?![\w])", re.IGNORECASE)
 
+_ASKS_LIMIT = re.compile(r"\b(maximum|max|most|limit|largest|biggest|highest)\b")
+_STATES_LIMIT = re.compile(r"\b(up to|at most|maximum|max\.?|limit(?:ed)? (?:to|of)|no more than)\b", re.IGNORECASE)
+_FACT_QUESTION = re.compile(r"^\W*(?:(?:at|in|on|for|by|to|from|with)\s+)?(?:what|which|when|where|who|whose|how (?:many|much|long|fast|far|big|often|old))\b"
+                            r"(?!.*\b(?:mean|means|do i|can i|should i|steps?)\b)", re.IGNORECASE)
+"""A question after one value ("What channel width…", "At what temperature…"): its best unit alone
+answers it; the sentences after it add other values."""
 _INSTRUCTION = re.compile(
     r"^(?:to [^,]{3,80},\s*)?(?:press|hold|tap|open|go to|select|click|choose|turn|unplug|plug|connect|enter|use|set|"
     r"install|remove|restart|reset|update|sign in|log in|scan|move|check)\b|,\s*(?:press|tap|hold|go to|open|select)\b",
@@ -109,6 +116,10 @@ class Extraction:
     question_type: QuestionType = "other"
     score: float = 0.0
     """The best unit's score: 0 when no unit holds any of the question's terms."""
+    coverage: float = 0.0
+    """Share of the question's weighted terms the best unit holds (its context counts less)."""
+    margin: float = 1.0
+    """The best unit's score over that of the best unit stating a different value (1: none does)."""
 
 
 _PERIOD_WORDS = {"yearly": "year", "annual": "year", "annually": "year", "year": "year", "monthly": "month",
@@ -210,7 +221,11 @@ def units(number: int, text: str, heading: str, question: str = "") -> list[Unit
             continue
         body = line if kind == "step" else _ITEM.sub("", line, count=1).strip() or line
         context = f"{heading} {intro}" if intro.endswith(":") else heading
-        found.append(Unit(number, kind, body, context, block, len(found)))
+        if kind == "step":
+            found.append(Unit(number, kind, body, context, block, len(found)))
+            continue
+        for position, sentence in enumerate(cite.split_sentences(body)):  # an item of several sentences
+            found.append(Unit(number, "item" if position == 0 else "sentence", sentence, context, block, len(found)))
     return found
 
 
@@ -242,24 +257,29 @@ class _Scored:
 
 
 def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: set[str], q_regions: set[str],
-           prior: float = 0.0, names: frozenset[str] = frozenset()) -> _Scored:
+           prior: float = 0.0, names: frozenset[str] = frozenset(), products=None, key: str | None = None) -> _Scored:
+    """How well ``unit`` answers: its share of the question's weighted terms, times what it holds
+    of the kind of value asked, of the product and country asked, of the question's key term;
+    plus a little of its chunk's retrieval score."""
     total = sum(weights.values()) or 1.0
     body = terms(unit.text)
     context = terms(unit.context)
     lexical = sum(w for t, w in weights.items() if t in body) / total
     lexical += CONTEXT_WEIGHT * sum(w for t, w in weights.items() if t not in body and t in context) / total
-    score = lexical + PRIOR_WEIGHT * prior
+    score = lexical
     value = _VALUE.get(qtype)
     if value is not None:
-        score = score + 0.3 if value.search(unit.text) or value.search(_heading_value(unit, value)) else score * 0.5
+        score *= 1.6 if value.search(unit.text) or value.search(_heading_value(unit, value)) else 0.5
     elif qtype == "howto":
-        score = score + 0.3 if unit.kind == "step" or _INSTRUCTION.search(unit.text) else score * 0.7
+        score *= 1.4 if unit.kind == "step" or _INSTRUCTION.search(unit.text) else 0.7
     elif qtype == "meaning" and unit.kind == "row":
-        score += 0.1
+        score *= 1.15
+    if _ASKS_LIMIT.search(" ".join(weights)) and _STATES_LIMIT.search(unit.text):
+        score *= 1.2  # "the maximum number of rules" is answered by "up to 64 rules"
     if q_codes:
-        mine = codes(unit.text)
+        mine = (products or codes)(unit.text)
         if mine & q_codes:
-            score += 0.25
+            score *= 1.3
         elif mine - q_codes:
             score *= 0.6  # names another model only
     mine = regions(unit.text) | (regions(unit.context) if unit.kind == "row" else set())
@@ -267,16 +287,31 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
         pass  # "Can I buy it in the UK?" is answered by "sold only in the US and Canada"
     elif q_regions:
         if mine & q_regions:
-            score += 0.2
+            score *= 1.25
         elif mine:
             score *= 0.6  # about another country
     elif mine:
         score *= 0.85  # a country's exception, when the question names none
     if names - body - context:
         score *= 0.6  # misses a name the question asks about (Premium, not Basic)
+    if key is not None and key not in body and key not in context:
+        score *= 0.5  # misses what the question is about ("warranty", not the return window)
     if unit.kind == "sentence" and is_fragment(unit.text) and not re.match(r"(?i)(yes|no)\b", unit.text):
         score *= 0.3  # a caption, a label, a sentence whose value the source lost: not an answer
-    return _Scored(score, lexical, unit)
+    return _Scored(score + PRIOR_WEIGHT * prior, lexical, unit)
+
+
+_FORM_WORDS = frozenset(terms("how long much many cost costs price take takes mean means time often kind type "
+                              "way need get use work happen happens"))
+"""Words that say what kind of answer is wanted, not what it is about."""
+
+
+def key_term(weights: dict[str, float], pool: list[Unit]) -> str | None:
+    """The question's most specific term that the shown sources hold somewhere: the unit that
+    answers names it (a term no source holds cannot tell units apart)."""
+    present = set().union(*(terms(u.text) | terms(u.context) for u in pool)) if pool else set()
+    candidates = {t: w for t, w in weights.items() if t in present and t not in _FORM_WORDS and len(t) > 2}
+    return max(candidates, key=candidates.__getitem__) if candidates else None
 
 
 def names(question: str, texts: list[str]) -> frozenset[str]:
@@ -292,6 +327,23 @@ def names(question: str, texts: list[str]) -> frozenset[str]:
         if len(inside) >= 2 and sum(w[0].isupper() for w in inside) >= 0.8 * len(inside):
             found.add(_PERIOD_WORDS.get(term[0], term[0]))
     return frozenset(found)
+
+
+def _continues(question: str, best: Unit, value: re.Pattern[str] | None) -> bool:
+    """Does the answer go on past its best unit? An explanation or a procedure does; a question
+    after one value does only when the best unit is too short to hold it."""
+    single_fact = value is not None or bool(_FACT_QUESTION.search(_last_sentence(question)))
+    if not single_fact:
+        return True
+    if value is not None:
+        return _words(best.text) < 8 and not value.search(best.text)  # "No bars:" needs what follows
+    return _words(best.text) < 5 and not re.search(r"\d", best.text)
+
+
+def _last_sentence(question: str) -> str:
+    """The question itself, without the context before it ("I live in London. How long …?")."""
+    parts = [p for p in re.split(r"(?<=[.!?])\s+", question.strip()) if p]
+    return parts[-1] if parts else question
 
 
 def _heading_value(unit: Unit, value: re.Pattern[str]) -> str:
@@ -320,7 +372,7 @@ def _words(text: str) -> int:
 
 
 def extract(question: str, sources: list[tuple], weights: dict[str, float] | None = None,
-            max_words: int = 60) -> Extraction:
+            max_words: int = 60, aliases: Aliases | None = None) -> Extraction:
     """Compose an answer from ``sources`` — (number, text, heading) or (number, text, heading,
     retrieval score) — that quotes them only.
 
@@ -332,13 +384,16 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     known = {_PERIOD_WORDS.get(t, t): w for t, w in (weights or {}).items()}
     weights = {t: known[t] for t in asked if t in known} if known else {}
     weights = weights or {t: 1.0 for t in asked}
-    q_codes, q_regions = codes(question), regions(question)
+    products = aliases.products if aliases is not None else codes
+    q_codes, q_regions = products(question), regions(question)
     priors = {source[0]: float(source[3]) if len(source) > 3 else 0.0 for source in sources}
     pool = [u for source in sources for u in units(source[0], source[1], source[2], question)]
     if not pool:
         return Extraction("", [], qtype, 0.0)
     named = names(question, [source[1] for source in sources])
-    scored = [_score(u, weights, qtype, q_codes, q_regions, priors.get(u.source, 0.0), named) for u in pool]
+    key = key_term(weights, pool)
+    scored = [_score(u, weights, qtype, q_codes, q_regions, priors.get(u.source, 0.0), named, products, key)
+              for u in pool]
     # Ties go to the earlier source (better retrieved) and the earlier unit.
     best = max(scored, key=lambda s: (s.score, -s.unit.source, -s.unit.order))
     chosen = [best.unit]
@@ -356,7 +411,7 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
         lead = [s.unit for s in scored if s.unit.source == best.unit.source and s.unit.order == block[0].order - 1
                 and s.unit.kind == "sentence" and s.unit.text.rstrip().endswith(":")]
         chosen = lead + chosen
-    elif best.unit.kind != "row" and (value is None or not value.search(best.unit.text) and _words(best.unit.text) < 8):
+    elif best.unit.kind != "row" and _continues(question, best.unit, value):
         # An explanation (or a very short fact) goes on with what follows it in its passage.
         used = _words(best.unit.text)
         following = sorted((s for s in scored if s.unit.source == best.unit.source and s.unit.order > best.unit.order),
@@ -394,7 +449,18 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
             chosen[0] = Unit(best.unit.source, best.unit.kind, f"{where}: {best.unit.text}", best.unit.context,
                              best.unit.block, best.unit.order)
     text = _compose(chosen, max_words)
-    return Extraction(text, chosen, qtype, round(best.score, 4))
+    return Extraction(text, chosen, qtype, round(best.score, 4), round(best.lexical, 4), _margin(best, scored, value))
+
+
+def _margin(best: _Scored, scored: list[_Scored], value: re.Pattern[str] | None) -> float:
+    """How far ahead the best unit is of the best one that states another value of the kind asked
+    (another price, another duration): a close second is a coin toss between two facts."""
+    if value is None or best.score <= 0:
+        return 1.0
+    mine = {v.lower() for v in value.findall(best.unit.text)} if value.search(best.unit.text) else set()
+    rivals = [s.score for s in scored if s.unit is not best.unit and value.search(s.unit.text)
+              and {v.lower() for v in value.findall(s.unit.text)} - mine]
+    return round(1 - max(rivals) / best.score, 4) if rivals else 1.0
 
 
 def _compose(chosen: list[Unit], max_words: int) -> str:

@@ -265,7 +265,7 @@ class AnswerPipeline:
     @property
     def answerability(self) -> Answerability:
         """The hand-off model for the serving generation (it can change with a reload)."""
-        weights, threshold, _ = self.kb.handoff_model()
+        weights, threshold = self.kb.values().handoff.value
         key = (*weights, threshold)
         if self._answerability is None or self._answerability[0] != key:
             self._answerability = (key, Answerability(weights, threshold))
@@ -341,9 +341,10 @@ class AnswerPipeline:
             t = time.perf_counter()
             vector = self.kb.embedder.embed_query(message)
             timings["embed_ms"] += (time.perf_counter() - t) * 1000
+        values = self.kb.values()  # resolved once for the serving generation: no file is read here
         if self._own_router:
-            self.router.configure(*self.kb.router_model()[:2])
-        self.router.use_kb_examples(self.kb.router_examples())
+            self.router.configure(*values.router.value)
+        self.router.use_kb_examples(values.router_examples.value)
         self.router.use_lexicon(brand.lexicon)
         decision: RouteDecision = self.router.decide(message, vector, search.best_score)
         if follow_up and decision.route == "voice" and self._conversation_grounded(history):
@@ -364,7 +365,11 @@ class AnswerPipeline:
             plan.kind = "handoff"
             plan.handoff_reason = plan.verdict.reason if search.hits else "the knowledge base returned nothing"
             return plan
-        plan.sources = select_sources(search.hits, cfg.context_chunks, cfg.context_chars)
+        if self.compose_mode() == "extract":
+            # Quoting costs no prompt tokens: every retrieved chunk can hold the answer.
+            plan.sources = select_sources(search.hits, self.settings.answers.extract_chunks, 10**6)
+        else:
+            plan.sources = select_sources(search.hits, cfg.context_chunks, cfg.context_chars)
         timings["sources_ms"] = (time.perf_counter() - t) * 1000
         return plan
 
@@ -510,7 +515,7 @@ class AnswerPipeline:
     def _extraction(self, result: AnswerResult, sources: list[Source], weights: dict[str, float]) -> Extraction:
         question = result.query if result.follow_up else result.question
         return extract(question, [(s.number, s.text, s.hit.chunk.heading, s.hit.score) for s in sources], weights,
-                       self.settings.answers.max_words)
+                       self.settings.answers.max_words, self.kb.aliases())
 
     def _extracted(self, answer: Answer, plan: Plan, started: float, t: float) -> Iterator[str]:
         """A grounded answer made of the sources' own sentences, rows or steps: no model call."""

@@ -10,6 +10,7 @@ import typer
 from supportdesk.cli import adapter as adapter_cmd
 from supportdesk.cli import ask as ask_cmd
 from supportdesk.cli import config as config_cmd
+from supportdesk.cli import eval_answers as eval_answers_cmd
 from supportdesk.cli import evaluate as evaluate_cmd
 from supportdesk.cli import history as history_cmd
 from supportdesk.cli import kb as kb_cmd
@@ -34,11 +35,12 @@ app.command("ask")(ask_cmd.ask)
 app.command("eval")(evaluate_cmd.evaluate)
 app.command("eval-public")(evaluate_cmd.evaluate_public)
 app.command("eval-social")(evaluate_cmd.evaluate_social)
+app.command("eval-answers")(eval_answers_cmd.eval_answers)
 app.add_typer(evaluate_cmd.router_app, name="router")
 app.add_typer(serve_cmd.app, name="serve")
 
 # Commands that run only on this machine's files (training, evaluation, model servers).
-_LOCAL_ONLY = {"eval", "eval-public", "eval-social", "router", "models"}
+_LOCAL_ONLY = {"eval", "eval-public", "eval-answers", "eval-social", "router", "models"}
 
 
 def _version(value: bool) -> None:

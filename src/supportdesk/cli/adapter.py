@@ -399,7 +399,8 @@ def push_cmd(
 def bootstrap_sample(
     ctx: typer.Context,
     background: Annotated[bool, typer.Option("--background", help="Report to the status file the app shows; "
-                                             "SIGTERM pauses at a checkpoint.")] = False,
+                                             "SIGTERM pauses at a checkpoint; one builder per data dir, "
+                                             "ending with the app that started it.")] = False,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Training threads (default: all cores).")] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Stop training after this many steps "
                                                   "(a quick smoke build; the default trains to the end).")] = None,
@@ -411,13 +412,12 @@ def bootstrap_sample(
     background on its first run; run it here to build in the foreground instead. The adapter is
     activated only if its held-out perplexity is at least 25 % below the base model's.
     """
-    import signal
     import time
 
     from supportdesk.brand import load_brand
     from supportdesk.models import find_adapter, list_adapters, read_active
     from supportdesk.models.adapters import write_active
-    from supportdesk.training.background import CHECKPOINTS, BuildStatus, write_status
+    from supportdesk.training.background import CHECKPOINTS, BuilderGuard, BuildStatus, write_status
     from supportdesk.training.checkpoint import BuildPaused
     from supportdesk.training.prepare import prepare, write_dataset
 
@@ -426,15 +426,15 @@ def bootstrap_sample(
     brand = load_brand(settings)
     adapter_name = plain(brand.adapter or DEFAULT_ADAPTER, "brand.adapter")
     status = BuildStatus(adapter_name, "preparing", pid=os.getpid())
-    stop = {"asked": False}
+    guard = BuilderGuard(settings.data_dir, status) if background else None
+    if guard is not None and not guard.start():  # SIGTERM handling and the tie to the app are set here
+        err_console.print(f"another adapter build is running for {settings.data_dir}: nothing to do")
+        return
 
     def report(state: str, message: str = "") -> None:
         status.state, status.message = state, message
         if background:
             write_status(settings.data_dir, status)
-
-    if background:
-        signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("asked", True))
     others = [a for a in list_adapters(settings.adapters_dir) if a.name != adapter_name]
     sample = next((a for a in list_adapters(settings.adapters_dir) if a.name == adapter_name), None)
     if others and sample is None:
@@ -479,7 +479,8 @@ def bootstrap_sample(
                           f"{'' if epochs is None else f', {epochs:g} epoch'}")
         try:
             run_build(appctx, adapter_name, target, replace=False, threads=threads, max_steps=max_steps, epochs=epochs,
-                      checkpoint_dir=settings.data_dir / CHECKPOINTS, should_stop=lambda: stop["asked"], on_step=on_step)
+                      checkpoint_dir=settings.data_dir / CHECKPOINTS,
+                      should_stop=guard.should_stop if guard else lambda: False, on_step=on_step)
         except BuildPaused as exc:
             report("paused", str(exc))
             err_console.print(f"build paused: {exc}")

@@ -10,7 +10,9 @@ the server goes away, ``status().connection`` says so and the stream reconnects 
 from __future__ import annotations
 
 import json
+import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,7 +35,10 @@ from supportdesk.wire import (
 
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 60.0  # the server pings every 10 s on a stream
-BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+BACKOFF_S = (1.0, 2.0, 4.0, 8.0)
+PROBE_EVERY_S = 1.0
+"""While waiting to reconnect, a cheap unauthenticated ``/health`` probe this often: a server that
+is back is reconnected to at once instead of at the end of the wait."""
 
 
 class ServerError(BackendError):
@@ -174,6 +179,9 @@ class RemoteHistory:
 
 
 class RemoteSession:
+    is_remote = True
+    """A team server's client: the app builds nothing locally (no sample adapter, no index)."""
+
     def __init__(self, settings: Settings, url: str, token: str | None) -> None:
         self.settings = settings
         self.url = url.rstrip("/")
@@ -188,6 +196,7 @@ class RemoteSession:
         self._status: SessionStatus | None = None
         self._extra: dict[str, Any] = {}
         self._connection: str | None = None
+        self._retry_at: float | None = None  # monotonic time of the next reconnect, while the feed is down
         self._stop = threading.Event()
         self._events: threading.Thread | None = None
         self._feed: httpx.Response | None = None
@@ -284,23 +293,53 @@ class RemoteSession:
                     return
                 delay = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
                 failures += 1
-                why = str(exc) if isinstance(exc, ServerError) else "server unreachable"
-                self._connection = f"{why} — retrying in {delay:.0f} s"
+                refused = isinstance(exc, ServerError)
+                self._connection = str(exc) if refused else "server unreachable"
+                self._retry_at = time.monotonic() + delay
                 if self.on_status_change is not None:
                     self.on_status_change()
-                self._stop.wait(delay)
+                self._wait_to_reconnect(probe=not refused)  # a refusal comes from a server that is up
+                self._retry_at = None
             else:
                 if not self._stop.is_set():
                     self._connection = "server closed the status feed — reconnecting"
                     self._stop.wait(BACKOFF_S[0])
 
+    def _wait_to_reconnect(self, probe: bool) -> None:
+        """Until ``_retry_at``; with ``probe``, cut short as soon as the server answers ``/health``."""
+        while not self._stop.is_set() and self._retry_at is not None:
+            left = self._retry_at - time.monotonic()
+            if left <= 0 or self._stop.wait(min(PROBE_EVERY_S, left)):
+                return
+            if probe and self._server_answers():
+                return
+
+    def _server_answers(self) -> bool:
+        try:
+            return self._http.get("/health", timeout=httpx.Timeout(2.0, connect=1.0)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     @property
     def index_error(self) -> str | None:
         return self._extra.get("index_error")
 
+    @property
+    def reloaded_by(self) -> str | None:
+        """Who started the reload that made the serving KB generation (the server's word)."""
+        return self._extra.get("reloading_by") or self._extra.get("reloaded_by")
+
+    def connection_line(self) -> str | None:
+        """Why the server cannot be reached, counting down to the next try; None while connected."""
+        why, retry_at = self._connection, self._retry_at
+        if why is None or retry_at is None:
+            return why
+        left = math.ceil(retry_at - time.monotonic())
+        return f"{why} — retrying in {left} s" if left > 0 else f"{why} — reconnecting…"
+
     def status(self) -> SessionStatus:
         base = self._status or SessionStatus("server", "connecting…", None, 0, None, None, False)
-        return SessionStatus(**{**base.__dict__, "connection": self._connection})
+        return SessionStatus(**{**base.__dict__, "connection": self.connection_line()})
 
     # -- conversations -----------------------------------------------------------------------
     def new_conversation(self) -> int:

@@ -1,8 +1,9 @@
 """Conversation history: where every question, answer, citation, timing and rating is kept.
 
 ``HistoryStore`` works the same on SQLite (a file in the data dir, the embedded default) and
-on PostgreSQL (``history.url``), with the same versioned schema (``schema``); ``migrate``
-copies one store into another.
+on PostgreSQL (``history.url``): the tables are defined once (``schema``, SQLAlchemy Core) and
+each schema version is an Alembic revision (``migrations/versions``, applied by ``revisions``
+when a store opens); ``migrate`` copies one store into another.
 """
 
 from __future__ import annotations

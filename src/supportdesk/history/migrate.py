@@ -14,6 +14,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import func, select, update
+
+from supportdesk.history.schema import conversations, messages, tokens
 from supportdesk.history.store import HistoryStore, _loads
 
 
@@ -41,12 +44,17 @@ class MigrationReport:
         return self.in_source == self.in_target
 
 
-def _counts(store: HistoryStore, where: str = "", params: tuple = ()) -> Counts:
-    conversations = store._read(f"SELECT COUNT(*) AS n FROM conversations c {where}", params)[0]["n"]
-    message_where = where.replace("c.origin", "m.origin")
-    rows = store._read(f"SELECT m.citations, m.feedback FROM messages m {message_where}", params)
-    return Counts(int(conversations), len(rows), sum(len(_loads(r["citations"], [])) for r in rows),
-                  sum(1 for r in rows if r["feedback"]))
+def _counts(store: HistoryStore, origin_like: str | None = None) -> Counts:
+    """What ``store`` holds; with ``origin_like``, only the rows copied from one source."""
+    found = select(func.count().label("n")).select_from(conversations)
+    rows = select(messages.c.citations, messages.c.feedback)
+    if origin_like is not None:
+        found = found.where(conversations.c.origin.like(origin_like, escape="\\"))
+        rows = rows.where(messages.c.origin.like(origin_like, escape="\\"))
+    n = store._read(found)[0]["n"]
+    stored = store._read(rows)
+    return Counts(int(n), len(stored), sum(len(_loads(r["citations"], [])) for r in stored),
+                  sum(1 for r in stored if r["feedback"]))
 
 
 def migrate(source: HistoryStore, target: HistoryStore,
@@ -55,51 +63,49 @@ def migrate(source: HistoryStore, target: HistoryStore,
         raise ValueError(f"{target.where} is the history being copied: give another database")
     report = MigrationReport(source.where, target.where)
     prefix = f"{source.store_id}:"
-    conversations = source._read("SELECT * FROM conversations ORDER BY id", ())
-    for done, c in enumerate(conversations, start=1):
-        messages = source._read("SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (c["id"],))
+    c, m = conversations.c, messages.c
+    copied = source._read(select(conversations).order_by(c.id))
+    for done, conversation in enumerate(copied, start=1):
+        source_messages = source._read(select(messages).where(m.conversation_id == conversation["id"]).order_by(m.id))
         with target._engine.transaction() as tx:
-            origin = f"{prefix}{c['id']}"
-            found = tx.execute("SELECT id, updated_at FROM conversations WHERE origin = ?", (origin,))
+            origin = f"{prefix}{conversation['id']}"
+            found = tx.execute(select(c.id, c.updated_at).where(c.origin == origin))
             if found:
                 target_id = found[0]["id"]
-                if c["updated_at"] > found[0]["updated_at"]:
-                    tx.update("UPDATE conversations SET updated_at = ?, title = ? WHERE id = ?",
-                              (c["updated_at"], c["title"], target_id))
+                if conversation["updated_at"] > found[0]["updated_at"]:
+                    tx.update(update(conversations).where(c.id == target_id)
+                              .values(updated_at=conversation["updated_at"], title=conversation["title"]))
             else:
-                target_id = tx.insert(
-                    "INSERT INTO conversations (title, created_at, updated_at, owner, origin) VALUES (?, ?, ?, ?, ?)",
-                    (c["title"], c["created_at"], c["updated_at"], c["owner"], origin))
+                target_id = tx.insert(conversations, {
+                    "title": conversation["title"], "created_at": conversation["created_at"],
+                    "updated_at": conversation["updated_at"], "owner": conversation["owner"], "origin": origin})
                 report.copied.conversations += 1
             have = {r["origin"]: r for r in tx.execute(
-                "SELECT id, origin, feedback FROM messages WHERE conversation_id = ? AND origin IS NOT NULL",
-                (target_id,))}
-            for m in messages:
-                m_origin = f"{prefix}m{m['id']}"
+                select(m.id, m.origin, m.feedback).where(m.conversation_id == target_id, m.origin.is_not(None)))}
+            for message in source_messages:
+                m_origin = f"{prefix}m{message['id']}"
                 if m_origin in have:
-                    if have[m_origin]["feedback"] != m["feedback"]:
-                        tx.update("UPDATE messages SET feedback = ? WHERE id = ?", (m["feedback"], have[m_origin]["id"]))
+                    if have[m_origin]["feedback"] != message["feedback"]:
+                        tx.update(update(messages).where(m.id == have[m_origin]["id"])
+                                  .values(feedback=message["feedback"]))
                         report.ratings_updated += 1
                     continue
-                tx.insert(
-                    "INSERT INTO messages (conversation_id, role, content, created_at, kind, reason, citations, timings,"
-                    " feedback, model, abstained, asked_by, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (target_id, m["role"], m["content"], m["created_at"], m["kind"], m["reason"],
-                     json.dumps(_loads(m["citations"], [])), json.dumps(_loads(m["timings"], {})), m["feedback"] or 0,
-                     json.dumps(_loads(m["model"], {})), int(m["abstained"] or 0), m["asked_by"], m_origin))
+                citations = _loads(message["citations"], [])
+                tx.insert(messages, {
+                    "conversation_id": target_id, "role": message["role"], "content": message["content"],
+                    "created_at": message["created_at"], "kind": message["kind"], "reason": message["reason"],
+                    "citations": json.dumps(citations), "timings": json.dumps(_loads(message["timings"], {})),
+                    "feedback": message["feedback"] or 0, "model": json.dumps(_loads(message["model"], {})),
+                    "abstained": int(message["abstained"] or 0), "asked_by": message["asked_by"], "origin": m_origin})
                 report.copied.messages += 1
-                report.copied.citations += len(_loads(m["citations"], []))
-                report.copied.ratings += 1 if m["feedback"] else 0
-        progress(done, len(conversations))
-    for t in source._read("SELECT * FROM tokens ORDER BY id", ()):
+                report.copied.citations += len(citations)
+                report.copied.ratings += 1 if message["feedback"] else 0
+        progress(done, len(copied))
+    for t in source._read(select(tokens).order_by(tokens.c.id)):
         with target._engine.transaction() as tx:
-            added = tx.update(
-                "INSERT INTO tokens (name, role, token_hash, created_at, expires_at, revoked_at, last_used_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (t["name"], t["role"], t["token_hash"], t["created_at"], t["expires_at"], t["revoked_at"],
-                 t["last_used_at"]))
-            report.tokens_copied += added
+            added = tx.insert(tokens, {key: t[key] for key in ("name", "role", "token_hash", "created_at", "expires_at",
+                                                               "revoked_at", "last_used_at")}, on_conflict=())
+            report.tokens_copied += added is not None
     report.in_source = _counts(source)
-    like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    report.in_target = _counts(target, "WHERE c.origin LIKE ? ESCAPE '\\'", (like,))
+    report.in_target = _counts(target, prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
     return report

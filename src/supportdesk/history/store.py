@@ -1,5 +1,5 @@
-"""Conversation history: SQLite under the data dir, or a shared PostgreSQL, with versioned
-schema upgrades (``schema``) on both.
+"""Conversation history: SQLite under the data dir, or a shared PostgreSQL, with one schema
+(``schema``: the tables; Alembic revisions in ``migrations``) on both.
 
 Every message keeps what an auditor needs: the route and its reason, the citations, the
 timings, the model figures and the agent's 👍/👎. ``export`` writes conversations in the
@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Executable, Table, bindparam, case, func, select, update
+
 from supportdesk.history.engines import Engine, HistoryError, open_engine
+from supportdesk.history.schema import conversations, messages, store_meta, tokens
 from supportdesk.private import write_private_text
 
 
@@ -76,6 +79,35 @@ def move_aside(path: Path) -> Path:
     return target
 
 
+# The store's statements, built once with bound parameters (SQLAlchemy compiles each once; in an
+# UPDATE a parameter may not be named as a column).
+_c, _m, _t = conversations.c, messages.c, tokens.c
+_STORE_ID = select(store_meta.c.value).where(store_meta.c.key == "store_id")
+_LANDED = {table.name: select(table.c.id).where(table.c.write_key == bindparam("key"))
+           for table in (conversations, messages)}
+"""The row an earlier try of a write made (its write key)."""
+_RATE = update(messages).where(_m.id == bindparam("message_id"), _m.role == "assistant") \
+    .values(feedback=bindparam("value"))
+_TOUCH_CONVERSATION = update(conversations).where(_c.id == bindparam("conversation_id")).values(
+    updated_at=bindparam("at"), title=case((_c.title == "", bindparam("first_question")), else_=_c.title))
+"""A new message moves its conversation up; the first question titles it."""
+_CONVERSATIONS = (select(_c.id, _c.title, _c.created_at, _c.updated_at, _c.owner, func.count(_m.id).label("n"))
+                  .select_from(conversations.outerjoin(messages, _m.conversation_id == _c.id))
+                  .group_by(_c.id).order_by(_c.updated_at.desc(), _c.id.desc()).limit(bindparam("limit")))
+_CONVERSATIONS_OF = _CONVERSATIONS.where(_c.owner == bindparam("owner"))
+_CONVERSATION = select(_c.id, _c.title, _c.created_at, _c.updated_at, _c.owner,
+                       select(func.count()).where(_m.conversation_id == _c.id).scalar_subquery().label("n")) \
+    .where(_c.id == bindparam("conversation_id"))
+_MESSAGES = select(messages).where(_m.conversation_id == bindparam("conversation_id")).order_by(_m.id)
+_ANSWER_CONVERSATION = select(_m.conversation_id).where(_m.id == bindparam("message_id"), _m.role == "assistant")
+_TOKENS = select(tokens).order_by(_t.id)
+_ACTIVE_TOKENS = _TOKENS.where(_t.revoked_at.is_(None))
+_TOKEN_BY_HASH = select(tokens).where(_t.token_hash == bindparam("token_hash"))
+_TOUCH_TOKEN = update(tokens).where(_t.id == bindparam("token_id")).values(last_used_at=bindparam("at"))
+_REVOKE_TOKEN = update(tokens).where(_t.name == bindparam("token_name"), _t.revoked_at.is_(None)) \
+    .values(revoked_at=bindparam("at"))
+
+
 @dataclass
 class _PendingWrite:
     """A write that met a locked database: kept in order, retried, never dropped."""
@@ -121,7 +153,7 @@ class HistoryStore:
         self.spill_dir = spill_dir or (self.path.parent if self.path and self.location != ":memory:" else None)
         try:
             self.upgraded_from = self._engine.upgrade()
-            self.store_id = str(self._engine.read("SELECT value FROM store_meta WHERE key = 'store_id'")[0]["value"])
+            self.store_id = str(self._engine.read(_STORE_ID)[0]["value"])
         except HistoryError:
             self._engine.close()
             raise
@@ -256,32 +288,29 @@ class HistoryStore:
     def _apply(self, kind: str, v: dict[str, Any]) -> int:
         with self._engine.transaction() as tx:
             if kind == "conversation":
-                new_id = tx.insert("INSERT INTO conversations (title, created_at, updated_at, owner, write_key)"
-                                   " VALUES (?, ?, ?, ?, ?) ON CONFLICT (write_key) DO NOTHING",
-                                   (v["title"], v["at"], v["at"], v.get("owner"), v["key"]))
-                return new_id if new_id is not None else self._landed(tx, "conversations", v["key"])
+                new_id = tx.insert(conversations, {"title": v["title"], "created_at": v["at"], "updated_at": v["at"],
+                                                   "owner": v.get("owner"), "write_key": v["key"]},
+                                   on_conflict=["write_key"])
+                return new_id if new_id is not None else self._landed(tx, conversations, v["key"])
             if kind == "feedback":
-                tx.update("UPDATE messages SET feedback = ? WHERE id = ? AND role = 'assistant'",
-                          (v["value"], self._real(v["message_id"])))
+                tx.update(_RATE, {"value": v["value"], "message_id": self._real(v["message_id"])})
                 return 0
             conversation_id = self._real(v["conversation_id"])
-            row_id = tx.insert(
-                "INSERT INTO messages (conversation_id, role, content, created_at, kind, reason, citations, timings,"
-                " model, abstained, asked_by, write_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (write_key) DO NOTHING",
-                (conversation_id, v["role"], v["content"], v["at"], v["kind"], v["reason"], json.dumps(v["citations"]),
-                 json.dumps(v["timings"]), json.dumps(v["model"]), int(v["abstained"]), v.get("asked_by"), v["key"]),
-            )
+            row_id = tx.insert(messages, {
+                "conversation_id": conversation_id, "role": v["role"], "content": v["content"], "created_at": v["at"],
+                "kind": v["kind"], "reason": v["reason"], "citations": json.dumps(v["citations"]),
+                "timings": json.dumps(v["timings"]), "model": json.dumps(v["model"]), "abstained": int(v["abstained"]),
+                "asked_by": v.get("asked_by"), "write_key": v["key"],
+            }, on_conflict=["write_key"])
             if row_id is None:  # an earlier try of this very write landed (its commit's answer was lost)
-                return self._landed(tx, "messages", v["key"])
+                return self._landed(tx, messages, v["key"])
             title = v["content"][:80] if v["role"] == "user" else ""  # a conversation is titled by its first question
-            tx.update("UPDATE conversations SET updated_at = ?, title = CASE WHEN title = '' THEN ? ELSE title END"
-                      " WHERE id = ?", (v["at"], title, conversation_id))
+            tx.update(_TOUCH_CONVERSATION, {"at": v["at"], "first_question": title, "conversation_id": conversation_id})
             return row_id
 
     @staticmethod
-    def _landed(tx: Any, table: str, key: str) -> int:
-        return int(tx.execute(f"SELECT id FROM {table} WHERE write_key = ?", (key,))[0]["id"])
+    def _landed(tx: Any, table: Table, key: str) -> int:
+        return int(tx.execute(_LANDED[table.name], {"key": key})[0]["id"])
 
     def _write(self, kind: str, values: dict[str, Any]) -> int:
         values.setdefault("key", uuid.uuid4().hex)  # the same key on every retry of this write
@@ -334,9 +363,9 @@ class HistoryStore:
         self._write("feedback", {"message_id": message_id, "value": value})
 
     # -- reading ---------------------------------------------------------------------
-    def _read(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    def _read(self, statement: Executable, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         try:
-            return self._engine.read(sql, params)
+            return self._engine.read(statement, params)
         except self._engine.errors as exc:
             if self._engine.transient(exc) and self._engine.dialect == "sqlite":
                 return []  # a reader locked out sees what is in memory; nothing is lost
@@ -344,13 +373,8 @@ class HistoryStore:
 
     def conversations(self, limit: int = 100, owner: str | None = None) -> list[Conversation]:
         """Newest first; with ``owner``, only that agent's conversations (a team server's agents)."""
-        where, params = ("WHERE c.owner = ?", (owner,)) if owner is not None else ("", ())
-        rows = self._read(
-            "SELECT c.id, c.title, c.created_at, c.updated_at, c.owner, COUNT(m.id) AS n FROM conversations c"
-            f" LEFT JOIN messages m ON m.conversation_id = c.id {where}"
-            " GROUP BY c.id ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
-            (*params, limit),
-        )
+        rows = self._read(_CONVERSATIONS, {"limit": limit}) if owner is None \
+            else self._read(_CONVERSATIONS_OF, {"limit": limit, "owner": owner})
         found = [Conversation(r["id"], r["title"] or "", r["created_at"], r["updated_at"], r["n"], r["owner"])
                  for r in rows]
         with self._lock:
@@ -368,9 +392,7 @@ class HistoryStore:
                     return Conversation(p.placeholder, p.values["title"], p.values["at"], p.values["at"], 0,
                                         p.values.get("owner"))
             real = self._real(conversation_id)
-        rows = self._read("SELECT c.id, c.title, c.created_at, c.updated_at, c.owner,"
-                          " (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS n"
-                          " FROM conversations c WHERE c.id = ?", (real,))
+        rows = self._read(_CONVERSATION, {"conversation_id": real})
         if not rows:
             return None
         r = rows[0]
@@ -379,7 +401,7 @@ class HistoryStore:
     def messages(self, conversation_id: int) -> list[StoredMessage]:
         with self._lock:
             real = self._real(conversation_id)
-        rows = self._read("SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (real,)) if real > 0 else []
+        rows = self._read(_MESSAGES, {"conversation_id": real}) if real > 0 else []
         out = [self._message(r) for r in rows]
         with self._lock:
             for p in self._pending:
@@ -389,6 +411,12 @@ class HistoryStore:
                                              v["reason"], v["citations"], v["timings"], 0, v["model"], v["abstained"],
                                              v.get("asked_by")))
         return out
+
+    def answer_conversation(self, message_id: int) -> int | None:
+        """The conversation of the stored answer ``message_id``; None for a question's id, an unknown id,
+        or an answer still waiting for the database (its id is negative until it is written)."""
+        rows = self._read(_ANSWER_CONVERSATION, {"message_id": message_id})
+        return int(rows[0]["conversation_id"]) if rows else None
 
     def latest_conversation(self, owner: str | None = None) -> int | None:
         found = self.conversations(limit=1, owner=owner)
@@ -406,33 +434,31 @@ class HistoryStore:
 
     # -- the team server's role tokens (hashes only) ---------------------------------------
     def token_rows(self, include_revoked: bool = False) -> list[dict[str, Any]]:
-        return self._read("SELECT * FROM tokens" + ("" if include_revoked else " WHERE revoked_at IS NULL")
-                          + " ORDER BY id", ())
+        return self._read(_TOKENS if include_revoked else _ACTIVE_TOKENS)
 
     def add_token(self, name: str, role: str, token_hash: str, expires_at: float | None) -> None:
         """Raises ValueError when an active token already has that name."""
         try:
             with self._engine.transaction() as tx:
-                tx.insert("INSERT INTO tokens (name, role, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                          (name, role, token_hash, time.time(), expires_at))
+                tx.insert(tokens, {"name": name, "role": role, "token_hash": token_hash, "created_at": time.time(),
+                                   "expires_at": expires_at})
         except self._engine.errors as exc:
             if self._engine.integrity(exc):
                 raise ValueError(f"a token named {name!r} already exists: revoke it first, or pick another name") from exc
             raise self._damaged(exc) from exc
 
     def token_by_hash(self, token_hash: str) -> dict[str, Any] | None:
-        rows = self._read("SELECT * FROM tokens WHERE token_hash = ?", (token_hash,))
+        rows = self._read(_TOKEN_BY_HASH, {"token_hash": token_hash})
         return rows[0] if rows else None
 
     def touch_token(self, token_id: int) -> None:
         with contextlib.suppress(*self._engine.errors), self._engine.transaction() as tx:  # only delays 'last used'
-            tx.update("UPDATE tokens SET last_used_at = ? WHERE id = ?", (time.time(), token_id))
+            tx.update(_TOUCH_TOKEN, {"at": time.time(), "token_id": token_id})
 
     def revoke_token(self, name: str) -> bool:
         try:
             with self._engine.transaction() as tx:
-                return tx.update("UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
-                                 (time.time(), name)) > 0
+                return tx.update(_REVOKE_TOKEN, {"at": time.time(), "token_name": name}) > 0
         except self._engine.errors as exc:
             raise self._damaged(exc) from exc
 

@@ -27,10 +27,11 @@ _FILLER = frozenset(
     ["hey", "hi", "hello", "hiya", "ok", "okay", "cool", "great", "thank", "thanks", "please", "pls", "sorry", "bother", "quick", "question", "one", "again", "just", "wonder", "wondering", "know", "tell", "want", "need", "help", "like", "really", "also", "still", "actually", "anyone", "someone", "guy", "folk", "mean", "got", "thing", "stuff", "there", "here", "now", "oh", "um", "uh", "hmm", "yes", "yeah",
      # the halves of contractions ("isn't" -> "isn", "t") and reflexive pronouns: never content
      "isn", "aren", "wasn", "weren", "don", "doesn", "didn", "hasn", "haven", "hadn", "won", "wouldn", "couldn",
-     "shouldn", "myself", "yourself", "ourselves", "themselves", "btw",
-     # how a request is phrased, not what it is about ("Please explain in detail how ...")
-     "explain", "describe", "detail", "detailed", "every", "exactly", "kindly", "walk", "through"]
+     "shouldn", "myself", "yourself", "ourselves", "themselves", "btw"]
 )
+_REQUEST_WORDS = ("please", "explain", "describe", "detail", "detailed", "every", "exactly", "kindly", "walk", "through")
+"""How a request is phrased, not what it is about ("Please explain in detail how ..."): no
+evidence either way. Matched as the tokenizer spells them ('please' -> 'pleas')."""
 
 
 _SUFFIXES = (("ies", "y"), ("sses", "ss"), ("xes", "x"), ("ches", "ch"), ("shes", "sh"), ("zes", "z"),
@@ -56,8 +57,7 @@ def _stem(token: str) -> str:
     return stem
 
 
-_FILLER_STEMS = frozenset(_stem(word) for word in _FILLER)
-"""The filler words as the tokenizer spells them ('please' -> 'pleas')."""
+_FILLER_STEMS = frozenset(_stem(word) for word in _REQUEST_WORDS)
 
 
 def _terms(text: str) -> list[tuple[str, str]]:

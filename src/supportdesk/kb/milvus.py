@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -31,6 +31,10 @@ from langchain_core.embeddings import Embeddings
 from supportdesk.kb.chunking import Chunk
 from supportdesk.kb.lexical import analyzed
 from supportdesk.settings import RetrievalSettings
+
+if TYPE_CHECKING:
+    from supportdesk.kb.search import Searcher
+    from supportdesk.kb.store import PublishProgress
 
 DENSE, SPARSE, TEXT, PK = "dense", "sparse", "text", "pk"
 
@@ -239,6 +243,72 @@ class MilvusRankings:
 
     def lexical(self, query: str, k: int) -> list[tuple[str, float]]:
         return self.index.lexical(self.collection, query, k) if query.strip() else []
+
+
+class MilvusStore:
+    """``retrieval.store = "milvus"`` behind the interface serving and building use (``kb.store.SearchStore``):
+    a generation is published as its own collection, then searched there."""
+
+    name = "milvus"
+
+    def __init__(self, cfg: RetrievalSettings, embedder: Callable[[], Embeddings]) -> None:
+        self._cfg = cfg
+        self._embedder = embedder
+        self._index: MilvusIndex | None = None
+
+    @property
+    def index(self) -> MilvusIndex:
+        """The Milvus server (connected on first use)."""
+        if self._index is None:
+            self._index = MilvusIndex(self._cfg, self._embedder())
+        return self._index
+
+    def serve(self, searcher: Searcher, manifest: dict[str, Any]) -> tuple[Searcher, str | None]:
+        """The generation's Milvus collection ranks its searches when there is one; else this process does."""
+        collection = (manifest.get("milvus") or {}).get("collection")
+        if not collection:
+            return searcher, ("retrieval.store is 'milvus' but this generation was built for FAISS: searching here "
+                              "until the next 'supportdesk kb build' publishes it to Milvus")
+        warning = None
+        try:
+            if not self.index.has(collection):
+                return searcher, (f"Milvus at {self.index.uri} has no collection {collection}: searching here "
+                                  "until the next 'supportdesk kb build --force'")
+        except MilvusUnavailable as exc:
+            warning = f"{exc}; searching this process's copy of the same generation until it answers"
+        return searcher.with_remote(MilvusRankings(self.index, collection)), warning
+
+    def holds(self, manifest: dict[str, Any]) -> bool:
+        on_milvus = manifest.get("milvus") or {}
+        return bool(on_milvus.get("collection")) and on_milvus.get("alias") == self.index.alias
+
+    def publish(self, searcher: Searcher, vectors: Callable[[], np.ndarray], previous: dict[str, Any] | None,
+                progress: PublishProgress, owner: Callable[[], str]) -> tuple[Searcher, dict[str, Any]]:
+        """Write the generation into its own collection and point the alias at it (the new collection
+        is complete and current before CURRENT names it). Milvus down: raises."""
+        matrix = vectors()
+        milvus = self.index
+        total = len(searcher.chunks)
+        where = f"writing to Milvus at {milvus.uri}"
+        progress(0, total, where)
+        tag = owner()
+        name = milvus.publish(searcher.chunks, matrix, lambda done, n: progress(done, n, where), owner=tag)
+        keep = ((previous or {}).get("milvus") or {}).get("collection")
+        try:
+            milvus.make_current(name, keep=keep, owner=tag)
+        except Exception:
+            milvus._drop_quietly(name)
+            raise
+        return searcher.with_remote(MilvusRankings(milvus, name)), {"milvus": {"collection": name, "alias": milvus.alias}}
+
+    def describe(self, searcher: Searcher) -> str:
+        remote = searcher.remote
+        if remote is None:
+            return "faiss"
+        line = f"milvus {remote.collection} at {remote.index.uri} (alias {remote.index.alias})"
+        if searcher.remote_error:
+            line += f" — last search: {searcher.remote_error}"
+        return line
 
 
 def _first_line(exc: BaseException) -> str:

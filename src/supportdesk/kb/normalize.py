@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-VERSION = 2
+VERSION = 3
 """Stored with an index: a change here (or in how chunks carry table headers) re-chunks every file
 at the next build."""
 
@@ -44,6 +44,13 @@ def _continues(previous: str, line: str) -> bool:
     return not _ENDS_SENTENCE.search(before) or len(before) >= 60
 
 
+def _is_title(line: str, following: str) -> bool:
+    """A short line with no sentence end before a line that starts a sentence: a heading."""
+    words = line.split()
+    return (0 < len(words) <= 6 and len(line.strip()) < 40 and not re.search(r"[.,;:!?)]\s*$", line)
+            and line.strip()[:1].isupper() and (not following or following[:1].isupper() or following[:1].isdigit()))
+
+
 def unwrap(text: str) -> str:
     """Join hard-wrapped prose lines (and continuation lines of list items) with one space.
 
@@ -53,8 +60,13 @@ def unwrap(text: str) -> str:
     """
     out: list[str] = []
     fenced = False
-    for raw in text.split("\n"):
+    lines = text.split("\n")
+    for index, raw in enumerate(lines):
         line = raw.rstrip()
+        following = lines[index + 1].strip() if index + 1 < len(lines) else ""
+        if _is_title(line, following):
+            out.append(line)  # a PDF's heading line ("Factory reset") stays a line of its own
+            continue
         if _FENCE.match(line):
             fenced = not fenced
             out.append(line)

@@ -25,16 +25,21 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 from langchain_community.vectorstores import FAISS
 from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.embeddings import Embeddings
 
 from supportdesk.kb.files import sha256_file
 from supportdesk.private import private_dir, private_tree, write_private_text
+
+if TYPE_CHECKING:
+    from supportdesk.kb.search import Searcher
+    from supportdesk.settings import RetrievalSettings
 
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
@@ -279,3 +284,64 @@ class GenerationStore:
             shutil.rmtree(path, ignore_errors=True)
         for leftover in self.root.glob(".staging-*"):
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+# -- where a generation's searches run ---------------------------------------------------------
+PublishProgress = Callable[[int, int, str], None]
+"""(done, total, what is being written)."""
+
+
+class SearchStore(Protocol):
+    """Where the serving generation's searches run, beside its files here (every generation has
+    its FAISS index and chunks in ``GenerationStore``). Serving asks it for a loaded generation's
+    searcher; building publishes each new generation to it before CURRENT names it.
+    ``FaissStore``: this process, nothing to publish; ``kb.milvus.MilvusStore``: a Milvus server."""
+
+    name: str
+
+    def serve(self, searcher: Searcher, manifest: dict[str, Any]) -> tuple[Searcher, str | None]:
+        """The searcher for a loaded generation and, when it cannot be searched here as set, why."""
+        ...
+
+    def holds(self, manifest: dict[str, Any]) -> bool:
+        """Was this generation published to this store (a reload with nothing changed keeps it)?"""
+        ...
+
+    def publish(self, searcher: Searcher, vectors: Callable[[], np.ndarray], previous: dict[str, Any] | None,
+                progress: PublishProgress, owner: Callable[[], str]) -> tuple[Searcher, dict[str, Any]]:
+        """Make a new generation current in this store (``previous``: the serving generation's
+        manifest, kept for searches in flight); return its searcher and what its manifest records.
+        Raises when the store fails: the reload fails and the previous generation keeps serving."""
+        ...
+
+    def describe(self, searcher: Searcher) -> str:
+        """One line for ``kb stats``: where this searcher's searches run."""
+        ...
+
+
+class FaissStore:
+    """``retrieval.store = "faiss"``: searches run on the generation's FAISS index in this process."""
+
+    name = "faiss"
+
+    def serve(self, searcher: Searcher, manifest: dict[str, Any]) -> tuple[Searcher, str | None]:
+        return searcher, None
+
+    def holds(self, manifest: dict[str, Any]) -> bool:
+        return True
+
+    def publish(self, searcher: Searcher, vectors: Callable[[], np.ndarray], previous: dict[str, Any] | None,
+                progress: PublishProgress, owner: Callable[[], str]) -> tuple[Searcher, dict[str, Any]]:
+        return searcher, {}
+
+    def describe(self, searcher: Searcher) -> str:
+        return "faiss"
+
+
+def open_search_store(cfg: RetrievalSettings, embedder: Callable[[], Embeddings]) -> SearchStore:
+    """The store ``retrieval.store`` names; ``embedder`` is called only when one needs it."""
+    if cfg.store == "milvus":
+        from supportdesk.kb.milvus import MilvusStore
+
+        return MilvusStore(cfg, embedder)
+    return FaissStore()

@@ -110,6 +110,8 @@ class Generation:
         first: float | None = None
         pieces = self._produce(self)
         try:
+            if self.cancelled:  # cancelled before it began: the model never starts on the prompt
+                return
             for piece in pieces:
                 if self.cancelled:
                     self.stats.finish_reason = "cancelled"

@@ -14,10 +14,10 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from supportdesk.answers.pipeline import EmptyQuestion
-from supportdesk.history import Conversation, HistoryError
+from supportdesk.history import Conversation, HistoryError, StoredMessage
 from supportdesk.kb.index import KnowledgeBase, Progress, ReloadInProgress, ReloadReport
 from supportdesk.models import BackendError, ChatBackend
 from supportdesk.server.queue import GenerationQueue, QueuedBackend, Ticket, use_ticket
@@ -25,6 +25,10 @@ from supportdesk.server.tokens import Identity, TokenStore, role_allows
 from supportdesk.session import SupportSession
 from supportdesk.settings import Settings
 from supportdesk.wire import status_to_json
+
+if TYPE_CHECKING:
+    from supportdesk.kb.index import KBStats
+    from supportdesk.kb.search import Mode, SearchResult
 
 Emit = Callable[[str, dict[str, Any]], None]
 
@@ -124,6 +128,7 @@ class ServerCore:
         self._runs: dict[str, AnswerRun] = {}
         self._reload_lock = threading.Lock()
         self.reloading_by: str | None = None
+        self.reloaded_by: str | None = None  # who made the serving generation (the status feed names them)
         self._switch_lock = threading.Lock()
         self.started_at = time.time()
         self.stopping = threading.Event()
@@ -146,6 +151,7 @@ class ServerCore:
         data = status_to_json(status)
         data["answering"] = self.queue.running
         data["reloading_by"] = self.reloading_by
+        data["reloaded_by"] = self.reloaded_by
         data["index_error"] = self.session.index_error
         return data
 
@@ -161,6 +167,30 @@ class ServerCore:
 
     def new_conversation(self, who: Identity) -> int:
         return self.session.history.new_conversation(owner=who.name)
+
+    def conversations(self, who: Identity, limit: int, everyone: bool = False) -> list[Conversation]:
+        """The caller's conversations, newest first; ``everyone`` (trainer, admin): the whole team's."""
+        if everyone and not role_allows(who.role, "trainer"):
+            raise CoreError(403, f"{who.name} is an agent: the whole team's history needs the trainer role")
+        return self.session.history.conversations(limit, owner=None if everyone else who.name)
+
+    def messages(self, who: Identity, conversation_id: int) -> tuple[Conversation, list[StoredMessage]]:
+        """A conversation this identity may read (``conversation_for``) and its messages."""
+        conversation = self.conversation_for(who, conversation_id)
+        return conversation, self.session.history.messages(conversation_id)
+
+    def feedback(self, who: Identity, message_id: int, value: int) -> None:
+        """Rate an answer (1, -1; 0 clears) in a conversation this identity may read."""
+        history = self.session.history
+        conversation_id = history.answer_conversation(message_id)
+        if conversation_id is None:
+            raise CoreError(404, f"no answer with id {message_id}")
+        self.conversation_for(who, conversation_id)
+        history.set_feedback(message_id, value)
+
+    def export(self, rated_good_only: bool = False) -> list[dict[str, Any]]:
+        """The history as JSONL chat records (``HistoryStore.export``), read whole."""
+        return list(self.session.history.export(rated_good_only=rated_good_only))
 
     # -- answers -------------------------------------------------------------------------
     def begin(self, who: Identity, conversation_id: int | None, question: str, emit: Emit,
@@ -209,6 +239,20 @@ class ServerCore:
         return True
 
     # -- knowledge base ------------------------------------------------------------------
+    def search(self, query: str, k: int | None = None, mode: Mode | None = None) -> SearchResult:
+        """The KB's search (never waits behind the model)."""
+        return self.session.kb.search(query, k=k, mode=mode)
+
+    def kb_stats(self) -> KBStats:
+        return self.session.kb.stats()
+
+    def check_reload_free(self) -> None:
+        """409 when a reload is running, this server's or another process's on the same KB (before a
+        reload's stream opens)."""
+        if self.reloading_by is not None or self.session.kb.reloading:
+            raise CoreError(409, f"a reload started by {self.reloading_by or 'another process'} is running: "
+                                 "its result shows on every status line when it is done")
+
     def reload(self, who: Identity, progress: Callable[[Progress], None]) -> ReloadReport:
         """One reload at a time, server-wide: a second admin is told who is reloading."""
         if not self._reload_lock.acquire(blocking=False):
@@ -217,7 +261,10 @@ class ServerCore:
         try:
             self.reloading_by = who.name
             try:
-                return self.session.reload_kb(progress)
+                report = self.session.reload_kb(progress)
+                if report.ok:
+                    self.reloaded_by = who.name
+                return report
             except ReloadInProgress as exc:
                 raise CoreError(409, str(exc)) from exc
         finally:
@@ -225,6 +272,11 @@ class ServerCore:
             self._reload_lock.release()
 
     # -- adapters --------------------------------------------------------------------------
+    def adapters(self) -> dict[str, Any]:
+        """The adapters on disk, the active one and the backend serving (``GET /v1/adapters``)."""
+        status = self.session.status()
+        return {"adapters": self.session.adapters(), "active": status.adapter, "backend": status.backend}
+
     def _check_activation(self, name: str) -> None:
         """The quality gate of 'adapter activate': evaluated, better than the base, not worse than the active one."""
         from supportdesk.models import find_adapter, read_active

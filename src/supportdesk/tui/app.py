@@ -7,6 +7,7 @@ Every failure becomes a notification and a usable screen, never a traceback.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -15,13 +16,13 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.command import Hit, Hits, Provider
+from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Static
 
 from supportdesk.history import HistoryError, HistoryStore
-from supportdesk.sanitize import strip_control
+from supportdesk.sanitize import clean_question, strip_control
 from supportdesk.settings import Settings
 from supportdesk.tui.messages import (
     AnswerChunk,
@@ -30,6 +31,7 @@ from supportdesk.tui.messages import (
     AnswerWaiting,
     ModelSwitched,
     ReloadDone,
+    ReloadFailed,
     ReloadProgress,
     SessionFailed,
     SessionProgress,
@@ -55,8 +57,46 @@ COMMANDS: list[tuple[str, str, str]] = [
 ]
 
 
+class IndexNotReady(Exception):
+    """A question asked while the first index was built, which then failed: not answered, and why."""
+
+
+class _Ticket:
+    """One question on its way to an answer. Cancelling it is instant for the screen; the
+    answer's own cancel reaches the model as soon as it has one."""
+
+    def __init__(self, widget_id: str) -> None:
+        self.widget_id = widget_id
+        self.cancelled = threading.Event()
+        self.answer: Any = None
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        answer = self.answer
+        if answer is not None:
+            answer.cancel()
+
+
+MAX_BUILD_RESUMES = 3
+"""How often one app resumes a background build that stopped unfinished (a crashing build is not retried forever)."""
+
+
 class SupportCommands(Provider):
-    """The command palette: every app command, searchable."""
+    """The command palette: the app's commands first, then Textual's own (theme, keys, quit…).
+
+    One provider for both, because the palette lists what several providers discover in the
+    order they happen to answer; a tie in a search goes to the app's command too.
+    """
+
+    SYSTEM_RANK = 0.9
+
+    async def discover(self) -> Hits:
+        for name, action, help_text in COMMANDS:
+            yield DiscoveryHit(name, self._runner(action), help=help_text)
+        for name, help_text, callback, discover in sorted(self.app.get_system_commands(self.screen),
+                                                         key=lambda command: command[0]):
+            if discover:
+                yield DiscoveryHit(name, callback, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
@@ -64,6 +104,10 @@ class SupportCommands(Provider):
             score = matcher.match(name)
             if score > 0:
                 yield Hit(score, matcher.highlight(name), self._runner(action), help=help_text)
+        for name, help_text, callback, *_ in self.app.get_system_commands(self.screen):
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score * self.SYSTEM_RANK, matcher.highlight(name), callback, help=help_text)
 
     def _runner(self, action: str) -> Callable[[], Any]:
         async def run() -> None:
@@ -75,7 +119,7 @@ class SupportCommands(Provider):
 class SupportDeskApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "supportdesk"
-    COMMANDS = App.COMMANDS | {SupportCommands}
+    COMMANDS: ClassVar[set[Any]] = {SupportCommands}  # Textual's built-ins come through it, after the app's
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel_answer", "Cancel", id="cancel-answer", priority=True),
         Binding("f1", "help", "Help", id="help"),
@@ -99,12 +143,16 @@ class SupportDeskApp(App[None]):
         self._shown_at_start = False
         self._seen: tuple[Any, ...] | None = None  # (generation, adapter, model) last shown
         self.history_store: HistoryStore | None = None
-        self._answer: Any = None
+        self._ticket: _Ticket | None = None  # the question being answered, as the screen sees it
+        self._answer_lock = threading.Lock()  # one answer at a time, in order (held by its worker thread)
+        self._dropped: set[str] = set()  # answers cancelled on screen whose workers may still be ending
         self._streaming: MessageView | None = None
         self._selected: MessageView | None = None
         self._status_note = "starting…"
         self._start_error: str | None = None
-        self._builder_pid: int | None = None  # the background adapter build this app started
+        self._builder_pid: int | None = None  # the background adapter build this app follows
+        self._build_owner = False  # this app started it (only its parent pauses it on quitting)
+        self._build_resumes = 0
         self._build_line = ""
         self._counter = 0
         if settings.tui.keymap:
@@ -152,10 +200,13 @@ class SupportDeskApp(App[None]):
         return self._new_session
 
     def on_unmount(self) -> None:
-        if self._builder_pid is not None:
+        if self._ticket is not None:  # a question still waiting (for the first index, say) is given up
+            self._ticket.cancel()
+        if self._builder_pid is not None and self._build_owner:
             from supportdesk.training.background import pause_build
 
-            pause_build(self.settings.data_dir, self._builder_pid, wait_s=5.0)  # resumes at the next start
+            # Resumes at the next start, or at once in another app still open on this data dir.
+            pause_build(self.settings.data_dir, self._builder_pid, wait_s=5.0)
         if self.session is not None:
             self.session.close()  # flushes history writes that waited for a lock (or saves them aside)
 
@@ -219,13 +270,25 @@ class SupportDeskApp(App[None]):
         self.notify(f"could not start: {message.error}", title="start-up failed", severity="error", timeout=30)
 
     # -- the sample adapter, built in the background on the first run -----------------------
-    def start_sample_adapter(self) -> None:
-        """No adapter yet: start the background build (chat goes on with the bare base model)."""
-        from supportdesk.models import list_adapters
-        from supportdesk.training.background import read_status, start_sample_build
-
+    def _builds_here(self) -> bool:
+        """An embedded session builds (and follows) the sample adapter; a team server's client never does."""
         tui = self.settings.tui
-        if not tui.build_sample_adapter or self.settings.model.backend != "embedded":
+        return (tui.build_sample_adapter and self.settings.model.backend == "embedded"
+                and not getattr(self._new_session, "is_remote", False))
+
+    def start_sample_adapter(self) -> None:
+        """No adapter yet: start the background build (chat goes on with the bare base model), or
+        follow the one another app on this data dir runs."""
+        from supportdesk.models import list_adapters
+        from supportdesk.training.background import read_status, running_builder
+
+        if not self._builds_here():
+            return
+        running = running_builder(self.settings.data_dir)
+        if running is not None:
+            self._follow(running)
+            self.notify("another supportdesk on this data dir is building the brand-voice adapter: its progress "
+                        "shows here", title="first run", timeout=8)
             return
         status = read_status(self.settings.data_dir)
         if list_adapters(self.settings.adapters_dir) and not (status and status.state in ("paused", "evaluating")):
@@ -235,25 +298,44 @@ class SupportDeskApp(App[None]):
         brand = load_brand(self.settings)
         if brand.transcripts is None or not brand.transcripts.is_file():  # nothing of this brand's to learn from
             return
+        if self._start_build():
+            self.notify("building the brand-voice adapter in the background; answering with the base model "
+                        "meanwhile", title="first run", timeout=8)
+
+    def _start_build(self) -> bool:
+        """Start (or join) the builder; runs on the app's main thread, which the builder's tie follows."""
+        from supportdesk.training.background import start_sample_build
+
         try:
-            self._builder_pid = start_sample_build(self.settings.data_dir, threads=tui.background_threads,
-                                                   kb_dir=self.settings.kb_dir)
+            pid = start_sample_build(self.settings.data_dir, threads=self.settings.tui.background_threads,
+                                     kb_dir=self.settings.kb_dir)
         except OSError as exc:
             self.notify(f"could not start the sample adapter build: {exc}", severity="warning", timeout=10)
-            return
-        self.notify("building the brand-voice adapter in the background; answering with the base model meanwhile",
-                    title="first run", timeout=8)
+            return False
+        if pid is None:
+            return False
+        self._follow(pid)
+        return True
+
+    def _follow(self, pid: int) -> None:
+        from supportdesk.training.background import is_child
+
+        self._builder_pid = pid
+        self._build_owner = is_child(pid)
 
     def _watch_build(self) -> None:
-        """Follow the background build; switch its adapter in once it has passed evaluation."""
+        """Follow the background build; switch its adapter in once it has passed evaluation. A
+        build that stops unfinished while this app is open (the app running it quit) is resumed here."""
         if self._builder_pid is None:
             self._build_line = ""
             return
-        from supportdesk.training.background import pid_alive, read_status
+        from supportdesk.training.background import ACTIVE_STATES, pid_alive, read_status
 
         status = read_status(self.settings.data_dir)
         if status is None:
             return
+        if status.pid != self._builder_pid and status.running:  # another app resumed it meanwhile
+            self._follow(status.pid)  # type: ignore[arg-type]
         self._build_line = status.line()
         if status.state == "done" or not pid_alive(self._builder_pid):
             self._builder_pid = None
@@ -267,7 +349,19 @@ class SupportDeskApp(App[None]):
                     self.switch_worker(None, active)
             elif status.state in ("failed", "rejected"):
                 self.notify(status.line(), title="sample adapter", severity="warning", timeout=15)
+            elif status.state == "paused" or status.state in ACTIVE_STATES:
+                self._resume_build(status)
             self._build_line = "" if status.state == "done" else self._build_line
+
+    def _resume_build(self, status: Any) -> None:
+        if self._build_resumes >= MAX_BUILD_RESUMES:
+            self._build_line = f"adapter {status.name}: stopped at step {status.step}/{status.total} (resumes next start)"
+            return
+        self._build_resumes += 1
+        if self._start_build():
+            self._build_line = f"building adapter {status.name}: resuming here from step {status.step}…"
+            self.notify(f"the adapter build stopped at step {status.step}/{status.total} (the app running it quit); "
+                        "it goes on here from its checkpoint", title="sample adapter", timeout=8)
 
     def refresh_status(self) -> None:
         self._watch_build()
@@ -280,7 +374,10 @@ class SupportDeskApp(App[None]):
             return
         s = self.session.status()
         when = time.strftime("%H:%M", time.localtime(s.reloaded_at)) if s.reloaded_at else "never"
-        note = "reloading KB…" if s.reloading else self._status_note
+        if getattr(self.session, "indexing", False):  # the first index, behind the chat
+            note = self.session.index_note()
+        else:
+            note = "reloading KB…" if s.reloading else self._status_note
         self._announce_changes(s)
         status_widget.update(Text.assemble(
             (f" {s.backend}", "bold"), f" · {s.model}", " · adapter ", (s.adapter or "none", "bold"),
@@ -305,14 +402,16 @@ class SupportDeskApp(App[None]):
         if before is None or before == seen:
             return
         if s.generation != before[0] and before[0] is not None and s.generation is not None:
-            self.notify(f"knowledge base now at generation {s.generation} ({s.chunks} chunks)", title="KB updated")
+            by = getattr(self.session, "reloaded_by", None)  # a team server names who reloaded
+            self.notify(f"knowledge base now at generation {s.generation} ({s.chunks} chunks)"
+                        + (f", reloaded by {by}" if by else ""), title="KB updated")
         if (s.adapter, s.model) != before[1:]:
             self.notify(f"answers now come from {s.model}, adapter {s.adapter or 'none'}", title="model changed")
 
     # -- asking ----------------------------------------------------------------------------
     @on(PromptInput.Submitted)
     def send(self, event: PromptInput.Submitted) -> None:
-        text = strip_control(event.text).strip()
+        text = clean_question(event.text)  # zero-width and other format characters alone are empty
         if not text:
             return
         if self.session is None:
@@ -321,60 +420,108 @@ class SupportDeskApp(App[None]):
             else:
                 self.notify("still starting up: your message was not sent", severity="warning")
             return
-        if self._answer is not None:
+        if self._ticket is not None:
             self.notify("an answer is still being written (Esc cancels it)", severity="warning")
             return
         conversation = self.query_one(ConversationView)
         conversation.add(MessageView("user", text))
         self._counter += 1
         view = conversation.add(MessageView("assistant", "", id=f"answer-{self._counter}", speaker=self._speaker()))
-        view.set_note("thinking…")
+        view.set_note(self._index_wait_note() if getattr(self.session, "indexing", False) else "thinking…")
         self._streaming = view
         view.stream = None
-        self.answer_worker(text, view.id or "")
+        self._ticket = _Ticket(view.id or "")
+        self.answer_worker(text, self._ticket)
 
-    @work(thread=True, exclusive=True, group="answer", exit_on_error=False)
-    def answer_worker(self, text: str, widget_id: str) -> None:
+    def _index_wait_note(self) -> str:
+        return f"{self.session.index_note()} · your question is answered when the index is in (Esc cancels)"
+
+    @work(thread=True, group="answer", exit_on_error=False)
+    def answer_worker(self, text: str, ticket: _Ticket) -> None:
+        """One answer. A cancelled one is let go by the UI at once (Esc); this thread ends on its own
+        (a model busy before its first token cannot be interrupted) and still stores what it wrote.
+        The lock keeps answers in order: the next question waits for it, saying so."""
         from supportdesk.models import BackendError
         from supportdesk.training.background import held
 
+        widget_id = ticket.widget_id
+        session = self.session
+        if not self._answer_lock.acquire(blocking=False):
+            self.post_message(AnswerWaiting(widget_id, 0, "waiting for the cancelled answer to stop…"))
+            self._answer_lock.acquire()
         streamed = False
         try:
+            if ticket.cancelled.is_set() or not self._wait_for_index(session, ticket):
+                return
             with held(self._builder_pid):  # the background adapter build waits while we write
-                answer, _ = self.session.ask(text)
+                answer, _ = session.ask(text)
                 answer.on_wait = lambda ahead: self.post_message(AnswerWaiting(widget_id, ahead))
-                self._answer = answer
+                ticket.answer = answer
+                if ticket.cancelled.is_set():
+                    answer.cancel()
                 for piece in answer:
                     streamed = True
                     self.post_message(AnswerChunk(widget_id, piece))
-            message_id = self.session.record_answer(answer)
+            message_id = session.record_answer(answer)
             self.post_message(AnswerDone(widget_id, answer.result, message_id))
-        except BackendError as exc:
+        except (BackendError, IndexNotReady) as exc:
             self.post_message(AnswerFailed(widget_id, str(exc), text, streamed))
         except Exception as exc:  # noqa: BLE001 - shown, not thrown
             self.post_message(AnswerFailed(widget_id, f"{type(exc).__name__}: {exc}", text, streamed))
         finally:
-            self._answer = None
+            self._answer_lock.release()
+
+    def _wait_for_index(self, session: Any, ticket: _Ticket) -> bool:
+        """The first index is still being built: the question waits for it (the answer area says how
+        far it is), or is refused with the reason when the build failed. False: cancelled meanwhile."""
+        if not getattr(session, "indexing", False):
+            return True
+        while session.indexing:
+            self.post_message(AnswerWaiting(ticket.widget_id, 0, self._index_wait_note()))
+            if ticket.cancelled.wait(0.5):
+                return False
+        missing = session.index_missing()
+        if missing:
+            raise IndexNotReady(f"not answered: {missing}")
+        return True
 
     def on_answer_waiting(self, message: AnswerWaiting) -> None:
         view = self._view(message.widget_id)
-        if view is not None:
-            ahead = message.ahead
-            view.set_note(f"waiting for the model: {ahead} question{'s' if ahead != 1 else ''} ahead")
+        if view is None or message.widget_id in self._dropped:
+            return
+        if message.note:
+            view.set_note(message.note)
+            return
+        ahead = message.ahead
+        view.set_note(f"waiting for the model: {ahead} question{'s' if ahead != 1 else ''} ahead")
 
     async def on_answer_chunk(self, message: AnswerChunk) -> None:
         view = self._view(message.widget_id)
-        if view is None:
+        if view is None or message.widget_id in self._dropped:
             return
         if view.stream is None:
             view.set_note("")
             view.stream = view.markdown.get_stream(view.markdown)
         await view.stream.write(message.text)
+        self._follow_conversation()
+
+    def _follow_conversation(self) -> None:
+        """Keep the end of the conversation in sight while an answer grows (unless the agent scrolled up)."""
+        try:
+            self.query_one(ConversationView).follow()
+        except NoMatches:
+            pass
+
+    def _finish_ticket(self, widget_id: str) -> None:
+        if self._ticket is not None and self._ticket.widget_id == widget_id:
+            self._ticket = None
 
     async def on_answer_done(self, message: AnswerDone) -> None:
+        self._finish_ticket(message.widget_id)
         view = self._view(message.widget_id)
         if view is None:
             return
+        dropped = message.widget_id in self._dropped
         if view.stream is not None:
             await view.stream.stop()
         result = message.result
@@ -390,6 +537,9 @@ class SupportDeskApp(App[None]):
         view.text = result.answer
         await view.markdown.update(result.answer if not result.cancelled else result.streamed + "\n\n*(cancelled)*")
         view.set_kind(result.kind, data["decision"].get("reason"))
+        if dropped:  # cancelled on screen earlier: now stored, and rateable; the screen moved on
+            view.set_note("cancelled")
+            return
         notes = []
         if result.composed == "extracted":
             notes.append("facts quoted from the sources")
@@ -409,6 +559,7 @@ class SupportDeskApp(App[None]):
             self.notify(f"the history file is locked by another program: {pending} write(s) wait and are saved "
                         "when the lock clears", title="history busy", severity="warning", timeout=10)
         view.set_note(" · ".join(notes))
+        self._follow_conversation()
         try:
             self.query_one(LatencyMeter).record(result.timings.get("total_ms"))
         except NoMatches:
@@ -417,6 +568,9 @@ class SupportDeskApp(App[None]):
         self._streaming = None
 
     async def on_answer_failed(self, message: AnswerFailed) -> None:
+        self._finish_ticket(message.widget_id)
+        if message.widget_id in self._dropped:
+            return  # cancelled on screen already: its late failure changes nothing there
         view = self._view(message.widget_id)
         if view is not None:
             if view.stream is not None:
@@ -478,19 +632,39 @@ class SupportDeskApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Esc cancels only while an answer is being written; otherwise it reaches the screen."""
         if action == "cancel_answer":
-            return self._answer is not None and self.screen is self.screen_stack[0]
+            return self._ticket is not None and self.screen is self.screen_stack[0]
         return True
 
-    def action_cancel_answer(self) -> None:
-        if self._answer is not None:
-            self._answer.cancel()
-            self.notify("answer cancelled")
+    async def action_cancel_answer(self) -> None:
+        """At once: the screen lets the answer go; the worker stops the model and stores what it wrote."""
+        ticket, self._ticket = self._ticket, None
+        if ticket is None:
+            return
+        ticket.cancel()
+        self._dropped.add(ticket.widget_id)
+        view = self._view(ticket.widget_id)
+        if view is not None:
+            if view.stream is not None:
+                await view.stream.stop()
+            shown = view.markdown.source
+            await view.markdown.update((shown + "\n\n" if shown else "") + "*(cancelled)*")
+            view.set_note("cancelled")
+        self._streaming = None
+        self.notify("answer cancelled")
 
     def action_help(self) -> None:
         rows = []
         for binding_id, (key, description) in sorted(self._binding_keys().items()):
             rows.append((key, description, binding_id))
+        rows.append((self.COMMAND_PALETTE_BINDING, "command palette", ""))
         self.push_screen(HelpScreen(rows))
+
+    @on(ConversationView.Typed)
+    def typed_in_conversation(self, event: ConversationView.Typed) -> None:
+        """Typing while a message has focus: the key goes to the prompt, and so does the focus."""
+        prompt = self.query_one(PromptInput)
+        prompt.focus()
+        prompt.insert(event.character)
 
     def _binding_keys(self) -> dict[str, tuple[str, str]]:
         out = {}
@@ -546,7 +720,15 @@ class SupportDeskApp(App[None]):
         except ReloadInProgress as exc:
             self.post_message(ReloadProgress(str(exc)))
             return
+        except Exception as exc:  # noqa: BLE001 - a server's refusal (403: not an admin) or a lost connection: shown
+            self.post_message(ReloadFailed(str(exc) or type(exc).__name__))
+            return
         self.post_message(ReloadDone(report))
+
+    def on_reload_failed(self, message: ReloadFailed) -> None:
+        self._status_note = "ready"
+        self.refresh_status()
+        self.notify(message.error, title="reload failed: previous index still serving", severity="error", timeout=20)
 
     def on_reload_progress(self, message: ReloadProgress) -> None:
         self._status_note = message.text

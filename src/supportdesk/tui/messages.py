@@ -51,6 +51,8 @@ class AnswerDone(Message):
 class AnswerWaiting(Message):
     widget_id: str
     ahead: int
+    note: str = ""
+    """What the answer waits for, when it is not the model's queue (the first index, a cancelled answer)."""
 
 
 @dataclass
@@ -69,6 +71,11 @@ class ReloadProgress(Message):
 @dataclass
 class ReloadDone(Message):
     report: Any
+
+
+@dataclass
+class ReloadFailed(Message):
+    error: str
 
 
 @dataclass

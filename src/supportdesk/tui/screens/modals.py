@@ -33,15 +33,16 @@ class HelpScreen(_Modal):
         table = Table(title="supportdesk keys", expand=True)
         table.add_column("key", style="bold cyan")
         table.add_column("action")
-        table.add_column("binding id (remap in settings)", style="dim")
+        table.add_column("binding id", style="dim")
         for key, description, binding_id in self.rows:
             table.add_row(key, description, binding_id)
         table.add_row("enter", "send the message", "")
         table.add_row("shift+enter / ctrl+j", "new line in the message", "prompt.newline")
-        table.add_row("tab / click", "select an answer: the panels follow it", "")
+        table.add_row("click · tab, then ↑/↓", "select a message", "")
+        table.add_row("typing on a message", "goes to the prompt", "")
         with Vertical(classes="dialog"):
             yield Static(table)
-            yield Label("esc closes", classes="hint")
+            yield Label(Text("esc closes · remap a key by its binding id: [tui] keymap in settings"), classes="hint")
 
 
 class ChunkScreen(_Modal):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
@@ -23,6 +25,11 @@ BADGES = {
 
 class MessageView(Vertical, can_focus=True):
     """A user question or an assistant answer. Answers carry their route, sources and timings."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("tab", "leave(1)", "Next", show=False),
+        Binding("shift+tab", "leave(-1)", "Previous", show=False),
+    ]
 
     class Selected(Message):
         def __init__(self, view: MessageView) -> None:
@@ -93,17 +100,84 @@ class MessageView(Vertical, can_focus=True):
     def on_focus(self) -> None:
         self.post_message(self.Selected(self))
 
+    def action_leave(self, direction: int) -> None:
+        if isinstance(self.parent, ConversationView):
+            self.parent.leave(direction)
+
     def on_click(self) -> None:
         self.focus()
 
 
 class ConversationView(VerticalScroll):
-    """Scrolls with the newest message unless the agent scrolled up to read."""
+    """Scrolls with the newest message unless the agent scrolled up to read: an answer that
+    grows or is finalised stays in sight, never half under the prompt.
+
+    The conversation is one Tab stop, not one per message: from it (or from a clicked message)
+    up/down walk the messages and the side panels follow; Tab leaves it. A printable key typed
+    while it has focus goes to the prompt (``Typed``), so nothing the agent types is lost.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "walk(-1)", "Previous message", show=False),
+        Binding("down", "walk(1)", "Next message", show=False),
+    ]
+
+    class Typed(Message):
+        """A printable key pressed in the conversation: it belongs in the prompt."""
+
+        def __init__(self, character: str) -> None:
+            super().__init__()
+            self.character = character
+
+    following = True
+    """At the end of the conversation (not scrolled up to read): growth is followed."""
+
+    def allow_focus_children(self) -> bool:
+        return False  # messages are reached by click and up/down, not by Tab
 
     def add(self, view: MessageView) -> MessageView:
         self.mount(view)
-        self.call_after_refresh(self.scroll_end, animate=False)
+        self.following = True  # a new message: back to the end
+        self.follow()
         return view
+
+    def follow(self) -> None:
+        """Back to the end once the layout has caught up, unless the agent scrolled up to read."""
+        if self.following:
+            self.call_after_refresh(self.scroll_end, animate=False)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self.following = new_value >= self.max_scroll_y - 1
+
+    def on_resize(self) -> None:
+        self.follow()  # the prompt grew or the terminal shrank: the end stays in sight
 
     def answers(self) -> list[MessageView]:
         return [v for v in self.query(MessageView) if v.role == "assistant"]
+
+    def action_walk(self, step: int) -> None:
+        views = list(self.query(MessageView))
+        if not views:
+            return
+        focused = self.screen.focused
+        if isinstance(focused, MessageView) and focused in views:
+            index = max(0, min(len(views) - 1, views.index(focused) + step))
+        else:
+            selected = [v for v in views if v.has_class("selected")]
+            index = views.index(selected[0]) if selected else len(views) - 1
+        views[index].focus()
+
+    def on_key(self, event: events.Key) -> None:
+        if event.is_printable and event.character:
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.Typed(event.character))
+
+    def leave(self, direction: int) -> None:
+        """Tab from a message: on to the widget after (or before) the conversation."""
+        self.screen.set_focus(self, scroll_visible=False)  # at once: focus() would wait for the next tick
+        if direction > 0:
+            self.screen.focus_next()
+        else:
+            self.screen.focus_previous()
