@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ROOT, SAMPLE_KB, ScriptedBackend
+from conftest import ROOT, SAMPLE_KB, ScriptedBackend, send
 from typer.testing import CliRunner
 
 from supportdesk.answers import AnswerPipeline
@@ -285,14 +285,7 @@ async def test_tui_shows_a_decline_badge_and_the_profiles_speaker(sample_index, 
             await pilot.pause(0.05)
             if app.session is not None:
                 break
-        app.query_one("#prompt").insert("what's the weather like in Rome this weekend?")
-        await pilot.press("enter")
-        for _ in range(400):
-            await pilot.pause(0.05)
-            if app._streaming is None and app._answer is None:
-                break
-        await pilot.pause(0.1)
-        view = app.query_one("#conversation").answers()[-1]
+        view = await send(pilot, app, "what's the weather like in Rome this weekend?")
         assert view.data["kind"] == "decline"
         assert str(view.query_one("#badge").render()).strip() == "declined"
         assert str(view.query_one(".who").render()).strip() == "Kestrel Care"  # the brand profile's assistant
