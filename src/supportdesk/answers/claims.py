@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from supportdesk.answers import citations as cite
-from supportdesk.answers.extract import Unit, codes, is_fragment
+from supportdesk.answers.extract import Unit, codes, is_fragment, regions
 from supportdesk.kb.lexical import tokenize
 
 _PRICE = re.compile(r"[$£€]\s?\d+(?:[.,]\d+)?")
@@ -74,8 +74,6 @@ _CLAUSE = re.compile(r"[();]|\s[—–]\s|,\s(?=(?:and|but|or|except|while)\b)")
 
 def _qualifiers(text: str) -> set[str]:
     """Model codes and regions that a clause is about ("16 on the KR-180" → {kr180})."""
-    from supportdesk.answers.extract import regions
-
     return codes(text) | {"region:" + r for r in regions(text)}
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import runpy
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 
@@ -32,6 +32,25 @@ def cpu_has_amx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return any(flag.startswith("amx") for flag in flags)
 
 
+def _patch_params() -> Callable[[], None]:
+    """Make llama-cpp-python's default model params load without extra buffer types; returns the undo."""
+    import llama_cpp.llama_cpp as raw
+
+    original = raw.llama_model_default_params
+
+    def params():
+        value = original()
+        value.use_extra_bufts = False
+        return value
+
+    raw.llama_model_default_params = params
+
+    def undo() -> None:
+        raw.llama_model_default_params = original
+
+    return undo
+
+
 @contextlib.contextmanager
 def without_amx(active: bool | None = None) -> Iterator[None]:
     """Within this block, ``llama_cpp.Llama(...)`` loads its model without extra buffer types
@@ -39,36 +58,18 @@ def without_amx(active: bool | None = None) -> Iterator[None]:
     if not (cpu_has_amx() if active is None else active):
         yield
         return
-    import llama_cpp.llama_cpp as raw
-
     with _PATCH_LOCK:
-        original = raw.llama_model_default_params
-
-        def params():
-            value = original()
-            value.use_extra_bufts = False
-            return value
-
-        raw.llama_model_default_params = params
+        undo = _patch_params()
         try:
             yield
         finally:
-            raw.llama_model_default_params = original
+            undo()
 
 
 def serve() -> None:
     """``python -m llama_cpp.server`` with the same rule (its arguments are passed through)."""
-    import llama_cpp.llama_cpp as raw
-
     if cpu_has_amx():
-        original = raw.llama_model_default_params
-
-        def params():
-            value = original()
-            value.use_extra_bufts = False
-            return value
-
-        raw.llama_model_default_params = params
+        _patch_params()
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 
 
