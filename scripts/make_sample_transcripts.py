@@ -1,8 +1,10 @@
 """Generate the sample support transcripts of Kestrel Networks (transcripts/kestrel_care.jsonl).
 
-Conversations follow Kestrel Care's house style — greeting by name, warm and brief, company
-terms (Flock, Perch, Roost, KestrelOS), the sign-off "Happy surfing! — <agent>, Kestrel Care"
-— and every fact matches kb/. Deterministic (seeded), so the file can be regenerated:
+Conversations follow Kestrel Care's house style — a house greeting, warm and brief, company
+terms (Flock, Perch, Roost, KestrelOS), and the brand profile's sign-off (kb/.supportdesk-brand.toml:
+"Happy surfing! — Kestrel Care"; never a person's name: the bot that learns this voice is an
+automated assistant) — and every fact matches kb/. Deterministic (seeded), so the file can be
+regenerated:
 
     .venv/bin/python scripts/make_sample_transcripts.py
 """
@@ -11,17 +13,18 @@ from __future__ import annotations
 
 import json
 import random
+import tomllib
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "transcripts" / "kestrel_care.jsonl"
-AGENTS = ["Maya", "Jonas", "Priya", "Luis", "Hannah", "Kenji", "Amara", "Theo"]
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "transcripts" / "kestrel_care.jsonl"
+HOUSE_SIGN_OFF = tomllib.loads((ROOT / "kb" / ".supportdesk-brand.toml").read_text())["brand"]["sign_off"]
 NAMES = ["Sam", "Alex", "Jordan", "Taylor", "Chris", "Morgan", "Riley", "Jamie", "Dana", "Robin", "Casey", "Avery",
          "Pat", "Lee", "Noor", "Ines", "Tomasz", "Mei", "Olu", "Sofia"]
 # The bot never knows the customer's name, so the house greeting does not use one.
 GREET = ["Hi there, thanks for reaching out to Kestrel Care!", "Hi, thanks for contacting Kestrel Care!",
          "Hello, thanks for getting in touch with Kestrel Care!", "Hi there! Thanks for reaching out to Kestrel Care."]
-SIGN = ["Happy surfing! — {a}, Kestrel Care", "Happy surfing! — {a}, Kestrel Care",
-        "Anything else, just reply here. Happy surfing! — {a}, Kestrel Care"]
+SIGN = [HOUSE_SIGN_OFF, HOUSE_SIGN_OFF, f"Anything else, just reply here. {HOUSE_SIGN_OFF}"]
 
 # (customer openings, agent answer, optional follow-up (customer, agent))
 INTENTS = [
@@ -77,15 +80,17 @@ THANKS = ["thanks!", "Thank you so much", "great, thanks", "perfect, that worked
 CLOSE = ["You're very welcome! Glad we could help.", "Anytime! Enjoy your Flock.", "My pleasure!"]
 SMALLTALK = [
     (["hi", "hello?", "hey there"], "Hi there, thanks for reaching out to Kestrel Care! How can I help you today?"),
-    (["are you a bot?", "is this a real person?"], "I'm Kestrel Care's assistant, and a human colleague is always one message away. I'm happy to help with anything about your Flock."),
+    (["are you a bot?", "is this a real person?"], "I'm Kestrel Care's automated assistant, not a person, and a human colleague is always one message away. I'm happy to help with anything about your Flock."),
+    (["bye!", "ok that's all, bye"], "Thanks for chatting with Kestrel Care. Happy surfing!"),
+    (["you guys are great", "best support ever"], "Thank you, that's really kind! We'll pass it on to the team."),
     (["this is so frustrating, nothing works", "ugh, my internet keeps dropping"], "I'm sorry it's been frustrating, let's get this sorted together. What does the light on your Aerie look like right now?"),
 ]
 
 
 def conversation(rng: random.Random) -> dict:
-    n, a = rng.choice(NAMES), rng.choice(AGENTS)
+    n = rng.choice(NAMES)
     greet = rng.choice(GREET).format(n=n)
-    sign = rng.choice(SIGN).format(a=a)
+    sign = rng.choice(SIGN)
     if rng.random() < 0.15:
         asks, reply = rng.choice(SMALLTALK)
         return {"messages": [{"role": "user", "content": rng.choice(asks)},

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import ScriptedBackend
+from conftest import SAMPLE_KB, ScriptedBackend
 
 from supportdesk.training.background import (
     BuildStatus,
@@ -77,11 +77,12 @@ def app_with_builder(settings_factory, small_kb, hash_embedder, monkeypatch, tmp
 
     settings = settings_factory(small_kb, adapters_dir=tmp_path / "no-adapters")
     settings.tui.build_sample_adapter = True
+    settings.brand.transcripts = SAMPLE_KB.parent / "transcripts" / "kestrel_care.jsonl"  # the brand has some
     kb = KnowledgeBase(settings, embedder=hash_embedder)
     assert kb.reload().ok
     started: list[int] = []
 
-    def fake_start(data_dir, threads=1, bootstrap_args=()):
+    def fake_start(data_dir, threads=1, bootstrap_args=(), kb_dir=None):
         process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         started.append(process.pid)
         write_status(data_dir, BuildStatus("kestrel-voice", "training", step=3, total=10, eta_s=120, pid=process.pid))
@@ -221,6 +222,7 @@ def test_the_sample_adapter_is_activated_only_past_the_quality_gate(cli, tmp_pat
     (sample / "manifest.json").write_text(json.dumps({"metrics": {"base_perplexity": 19.82,
                                                                   "adapter_perplexity": tuned}}))
     monkeypatch.setenv("SUPPORTDESK_ADAPTERS_DIR", str(adapters))
+    monkeypatch.setenv("SUPPORTDESK_BRAND__ADAPTER", "kestrel-voice")  # the brand profile names its adapter
     result = cli("adapter", "bootstrap", "--background")
     assert result.exit_code == 0, result.output
     status = read_status(tmp_path / "data")

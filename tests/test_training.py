@@ -27,7 +27,9 @@ def test_sample_transcripts_are_enough_and_on_voice():
     stats = dataset.stats()
     assert stats["train"] + stats["eval"] >= 300 and stats["bad_records"] == 0
     replies = [m["content"] for c in dataset.train for m in c.messages if m["role"] == "assistant"]
-    assert voice_markers(replies)["sign_off_rate"] > 0.8
+    markers = voice_markers(replies, "Happy surfing! — Kestrel Care")
+    assert markers["sign_off_rate"] > 0.8
+    assert markers["personal_sign_off_rate"] == 0  # the bot that learns this voice is not a person
 
 
 def test_jsonl_chat_and_history_export_formats(tmp_path):
@@ -93,7 +95,7 @@ def test_pii_scrubbing_on_real_twitter_examples():
 
 
 def test_scrubber_types_and_keeps_what_is_not_pii():
-    scrub = Scrubber(order_pattern=r"\bORD\d{5}\b")
+    scrub = Scrubber(order_pattern=r"\bORD\d{5}\b", keep_numbers=("18885378735",))  # the company's own
     text = scrub("card 4111 1111 1111 1111, not a card 1234 5678 9012 3456, order ORD12345, "
                  "call 1-888-537-8735 or (415) 555-0132, https://example.com/help and https://x.com/user?id=991234")
     assert text.count("[CARD]") == 1 and "[ORDER]" in text  # the non-Luhn number is not called a card
@@ -222,7 +224,9 @@ def test_prepare_refuses_to_mix_brands_unless_told(tmp_path):
     assert json.loads((tmp_path / "ds" / "stats.json").read_text())["brands"] == {"AcmeCare": 2}
     replies = [m["content"] for split in ("train", "eval") for conv in load_split(tmp_path / "ds" / f"{split}.jsonl")
                for m in conv if m["role"] == "assistant"]
-    assert len(replies) == 2 and all(r.endswith("^AC") for r in replies)
+    # Personal initials go (issue 27); another brand than the profile's gets no house sign-off in their place.
+    assert sorted(replies) == ["Let's check that for you in a DM.", "Sorry to hear that! Try the reset button."]
+    assert "personal sign-offs replaced │ 2 (removed: no house sign-off)" in one.stdout
     every = prepare_cli("--all-companies")
     assert every.exit_code == 0 and "brands mixed" in every.stdout and "BoltHelp (1)" in every.stdout
     assert json.loads((tmp_path / "ds" / "stats.json").read_text())["brands"] == {"AcmeCare": 2, "BoltHelp": 1}

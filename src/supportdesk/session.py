@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supportdesk.answers import Answer, AnswerPipeline, Turn
+from supportdesk.brand import load_brand
 from supportdesk.history import HistoryError, HistoryStore, StoredMessage, move_aside, open_history
 from supportdesk.kb.index import KnowledgeBase, Progress, ReloadReport
 from supportdesk.models import BackendError, ChatBackend, ModelMissing, create_backend, list_adapters
@@ -59,6 +60,8 @@ class SessionStatus:
     """A team server's client: why the server cannot be reached right now (None when it can)."""
     queued: int = 0
     """Questions waiting for the model (a team server's queue)."""
+    assistant: str = "Assistant"
+    """The brand profile's assistant name: the label answers are shown under."""
 
 
 class SupportSession:
@@ -146,7 +149,7 @@ class SupportSession:
         if callable(load):
             load()
         progress("warming up the router")
-        self.pipeline.router.warm_up()
+        self.pipeline.warm_up()
         progress("ready")
 
     def _build_index(self, progress: Callable[[str], None]) -> None:
@@ -208,6 +211,7 @@ class SupportSession:
             generation=snapshot.generation if snapshot else None,
             reloaded_at=snapshot.loaded_at if snapshot else None,
             reloading=self.kb.reloading,
+            assistant=load_brand(self.settings).assistant_name,
         )
 
     # -- conversations ---------------------------------------------------------------------
@@ -235,7 +239,7 @@ class SupportSession:
         """The conversation as the pipeline reads it: who said what, nothing else.
 
         The same turns ``ask --conversations``, the evaluations and a server asked with a
-        history build from text, so a follow-up ("and for the Perch?") is searched and answered
+        history build from text, so a follow-up ("and for the satellite?") is searched and answered
         the same way wherever the conversation comes from. (The cited headings of the last
         answer used to be added here only: they pulled the TUI's follow-ups to another document.)
         """
@@ -262,7 +266,8 @@ class SupportSession:
         content = result.answer if not result.cancelled else (result.streamed + " …(cancelled)")
         return self.history.add_message(
             conversation_id, "assistant", content or "(no answer)",
-            kind=result.kind, reason=result.clarify_reason or result.decision.get("reason") or result.handoff_reason,
+            kind=result.kind, reason=result.clarify_reason or result.decline_reason or result.decision.get("reason")
+            or result.handoff_reason,
             citations=citations, timings=result.timings, model=result.model, abstained=result.abstained,
             asked_by=asked_by,
         )

@@ -220,10 +220,10 @@ class ModelSettings(BaseModel):
         "generation p50 24 ms at 0 and 15 ms at 10, with 117 vs 112 tokens/s. Only worker threads are lowered, "
         "never a process's main thread (a priority cannot be raised back without privileges).",
     )
-    system_prompt: str = Field(
-        "You are Kestrel Care, the customer support team of Kestrel Networks (Aerie routers, Perch "
-        "satellites, the Talon 5G gateway and the Roost app). Be warm, brief and precise.",
-        description="System prompt for plain chat ('models chat'); the router adds its own instructions.",
+    system_prompt: str | None = Field(
+        None,
+        description="System prompt for plain chat ('models chat'); unset: the brand profile's brand-voice prompt "
+        "(see [brand]). The router adds its own instructions.",
     )
 
 
@@ -269,6 +269,74 @@ class RouterSettings(BaseModel):
         True,
         description="Add questions made from the KB's own headings (its self-calibration) to the router's grounded "
         "examples, so questions about these docs route to grounded even when they share no word with the generic ones.",
+    )
+
+
+BRAND_INTENTS = ("greeting", "thanks", "goodbye", "compliment", "identity", "abuse", "injection", "decline", "other")
+"""Intents the brand profile has approved replies for ('decline': off-topic and other companies' products;
+'other': a brand-voice reply that failed its check and fits no intent)."""
+
+
+class BrandSettings(BaseModel):
+    """The brand profile: who the bot speaks for. Every key here overrides the profile file that lives with
+    the KB folder (``brand.file``, default ``KB/.supportdesk-brand.toml``, same keys under ``[brand]``); a key
+    set in neither gets a neutral default ("our support assistant", a generic hand-off sentence)."""
+
+    file: Path | None = Field(
+        None, description="Brand profile file (TOML, a [brand] table). Default: .supportdesk-brand.toml in the KB folder.",
+    )
+    company: str | None = Field(None, description="Company name, as the assistant says it ('Acme Networks').")
+    assistant_name: str | None = Field(
+        None, description="The assistant's display name (the TUI's speaker label, 'I'm <name>...'); not a person's name.",
+    )
+    scope: str | None = Field(
+        None, description="What the assistant helps with, as a phrase that completes 'I can help with ...' "
+        "(used in declines of off-topic questions).",
+    )
+    products: list[str] | None = Field(
+        None, description="Product and service names (router cues; a question naming one is never declined).",
+    )
+    terms: list[str] | None = Field(None, description="Domain terms of these products (router cues).")
+    model_codes: list[str] | None = Field(
+        None, description="Regular expressions for the company's model and error codes (router cues), e.g. 'kr-?\\d{3}'.",
+    )
+    handoff_message: str | None = Field(
+        None, description="What the customer is told when a person takes over; {contacts} is replaced by the contacts.",
+    )
+    contacts: list[str] | None = Field(
+        None, description="How customers reach a person ('1-888-555-0100', 'chat in the app'); their phone numbers "
+        "are also kept when transcripts are scrubbed of personal data.",
+    )
+    sign_off: str | None = Field(
+        None, description="The house sign-off that replaces personal sign-offs ('— Maya') in training transcripts.",
+    )
+    adapter: str | None = Field(None, description="Name of this brand's voice adapter (the one a first run builds).")
+    transcripts: Path | None = Field(
+        None, description="Sample transcripts a first run builds the brand's adapter from (relative to the profile file).",
+    )
+    order_pattern: str | None = Field(
+        None, description="Regular expression for the company's order numbers, scrubbed from transcripts as [ORDER].",
+    )
+    replies: dict[str, list[str]] | None = Field(
+        None, description="Approved replies per intent (" + ", ".join(BRAND_INTENTS) + "), several each; "
+        "{company}, {assistant}, {scope} and {contacts} are filled in.",
+    )
+
+
+class PolicySettings(BaseModel):
+    """The conversation policy: social messages recognised before any model runs (answers/policy.py)."""
+
+    enabled: bool = Field(
+        True,
+        description="Recognise greetings, thanks, 'are you a bot?', requests for a person, complaints, data requests, "
+        "abuse, prompt injection, off-topic questions and other companies' products before routing: hand-offs, "
+        "declines and approved replies need no model. Off: every message goes to the router as before.",
+    )
+    pleasantries: Literal["model", "approved"] = Field(
+        "model",
+        description="Greetings, thanks, goodbyes and compliments: 'model' lets the brand-voice model reply (checked; "
+        "a reply that fails the check is replaced by an approved one); 'approved' always says one of the brand "
+        "profile's approved replies (no model, instant).",
     )
 
 
@@ -386,6 +454,8 @@ class Settings(BaseSettings):
     tui: TUISettings = Field(default_factory=TUISettings, description="The terminal app.")
     serve: ServeSettings = Field(default_factory=ServeSettings, description="The team server.")
     history: HistorySettings = Field(default_factory=HistorySettings, description="The conversation store.")
+    brand: BrandSettings = Field(default_factory=BrandSettings, description="The brand profile.")
+    policy: PolicySettings = Field(default_factory=PolicySettings, description="The conversation policy.")
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @property
@@ -455,7 +525,7 @@ def _unknown(data: dict[str, Any], known: set[str], prefix: str = "") -> list[st
         name = f"{prefix}{key}"
         if name not in known:
             out.append(name)
-        elif isinstance(value, dict) and name != "tui.keymap" and any(k.startswith(name + ".") for k in known):
+        elif isinstance(value, dict) and name not in _FREE_TABLES and any(k.startswith(name + ".") for k in known):
             out.extend(_unknown(value, known, f"{name}."))
     return out
 
@@ -467,6 +537,8 @@ def _suggest(name: str, known: set[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+_FREE_TABLES = ("tui.keymap", "brand.replies")
+"""Settings that are tables of free keys (a key per binding, per intent)."""
 NON_SETTING_ENV = {"CONFIG", "SERVER", "TOKEN", "DEBUG", "CPU_FLAGS_HIDDEN"}
 
 
@@ -498,7 +570,7 @@ def check_sources(environ: dict[str, str] | None = None) -> list[str]:
         if not var.startswith(ENV_PREFIX) or var[len(ENV_PREFIX):] in NON_SETTING_ENV:
             continue
         key = var[len(ENV_PREFIX):].lower().replace("__", ".")
-        if key not in known and not key.startswith("tui.keymap."):
+        if key not in known and not key.startswith(tuple(f"{t}." for t in _FREE_TABLES)):
             warnings.append(f"environment: {var} is not a setting and is ignored{_suggest(key, known)}")
     return warnings
 
@@ -518,7 +590,7 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and value and name != "tui.keymap":
+        if isinstance(value, dict) and value and name not in _FREE_TABLES:
             flat.update(_flatten(value, f"{name}."))
         else:
             flat[name] = value

@@ -15,6 +15,9 @@ from outcome import no_traceback
 from supportdesk.training.pii import Scrubber
 from supportdesk.training.prepare import Problem, prepare, read_csv
 
+# The sample company's own published numbers (its brand profile's contacts): not personal data.
+SAMPLE_NUMBERS = ("18885378735", "08000487735")
+
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
@@ -62,7 +65,7 @@ def test_pii_recall_on_a_labelled_file_of_many_formats():
     misses, damaged = [], []
     by_kind: dict[str, list[int]] = {}
     for case in _cases():
-        out = Scrubber()(case["text"])
+        out = Scrubber(keep_numbers=SAMPLE_NUMBERS)(case["text"])
         for span in case.get("pii", []):
             hit = span not in out and f"[{case['kind']}]" in out
             found += hit

@@ -9,7 +9,7 @@ computed by a search (``kb.search.Evidence``) over the chunks a grounded prompt 
   the question's distinctive words; the chunk that answers it usually has them;
 * ``missing``: how specific the most specific question word is that *none* of the chunks
   holds (its idf over the largest idf possible; 0 when every word is there). "Which
-  wallpapers can I choose in Roost?" finds Roost chunks, but "wallpaper" is nowhere.
+  wallpapers can I choose in the app?" finds the app's chunks, but "wallpaper" is nowhere.
 
 They are combined by a logistic model, ``p = sigmoid(w · [best_score, coverage, missing, 1])``;
 below ``router.abstain_below`` the pipeline hands off. Weights and threshold live in settings

@@ -18,14 +18,15 @@ from supportdesk.kb.lexical import tokenize
 MARKER = re.compile(r"\[(\d{1,2})\]")
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
-# Greetings, thanks and sign-offs in the house voice state no facts: nothing to support.
+# Greetings, thanks and sign-offs in the house voice ("Happy browsing! — Acme Care") state no facts: nothing to support.
 _SOCIAL = re.compile(
-    r"^\W*(hi|hello|hey)\b.{0,60}\b(thanks|thank you)\b|happy surfing|kestrel care\W*$|^\W*(thanks|thank you|you're welcome|"
+    r"^\W*(hi|hello|hey)\b.{0,60}\b(thanks|thank you)\b|^\W*happy \w+\W*(?:[—–-].{0,40})?$|^\W*[—–-]\s*\w[\w ,]{0,40}$"
+    r"|^\W*(thanks|thank you|you're welcome|"
     r"my pleasure|anytime|glad (we|i) could help)\b|let (us|me) know|anything else",
     re.IGNORECASE,
 )
 _GENERIC = frozenset(
-    ["please", "thank", "thanks", "help", "happy", "hi", "hello", "sorry", "kestrel", "care", "customer", "let", "know", "also", "just", "sure", "glad", "question", "colleague", "source", "sources", "answer", "docs", "documentation", "need", "here", "great"]
+    ["please", "thank", "thanks", "help", "happy", "hi", "hello", "sorry", "care", "customer", "let", "know", "also", "just", "sure", "glad", "question", "colleague", "source", "sources", "answer", "docs", "documentation", "need", "here", "great"]
 )
 
 
@@ -136,7 +137,7 @@ def add_missing_markers(report: CitationReport) -> tuple[str, int]:
     """Give every supported sentence that carries no marker the ``[n]`` of the source that
     supports it, so an agent can audit every claim; returns the text and how many were added.
 
-    The marker goes before the sentence's closing punctuation ("... the Perch [2]."). Sentences
+    The marker goes before the sentence's closing punctuation ("... the satellite [2]."). Sentences
     that state no fact (greetings, sign-offs) and unsupported ones are left as they are.
     """
     text = report.text

@@ -29,7 +29,7 @@ _PLACEHOLDER = re.compile(
     r"\bX{3,}\b|"
     r"\[(?:insert|your|product|name|number)[^\]]*\]", re.IGNORECASE)
 _INNER_NAME = re.compile(r"(?<=[a-z0-9,;)] )[A-Z][A-Za-z0-9-]+(?: [A-Z][A-Za-z0-9-]+)*")
-"""Capitalised words inside a sentence: the names it is about ("Certified Renewed", "Guardian")."""
+"""Capitalised words inside a sentence: the names it is about ("Certified Renewed", "Premium")."""
 _META = re.compile(
     r"^\W*(?:sure|certainly|of course|absolutely)\b[^.]*\b(?:help|provide|answer|assist)|\bas an ai\b|"
     r"\bi (?:can|will|would be happy to) (?:provide|help you with|answer)\b|"

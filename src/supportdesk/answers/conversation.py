@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from supportdesk.brand import CueLexicon
 from supportdesk.kb.lexical import tokenize
 from supportdesk.kb.search import SearchResult
 from supportdesk.router.cues import fact_cues
@@ -66,11 +67,12 @@ def is_small_talk(message: str) -> bool:
     return bool(words) and all(w in _SMALL_TALK_WORDS for w in words)
 
 
-def is_follow_up(message: str, history: list[Turn]) -> bool:
-    """Does the message lean on the conversation for its meaning?"""
+def is_follow_up(message: str, history: list[Turn], lexicon: CueLexicon | None = None) -> bool:
+    """Does the message lean on the conversation for its meaning? (``lexicon``: the brand's product
+    names and codes: a message that names its own subject is not a follow-up.)"""
     if previous_question(history) is None or is_small_talk(message):
         return False
-    cues = fact_cues(message)
+    cues = fact_cues(message, lexicon)
     if cues["codes"] > 0 or cues["products"] >= 2:
         return False  # names its own subject
     words = cues["words"]

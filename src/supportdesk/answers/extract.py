@@ -293,7 +293,7 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
     elif mine:
         score *= 0.85  # a country's exception, when the question names none
     if names - body - context:
-        score *= 0.6  # misses a name the question asks about (Guardian, not Fleet)
+        score *= 0.6  # misses a name the question asks about (Premium, not Basic)
     if key is not None and key not in body and key not in context:
         score *= 0.5  # misses what the question is about ("warranty", not the return window)
     if unit.kind == "sentence" and is_fragment(unit.text) and not re.match(r"(?i)(yes|no)\b", unit.text):
@@ -316,7 +316,7 @@ def key_term(weights: dict[str, float], pool: list[Unit]) -> str | None:
 
 def names(question: str, texts: list[str]) -> frozenset[str]:
     """The question's terms that the sources write as names (capitalised wherever they occur
-    inside a sentence: "Guardian", "Perch"), however the customer typed them."""
+    inside a sentence: "Premium", "Satellite"), however the customer typed them."""
     found = set()
     for word in set(re.findall(r"[A-Za-z][A-Za-z0-9'-]+", question)):
         term = tokenize(word)
@@ -347,7 +347,7 @@ def _last_sentence(question: str) -> str:
 
 
 def _heading_value(unit: Unit, value: re.Pattern[str]) -> str:
-    """The last heading of the unit's path that holds the value asked for ("KestrelOS 5.0.0
+    """The last heading of the unit's path that holds the value asked for ("AcmeOS 5.0.0
     (2025-01-14)" above a release note), or ''."""
     if unit.kind == "row":
         return ""
@@ -431,7 +431,7 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     before = [s.unit for s in scored if s.unit.source == best.unit.source and s.unit.order == best.unit.order - 1
               and s.unit.block == best.unit.block and s.unit.kind == "sentence" and _words(s.unit.text) <= 3]
     if before and best.unit.kind == "sentence" and re.match(r"(?i)(yes|no)\b", before[0].text):
-        chosen.insert(0, before[0])  # "No. The Talon 5G is sold only in …": the FAQ's own yes or no
+        chosen.insert(0, before[0])  # "No. The gateway is sold only in …": the FAQ's own yes or no
     if best.unit.kind == "row" and value is not None:
         # Rows of the same table that hold the value and match as well ("Phone, US" and "Phone, UK" hours).
         used = _words(best.unit.text)
@@ -445,7 +445,7 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
         chosen.sort(key=lambda u: u.order)
     if value is not None and not value.search(best.unit.text):
         where = _heading_value(best.unit, value)
-        if where:  # the value is the section's title: "KestrelOS 5.0.0 (2025-01-14) — New: …"
+        if where:  # the value is the section's title: "AcmeOS 5.0.0 (2025-01-14) — New: …"
             chosen[0] = Unit(best.unit.source, best.unit.kind, f"{where}: {best.unit.text}", best.unit.context,
                              best.unit.block, best.unit.order)
     text = _compose(chosen, max_words)

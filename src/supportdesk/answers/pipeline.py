@@ -5,8 +5,11 @@
         ...
     answer.result                 # route + reason, citations, checks, timings per stage
 
-Stages: follow-up rewrite → embed + search → route → (grounded) select sources, hand off if
-the evidence is weak → prompt → generate → check markers and sentence support. When the
+Stages: follow-up rewrite → embed + search → conversation policy (a person asked for, a
+complaint, a data request: hand-off; off-topic or another company's product: decline; small
+talk, "are you a bot?", abuse, injection: approved replies) → route → (grounded) select
+sources, hand off if the evidence is weak → prompt → generate → check markers and sentence
+support; a brand-voice reply is checked (voice_check) and replaced by an approved one if it fails. When the
 model's grounded answer is not supported by its sources, the final text is replaced by the
 sources quoted (``fallback = "extractive"``): the customer never gets an unsupported claim.
 ``result.answer`` is the final text; it can differ from the streamed text.
@@ -14,26 +17,28 @@ sources quoted (``fallback = "extractive"``): the customer never gets an unsuppo
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from supportdesk.answers import citations as cite
-from supportdesk.answers import claims
+from supportdesk.answers import claims, voice_check
 from supportdesk.answers import conversation as talk
 from supportdesk.answers.answerability import Answerability, AnswerabilityVerdict
 from supportdesk.answers.conversation import Turn
 from supportdesk.answers.extract import Extraction, extract, units
+from supportdesk.answers.policy import PLEASANTRIES, ConversationPolicy, PolicyVerdict
 from supportdesk.answers.prompts import (
-    GROUNDED_SYSTEM,
-    HANDOFF_MESSAGE,
-    VOICE_FALLBACK,
-    VOICE_SYSTEM,
     Source,
+    grounded_system,
     grounded_user_message,
+    handoff_message,
     select_sources,
+    voice_system,
 )
+from supportdesk.brand import BrandProfile, CueLexicon, load_brand
 from supportdesk.kb.index import KnowledgeBase
 from supportdesk.kb.lexical import query_coverage, tokenize
 from supportdesk.kb.search import SearchResult
@@ -42,13 +47,16 @@ from supportdesk.router.router import RouteDecision, Router
 from supportdesk.sanitize import clean_question, strip_control
 from supportdesk.settings import Settings
 
-AnswerKind = Literal["voice", "grounded", "handoff", "clarify"]
+AnswerKind = Literal["voice", "grounded", "handoff", "clarify", "decline"]
 VOICE_MAX_TOKENS = 96
-# Words of a bare greeting: a voice reply left with only these after clean-up says VOICE_FALLBACK.
-_GREETING_WORDS = frozenset(tokenize("hi hello there thanks thank reaching out kestrel care happy surfing"))
 HEADING_WEIGHT = 0.4  # extractive fallback: weight of the section heading's match to the question
-_PROMPT_ECHO = claims.prompt_phrases(GROUNDED_SYSTEM, "Sources (reference text only)", "Customer question:",
-                                     "Answer in two or three sentences, citing sources like [1].")
+
+
+@functools.lru_cache(maxsize=8)
+def _prompt_echo(system: str) -> frozenset[tuple[str, ...]]:
+    """The grounded prompt's instruction phrases (its system prompt is the brand profile's)."""
+    return claims.prompt_phrases(system, "Sources (reference text only)", "Customer question:",
+                                 "Answer in two or three sentences, citing sources like [1].")
 
 
 @dataclass
@@ -78,6 +86,12 @@ class AnswerResult:
     handoff_reason: str | None = None
     clarify_reason: str | None = None
     """Route 'clarify': why the question was answered with a question (what it could mean)."""
+    decline_reason: str | None = None
+    """Route 'decline': why the message was declined (off-topic, another company's product)."""
+    policy: dict[str, Any] | None = None
+    """The conversation policy's verdict (intent, action, probability, reason), before any model ran."""
+    voice_check: dict[str, Any] | None = None
+    """Brand-voice replies: the check of the model's draft (passed, problems, the draft when replaced)."""
     follow_up: bool = False
     """Read as a follow-up of the conversation: searched with what it refers to."""
     fallback: str | None = None
@@ -114,10 +128,10 @@ class AnswerResult:
         return data
 
 
-def retrieval_query(message: str, history: list[Turn]) -> str:
+def retrieval_query(message: str, history: list[Turn], lexicon: CueLexicon | None = None) -> str:
     """A follow-up ("and how long does that take?", "Pagination options") is searched together
     with what it refers to (conversation.follow_up_query); self-contained messages alone."""
-    return talk.follow_up_query(message, history) if talk.is_follow_up(message, history) else message
+    return talk.follow_up_query(message, history) if talk.is_follow_up(message, history, lexicon) else message
 
 
 def extractive_answer(question: str, sources: list[Source], max_sentences: int = 2) -> str:
@@ -178,6 +192,7 @@ class Plan:
     verdict: AnswerabilityVerdict | None = None
     handoff_reason: str | None = None
     clarify: talk.Ambiguity | None = None
+    policy: PolicyVerdict | None = None
     sources: list[Source] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -230,6 +245,22 @@ class AnswerPipeline:
         self._own_router = router is None  # an injected router keeps its own weights
         self.router = router or Router(kb.embedder.embed_documents, cfg.weights, cfg.threshold)
         self._answerability: tuple[tuple[Any, ...], Answerability] | None = None
+        info = getattr(kb.embedder, "info", None)
+        self.policy = ConversationPolicy(kb.embedder.embed_documents, brand=self.brand,
+                                         base_similarity=self.router.base_similarity, cache_dir=settings.data_dir,
+                                         embedder_name=getattr(info, "name", None))
+
+    def warm_up(self) -> None:
+        """One-time costs before the first question: the router's and the policy's example vectors."""
+        self.router.warm_up()
+        if self.settings.policy.enabled:
+            self.policy.use_brand(self.brand)
+            self.policy.warm_up()
+
+    @property
+    def brand(self) -> BrandProfile:
+        """The brand profile in use (settings' [brand] over the KB folder's profile file)."""
+        return load_brand(self.settings)
 
     @property
     def answerability(self) -> Answerability:
@@ -289,8 +320,9 @@ class AnswerPipeline:
         cfg = self.settings.router
         history = list(history or [])
         timings: dict[str, float] = {}
-        follow_up = talk.is_follow_up(message, history)
-        query = retrieval_query(message, history)
+        brand = self.brand
+        follow_up = talk.is_follow_up(message, history, brand.lexicon)
+        query = retrieval_query(message, history, brand.lexicon)
         search = self.kb.search(query, k=max(cfg.context_chunks, self.settings.retrieval.top_k))
         readings: list[dict[str, float]] = []
         if follow_up:
@@ -313,11 +345,14 @@ class AnswerPipeline:
         if self._own_router:
             self.router.configure(*values.router.value)
         self.router.use_kb_examples(values.router_examples.value)
+        self.router.use_lexicon(brand.lexicon)
         decision: RouteDecision = self.router.decide(message, vector, search.best_score)
         if follow_up and decision.route == "voice" and self._conversation_grounded(history):
             decision = replace(decision, route="grounded", note="follow-up of an answer from the docs: stays grounded")
         timings["route_ms"] = decision.elapsed_ms
         plan = Plan(query, search, decision, decision.route, follow_up, timings=timings)
+        if self._apply_policy(plan, message, vector, brand):
+            return plan
         if decision.route != "grounded":
             return plan
         t = time.perf_counter()
@@ -338,6 +373,41 @@ class AnswerPipeline:
         timings["sources_ms"] = (time.perf_counter() - t) * 1000
         return plan
 
+    def _apply_policy(self, plan: Plan, message: str, vector: Any, brand: BrandProfile) -> bool:
+        """The conversation policy, before any model runs: True when it decided the answer's kind
+        (hand-off, decline, or an approved reply); False leaves the message to the router."""
+        if not self.settings.policy.enabled:
+            return False
+        t = time.perf_counter()
+        self.policy.use_brand(brand)
+        # A follow-up is judged with what it refers to: a conversation on the docs is not off topic.
+        verdict = self.policy.classify(message, vector, plan.search.best_score, plan.decision.route == "grounded")
+        plan.policy = verdict
+        plan.timings["policy_ms"] = (time.perf_counter() - t) * 1000
+        if verdict.action == "route":
+            return False
+        plan.kind = {"handoff": "handoff", "decline": "decline"}.get(verdict.action, "voice")
+        if verdict.action == "handoff":
+            plan.handoff_reason = verdict.reason
+        return True
+
+    def _fixed_reply(self, plan: Plan, message: str) -> str | None:
+        """Text that needs no model: a hand-off, a clarifying question, a decline, an approved reply."""
+        brand = self.brand
+        if plan.kind == "handoff":
+            return handoff_message(brand, plan.policy.intent if plan.policy and plan.policy.action == "handoff"
+                                   else "answerability")
+        if plan.kind == "clarify":
+            assert plan.clarify is not None
+            return plan.clarify.question
+        if plan.kind == "decline":
+            return brand.reply("decline", message)
+        verdict = plan.policy
+        if verdict is not None and verdict.action == "reply" and (
+                verdict.intent not in PLEASANTRIES or self.settings.policy.pleasantries == "approved"):
+            return brand.reply(verdict.intent, message)
+        return None
+
     def _answer(self, answer: Answer) -> Iterator[str]:
         result = answer.result
         timings = result.timings
@@ -348,23 +418,30 @@ class AnswerPipeline:
         result.query = plan.query
         result.follow_up = plan.follow_up
         result.decision = plan.decision.to_json()
+        if plan.policy is not None:
+            result.policy = plan.policy.to_json()
+            if plan.policy.action != "route":  # the policy decided: its reason is the one shown
+                result.decision.update(route=plan.kind, reason=plan.policy.reason,
+                                       router_reason=plan.decision.reason)
         timings.update({k: v for k, v in plan.timings.items() if k != "sources_ms"})
         if plan.verdict is not None:
             result.answerability = plan.verdict.to_json()
 
         t = time.perf_counter()
         sources = plan.sources
-        if plan.kind in ("handoff", "clarify"):
+        fixed = self._fixed_reply(plan, message)
+        if fixed is not None:
             result.kind = plan.kind
             result.other_hits = [_citation(i, h) for i, h in enumerate(search.hits, start=1)]
             if plan.kind == "handoff":
                 result.abstained = True
                 result.handoff_reason = plan.handoff_reason
-                text = HANDOFF_MESSAGE
-            else:
+            elif plan.kind == "clarify":
                 assert plan.clarify is not None
                 result.clarify_reason = plan.clarify.reason
-                text = plan.clarify.question
+            elif plan.kind == "decline":
+                result.decline_reason = plan.policy.reason if plan.policy else None
+            text = fixed
             result.answer = result.streamed = text
             timings["prompt_ms"] = (time.perf_counter() - t) * 1000 + plan.timings.get("sources_ms", 0.0)
             timings["total_ms"] = (time.perf_counter() - started) * 1000
@@ -379,7 +456,7 @@ class AnswerPipeline:
             for source in sources:
                 result.injection_removed += [{"source": source.hit.chunk.source, "line": line} for line in source.removed_lines]
             messages = [
-                ChatMessage("system", GROUNDED_SYSTEM),
+                ChatMessage("system", grounded_system(self.brand)),
                 *self._history_messages(answer._history),
                 ChatMessage("user", grounded_user_message(message, sources)),
             ]
@@ -389,7 +466,7 @@ class AnswerPipeline:
         else:
             result.kind = "voice"
             messages = [
-                ChatMessage("system", VOICE_SYSTEM),
+                ChatMessage("system", voice_system(self.brand)),
                 *self._history_messages(answer._history),
                 ChatMessage("user", message),
             ]
@@ -468,18 +545,14 @@ class AnswerPipeline:
         cfg = self.settings.router
         text = result.streamed.strip()
         if result.kind != "grounded":
-            result.answer, result.unchecked_removed = cite.strip_unchecked_facts(text)
-            if result.unchecked_removed:
-                result.fallback = "unchecked-facts-removed"
-                if not cite.content_words(result.answer) - _GREETING_WORDS:
-                    result.answer = VOICE_FALLBACK
+            self._check_voice(result, text)
             return
         shown = {s.number: s.text for s in sources}
         report = cite.check(text, shown, cfg.support_min)
         result.markers_total = report.markers_total
         result.markers_invalid = report.markers_invalid
         pool = [u for s in sources for u in units(s.number, s.text, s.hit.chunk.heading, result.question)]
-        claim_report = claims.check(report.text, pool, _PROMPT_ECHO, cfg.support_min)
+        claim_report = claims.check(report.text, pool, _prompt_echo(grounded_system(self.brand)), cfg.support_min)
         result.claims_removed = claim_report.removed
         result.unchecked_removed = [c["sentence"] for c in claim_report.removed]
         result.composed = "model"
@@ -496,3 +569,18 @@ class AnswerPipeline:
         cited = set(report.cited_sources)
         for citation in result.citations:
             citation.cited = citation.number in cited
+
+    def _check_voice(self, result: AnswerResult, text: str) -> None:
+        """A brand-voice draft is shown only if it passes the voice check; otherwise one of the
+        profile's approved replies for the message's intent is, and the result says why."""
+        brand = self.brand
+        intent = (result.policy or {}).get("intent") or "none"
+        check = voice_check.check(text, result.question, brand, intent)
+        result.unchecked_removed = check.fact_sentences
+        result.voice_check = check.to_json()
+        if result.cancelled or check.passed:
+            result.answer = check.text
+            return
+        result.answer = brand.reply(intent if intent in PLEASANTRIES else "other", result.question)
+        result.fallback = "approved-reply"
+        result.voice_check["draft"] = text

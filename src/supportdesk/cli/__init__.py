@@ -34,12 +34,13 @@ app.command("config")(config_cmd.show)
 app.command("ask")(ask_cmd.ask)
 app.command("eval")(evaluate_cmd.evaluate)
 app.command("eval-public")(evaluate_cmd.evaluate_public)
+app.command("eval-social")(evaluate_cmd.evaluate_social)
 app.command("eval-answers")(eval_answers_cmd.eval_answers)
 app.add_typer(evaluate_cmd.router_app, name="router")
 app.add_typer(serve_cmd.app, name="serve")
 
 # Commands that run only on this machine's files (training, evaluation, model servers).
-_LOCAL_ONLY = {"eval", "eval-public", "eval-answers", "router", "models"}
+_LOCAL_ONLY = {"eval", "eval-public", "eval-answers", "eval-social", "router", "models"}
 
 
 def _version(value: bool) -> None:

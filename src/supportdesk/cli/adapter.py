@@ -14,11 +14,10 @@ from rich.table import Table
 
 from supportdesk.cli.context import AppContext, console, err_console, fail
 from supportdesk.cli.help import App
-from supportdesk.settings import PROJECT_ROOT
 
 app = App(help="Build, evaluate and deploy the brand-voice LoRA adapter.", no_args_is_help=True)
-SAMPLE_TRANSCRIPTS = PROJECT_ROOT / "transcripts" / "kestrel_care.jsonl"
-SAMPLE_ADAPTER = "kestrel-voice"
+DEFAULT_ADAPTER = "brand-voice"
+"""The first run's adapter when the brand profile names none."""
 SAMPLE_EPOCHS_FP32 = 1.0
 SAMPLE_GATE = 0.25
 """The sample adapter is activated only if its held-out perplexity is at least this much below the
@@ -53,32 +52,56 @@ def prepare_cmd(
     name: Annotated[str, typer.Option("--name", help="Dataset name (under the data dir's datasets/).")] = "default",
     out: Annotated[Path | None, typer.Option("--out", help="Write the dataset here instead.")] = None,
     company: Annotated[str | None, typer.Option(
-        "--company", help="Twitter shape: keep this brand only. Needed when the input holds several brands: "
-                          "without it (or --all-companies) prepare refuses and lists the brands it found.")] = None,
+        "--company", help="The brand these transcripts speak for (default: the brand profile's company, when the "
+        "input holds it). Twitter shape: only its records are kept; needed when the input holds several brands: "
+        "without it (or --all-companies) prepare refuses and lists the brands it found. The brand profile's sign-off "
+        "replaces personal sign-offs ('— Maya', '^AB') only in its own company's transcripts.")] = None,
     all_companies: Annotated[bool, typer.Option(
         "--all-companies", help="Twitter shape: mix every brand in one dataset, on purpose.")] = False,
+    sign_off: Annotated[str | None, typer.Option(
+        "--sign-off", help="House sign-off that replaces personal ones (default: the brand profile's; '' removes them)."
+    )] = None,
     eval_fraction: Annotated[float, typer.Option("--eval-fraction", min=0.05, max=0.5)] = 0.15,
-    order_pattern: Annotated[str, typer.Option("--order-pattern", help="Regex for order numbers to scrub.")] = r"\bKS-\d{8}\b",
+    order_pattern: Annotated[str | None, typer.Option(
+        "--order-pattern", help="Regex for order numbers to scrub (default: the brand profile's).")] = None,
 ) -> None:
     """Validate, scrub PII, deduplicate and split transcripts into train/eval."""
     import re
 
+    from supportdesk.brand import load_brand
     from supportdesk.training.prepare import MixedBrands, brand_list, prepare, write_dataset
 
+    brand = load_brand(ctx.obj.settings)
+    for warning in brand.warnings:
+        err_console.print(f"[yellow]brand profile:[/] {escape(warning)}")
     target = out or dataset_dir(ctx.obj, name)
     try:
-        re.compile(order_pattern)
+        re.compile(order_pattern or "")
     except re.error as exc:
         fail(f"--order-pattern is not a valid regular expression: {exc}")
     if company and all_companies:
         fail("give --company NAME (one brand) or --all-companies (every brand), not both")
+
+    def run(company: str | None, ours: bool):
+        return prepare(list(inputs), eval_fraction=eval_fraction, order_pattern=order_pattern or brand.order_pattern,
+                       company=company, all_companies=all_companies, keep_numbers=brand.keep_numbers() if ours else (),
+                       sign_off=(brand.sign_off if ours else "") if sign_off is None else sign_off,
+                       brand_words=brand.name_words)
+
+    ours = company is None or company == brand.company  # the brand profile's own transcripts
     try:
-        dataset = prepare(list(inputs), eval_fraction=eval_fraction, order_pattern=order_pattern, company=company,
-                          all_companies=all_companies)
+        dataset = run(company, ours)
     except MixedBrands as exc:
-        fail(str(exc))
+        if company is not None or not brand.company or brand.company not in exc.brands:
+            fail(str(exc))
+        company = brand.company  # the default: the brand profile's company, which the input holds
+        dataset = run(company, True)
     if company and dataset.brands and company not in dataset.brands:
         fail(f"--company {company}: no record of that brand in the input; it holds: {brand_list(dataset.brands)}")
+    if sign_off is None:
+        sign_off = brand.sign_off if ours else ""
+    err_console.print(f"brand: {escape(company or brand.company or 'not named')}"
+                      + (f" ({escape(brand.describe())})" if ours else " (--company; not the brand profile's)"))
     for problem in dataset.problems[:50]:
         err_console.print(f"[yellow]skipped[/] {escape(str(problem))}")
     if len(dataset.problems) > 50:
@@ -92,6 +115,8 @@ def prepare_cmd(
     table = Table(title=f"dataset {target}", show_header=False)
     for key in ("read", "bad_records", "duplicates", "train", "eval", "agent_turns"):
         table.add_row(key, str(stats[key]))
+    table.add_row("personal sign-offs replaced", f"{stats['sign_offs_replaced']}"
+                  + (f" (by '{sign_off}')" if sign_off else " (removed: no house sign-off)"))
     table.add_row("PII replaced", ", ".join(f"{k} {v}" for k, v in sorted(stats["pii_replaced"].items())) or "none")
     if stats["brands"]:
         table.add_row("brands mixed" if len(stats["brands"]) > 1 else "brand", brand_list(stats["brands"]))
@@ -106,7 +131,11 @@ def run_build(appctx: AppContext, name: str, dataset: Path, replace: bool, max_s
 
     settings = appctx.settings
     gguf = settings.model.gguf_path or default_gguf_path()
-    config = TrainConfig()
+    from supportdesk.answers.prompts import voice_system
+    from supportdesk.brand import load_brand
+
+    brand = load_brand(settings)
+    config = TrainConfig(system_prompt=voice_system(brand), sign_off=brand.sign_off)  # the profile's, in the manifest
     if max_steps:
         config.max_steps = max_steps
     if epochs:
@@ -189,7 +218,7 @@ def eval_cmd(
     table.add_column("base", justify="right")
     table.add_column("adapter", justify="right")
     table.add_row("perplexity of agent replies", f"{evaluation.base_perplexity:.2f}", f"{evaluation.adapter_perplexity:.2f}")
-    for key in ("greeting_rate", "sign_off_rate", "banned_rate"):
+    for key in ("greeting_rate", "sign_off_rate", "personal_sign_off_rate", "banned_rate"):
         table.add_row(key.replace("_", " "), f"{evaluation.markers['base'][key]:.2f}", f"{evaluation.markers['adapter'][key]:.2f}")
     console.print(table)
     console.print(f"perplexity drop: {evaluation.improvement:.1%}")
@@ -376,14 +405,16 @@ def bootstrap_sample(
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Stop training after this many steps "
                                                   "(a quick smoke build; the default trains to the end).")] = None,
 ) -> None:
-    """Build, evaluate and activate the sample adapter if there is none (resumes a paused build).
+    """Build, evaluate and activate the brand's adapter if there is none (resumes a paused build).
 
-    The app starts this in the background on its first run; run it here to build in the
-    foreground instead. The adapter is activated only if its held-out perplexity is at least
-    25 % below the base model's.
+    The adapter's name and its transcripts come from the brand profile (``adapter``,
+    ``transcripts``; the sample KB's profile names the sample's). The app starts this in the
+    background on its first run; run it here to build in the foreground instead. The adapter is
+    activated only if its held-out perplexity is at least 25 % below the base model's.
     """
     import time
 
+    from supportdesk.brand import load_brand
     from supportdesk.models import find_adapter, list_adapters, read_active
     from supportdesk.models.adapters import write_active
     from supportdesk.training.background import CHECKPOINTS, BuilderGuard, BuildStatus, write_status
@@ -392,7 +423,9 @@ def bootstrap_sample(
 
     appctx: AppContext = ctx.obj
     settings = appctx.settings
-    status = BuildStatus(SAMPLE_ADAPTER, "preparing", pid=os.getpid())
+    brand = load_brand(settings)
+    adapter_name = plain(brand.adapter or DEFAULT_ADAPTER, "brand.adapter")
+    status = BuildStatus(adapter_name, "preparing", pid=os.getpid())
     guard = BuilderGuard(settings.data_dir, status) if background else None
     if guard is not None and not guard.start():  # SIGTERM handling and the tie to the app are set here
         err_console.print(f"another adapter build is running for {settings.data_dir}: nothing to do")
@@ -402,20 +435,29 @@ def bootstrap_sample(
         status.state, status.message = state, message
         if background:
             write_status(settings.data_dir, status)
-    others = [a for a in list_adapters(settings.adapters_dir) if a.name != SAMPLE_ADAPTER]
-    sample = next((a for a in list_adapters(settings.adapters_dir) if a.name == SAMPLE_ADAPTER), None)
+    others = [a for a in list_adapters(settings.adapters_dir) if a.name != adapter_name]
+    sample = next((a for a in list_adapters(settings.adapters_dir) if a.name == adapter_name), None)
     if others and sample is None:
         if read_active(settings.data_dir) is None:
             write_active(settings.data_dir, others[0].name)
         report("done", f"using {others[0].name}")
         return
-    target = dataset_dir(appctx, "kestrel-sample")
+    target = dataset_dir(appctx, f"{adapter_name}-sample")
     if sample is None:
+        transcripts = brand.transcripts
+        if transcripts is None or not transcripts.is_file():
+            why = (f"the brand profile ({brand.describe()}) names no transcripts" if transcripts is None
+                   else f"the brand profile's transcripts {transcripts} do not exist")
+            report("failed", f"{why}: prepare your own with 'supportdesk adapter prepare' and 'adapter build'")
+            fail(f"no adapter to build: {why}; prepare your own with 'supportdesk adapter prepare FILE' and "
+                 "'supportdesk adapter build NAME'")
         report("preparing")
         if not background:
-            err_console.print("[bold]First run:[/] building the sample brand-voice adapter from "
-                              "transcripts/kestrel_care.jsonl (only once; a paused build resumes).")
-        write_dataset(prepare([SAMPLE_TRANSCRIPTS]), target)
+            err_console.print(f"[bold]First run:[/] building the brand-voice adapter {adapter_name} from "
+                              f"{transcripts} (only once; a paused build resumes).")
+        write_dataset(prepare([transcripts], order_pattern=brand.order_pattern, company=brand.company or None,
+                              keep_numbers=brand.keep_numbers(), sign_off=brand.sign_off,
+                              brand_words=brand.name_words), target)
         report("loading")
         first: dict[str, float] = {}
 
@@ -436,8 +478,9 @@ def bootstrap_sample(
         err_console.print(f"training on {'bfloat16 (native)' if epochs is None else 'float32 (no native bfloat16)'}"
                           f"{'' if epochs is None else f', {epochs:g} epoch'}")
         try:
-            run_build(appctx, SAMPLE_ADAPTER, target, replace=False, threads=threads, max_steps=max_steps, epochs=epochs,
-                      checkpoint_dir=settings.data_dir / CHECKPOINTS, should_stop=guard.should_stop if guard else lambda: False, on_step=on_step)
+            run_build(appctx, adapter_name, target, replace=False, threads=threads, max_steps=max_steps, epochs=epochs,
+                      checkpoint_dir=settings.data_dir / CHECKPOINTS,
+                      should_stop=guard.should_stop if guard else lambda: False, on_step=on_step)
         except BuildPaused as exc:
             report("paused", str(exc))
             err_console.print(f"build paused: {exc}")
@@ -445,18 +488,18 @@ def bootstrap_sample(
         except BaseException as exc:
             report("failed", f"{type(exc).__name__}: {exc}")
             raise
-        sample = find_adapter(settings.adapters_dir, SAMPLE_ADAPTER)
+        sample = find_adapter(settings.adapters_dir, adapter_name)
     metrics = sample.manifest.get("metrics") or {}
     if "adapter_perplexity" not in metrics:  # built but not evaluated yet (a run stopped in between)
         report("evaluating")
-        evaluation = run_eval(appctx, SAMPLE_ADAPTER, target)
+        evaluation = run_eval(appctx, adapter_name, target)
         metrics = evaluation.as_metrics()
     base, tuned = metrics["base_perplexity"], metrics["adapter_perplexity"]
     summary = f"perplexity {base:.2f} → {tuned:.2f} ({(base - tuned) / base:.0%} lower)"
     err_console.print(f"sample adapter: {summary}")
     if base > 0 and (base - tuned) / base >= SAMPLE_GATE:
         if read_active(settings.data_dir) is None:
-            write_active(settings.data_dir, SAMPLE_ADAPTER)
+            write_active(settings.data_dir, adapter_name)
         report("done", summary)
     else:
         report("rejected", f"not activated, the gate is {SAMPLE_GATE:.0%} lower: {summary}")

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from supportdesk.answers.pipeline import Turn
 
 BADGES = {"voice": "[black on green] brand voice [/]", "grounded": "[black on cyan] grounded [/]",
-          "handoff": "[black on yellow] handed off [/]", "clarify": "[black on magenta] clarify [/]"}
+          "handoff": "[black on yellow] handed off [/]", "clarify": "[black on magenta] clarify [/]",
+          "decline": "[black on bright_red] declined [/]"}
 
 
 def build_pipeline(appctx: AppContext, backend: str | None = None, adapter: str | None = None):
@@ -38,13 +39,18 @@ def print_result(result) -> None:
         console.print(f"[dim]searched as{' (follow-up)' if result.follow_up else ''}: {escape(result.query)}[/]")
     if result.answer.strip() != result.streamed.strip():
         label = {"extractive": "quoted from the sources",
-                 "unchecked-facts-removed": "unsourced numbers, addresses and links removed"}.get(
+                 "unchecked-facts-removed": "unsourced numbers, addresses and links removed",
+                 "approved-reply": "an approved reply: the model's draft failed the voice check"}.get(
             result.fallback, "after citation check")
         console.print(f"[bold]final answer ({label}):[/] {escape(result.answer)}")
     if result.composed == "extracted":
         console.print("[dim]facts quoted from the sources (no model call)[/]")
     for removed in result.claims_removed:
         console.print(f"[yellow]dropped[/] {escape(removed['sentence'])} [dim]({escape(removed['reason'])})[/]")
+    if result.voice_check and not result.voice_check.get("passed", True):
+        console.print(f"[yellow]voice check:[/] {escape('; '.join(result.voice_check['problems']))}")
+    if result.decline_reason:
+        console.print(f"[bright_red]declined:[/] {escape(result.decline_reason)}")
     if result.clarify_reason:
         console.print(f"[magenta]asked to clarify:[/] {escape(result.clarify_reason)}")
     if result.handoff_reason:
@@ -167,7 +173,7 @@ def ask(
                 load()
         except BackendError as exc:
             fail(str(exc))
-        pipeline.router.warm_up()
+        pipeline.warm_up()
         options = default_options(appctx.settings, max_tokens=max_tokens)
 
         def start(item: str, history: list[Turn] | None):
@@ -198,7 +204,8 @@ def ask(
         if as_json:
             data = result.to_json()
             keep = ("question", "query", "route", "kind", "answer", "abstained", "handoff_reason", "clarify_reason",
-                    "fallback", "composed", "claims_removed", "decision", "answerability", "citations", "markers_total", "markers_invalid",
+                    "decline_reason", "policy", "voice_check", "fallback", "composed", "claims_removed", "decision",
+                    "answerability", "citations", "markers_total", "markers_invalid",
                     "markers_added", "supported_rate", "injection_removed", "unchecked_removed", "timings")
             print(json.dumps({k: data[k] for k in keep}), flush=True)
         else:

@@ -25,7 +25,13 @@ def show(
 ) -> None:
     """Print every setting (or KEY), its value, and its source (cli, env, .env, a TOML file, default)."""
     app: AppContext = ctx.obj
+    from supportdesk.brand import load_brand
+
     rows = explain(app.settings, app.overrides)
+    brand = load_brand(app.settings)
+    profile = (f"{brand.company or 'no company named'} ({brand.assistant_name})", brand.source,
+               "The brand profile in use: [brand] settings over the KB folder's profile file over neutral defaults.")
+    show_profile = key is None or key.strip().split(".")[0] == "brand"
     if key is not None:
         wanted = key.strip()
         rows = [r for r in rows if r[0] == wanted or r[0].startswith(wanted + ".")]
@@ -36,7 +42,11 @@ def show(
             fail(f"no setting '{wanted}'{_suggest(wanted, known | {k.split('.')[0] for k in known})} "
                  "('supportdesk config' lists them all)")
     if as_json:
-        print(json.dumps({k: {"value": v, "source": s, "description": d} for k, v, s, d in rows}, indent=1))
+        data = {k: {"value": v, "source": s, "description": d} for k, v, s, d in rows}
+        if show_profile:
+            data["brand.profile"] = {"value": profile[0], "source": profile[1], "description": profile[2],
+                                     "warnings": list(brand.warnings)}
+        print(json.dumps(data, indent=1))
         return
     described = console.width >= WIDE
     if key is not None and (len(rows) == 1 or not described):  # asked for: each whole, descriptions too
@@ -55,6 +65,10 @@ def show(
     for name, value, source, description in rows:  # never markup: '[a, b]' is data
         table.add_row(name, Text(str(value)), source, *([Text(description)] if described else []))
     console.print(table)
+    if show_profile:
+        console.print(Text(f"brand profile: {profile[0]} from {profile[1]}"))
+        for warning in brand.warnings:
+            console.print(Text(f"brand profile warning: {warning}", style="yellow"))
     if not described:
         console.print(Text("descriptions: 'supportdesk config KEY' (one setting or a section), or --json; "
                            f"or a terminal of {WIDE}+ columns", style="dim"))

@@ -37,8 +37,11 @@ def _router_and_kb(appctx: AppContext):
 
     kb = appctx.built_knowledge_base()  # the best document score is one of the router's signals
     weights, threshold, _ = kb.router_model()
+    from supportdesk.brand import load_brand
+
     router = Router(kb.embedder.embed_documents, weights, threshold)
     router.use_kb_examples(kb.router_examples())  # as the answer pipeline does
+    router.use_lexicon(load_brand(appctx.settings).lexicon)  # the brand's product names and codes, as the pipeline
     return router, kb
 
 
@@ -388,3 +391,136 @@ def evaluate_public(
                     console.print(f"[dim]self-calibration: {escape(measured.summary())}[/]")
     if as_json:
         print(json.dumps(figures))
+
+
+def _social_table(summary: dict) -> Table:
+    table = Table(title=f"social messages ({summary['n']}): per intent")
+    for name in ("intent", "expected", "n", "as expected", "handed off", "declined", "brand voice", "passes check",
+                 "model drafts passing", "automated", "names (draft / final)"):
+        table.add_column(name, justify="left" if name in ("intent", "expected") else "right")
+    for intent, row in summary["per_intent"].items():
+        drafts = f"{row['drafts_passed']}/{row['drafts']}" if row["drafts"] else "-"
+        table.add_row(intent, row["expected"], str(row["n"]), f"{row['ok']}/{row['n']}", str(row["handed_off"]),
+                      str(row["declined"]), str(row["voice"]), f"{row['final_passed']}/{row['n']}", drafts,
+                      f"{row['automated']}/{row['n']}" if intent == "identity" else "-",
+                      f"{row['personal_names_draft']} / {row['personal_names_final']}")
+    return table
+
+
+def evaluate_social(
+    ctx: typer.Context,
+    social_set: Annotated[Path, typer.Option("--set", help="Messages (JSONL: id, intent, expected, message).")] = (
+        PROJECT_ROOT.parent / "shared" / "datasets" / "social_dev" / "messages.jsonl"),
+    backend: Annotated[str | None, typer.Option("--backend", help="embedded | ollama | openai (default: settings).")] = None,
+    adapter: Annotated[str | None, typer.Option("--adapter", help="Adapter name, or 'none' for the base model.")] = None,
+    classifier: Annotated[bool, typer.Option(
+        "--classifier/--no-classifier",
+        help="Also measure the policy alone: held-out half of eval/social_set.jsonl, and the route set's product "
+        "questions it would hand off or decline.")] = True,
+    emanual: Annotated[bool, typer.Option(
+        "--emanual", help="Also the E-Manual TV questions on their own index, no brand profile (slow: indexes it).")] = False,
+    show: Annotated[bool, typer.Option("--show", help="Print every message with its answer.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Everyday non-product messages through the whole pipeline: hand-offs, declines, brand-voice replies
+    that pass the voice check, "are you a bot?", personal-name sign-offs; per intent."""
+    from supportdesk.answers import AnswerPipeline
+    from supportdesk.evaluation.social import (
+        classifier_heldout,
+        load_social_dev,
+        product_questions_flagged,
+        run_social,
+        summarize,
+    )
+    from supportdesk.models import BackendError, create_backend, default_options
+
+    appctx: AppContext = ctx.obj
+    rows = _read(load_social_dev, social_set)
+    kb = appctx.built_knowledge_base()
+    try:
+        model = create_backend(appctx.settings, backend, adapter)
+    except BackendError as exc:
+        fail(str(exc))
+    pipeline = AnswerPipeline(appctx.settings, kb, model)
+    brand = pipeline.brand
+    for warning in brand.warnings:
+        err_console.print(f"[yellow]brand profile:[/] {escape(warning)}")
+    try:
+        with Progress(console=err_console, transient=True) as bar:
+            task = bar.add_task("social messages", total=len(rows))
+            pipeline.warm_up()
+            outcomes = run_social(pipeline, rows, default_options(appctx.settings),
+                                  lambda done, total, text: bar.update(task, completed=done))
+    except BackendError as exc:
+        fail(str(exc))
+    summary = summarize(outcomes)
+    figures: dict[str, object] = {"model": model.model_name, "adapter": model.adapter_name, "brand": brand.to_json(),
+                                  "social": summary}
+    if classifier:
+        report = classifier_heldout(pipeline)
+        products = [r["text"] for r in _load_routes(ROUTE_SET) if r["route"] == "grounded"]
+        flagged = product_questions_flagged(pipeline, products)
+        figures["classifier_heldout"] = {"n": report.n, "intent_accuracy": report.accuracy,
+                                         "action_accuracy": report.action_accuracy, "per_intent": report.per_intent,
+                                         "mistakes": report.mistakes}
+        figures["route_set_products"] = {"n": len(products), "handed_off_or_declined": len(flagged), "flagged": flagged}
+    if emanual:
+        figures["emanual_tv"] = _emanual_flagged(appctx, model)
+    if as_json:
+        print(json.dumps(figures))
+        return
+    console.print(f"[dim]model {escape(model.model_name)}, adapter {escape(str(model.adapter_name or 'none'))}; "
+                  f"brand profile {escape(brand.describe())}[/]")
+    console.print(_social_table(summary))
+    targets = Table(title="against the targets", show_header=True)
+    for name in ("measure", "value", "target"):
+        targets.add_column(name, justify="left" if name == "measure" else "right")
+    targets.add_row("expected hand-offs handed off", _rate(summary["handoffs_handed_off"]), ">= 0.95")
+    targets.add_row("declines declined", _rate(summary["declines_declined"]), ">= 0.90")
+    targets.add_row("declines handed off", _rate(summary["declines_handed_off"]), "0")
+    targets.add_row("other replies in the brand voice, passing the voice check", _rate(summary["replies_passing"]),
+                    ">= 0.90")
+    targets.add_row(f"model drafts passing the voice check (n={summary['drafts']})", _rate(summary["drafts_passing"]),
+                    "")
+    targets.add_row("'are you a bot?' answered as automated", summary["identity_automated"], "6/6")
+    targets.add_row("personal-name sign-offs shown (in drafts)",
+                    f"{summary['personal_names_final']} ({summary['personal_names_draft']})", "0")
+    console.print(targets)
+    if classifier:
+        held = figures["classifier_heldout"]
+        console.print(f"policy classifier, held-out half of eval/social_set.jsonl (n={held['n']}): intent "  # type: ignore[index]
+                      f"{held['intent_accuracy']:.3f}, action {held['action_accuracy']:.3f}")  # type: ignore[index]
+        products_fig = figures["route_set_products"]
+        console.print(f"product questions of the route set handed off or declined by the policy: "
+                      f"{products_fig['handed_off_or_declined']}/{products_fig['n']}")  # type: ignore[index]
+        for item in products_fig["flagged"]:  # type: ignore[index]
+            console.print(f"  [yellow]{item['action']}[/] {escape(item['text'])} [dim]{escape(item['reason'])}[/]")
+    if emanual:
+        tv = figures["emanual_tv"]
+        console.print(f"E-Manual TV questions handed off or declined by the policy: {tv['handed_off_or_declined']}/"  # type: ignore[index]
+                      f"{tv['n']}")  # type: ignore[index]
+    if show:
+        for o in summary["outcomes"]:
+            mark = "[green]ok[/]" if o["ok"] else "[red]MISS[/]"
+            console.print(f"{mark} [bold]{o['intent']}[/] {escape(o['message'])} → [cyan]{o['kind']}[/] "
+                          f"{escape(o['answer'])}")
+            if o["draft"] is not None and o["draft"] != o["answer"]:
+                console.print(f"     [dim]draft: {escape(o['draft'])}[/]")
+
+
+def _emanual_flagged(appctx: AppContext, model) -> dict[str, object]:
+    """The E-Manual TV questions on the manual's own index (no brand profile: neutral)."""
+    from supportdesk.answers import AnswerPipeline
+    from supportdesk.evaluation.abstention import build_manual_kb
+    from supportdesk.evaluation.social import product_questions_flagged
+
+    if not EMANUAL.exists():
+        fail(f"E-Manual dataset not found at {EMANUAL}")
+    questions = [json.loads(line)["question"] for line in (EMANUAL / "questions_tv.jsonl").read_text().splitlines()
+                 if line.strip()]
+    with console.status("indexing the E-Manual (TV)..."):
+        kb = build_manual_kb(appctx.settings, EMANUAL, set())
+    pipeline = AnswerPipeline(kb.settings, kb, model)
+    flagged = product_questions_flagged(pipeline, questions)
+    return {"n": len(questions), "handed_off_or_declined": len(flagged), "flagged": flagged,
+            "brand": pipeline.brand.describe()}

@@ -196,6 +196,16 @@ def _questions_line(questions: dict) -> str:
     return f"{count} with vectors: a FAQ entry is also found by its question (weight {questions.get('weight')})"
 
 
+def brand_rows(brand: dict) -> list[tuple[str, str]]:
+    """The brand profile in use, where it comes from, and what is wrong with it."""
+    if not brand:
+        return []
+    name = brand.get("company") or "no company named"
+    rows = [("brand profile", f"{name} ({brand.get('assistant_name')}) from {brand.get('source')}")]
+    rows += [("brand warning", warning) for warning in brand.get("warnings", [])]
+    return rows
+
+
 def calibration_rows(calibration: dict | None, in_use: dict) -> list[tuple[str, str]]:
     from supportdesk.kb.calibration import Calibration
 
@@ -282,6 +292,7 @@ def stats(
         ("CPU", describe(appctx.settings.embedding)),
         ("skipped", len(info.skipped)),
         *calibration_rows(info.calibration, info.in_use),
+        *brand_rows(getattr(info, "brand", None) or {}),
     ]:
         table.add_row(key, escape(str(value)))
     console.print(table)

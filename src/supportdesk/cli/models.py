@@ -88,7 +88,12 @@ def chat(
     settings = appctx.settings
     if backend is not None and backend not in ("embedded", "ollama", "openai"):
         fail(f"--backend must be embedded, ollama or openai, not '{backend}'")
-    messages = [ChatMessage("system", system or settings.model.system_prompt), ChatMessage("user", message)]
+    if not system and not settings.model.system_prompt:
+        from supportdesk.answers.prompts import voice_system
+        from supportdesk.brand import load_brand
+
+        system = voice_system(load_brand(settings))
+    messages = [ChatMessage("system", system or settings.model.system_prompt or ""), ChatMessage("user", message)]
     try:
         model = create_backend(settings, backend, adapter)
         generation = model.generate(messages, default_options(settings, max_tokens=max_tokens, temperature=temperature))

@@ -22,7 +22,7 @@
   object: press/tap/select/hold/is/the/a/to/from/with/at/of ..., or as a sentence's subject
   before is/are/has/means/shows ...: "Press [2]", "is set to [2]", "hold the [2]", "[2] is the
   menu"; not after a noun or a particle: "the Select button [3]", "turn it on [1]"),
-  ``<...>`` (not a URL or address), ``{...}``, and ``XXX`` (not ``Kestrel-XXXX``). Anything also found in the answer's sources is not invented and does not
+  ``<...>`` (not a URL or address), ``{...}``, and ``XXX`` (not ``Acme-XXXX``). Anything also found in the answer's sources is not invented and does not
   count.
 * **prompt echo** (:func:`prompt_echo`): fixed cues of the prompt's apparatus ("Customer
   question:", "reference text only", ``<<<``, a ``[n]`` alone on a line as in the source
@@ -367,7 +367,7 @@ def meta_talk(text: str) -> list[str]:
 # -- length, baseline ------------------------------------------------------------------------
 
 _FRAMING = re.compile(
-    r"^(?:hi|hello|hey|dear|thanks|thank you|you're welcome|you are welcome|happy surfing|have a (?:great|nice|lovely)|"
+    r"^(?:hi|hello|hey|dear|thanks|thank you|you're welcome|you are welcome|happy \w+|have a (?:great|nice|lovely)|"
     r"is there anything else|let me know|i hope (?:this|that) helps|hope (?:this|that) helps|feel free|best regards|"
     r"kind regards|cheers|glad to help|great question|here's what our documentation says|"
     r"here is what our documentation says)\b", re.IGNORECASE)

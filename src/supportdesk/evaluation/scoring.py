@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from supportdesk.answers.pipeline import AnswerPipeline, extractive_answer
-from supportdesk.answers.prompts import VOICE_SYSTEM, select_sources
+from supportdesk.answers.prompts import select_sources, voice_system
 from supportdesk.evaluation.abstention import (
     EMANUAL_SAMPLE,
     EVAL_SAMPLES,
@@ -197,7 +197,8 @@ def evaluate_emanual(
         if progress:
             progress(done, total, q["question"])
         reference = q["answer"]
-        voice = backend.generate([ChatMessage("system", VOICE_SYSTEM), ChatMessage("user", q["question"])], options)
+        voice = backend.generate([ChatMessage("system", voice_system(pipeline.brand)), ChatMessage("user", q["question"])],
+                                 options)
         voice_text = voice.run()
         result = pipeline.ask(q["question"], options=options).run()
         search = kb.search(q["question"], k=cfg.context_chunks)

@@ -1,7 +1,7 @@
 """Which names and model codes are the same product, as the KB itself says.
 
-Customers say "AX3000" or "the Aerie Pro"; the docs often say "KR-300" or "KR-940". A
-price table ("Aerie AX3000 | KR-300 | $179") and a parenthesis ("Aerie AX1800 (KR-180)")
+Customers say "AX3000" or "the Zephyr Pro"; the docs often say "KR-300" or "KR-940". A
+price table ("Zephyr AX3000 | KR-300 | $179") and a parenthesis ("Zephyr AX1800 (KR-180)")
 tie a name to its code. Read once per index generation from the chunks, so the answer
 extractor can tell that a sentence about the KR-180 is about the AX1800 asked for, and that
 one about the KR-300 is not.
@@ -31,7 +31,7 @@ class Aliases:
     names: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def products(self, text: str) -> set[str]:
-        """The products ``text`` names, as codes: "Aerie AX3000" and "KR-300" both → {kr300};
+        """The products ``text`` names, as codes: "Zephyr AX3000" and "KR-300" both → {kr300};
         a code the KB ties to no name stands for itself."""
         low = text.lower()
         found: set[str] = set()
@@ -48,7 +48,7 @@ class Aliases:
 
 def _pairs(text: str) -> Iterable[tuple[str, str, bool]]:
     """(name, code, from a table) pairs: table rows with a name cell and a code cell, and
-    "Name (CODE)" in running text (noisier: "Both Perch AX1800 (KP-180)")."""
+    "Name (CODE)" in running text (noisier: "Both Gust AX1800 (KP-180)")."""
     for line in text.splitlines():
         if line.lstrip().startswith("|"):
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -68,7 +68,7 @@ def find_aliases(texts: Iterable[str]) -> Aliases:
         for name, code, tabled in _pairs(text):
             words = _WORD.findall(name.lower())
             canonical = _code(code)
-            # A product table's name and its short forms ("aerie pro"); from running text, only the
+            # A product table's name and its short forms ("zephyr pro"); from running text, only the
             # model word itself ("ax1800"), never a phrase around it.
             keys = {" ".join(words[:n]) for n in range(2, len(words) + 1)} if tabled else set()
             keys |= {w.replace("-", "") for w in words if re.search(r"\d", w) and re.search(r"[a-z]", w)}

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from supportdesk.brand import load_brand
 from supportdesk.kb.aliases import Aliases
 from supportdesk.kb.build import Builder, Built, KBFolderMissing, Progress, ProgressFn, ReloadReport
 from supportdesk.kb.calibration import Calibration
@@ -59,6 +60,8 @@ class KBStats:
     """The fusion weight, hand-off and router values serving now, each with where it comes from."""
     vector_store: str = "faiss"
     """Where searches run: 'faiss' (this process) or 'milvus <collection> at <uri>'."""
+    brand: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The brand profile these docs are answered under, and where it comes from (brand.py)."""
 
 
 class KnowledgeBase:
@@ -348,6 +351,7 @@ class KnowledgeBase:
             calibration=snap.calibration.to_json() if snap and snap.calibration else None,
             in_use=in_use,
             vector_store=self.search_store.describe(snap.searcher) if snap else "faiss",
+            brand=load_brand(self.settings).to_json(),
         )
 
     def values_in_use(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """BM25 over chunk texts, as a sparse matrix so a query costs one column slice.
 
-Exact names matter in manuals ("KR-300", "5.2.1", "Settings > Wireless"), so the tokenizer
+Exact names matter in manuals ("AX-300", "5.2.1", "Settings > Wireless"), so the tokenizer
 keeps hyphenated and dotted codes whole *and* adds their parts. Term weights are precomputed
 (Okapi BM25 saturation and idf), so scoring is a sum of a few sparse columns: ~1 ms at 50k
 chunks, where rank-bm25's per-document Python loop takes tens of milliseconds.
@@ -69,7 +69,7 @@ def _terms(text: str) -> list[tuple[str, str]]:
         if len(parts) > 1:
             terms.append((word, word))
             if "-" in word and "." not in word and "/" not in word:
-                terms.append(("".join(parts), word))  # 'Wi-Fi' also as 'wifi', 'KR-300' as 'kr300'
+                terms.append(("".join(parts), word))  # 'Wi-Fi' also as 'wifi', 'AX-300' as 'ax300'
         terms.extend((_stem(p), p) for p in parts if p and p not in _STOP)
     return terms
 

@@ -2,8 +2,8 @@
 llama.cpp's server — the engines that batch many chats and serve many LoRA adapters on one base.
 
 The adapter is chosen per request by model name: the base model is ``model.openai_model``; an
-adapter is served under its own name (vLLM ``--lora-modules kestrel-voice=adapters/kestrel-voice/peft``,
-a llama.cpp server model entry with ``model_alias: kestrel-voice`` and the GGUF LoRA). Server
+adapter is served under its own name (vLLM ``--lora-modules brand-voice=adapters/brand-voice/peft``,
+a llama.cpp server model entry with ``model_alias: brand-voice`` and the GGUF LoRA). Server
 down → ``BackendUnavailable`` within the connect timeout; a model the server does not list →
 ``ModelMissing`` naming what to run; 401 → a message about the key (never the key itself); a
 stream cut mid-answer → ``BackendError`` with the text so far kept by the caller and marked.

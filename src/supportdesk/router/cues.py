@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import re
 
-# Model codes (KR-300, KE-404), versions (5.4.2), numbers with units, prices.
-_CODE = re.compile(r"\b(?:k[rpt]-?\d{3}|ke-?\d{3}|ks-\d+|kc-\d+|hw [ab])\b", re.IGNORECASE)
+from supportdesk.brand import GENERIC_LEXICON, CueLexicon
+
+# Versions (5.4.2), numbers with units, prices. Model codes and product terms come from the
+# brand profile (brand.CueLexicon): the company's names are data, not code.
 _VERSION = re.compile(r"\b\d+\.\d+(?:\.\d+)?\b")
 _NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\s*(?:%|mbps|gbps|ghz|mhz|gb|tb|mb|days?|years?|months?|hours?|w|v|dbm)?\b", re.IGNORECASE)
-_PRODUCT = re.compile(
-    r"\b(?:aerie|perch|talon|roost|guardian|kestrelos|flock|care\+|care plus|fleet|secure dns|"
-    r"router|satellite|mesh|firmware|modem|gateway|sim|apn|vpn|wireguard|dns|ipv6|usb|led|light|wi-?fi|ssid|"
-    r"port|nat|bridge|dhcp|subnet|pppoe|vlan|ethernet|backhaul|band|ghz|password|account|pin|qr|voucher)s?\b",
-    re.IGNORECASE,
-)
 _FACT_WORD = re.compile(
     r"\b(?:how|what|which|when|where|why|does|do|is|are|can|could|will|should|price|cost|much|many|long|"
     r"return|refund|warranty|ship|shipping|deliver|cancel|reset|set ?up|install|update|error|code|mean|"
@@ -27,13 +23,15 @@ _SMALL_TALK = re.compile(
 )
 
 
-def fact_cues(text: str) -> dict[str, int]:
-    """Counts of each cue family in ``text``."""
+def fact_cues(text: str, lexicon: CueLexicon | None = None) -> dict[str, int]:
+    """Counts of each cue family in ``text``; product terms and codes are the lexicon's (the brand
+    profile's), generic support terms without one."""
+    lexicon = lexicon or GENERIC_LEXICON
     return {
-        "codes": len(_CODE.findall(text)),
+        "codes": len(lexicon.code.findall(text)),
         "versions": len(_VERSION.findall(text)),
         "numbers": len(_NUMBER.findall(text)) - len(_VERSION.findall(text)),
-        "products": len(_PRODUCT.findall(text)),
+        "products": len(lexicon.product.findall(text)),
         "fact_words": len(_FACT_WORD.findall(text)),
         "question": int("?" in text),
         "small_talk": len(_SMALL_TALK.findall(text)),

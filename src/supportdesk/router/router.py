@@ -6,7 +6,7 @@ Signals (all cheap, all reported):
   each route (semantic-router style), from the query vector retrieval computes anyway;
 * ``best_score``: the best cosine similarity among the retrieved chunks;
 * ``cue_score``: lexical cues (model codes, versions, numbers, product terms, question words
-  against greetings and thanks).
+  against greetings and thanks); codes and product terms are the brand profile's (``use_lexicon``).
 
 They are combined by a logistic model, ``p = sigmoid(w · [fact_sim - voice_sim, best_score,
 cue_score, 1])``; the message goes to the grounded route when ``p >= threshold``. Weights and
@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from supportdesk.brand import CueLexicon
 from supportdesk.router.cues import cue_score, fact_cues
 from supportdesk.router.examples import GROUNDED, VOICE
 
@@ -99,6 +100,11 @@ class Router:
         self._grounded: np.ndarray | None = None
         self._kb_examples: tuple[str, ...] = ()
         self._kb_vectors: np.ndarray | None = None
+        self.lexicon: CueLexicon | None = None
+
+    def use_lexicon(self, lexicon: CueLexicon | None) -> None:
+        """The brand profile's product names, terms and model codes, for the lexical cues."""
+        self.lexicon = lexicon
 
     def configure(self, weights: Sequence[float], threshold: float) -> None:
         """New weights and threshold (the KB's labelled values can change with a reload)."""
@@ -125,10 +131,18 @@ class Router:
     def warm_up(self) -> None:
         self._examples()
 
+    def base_similarity(self, vector: np.ndarray) -> tuple[float, float]:
+        """(facts, chat) similarity to the generic example utterances alone (not the KB's own
+        questions): a signal that means the same on every KB (the conversation policy uses it)."""
+        self._examples()
+        assert self._voice is not None and self._grounded is not None
+        vector = np.asarray(vector, dtype=np.float32)
+        return _top_mean(self._grounded @ vector), _top_mean(self._voice @ vector)
+
     def signals(self, message: str, vector: np.ndarray, best_score: float) -> Signals:
         voice, grounded = self._examples()
         vector = np.asarray(vector, dtype=np.float32)
-        cues = fact_cues(message)
+        cues = fact_cues(message, self.lexicon)
         return Signals(
             fact_sim=_top_mean(grounded @ vector),
             voice_sim=_top_mean(voice @ vector),

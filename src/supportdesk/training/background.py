@@ -227,8 +227,10 @@ def is_child(pid: int | None) -> bool:
     return done == 0
 
 
-def start_sample_build(data_dir: Path, threads: int | None = None, bootstrap_args: tuple[str, ...] = ()) -> int | None:
-    """Start the background builder unless one is already running; returns its pid.
+def start_sample_build(data_dir: Path, threads: int | None = None, bootstrap_args: tuple[str, ...] = (),
+                       kb_dir: Path | None = None) -> int | None:
+    """Start the background builder unless one is already running; returns its pid. ``kb_dir``: the
+    KB folder whose brand profile names the adapter and its transcripts (default: the builder's settings).
 
     ``is_child(pid)`` tells whether this call started it. Call it from a thread that lives as
     long as the app (the main thread): Linux's parent-death signal fires when the *thread*
@@ -245,12 +247,12 @@ def start_sample_build(data_dir: Path, threads: int | None = None, bootstrap_arg
                 return current.pid
             if builder_lock_held(data_dir):  # started by hand, or its status not written yet
                 return current.pid if current is not None and pid_alive(current.pid) else None
-            return _spawn(data_dir, threads, bootstrap_args)
+            return _spawn(data_dir, threads, bootstrap_args, kb_dir)
     except Timeout:
         return running_builder(data_dir)  # another app is starting it right now
 
 
-def _spawn(data_dir: Path, threads: int | None, bootstrap_args: tuple[str, ...]) -> int:
+def _spawn(data_dir: Path, threads: int | None, bootstrap_args: tuple[str, ...], kb_dir: Path | None = None) -> int:
     count = threads or default_threads()
     env = dict(os.environ, OMP_NUM_THREADS=str(count), MKL_NUM_THREADS=str(count), OMP_WAIT_POLICY="PASSIVE",
                TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -261,7 +263,8 @@ def _spawn(data_dir: Path, threads: int | None, bootstrap_args: tuple[str, ...])
         # ties itself to this process first thing after exec (BuilderGuard.start). Its own
         # session keeps the terminal's Ctrl+C and SIGHUP away from it; the tie ends it instead.
         process = subprocess.Popen(
-            [sys.executable, "-m", "supportdesk", "--data-dir", str(data_dir), "adapter", "bootstrap",
+            [sys.executable, "-m", "supportdesk", "--data-dir", str(data_dir),
+             *(["--kb", str(kb_dir)] if kb_dir is not None else []), "adapter", "bootstrap",
              "--background", "--threads", str(count), *bootstrap_args],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
         )

@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supportdesk.answers.prompts import VOICE_SYSTEM
+from supportdesk.answers.prompts import voice_system
+from supportdesk.brand import BrandProfile
 from supportdesk.kb.files import sha256_file
 from supportdesk.models.adapters import GGUF_NAME, MANIFEST_NAME
 from supportdesk.sanitize import check_plain_name
@@ -49,7 +50,9 @@ class TrainConfig:
     max_length: int = 384
     seed: int = 0
     max_steps: int | None = None
-    system_prompt: str = VOICE_SYSTEM
+    # The brand-voice prompt the adapter learns under; `adapter build` sets the brand profile's.
+    system_prompt: str = field(default_factory=lambda: voice_system(BrandProfile()))
+    sign_off: str = ""  # the house sign-off the transcripts end with (the adapter's evaluation looks for it)
     target_modules: tuple[str, ...] = TARGET_MODULES
     threads: int | None = None  # torch intra-op threads; None: every core (a background build uses fewer)
     # Recompute each layer's activations in the backward pass instead of keeping them: the
@@ -431,8 +434,9 @@ def build_adapter(
             "conversations": len(conversations),
             "trainer": trainer,
             "hyperparameters": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()
-                                if k != "system_prompt"},
+                                if k not in ("system_prompt", "sign_off")},
             "system_prompt": config.system_prompt,
+            "sign_off": config.sign_off,
             "steps": steps,
             "final_loss": loss,
             "train_seconds": round(time.time() - started, 1),

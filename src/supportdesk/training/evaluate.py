@@ -22,7 +22,7 @@ from supportdesk.models.adapters import MANIFEST_NAME, AdapterInfo
 from supportdesk.training.build import load_base_cpu, tokenize_with_labels, with_system
 
 GREETING = re.compile(r"^\s*(hi|hello|hey)\b.{0,40}(thanks|thank you) for (reaching out|contacting|getting in touch)", re.IGNORECASE)
-SIGN_OFF = re.compile(r"happy surfing", re.IGNORECASE)
+_TRAILING_SIGNATURE = re.compile(r"\s[—–-]{1,2}\s*\S.{0,40}$")
 BANNED = re.compile(r"\b(as an? [\w-]+(?: [\w-]+)? ai|i am an ai|language model|smollm|hugging ?face|i cannot help)\b", re.IGNORECASE)
 
 
@@ -73,10 +73,23 @@ def perplexities(adapter_dir: Path, gguf_path: Path, conversations: list[list[di
             math.exp(totals["adapter"][0] / max(totals["adapter"][1], 1)))
 
 
-def voice_markers(replies: list[str]) -> dict[str, float]:
+def sign_off_pattern(sign_off: str = "") -> re.Pattern[str]:
+    """The house sign-off (its words before the signature dash), or any trailing '— Signature'."""
+    lead = re.split(r"\s*[—–-]{1,2}\s*", sign_off.strip(), maxsplit=1)[0].strip() if sign_off else ""
+    return re.compile(re.escape(lead), re.IGNORECASE) if lead else _TRAILING_SIGNATURE
+
+
+def voice_markers(replies: list[str], sign_off: str = "") -> dict[str, float]:
+    """Shares of replies with the house greeting, the house sign-off (``sign_off``, the brand
+    profile's), a personal sign-off ('— Priya', '^AB': never wanted), and banned phrases."""
+    from supportdesk.answers.voice_check import personal_sign_off
+
     n = max(len(replies), 1)
+    signed = sign_off_pattern(sign_off)
+    house = frozenset(w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'+-]*", sign_off))  # the brand's own words
     return {"greeting_rate": sum(bool(GREETING.search(r)) for r in replies) / n,
-            "sign_off_rate": sum(bool(SIGN_OFF.search(r)) for r in replies) / n,
+            "sign_off_rate": sum(bool(signed.search(r)) for r in replies) / n,
+            "personal_sign_off_rate": sum(personal_sign_off(r, house) is not None for r in replies) / n,
             "banned_rate": sum(bool(BANNED.search(r)) for r in replies) / n}
 
 
@@ -105,7 +118,8 @@ def evaluate_adapter(adapter_dir: Path, gguf_path: Path, eval_file: Path, max_co
     adapter_replies = generate_replies(AdapterInfo(adapter_dir.name, adapter_dir), prompts, system_prompt)
     return AdapterEvaluation(
         base_perplexity=base_ppl, adapter_perplexity=adapter_ppl, eval_conversations=len(conversations),
-        markers={"base": voice_markers(base_replies), "adapter": voice_markers(adapter_replies)},
+        markers={"base": voice_markers(base_replies, manifest.get("sign_off", "")),
+                 "adapter": voice_markers(adapter_replies, manifest.get("sign_off", ""))},
         samples=[{"prompt": p, "base": b, "adapter": a} for p, b, a in list(zip(prompts, base_replies, adapter_replies))[:3]],
     )
 

@@ -19,11 +19,14 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-DEFAULT_ORDER_PATTERN = r"\bKS-\d{8}\b"
+DEFAULT_ORDER_PATTERN = r"(?!x)x"
+"""No company order-number format by default: the brand profile's ``order_pattern`` gives one
+(numbers introduced as orders, "order #12345678", are found either way)."""
 # National formats are read as these countries' numbers; international (+CC) ones in any country.
 PHONE_REGIONS = ("US", "GB", "FR", "DE", "AU", "CA", "IN", "ES", "IT", "NL", "IE", "NZ")
-# The company's own published numbers are not personal data (the sample company's).
-DEFAULT_KEEP_NUMBERS = ("18885378735", "08000487735")
+# The company's own published numbers are not personal data: the brand profile's contacts
+# (``BrandProfile.keep_numbers``) are passed in by whoever scrubs; none by default.
+DEFAULT_KEEP_NUMBERS: tuple[str, ...] = ()
 # Router gateway addresses every home shares: kept, since support answers quote them.
 GATEWAY_ADDRESSES = frozenset({"192.168.0.1", "192.168.1.1", "192.168.1.254", "192.168.0.254", "10.0.0.1", "10.0.0.138"})
 

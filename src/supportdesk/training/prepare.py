@@ -11,6 +11,10 @@ PII is replaced by typed placeholders *before* anything is written (``training/p
 ``[URL]`` (profiles and links carrying personal ids), ``[ORDER]`` / ``[ACCOUNT]`` (numbers
 introduced as such, and a configurable pattern). Duplicates are dropped; the train/eval split is by
 conversation, from a hash of its content, so it is the same on every run.
+
+Personal sign-offs at the end of an agent reply ("Happy browsing! — Priya, Acme Care", "^AB",
+"/AB", "-Luis") are replaced by the brand's house sign-off (or removed when it has none) and
+counted: an adapter trained on them signs its replies as a person.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -216,6 +221,8 @@ class PreparedDataset:
     """Twitter-shape records per company in the input (before ``company`` kept one)."""
     kept_brands: dict[str, int] = field(default_factory=dict)
     """Of those, the ones in the dataset (the brand --company kept, or every brand mixed)."""
+    sign_offs: int = 0
+    """Personal sign-offs replaced by the house one (or removed)."""
 
     def stats(self) -> dict[str, Any]:
         all_convs = self.train + self.eval
@@ -223,8 +230,29 @@ class PreparedDataset:
         return {
             "read": self.read, "bad_records": len(self.problems), "duplicates": self.duplicates,
             "train": len(self.train), "eval": len(self.eval), "agent_turns": sum(turns),
-            "pii_replaced": dict(self.pii), "brands": dict(self.kept_brands),
+            "pii_replaced": dict(self.pii), "brands": dict(self.kept_brands), "sign_offs_replaced": self.sign_offs,
         }
+
+
+def replace_sign_off(reply: str, sign_off: str, brand_words: frozenset[str] = frozenset()) -> tuple[str, bool]:
+    """An agent reply with its personal sign-off at the end ("— Priya, Acme Care", "^AB", "/AB",
+    "-Luis") replaced by the house ``sign_off`` (removed when it is empty); (text, replaced?)."""
+    from supportdesk.answers.voice_check import personal_sign_off
+
+    text = reply.rstrip()
+    found = personal_sign_off(text, brand_words)
+    if found is None:
+        return reply, False
+    text = text[: found.start()].rstrip()
+    if sign_off:
+        # The house line may already lead the personal part ("Happy browsing! — Maya"): not twice.
+        lead = re.split(r"\s*[—–-]{1,2}\s*", sign_off, maxsplit=1)[0].strip()
+        if lead and text.endswith(lead):
+            text = text[: -len(lead)].rstrip()
+        if text and text[-1].isalnum():
+            text += "."
+        text = f"{text} {sign_off}".strip()
+    return text, True
 
 
 def split_of(conversation: Conversation, eval_fraction: float) -> str:
@@ -233,14 +261,18 @@ def split_of(conversation: Conversation, eval_fraction: float) -> str:
 
 
 def prepare(
-    paths: list[Path], *, eval_fraction: float = 0.15, order_pattern: str = DEFAULT_ORDER_PATTERN,
-    company: str | None = None, all_companies: bool = False,
+    paths: list[Path], *, eval_fraction: float = 0.15, order_pattern: str | None = DEFAULT_ORDER_PATTERN,
+    company: str | None = None, all_companies: bool = False, keep_numbers: tuple[str, ...] = (),
+    sign_off: str | None = None, brand_words: frozenset[str] = frozenset(),
 ) -> PreparedDataset:
     """Raises ``MixedBrands`` when Twitter-shape records of several companies come in and neither
-    ``company`` (keep one) nor ``all_companies`` (mix them on purpose) says what to do."""
+    ``company`` (keep one) nor ``all_companies`` (mix them on purpose) says what to do.
+    ``keep_numbers``: the company's own phone numbers (not personal data). ``sign_off``: the house
+    sign-off personal ones are replaced by (None: left as they are; '': removed)."""
     problems: list[Problem] = []
     brands: Counter[str] = Counter()
-    scrub = Scrubber(order_pattern)
+    scrub = Scrubber(order_pattern or DEFAULT_ORDER_PATTERN, keep_numbers=keep_numbers)
+    sign_offs = 0
     seen: set[str] = set()
     train: list[Conversation] = []
     evals: list[Conversation] = []
@@ -259,6 +291,11 @@ def prepare(
         for conversation in records:
             read += 1
             conversation.messages = [{"role": m["role"], "content": scrub(m["content"])} for m in conversation.messages]
+            if sign_off is not None:
+                for message in conversation.messages:
+                    if message["role"] == "assistant":
+                        message["content"], replaced = replace_sign_off(message["content"], sign_off, brand_words)
+                        sign_offs += replaced
             if conversation.key in seen:
                 duplicates += 1
                 continue
@@ -267,7 +304,7 @@ def prepare(
     if company is None and not all_companies and len(brands) > 1:
         raise MixedBrands(brands)
     kept = {company: brands[company]} if company and brands.get(company) else {} if company else dict(brands)
-    return PreparedDataset(train, evals, problems, duplicates, dict(scrub.counts), read, dict(brands), kept)
+    return PreparedDataset(train, evals, problems, duplicates, dict(scrub.counts), read, dict(brands), kept, sign_offs)
 
 
 def write_dataset(dataset: PreparedDataset, out_dir: Path) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from supportdesk.tui.screens.modals import ChunkScreen, ConfirmScreen, HelpScree
 from supportdesk.tui.widgets.conversation import ConversationView, MessageView
 from supportdesk.tui.widgets.latency import LatencyMeter
 from supportdesk.tui.widgets.prompt_input import PromptInput
-from supportdesk.tui.widgets.sources import SourcesPanel
+from supportdesk.tui.widgets.sources import SourcesPanel, voice_note
 
 COMMANDS: list[tuple[str, str, str]] = [
     ("New conversation", "new_conversation", "Start a fresh conversation"),
@@ -293,6 +293,11 @@ class SupportDeskApp(App[None]):
         status = read_status(self.settings.data_dir)
         if list_adapters(self.settings.adapters_dir) and not (status and status.state in ("paused", "evaluating")):
             return
+        from supportdesk.brand import load_brand
+
+        brand = load_brand(self.settings)
+        if brand.transcripts is None or not brand.transcripts.is_file():  # nothing of this brand's to learn from
+            return
         if self._start_build():
             self.notify("building the brand-voice adapter in the background; answering with the base model "
                         "meanwhile", title="first run", timeout=8)
@@ -302,7 +307,8 @@ class SupportDeskApp(App[None]):
         from supportdesk.training.background import start_sample_build
 
         try:
-            pid = start_sample_build(self.settings.data_dir, threads=self.settings.tui.background_threads)
+            pid = start_sample_build(self.settings.data_dir, threads=self.settings.tui.background_threads,
+                                     kb_dir=self.settings.kb_dir)
         except OSError as exc:
             self.notify(f"could not start the sample adapter build: {exc}", severity="warning", timeout=10)
             return False
@@ -381,6 +387,14 @@ class SupportDeskApp(App[None]):
             (f" · {s.connection}" if s.connection else "", "bold red"),
         ))
 
+    def _speaker(self) -> str:
+        """The brand profile's assistant name, shown above each answer."""
+        session = self.session if self.session is not None else self._new_session  # the preview comes first
+        try:
+            return session.status().assistant if session is not None else "Assistant"
+        except Exception:  # noqa: BLE001 - a label is never worth a failed message (a server not reached yet)
+            return "Assistant"
+
     def _announce_changes(self, s: Any) -> None:
         """A new KB generation or adapter (this app's doing, or, on a team server, anyone's) is told."""
         seen = (s.generation, s.adapter, s.model)
@@ -412,7 +426,7 @@ class SupportDeskApp(App[None]):
         conversation = self.query_one(ConversationView)
         conversation.add(MessageView("user", text))
         self._counter += 1
-        view = conversation.add(MessageView("assistant", "", id=f"answer-{self._counter}"))
+        view = conversation.add(MessageView("assistant", "", id=f"answer-{self._counter}", speaker=self._speaker()))
         view.set_note(self._index_wait_note() if getattr(self.session, "indexing", False) else "thinking…")
         self._streaming = view
         view.stream = None
@@ -516,6 +530,7 @@ class SupportDeskApp(App[None]):
         view.data = {"kind": result.kind, "reason": data["decision"].get("reason"), "citations": citations,
                      "timings": result.timings, "handoff_reason": result.handoff_reason,
                      "clarify_reason": result.clarify_reason, "message_id": message.message_id,
+                     "decline_reason": result.decline_reason, "voice_note": voice_note(result),
                      "answerability": (result.answerability or {}).get("reason"),
                      "composed": result.composed, "claims_removed": result.claims_removed}
         view.message_id = message.message_id
@@ -532,6 +547,8 @@ class SupportDeskApp(App[None]):
             notes.append("model draft replaced by quoted sources (failed the claim check)")
         elif result.claims_removed:
             notes.append(f"{len(result.claims_removed)} sentence(s) dropped by the claim check")
+        if result.fallback == "approved-reply":
+            notes.append("model draft replaced by an approved reply (voice check)")
         if result.markers_invalid:
             notes.append(f"{result.markers_invalid} invalid citation marker(s) removed")
         if result.injection_removed:
@@ -601,7 +618,7 @@ class SupportDeskApp(App[None]):
         for m in messages:
             data = {"kind": m.kind, "reason": m.reason, "citations": m.citations, "timings": m.timings,
                     "feedback": m.feedback, "message_id": m.id}
-            view = conversation.add(MessageView(m.role, m.content, data=data))
+            view = conversation.add(MessageView(m.role, m.content, data=data, speaker=self._speaker()))
             if m.role == "assistant":
                 last = view
                 self.query_one(LatencyMeter).record(m.timings.get("total_ms"))

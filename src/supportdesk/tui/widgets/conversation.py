@@ -18,6 +18,7 @@ BADGES = {
     "grounded": ("grounded", "badge-grounded"),
     "handoff": ("handed off", "badge-handoff"),
     "clarify": ("clarify", "badge-clarify"),
+    "decline": ("declined", "badge-decline"),
     "error": ("error", "badge-error"),
 }
 
@@ -37,9 +38,12 @@ class MessageView(Vertical, can_focus=True):
 
     feedback: reactive[int] = reactive(0)
 
-    def __init__(self, role: str, text: str = "", *, data: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, role: str, text: str = "", *, data: dict[str, Any] | None = None, speaker: str = "Assistant",
+                 **kwargs: Any) -> None:
         super().__init__(classes=f"message {role}", **kwargs)
         self.role = role
+        self.speaker = speaker
+        """The brand profile's assistant name (never a person's)."""
         self.text = text
         self.data: dict[str, Any] = data or {}
         self.message_id: int | None = self.data.get("message_id")
@@ -49,7 +53,7 @@ class MessageView(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="message-header"):
-            yield Label("You" if self.role == "user" else "Kestrel Care", classes="who")
+            yield Label("You" if self.role == "user" else self.speaker, classes="who")
             yield Label("", id="badge", classes="badge")
             yield Label("", id="feedback", classes="feedback")
         if self.role == "user":

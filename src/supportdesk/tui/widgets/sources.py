@@ -12,6 +12,14 @@ from textual.message import Message
 from textual.widgets import Label, ListItem, ListView, Static
 
 
+def voice_note(result: Any) -> str:
+    """What the sources panel says about a brand-voice reply's check (empty when it passed)."""
+    check = getattr(result, "voice_check", None) or {}
+    if check.get("passed", True):
+        return ""
+    return "brand-voice draft replaced by an approved reply: " + "; ".join(check.get("problems", []))
+
+
 class SourceItem(ListItem):
     def __init__(self, citation: dict[str, Any]) -> None:
         super().__init__(classes="source-item" + (" cited" if citation.get("cited") else ""))
@@ -47,6 +55,10 @@ class SourcesPanel(Vertical):
         note = data.get("reason") or ""
         if data.get("handoff_reason"):
             note = f"handed off: {data['handoff_reason']}"
+        if data.get("decline_reason"):
+            note = f"declined: {data['decline_reason']}"
+        if data.get("voice_note"):
+            note = f"{note}\n{data['voice_note']}" if note else data["voice_note"]
         if data.get("clarify_reason"):
             note = f"asked to clarify: {data['clarify_reason']}"
         elif data.get("answerability"):
