@@ -170,6 +170,12 @@ class BrandProfile:
         one is about this company's products, whatever else it says."""
         return CueLexicon(tuple(dict.fromkeys([*self.products, *self.terms])), self.model_codes or GENERIC_CODES)
 
+    @property
+    def generic_words(self) -> tuple[str, ...]:
+        """The brand's own name as it shows in answers and sources alike: the assistant's display
+        name and the company's first word (no evidence that a sentence restates a source)."""
+        return (*self.assistant_name.split(), *self.company.split()[:1])
+
     @cached_property
     def name_words(self) -> frozenset[str]:
         """Lower-case words of the company, assistant and sign-off: the brand's own, never a person's."""

@@ -11,6 +11,9 @@ but the policy never says 6.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from supportdesk.kb.lexical import tokenize
@@ -99,8 +102,35 @@ def numbers(text: str) -> set[str]:
     return {n.replace(",", "").rstrip(".:") for n in _NUMBER.findall(text)}
 
 
+_BRAND_WORDS: ContextVar[frozenset[str]] = ContextVar("supportdesk_brand_words", default=frozenset())
+"""The brand's own name words (its assistant's name, its company's first word): in every answer and
+most sources, so no evidence either way. Set by the pipeline around its checks (``brand_words``)."""
+
+
+_SIGNATURE: ContextVar[re.Pattern[str] | None] = ContextVar("supportdesk_signature", default=None)
+
+
+@contextmanager
+def brand_words(words: Iterable[str], signature: str = "") -> Iterator[None]:
+    """Count ``words`` (the brand profile's name words) as generic in the checks run inside, and a
+    sentence that ends with ``signature`` (its assistant's name: "... from Acme Care.") as social."""
+    token = _BRAND_WORDS.set(frozenset(tokenize(" ".join(words))))
+    signed = _SIGNATURE.set(re.compile(rf"{re.escape(signature)}\W*$", re.IGNORECASE) if signature.strip() else None)
+    try:
+        yield
+    finally:
+        _BRAND_WORDS.reset(token)
+        _SIGNATURE.reset(signed)
+
+
+def _social(sentence: str) -> bool:
+    signature = _SIGNATURE.get()
+    return bool(_SOCIAL.search(sentence) or (signature is not None and signature.search(sentence)))
+
+
 def content_words(text: str) -> set[str]:
-    return {t for t in tokenize(MARKER.sub(" ", text)) if t not in _GENERIC and len(t) > 1}
+    generic = _GENERIC | _BRAND_WORDS.get()
+    return {t for t in tokenize(MARKER.sub(" ", text)) if t not in generic and len(t) > 1}
 
 
 def check(answer: str, sources: dict[int, str], support_min: float) -> CitationReport:
@@ -117,7 +147,7 @@ def check(answer: str, sources: dict[int, str], support_min: float) -> CitationR
     for sentence in split_sentences(report.text):
         words = content_words(sentence)
         markers = [int(m) for m in MARKER.findall(sentence)]
-        if len(words) < 2 or _SOCIAL.search(sentence):  # greetings, sign-offs: nothing to support
+        if len(words) < 2 or _social(sentence):  # greetings, sign-offs: nothing to support
             report.sentences.append(SentenceCheck(sentence, markers, None, -1.0))
             continue
         # Prefer the sources the sentence cites; fall back to any shown source.

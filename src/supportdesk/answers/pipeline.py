@@ -501,7 +501,8 @@ class AnswerPipeline:
             if stats.tokens_per_s:
                 timings["tokens_per_s"] = stats.tokens_per_s
             timings["tokens"] = float(stats.tokens)
-            self._finish(result, sources, search.term_weights)
+            with cite.brand_words(self.brand.generic_words, self.brand.assistant_name):
+                self._finish(result, sources, search.term_weights)
             timings["total_ms"] = (time.perf_counter() - started) * 1000
 
     def compose_mode(self) -> str:
@@ -533,7 +534,8 @@ class AnswerPipeline:
         cited = {u.source for u in extraction.units}
         for citation in result.citations:
             citation.cited = citation.number in cited
-        report = cite.check(extraction.text, {s.number: s.text for s in sources}, self.settings.router.support_min)
+        with cite.brand_words(self.brand.generic_words, self.brand.assistant_name):
+            report = cite.check(extraction.text, {s.number: s.text for s in sources}, self.settings.router.support_min)
         result.markers_total = report.markers_total
         result.supported_rate = report.supported_rate
         timings["ttft_ms"] = (time.perf_counter() - started) * 1000

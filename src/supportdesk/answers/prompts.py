@@ -47,6 +47,12 @@ def grounded_system(brand: BrandProfile) -> str:
             "you will pass the question to a colleague. Be warm and brief.")
 
 
+VOICE_SYSTEM = voice_system(BrandProfile())
+GROUNDED_SYSTEM = grounded_system(BrandProfile())
+"""The prompts as a KB without a brand profile gets them: their instruction phrases are what the
+answer-quality evaluation looks for echoed in answers (the pipeline asks for the profile's)."""
+
+
 def handoff_message(brand: BrandProfile, why: str = "answerability") -> str:
     """What the customer reads when a person takes over: why, then the profile's hand-off message."""
     return brand.handoff_text(HANDOFF_OPENINGS.get(why, ""))
