@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from supportdesk.kb.embeddings import MODEL_NAME, MiniLMEmbeddings, chosen_path
+from supportdesk.cpu import chosen_path
+from supportdesk.kb.embeddings import MODEL_NAME, MiniLMEmbeddings
 from supportdesk.kb.onnx_embedder import OnnxMiniLMEmbeddings
 from supportdesk.settings import EmbeddingSettings
 

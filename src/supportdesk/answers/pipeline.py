@@ -26,7 +26,6 @@ from typing import Any, Literal
 from supportdesk.answers import citations as cite
 from supportdesk.answers import claims, voice_check
 from supportdesk.answers import conversation as talk
-from supportdesk.answers.answerability import Answerability, AnswerabilityVerdict
 from supportdesk.answers.conversation import Turn
 from supportdesk.answers.extract import Extraction, extract, units
 from supportdesk.answers.policy import PLEASANTRIES, ConversationPolicy, PolicyVerdict
@@ -39,6 +38,7 @@ from supportdesk.answers.prompts import (
     voice_system,
 )
 from supportdesk.brand import BrandProfile, CueLexicon, load_brand
+from supportdesk.kb.answerability import Answerability, AnswerabilityVerdict
 from supportdesk.kb.index import KnowledgeBase
 from supportdesk.kb.lexical import query_coverage, tokenize
 from supportdesk.kb.search import SearchResult

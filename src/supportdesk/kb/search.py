@@ -65,7 +65,7 @@ class SearchTimings:
 
 @dataclass(frozen=True)
 class Evidence:
-    """What a set of hits says about answering the query from them (see answers/answerability.py)."""
+    """What a set of hits says about answering the query from them (see kb/answerability.py)."""
 
     best_score: float
     """Best cosine similarity of a hit to the query."""
