@@ -81,9 +81,9 @@ def settings_factory(tmp_path, monkeypatch):
             monkeypatch.delenv(key)
     monkeypatch.setenv("SUPPORTDESK_TUI__BUILD_SAMPLE_ADAPTER", "false")
     # Index tests count what is embedded; self-calibration (its own embeddings) is on only
-    # where a test asks for it (tests/test_calibration.py).
+    # where a test asks for it (tests/kb/test_calibration.py).
     monkeypatch.setenv("SUPPORTDESK_RETRIEVAL__SELF_CALIBRATE", "false")
-    # ... and so are question-heading vectors (tests/test_questions.py).
+    # ... and so are question-heading vectors (tests/kb/test_questions.py).
     monkeypatch.setenv("SUPPORTDESK_RETRIEVAL__QUESTION_WEIGHT", "0")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))

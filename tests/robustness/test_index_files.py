@@ -7,7 +7,7 @@ import pickle
 from pathlib import Path
 
 import pytest
-from outcome import no_traceback
+from fixtures.outcome import no_traceback
 
 from supportdesk.kb import KnowledgeBase
 from supportdesk.kb.store import IndexIntegrityError

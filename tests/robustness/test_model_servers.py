@@ -10,7 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from outcome import no_traceback
+from fixtures.outcome import no_traceback
 from typer.testing import CliRunner
 
 from supportdesk.cli import app

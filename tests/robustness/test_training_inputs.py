@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from outcome import no_traceback
+from fixtures.outcome import no_traceback
 
 from supportdesk.training.pii import Scrubber
 from supportdesk.training.prepare import Problem, prepare, read_csv

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 from conftest import ScriptedBackend, wait_until
-from team_server import running
+from fixtures.team_server import running
 
 from supportdesk.client.remote import RemoteSession
 from supportdesk.kb import KnowledgeBase

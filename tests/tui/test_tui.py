@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import SAMPLE_KB, HashEmbeddings, ScriptedBackend, grounded_reply, send
-from team_server import running
+from fixtures.team_server import running
 
 from supportdesk.kb import KnowledgeBase
 from supportdesk.models import BackendUnavailable

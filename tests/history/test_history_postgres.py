@@ -1,5 +1,5 @@
 """The history on PostgreSQL: a real throw-away cluster (initdb + pg_ctl on a free loopback
-port, ``tests/postgres_server.py``), the same store contract as SQLite, two replicas writing at
+port, ``tests/fixtures/postgres_server.py``), the same store contract as SQLite, two replicas writing at
 once, a database lost mid-session, migration from SQLite, and the team server on it.
 
 The cluster must start: a machine without PostgreSQL fails these tests with the reason
@@ -17,8 +17,8 @@ import uuid
 import psycopg
 import pytest
 from conftest import ScriptedBackend, grounded_reply
-from postgres_server import PostgresServer, PostgresUnavailable, free_port
-from team_server import running
+from fixtures.postgres_server import PostgresServer, PostgresUnavailable, free_port
+from fixtures.team_server import running
 
 from supportdesk.history import SCHEMA_VERSION, HistoryError, HistoryStore
 from supportdesk.history.migrate import migrate

@@ -4,7 +4,7 @@ A version-4 database of either engine made by supportdesk before Alembic (``test
 made with that code by ``make_fixtures.py``) opens, is stamped at the baseline revision in place
 and reads back exactly what the old code read; older versions take the same steps; the tables the
 revisions build are ``schema``'s and what the old code built; a newer schema is refused. The
-PostgreSQL cases run on a throw-away cluster (``tests/postgres_server.py``).
+PostgreSQL cases run on a throw-away cluster (``tests/fixtures/postgres_server.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from postgres_server import PostgresServer, PostgresUnavailable
+from fixtures.postgres_server import PostgresServer, PostgresUnavailable
 from sqlalchemy import Identity, create_engine
 
 from supportdesk.history import SCHEMA_VERSION, HistoryError, HistoryStore
@@ -29,7 +29,7 @@ from supportdesk.history.migrate import migrate
 from supportdesk.history.revisions import VERSION_TABLE, revision_id
 from supportdesk.history.schema import MIGRATIONS, metadata
 
-FIXTURES = Path(__file__).parent / "data" / "history"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "history"
 ENGINES = ["sqlite", "postgresql"]
 
 
