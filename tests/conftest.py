@@ -34,6 +34,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_KB = ROOT / "kb"
 SHARED = ROOT.parent / "shared"
 
+SLOW_FIXTURES = frozenset({
+    "minilm", "sample_index",  # the real embedder
+    "postgres", "milvus", "light_team",  # real servers (team: through sample_index)
+    "app_with_builder", "tui_factory",  # the TUI
+})
+"""A test that uses one of these (directly or through another fixture) is marked ``slow``: ``pytest -m
+"not slow"`` is the fast inner loop. Tests that do such work inline carry ``@pytest.mark.slow``."""
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 class HashEmbeddings(Embeddings):
     """Bag-of-words hashed into 256 dims, normalised. Counts every text it embeds."""

@@ -164,6 +164,7 @@ def test_server_error_bodies_are_made_terminal_safe():
         server.close()
 
 
+@pytest.mark.slow  # waits out read timeouts of real servers
 def test_cli_models_commands_end_in_a_message(settings_factory, tmp_path, monkeypatch):
     server = SilentServer()
     html = OddServer("html")

@@ -280,6 +280,7 @@ def _end(*processes) -> None:
             process.wait()
 
 
+@pytest.mark.slow  # real builder processes
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGHUP"])
 def test_a_real_builder_ends_with_the_app_that_started_it(tmp_path, monkeypatch, how):
     """kill -9 of the app, or its terminal closing (SIGHUP): the builder it started is gone
@@ -343,6 +344,7 @@ def test_without_the_death_signal_the_builder_sees_its_parent_gone(tmp_path, sta
         _end(app, builder)
 
 
+@pytest.mark.slow  # real builder processes
 @pytest.mark.parametrize("command", [("supportdesk.training.bootstrap",), ("supportdesk", "adapter", "bootstrap")],
                          ids=["builder", "cli"])
 def test_a_second_builder_for_the_same_data_dir_exits_at_once(tmp_path, monkeypatch, command):
