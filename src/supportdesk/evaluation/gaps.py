@@ -91,8 +91,10 @@ def _pick(scores: dict[float, float]) -> float:
 
 
 def evaluate_gaps(embed: Callable[[list[str]], list[list[float]]], folder: Path = SHARED,
-                  progress: Callable[[str], None] = lambda s: None) -> GapsEvaluation:
-    sets = labelled_sets(folder)
+                  progress: Callable[[str], None] = lambda s: None, only: set[str] | None = None) -> GapsEvaluation:
+    """Every labelled set under ``folder`` (``only``: those named; faq_retrieval is always run: it picks gamma)."""
+    sets = {name: found for name, found in labelled_sets(folder).items()
+            if only is None or name in only or name == "faq_retrieval"}
     if "faq_retrieval" not in sets:
         raise FileNotFoundError(f"{folder / 'faq_retrieval'} not found: the public sets live in ../shared/datasets")
     runs: dict[str, dict[str, Any]] = {}

@@ -13,7 +13,8 @@
    ``supportdesk eval-gaps`` shows how it was chosen (on one half of a labelled set) and what it
    gives on the other half.
 
-A question that joins nothing is its own group (a singleton gap). Deterministic: the same
+Fewer than ``CENTRE_FROM`` questions are cut at an average cosine of 0.5 instead
+(``SMALL_SET_MAX_DISTANCE``): too few for a graph criterion. A question that joins nothing is its own group (a singleton gap). Deterministic: the same
 questions give the same groups. Nothing here imports Textual or the CLI.
 """
 
@@ -27,6 +28,10 @@ CENTRE_FROM = 30
 """Fewer questions than this are clustered on the raw vectors: their mean is not a topic yet."""
 NEIGHBOURS = 10
 RESOLUTION = 1.0
+SMALL_SET_MAX_DISTANCE = 0.5
+"""Below ``CENTRE_FROM`` questions a k-NN graph is too small for modularity to mean much (three
+questions make a triangle, and one group always wins): there the dendrogram is cut at an average
+cosine of 0.5 (MiniLM puts paraphrases above it, different topics below)."""
 MAX_CUTS = 400
 """At most this many dendrogram heights are scored (quantiles of them for a large history)."""
 
@@ -112,6 +117,9 @@ def group(vectors: np.ndarray | list[list[float]], gamma: float = RESOLUTION, ne
     # A cut between two merge heights keeps the lower merge: the candidates are the midpoints
     # (and below the first merge: every question alone).
     cuts = np.concatenate([[heights[0] / 2], (heights[:-1] + heights[1:]) / 2, [heights[-1] + 1e-6]])
+    if not centred:
+        labels = fcluster(tree, SMALL_SET_MAX_DISTANCE, criterion="distance") - 1
+        return Grouping(_renumber(labels), SMALL_SET_MAX_DISTANCE, modularity(labels, edges, n, gamma), False)
     if len(cuts) > MAX_CUTS:
         cuts = np.unique(np.quantile(cuts, np.linspace(0, 1, MAX_CUTS)))
     best: tuple[float, float, np.ndarray] | None = None

@@ -85,8 +85,9 @@ def read_turns(store: Any, since: float | None = None, agent: str | None = None)
     if agent is not None:
         conditions.append(c.c.owner == agent)
     if since is not None:
-        # the question before the first answer may be older than since: read the conversations touched since
-        conditions.append(c.c.updated_at >= since)
+        # the question before the first answer may be older than since: read the conversations answered since
+        conditions.append(m.c.conversation_id.in_(
+            select(m.c.conversation_id).where(m.c.created_at >= since).scalar_subquery()))
     if conditions:
         query = query.where(and_(*conditions))
     rows = store._read(query.order_by(m.c.conversation_id, m.c.id))
