@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -743,7 +743,7 @@ async def test_insights_screen_shows_the_figures_and_the_gaps(insights_app):
         assert [g["size"] for g in screen.report["gaps"]] == [2, 1]
         from rich.console import Console
 
-        console = Console(width=40, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+        console = Console(width=40, record=True, file=io.StringIO())
         console.print(screen.query_one("#routes-numbers").content)
         numbers = console.export_text()
         assert "hand-off rate" in numbers and "29%" in numbers and "1 / 1" in numbers  # 2 of 7; 👍 / 👎
