@@ -115,7 +115,7 @@ def gaps(
     found = compute_gaps(ctx, since, questions, top)
     if as_json:
         for gap in found:
-            print(json.dumps({k: v for k, v in gap.items() if k not in ("questions", "rewrites")}, ensure_ascii=False))
+            print(json.dumps({k: v for k, v in gap.items() if k not in ("questions", "rewrites", "approved")}, ensure_ascii=False))
         return
     if not found:
         console.print("no gaps: nothing was handed off, declined as a product question, rated 👎 or rewritten"
@@ -156,7 +156,7 @@ def draft(
     data = found[number - 1]
     gap = Gap(data["gap"], data["size"], data["label"], data["members"], data["questions"], data["representatives"],
               data["closest"], data["answered_instead"], data["why"], data["latest"] or 0.0,
-              [tuple(pair) for pair in data.get("rewrites", [])])
+              [tuple(pair) for pair in data.get("rewrites", [])], [tuple(pair) for pair in data.get("approved", [])])
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(draft_page(gap), encoding="utf-8")

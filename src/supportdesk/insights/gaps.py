@@ -43,6 +43,8 @@ class GapQuestion:
     """handoff, decline, thumbs-down, abstained, rewritten, or question (a file)."""
     answered_instead: str | None = None
     agent: str | None = None
+    approved: str | None = None
+    """The approved answer an agent's rewrite became (a trainer accepted it), if it did."""
 
 
 @dataclass
@@ -58,14 +60,17 @@ class Gap:
     why: dict[str, int] = field(default_factory=dict)
     latest: float = 0.0
     rewrites: list[tuple[str, str]] = field(default_factory=list)
-    """(question, what an agent answered instead) for the members an agent rewrote."""
+    """(question, what an agent answered instead) for the members an agent rewrote (the approved text if any)."""
+    approved: list[tuple[str, str]] = field(default_factory=list)
+    """(question, approved answer) for the members whose rewrite a trainer approved."""
 
     def to_json(self) -> dict[str, Any]:
         return {"gap": self.gap, "size": self.size, "label": self.label, "members": self.members,
                 "representatives": self.representatives, "closest": self.closest,
                 "answered_instead": self.answered_instead, "why": self.why,
                 "latest": round(self.latest, 3) if self.latest else None, "questions": self.questions,
-                "rewrites": [list(pair) for pair in self.rewrites]}
+                "rewrites": [list(pair) for pair in self.rewrites],
+                "approved": [list(pair) for pair in self.approved]}
 
 
 def why_a_gap(turn: Turn) -> str | None:
@@ -90,7 +95,8 @@ def gap_questions(turns: Sequence[Turn]) -> list[GapQuestion]:
         why = why_a_gap(turn)
         if why is not None and turn.question.strip():
             found.append(GapQuestion(turn.question, turn.message_id, turn.at, why,
-                                     turn.rewrite if why == "rewritten" else None, turn.agent))
+                                     turn.rewrite if why == "rewritten" else None, turn.agent,
+                                     turn.extra.get("approved") if why == "rewritten" else None))
     return found
 
 
@@ -140,7 +146,9 @@ def find_gaps(questions: Sequence[GapQuestion], embed: Embed, search: Search | N
         gaps.append(Gap(0, len(idx), members[0].text, sorted(q.ref for q in members), [q.text for q in members],
                         _distinct([q.text for q in members])[:REPRESENTATIVES], answered_instead=instead,
                         why=why, latest=max(q.at for q in members),
-                        rewrites=[(q.text, q.answered_instead) for q in members if q.answered_instead]))
+                        rewrites=[(q.text, q.approved or q.answered_instead) for q in members
+                                  if q.approved or q.answered_instead],
+                        approved=[(q.text, q.approved) for q in members if q.approved]))
     gaps.sort(key=lambda g: (-g.size, -g.latest, g.members[0]))
     if top is not None:
         gaps = gaps[:top]
@@ -180,9 +188,9 @@ def _comment(text: str) -> str:
 
 def draft_page(gap: Gap, approved: Sequence[tuple[str, str]] | None = None) -> str:
     """A KB page (Markdown) for an admin to complete: the approved answers (question, answer) that
-    fall in this gap (default: the answers agents wrote instead) when there are any, else each
-    representative question as a heading to fill in."""
-    approved = list(gap.rewrites if approved is None else approved)
+    fall in this gap (default: the approved ones, else what agents answered instead) when there
+    are any, else each representative question as a heading to fill in."""
+    approved = list((gap.approved or gap.rewrites) if approved is None else approved)
     lines = [f"# {' '.join(gap.label.split()).rstrip('?')}", "",
              f"<!-- Draft from knowledge gap {gap.gap} ({gap.size} question(s)). Edit, then reload the KB. -->", ""]
     if approved:

@@ -69,7 +69,11 @@ def _loads(text: Any, default: Any) -> Any:
 
 def proposals_table() -> Any:
     """The agents' rewrites table, when this history's schema has one (issue 28 part 1)."""
-    return getattr(schema, "proposals", None) or getattr(schema, "answer_proposals", None)
+    for name in ("proposals", "answer_proposals"):
+        table = getattr(schema, name, None)
+        if table is not None:  # a Table has no truth value
+            return table
+    return None
 
 
 def read_turns(store: Any, since: float | None = None, agent: str | None = None) -> list[Turn]:
@@ -117,12 +121,19 @@ def _attach_rewrites(store: Any, turns: list[Turn]) -> None:
     if text_column is None:
         return
     by_id = {t.message_id: t for t in turns}
+    approved = getattr(schema, "approved_answers", None)
+    query = select(table.c.message_id, text_column.label("proposed"))
+    if approved is not None and "answer_id" in table.c:
+        # an accepted proposal became an approved answer (a trainer may have edited it): that text wins
+        query = query.add_columns(approved.c.answer.label("approved")).outerjoin(
+            approved, approved.c.id == table.c.answer_id)
     try:
-        rows = store._read(select(table.c.message_id, text_column.label("proposed")).where(
-            table.c.message_id.is_not(None)).order_by(table.c.id))
+        rows = store._read(query.where(table.c.message_id.is_not(None)).order_by(table.c.id))
     except Exception:  # noqa: BLE001 - a history still at an older schema has no such table: no rewrites
         return
     for row in rows:
         turn = by_id.get(row["message_id"])
         if turn is not None and row["proposed"]:
             turn.rewrite = row["proposed"]
+            if row.get("approved"):
+                turn.extra["approved"] = row["approved"]
