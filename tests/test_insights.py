@@ -263,3 +263,24 @@ def test_rewrites_plug_in_when_the_history_keeps_them(tmp_path, monkeypatch):
     wifi = next(g for g in gaps if ids["bad"] in g.members)
     assert wifi.answered_instead == ["Open Roost > Wi-Fi."]
     assert "## where do I set a new WiFi password\n\nTwo years from the delivery date." in draft_page(wifi)
+
+
+def test_cli_eval_gaps_reports_by_halves(cli, tmp_path):
+    """The command over a small labelled set in the public sets' layout (the real figures: README)."""
+    folder = tmp_path / "sets" / "faq_retrieval"
+    folder.mkdir(parents=True)
+    topics = {"1": "return a router", "2": "change the wifi password", "3": "update the firmware"}
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"id": k, "question": v, "answer": v}) + "\n"
+                                                 for k, v in topics.items()))
+    (folder / "queries.jsonl").write_text("".join(
+        json.dumps({"qid": f"q{k}{i}", "query": f"{v} please {i}", "gold_ids": [k]}) + "\n"
+        for k, v in topics.items() for i in range(12)))
+    result = cli("eval-gaps", "--datasets", str(tmp_path / "sets"), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    faq = report["sets"][0]
+    assert report["default_gamma"] == 1.0 and faq["name"] == "faq_retrieval" and faq["questions"] == 36
+    assert set(faq["by_gamma"]) == {"0.5", "0.75", "1.0", "1.5", "2.0", "3.0"}
+    assert 0 <= faq["half_b_v"] <= 1 and 0 <= faq["full_v"] <= 1
+    missing = cli("eval-gaps", "--datasets", str(tmp_path / "nowhere"))
+    assert missing.exit_code == 1 and "faq_retrieval not found" in missing.output

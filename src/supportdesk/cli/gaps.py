@@ -263,7 +263,8 @@ def eval_gaps(
         print(json.dumps(result.to_json()))
         return
     table = Table(title=f"gap grouping, V-measure (resolution {result.gamma} chosen on faq_retrieval half a)")
-    for col in ("set", "questions", "labels", "half b", "own half-a gamma", "half b (own)", "whole set", "groups"):
+    table.add_column("set", no_wrap=True)
+    for col in ("questions", "labels", "half b", "own gamma", "half b (own)", "whole set", "groups"):
         table.add_column(col, justify="right")
     for s in result.sets:
         table.add_row(s.name, str(s.questions), str(s.labels), f"{s.half_b_v:.3f}", str(s.own_gamma),
