@@ -279,8 +279,8 @@ def test_cli_eval_gaps_reports_by_halves(cli, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     faq = report["sets"][0]
-    assert report["default_gamma"] == 1.0 and faq["name"] == "faq_retrieval" and faq["questions"] == 36
-    assert set(faq["by_gamma"]) == {"0.5", "0.75", "1.0", "1.5", "2.0", "3.0"}
+    assert report["defaults"] == "k=3 gamma=3.0" and faq["name"] == "faq_retrieval" and faq["questions"] == 36
+    assert len(faq["by_params"]) == 24 and report["params"] in faq["by_params"]
     assert 0 <= faq["half_b_v"] <= 1 and 0 <= faq["full_v"] <= 1
     missing = cli("eval-gaps", "--datasets", str(tmp_path / "nowhere"))
     assert missing.exit_code == 1 and "faq_retrieval not found" in missing.output

@@ -262,11 +262,12 @@ def eval_gaps(
     if as_json:
         print(json.dumps(result.to_json()))
         return
-    table = Table(title=f"gap grouping, V-measure (resolution {result.gamma} chosen on faq_retrieval half a)")
+    table = Table(title=f"gap grouping, V-measure ({result.params} chosen on faq_retrieval half a; "
+                        f"whole set: the defaults, {result.defaults})")
     table.add_column("set", no_wrap=True)
-    for col in ("questions", "labels", "half b", "own gamma", "half b (own)", "whole set", "groups"):
+    for col in ("questions", "labels", "half b", "own half-a choice", "half b (own)", "whole set", "groups"):
         table.add_column(col, justify="right")
     for s in result.sets:
-        table.add_row(s.name, str(s.questions), str(s.labels), f"{s.half_b_v:.3f}", str(s.own_gamma),
+        table.add_row(s.name, str(s.questions), str(s.labels), f"{s.half_b_v:.3f}", s.own_params,
                       f"{s.own_half_b_v:.3f}", f"{s.full_v:.3f}", str(s.full_groups))
     console.print(table)

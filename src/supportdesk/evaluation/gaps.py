@@ -2,10 +2,12 @@
 
 Each set's questions are treated as unanswered questions and grouped by ``insights.clustering``
 (no labels involved); the groups are scored against the set's labels with scikit-learn's
-V-measure (a question alone is its own group). The clustering's one free parameter, the
-modularity resolution ``gamma``, is chosen on half a of faq_retrieval (by V-measure, ties to the
-smaller gamma) and reported on half b of every set; each set's own half-a choice is shown too,
-and the whole set at the shipped default. Halves are a fixed random split (seed 0).
+V-measure (a question alone is its own group). The clustering's two free parameters, the
+neighbours of the k-NN graph and the modularity resolution ``gamma``, are chosen on half a of
+faq_retrieval (by V-measure; ties to the smaller gamma, then the larger k) and reported on half b
+of every set; each set's own half-a choice is shown too, and the whole set at the shipped
+defaults (``clustering.NEIGHBOURS``, ``clustering.RESOLUTION``: what this choice gave). Halves
+are a fixed random split (seed 0).
 
 Labels: faq_retrieval the first FAQ id of each paraphrase (1,037 questions, 59 ids);
 emanual TV and S10 the gold section; social_dev the intent; mtrag_dev the first gold passage.
@@ -22,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from supportdesk.evaluation.datasets import SHARED, emanual, faq_retrieval, mtrag_dev
-from supportdesk.insights.clustering import RESOLUTION, group
+from supportdesk.insights.clustering import NEIGHBOURS, RESOLUTION, group
 
-GAMMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+GAMMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+NEIGHBOUR_CHOICES = (3, 5, 10)
 SEED = 0
 
 
@@ -36,17 +39,20 @@ class SetResult:
     full_v: float
     full_groups: int
     half_b_v: float
-    """Half b with the gamma chosen on faq_retrieval's half a."""
-    own_gamma: float
+    """Half b with the parameters chosen on faq_retrieval's half a."""
+    own_params: str
     own_half_b_v: float
-    """Half b with the gamma chosen on this set's own half a."""
-    by_gamma: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Half b with the parameters chosen on this set's own half a."""
+    by_params: dict[str, dict[str, float]] = field(default_factory=dict)
+    """"k=3 gamma=3.0" → {"a": V on half a, "b": V on half b}."""
 
 
 @dataclass
 class GapsEvaluation:
-    gamma: float
-    default_gamma: float
+    params: str
+    """The parameters chosen on faq_retrieval's half a."""
+    defaults: str
+    """The shipped defaults (the whole-set column)."""
     sets: list[SetResult]
 
     def to_json(self) -> dict[str, Any]:
@@ -85,9 +91,13 @@ def v_measure(labels: list[str], groups: np.ndarray) -> float:
     return round(float(v_measure_score(labels, groups)), 4)
 
 
-def _pick(scores: dict[float, float]) -> float:
+def _key(k: int, gamma: float) -> str:
+    return f"k={k} gamma={gamma}"
+
+
+def _pick(scores: dict[tuple[int, float], float]) -> tuple[int, float]:
     best = max(scores.values())
-    return min(g for g, v in scores.items() if v >= best - 1e-9)
+    return min((p for p, v in scores.items() if v >= best - 1e-9), key=lambda p: (p[1], -p[0]))
 
 
 def evaluate_gaps(embed: Callable[[list[str]], list[list[float]]], folder: Path = SHARED,
@@ -103,19 +113,20 @@ def evaluate_gaps(embed: Callable[[list[str]], list[list[float]]], folder: Path 
         vectors = np.asarray(embed(texts), dtype=np.float64)
         a, b = halves(len(texts))
         la, lb = [labels[i] for i in a], [labels[i] for i in b]
-        by_gamma = {}
-        for gamma in GAMMAS:
-            by_gamma[gamma] = {"a": v_measure(la, group(vectors[a], gamma).labels),
-                               "b": v_measure(lb, group(vectors[b], gamma).labels)}
-        full = group(vectors, RESOLUTION)
-        runs[name] = {"texts": texts, "labels": labels, "by_gamma": by_gamma, "full": full}
-    chosen = _pick({g: v["a"] for g, v in runs["faq_retrieval"]["by_gamma"].items()})
+        by_params: dict[tuple[int, float], dict[str, float]] = {}
+        for k in NEIGHBOUR_CHOICES:
+            for gamma in GAMMAS:
+                by_params[(k, gamma)] = {"a": v_measure(la, group(vectors[a], gamma, k).labels),
+                                         "b": v_measure(lb, group(vectors[b], gamma, k).labels)}
+        full = group(vectors, RESOLUTION, NEIGHBOURS)
+        runs[name] = {"texts": texts, "labels": labels, "by_params": by_params, "full": full}
+    chosen = _pick({p: v["a"] for p, v in runs["faq_retrieval"]["by_params"].items()})
     results = []
     for name, run in runs.items():
-        by_gamma = run["by_gamma"]
-        own = _pick({g: v["a"] for g, v in by_gamma.items()})
+        by_params = run["by_params"]
+        own = _pick({p: v["a"] for p, v in by_params.items()})
         results.append(SetResult(
             name, len(run["texts"]), len(set(run["labels"])), v_measure(run["labels"], run["full"].labels),
-            run["full"].n_groups, by_gamma[chosen]["b"], own, by_gamma[own]["b"],
-            {str(g): v for g, v in by_gamma.items()}))
-    return GapsEvaluation(chosen, RESOLUTION, results)
+            run["full"].n_groups, by_params[chosen]["b"], _key(*own), by_params[own]["b"],
+            {_key(*p): v for p, v in by_params.items()}))
+    return GapsEvaluation(_key(*chosen), _key(NEIGHBOURS, RESOLUTION), results)
