@@ -189,6 +189,12 @@ class SharedKB:
         row.update(built_by=by, replica=self.replica)
         self.state.publish(row, by)
         self.reloaded_by = f"{by} on {self.replica}" if by else self.replica
+        self._last_beat = self._last_poll = 0.0  # the next tick (within a second) says so and reads the view
+
+    def _behind(self) -> bool:
+        current = self.current()
+        snap = self.kb._snapshot
+        return current is not None and (snap is None or snap.generation != current[0])
 
     def sync(self) -> bool:
         """Serve the cluster's current generation if this replica does not (called with the local
@@ -205,6 +211,7 @@ class SharedKB:
         shared = unpack(row)
         self.kb.adopt_generation(shared.generation, shared.files, shared.manifest)
         self.adopted += 1
+        self._last_beat = self._last_poll = 0.0
         who = shared.built_by or current[1]
         self.reloaded_by = f"{who} on {shared.replica}" if who and shared.replica else (who or shared.replica)
         self.note = None
@@ -266,16 +273,22 @@ class SharedKB:
         now = time.monotonic()
         if force or now - self._last_poll >= self.poll_s:
             self._last_poll = now
-            if not self.holding:
+            adopted = False
+            if not self.holding and self._behind():  # the local locks only when there is something to adopt
                 with self.kb.reload_lock_tried() as got:
                     if got:
-                        self.sync()
+                        adopted = self.sync()
             self._follow_adapter()
+            if adopted:
+                self._beat()
             self._view = self._read_view()
         if force or now - self._last_beat >= HEARTBEAT_S:
-            self._last_beat = now
-            snap = self.kb._snapshot
-            self.state.heartbeat(snap.generation if snap else None, self.adapter_now(), embedded_texts(), self.note)
+            self._beat()
+
+    def _beat(self) -> None:
+        self._last_beat = time.monotonic()
+        snap = self.kb._snapshot
+        self.state.heartbeat(snap.generation if snap else None, self.adapter_now(), embedded_texts(), self.note)
 
     def _follow_adapter(self) -> None:
         found = self.state.get("adapter")
