@@ -239,3 +239,56 @@ def test_two_replicas_serve_one_generation(servers, tmp_path):
                 pass
         a.stop()
         b.stop()
+
+
+def test_an_adapter_activated_on_one_replica_is_followed_by_the_others(settings_factory, small_kb, hash_embedder,
+                                                                        tmp_path):
+    """Two replicas (in this process, FAISS, hash embedder) on a real PostgreSQL: a trainer's activation on A
+    is loaded by B from B's own adapters folder, or B's cluster view says it lacks it."""
+    from supportdesk.kb import KnowledgeBase
+    from supportdesk.server.core import ServerCore
+
+    pg = PostgresServer()
+    try:
+        pg.start()
+    except PostgresUnavailable as exc:
+        pg.stop()
+        pytest.fail(f"PostgreSQL could not be started: {exc}", pytrace=False)
+    cores: list[ServerCore] = []
+    try:
+        with FakeOllama() as fake:
+            fake.models += ["supportdesk-x:latest", "supportdesk-y:latest"]
+            base = settings_factory(small_kb)
+            for name, adapters in (("A", ("x", "y")), ("B", ("x",))):
+                for adapter in adapters:
+                    (tmp_path / f"adapters-{name}" / adapter).mkdir(parents=True)
+                    (tmp_path / f"adapters-{name}" / adapter / "adapter.gguf").write_bytes(b"GGUF")
+                settings = base.model_copy(update={
+                    "data_dir": tmp_path / f"data-{name}", "adapters_dir": tmp_path / f"adapters-{name}",
+                    "history": base.history.model_copy(update={"url": pg.url}),
+                    "serve": base.serve.model_copy(update={"replica_name": name}),
+                    "model": base.model.model_copy(update={"backend": "ollama", "ollama_host": fake.host})})
+                core = ServerCore(settings, kb=KnowledgeBase(settings, embedder=hash_embedder))
+                core.start()
+                cores.append(core)
+            a, b = cores
+            assert b.status()["generation"] == a.status()["generation"]  # B adopted A's first build
+            a.switch_model(None, "x", force=True, by="tia")
+            deadline = time.monotonic() + 5
+            while b.status()["model"] != "supportdesk-x":
+                assert time.monotonic() < deadline, b.status()
+                time.sleep(0.05)
+            a.switch_model(None, "y", force=True, by="tia")
+            deadline = time.monotonic() + 5
+            while "adapter y (activated by tia on A) is not in this replica's" not in str(b.cluster.note):
+                assert time.monotonic() < deadline, b.status()["cluster"]
+                time.sleep(0.05)
+            assert b.status()["model"] == "supportdesk-x"  # B keeps serving what it has
+            deadline = time.monotonic() + 5
+            while not any("is not in this replica's" in str(r["note"]) for r in a.status()["cluster"]["replicas"]):
+                assert time.monotonic() < deadline, a.status()["cluster"]  # and A's view shows B's note
+                time.sleep(0.1)
+    finally:
+        for core in cores:
+            core.close()
+        pg.stop()

@@ -298,6 +298,8 @@ class SharedKB:
         seen, self._adapter_seen = self._adapter_seen, (value, at)
         if seen == (value, at):
             return
+        if by is not None and (by == self.replica or by.endswith(f" on {self.replica}")):
+            return  # activated here
         if (value or None) != self.adapter_now():
             self.on_adapter(value or None, by)
 
