@@ -349,6 +349,9 @@ class SharedKB:
             self.state.leave()
         except Exception:  # noqa: BLE001, S110 - the heartbeat ages out anyway
             pass
+        close = getattr(self.state, "close", None)
+        if callable(close):
+            close()
 
 
 __all__ = ["ClusterState", "ReloadHeld", "SharedGeneration", "SharedKB", "pack", "unpack"]
