@@ -323,9 +323,12 @@ class SharedKB:
         return {"current": current[0] if current else None, "current_by": current[1] if current else None,
                 "reloading": self.state.holder(), "replicas": replicas}
 
-    def view(self) -> dict[str, Any]:
-        """The cluster as this replica last read it: the current generation, who serves it, who lags."""
+    def view(self, ages: bool = True) -> dict[str, Any]:
+        """The cluster as this replica last read it: the current generation, who serves it, who lags.
+        Without ``ages`` (the status feed), no heartbeat ages: the feed sends a status only when it changes."""
         view = dict(self._view)
+        if not ages:
+            view["replicas"] = [{k: v for k, v in r.items() if k != "heartbeat_s"} for r in view.get("replicas", [])]
         current = view.get("current")
         alive = [r for r in view.get("replicas", []) if r["alive"]]
         view.update(

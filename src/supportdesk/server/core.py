@@ -169,7 +169,7 @@ class ServerCore:
         if self.cluster is not None:  # the whole cluster: a reload on any replica, who made what serves
             data["reloading_by"] = self.reloading_by or self.cluster.holder()
             data["reloaded_by"] = self.cluster.reloaded_by or self.reloaded_by
-            data["cluster"] = self.cluster.view()
+            data["cluster"] = self.cluster.view(ages=False)
         data["model_changed_by"] = self.model_changed_by
         from supportdesk.kb.build import embedded_texts
 
