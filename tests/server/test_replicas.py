@@ -163,6 +163,7 @@ def test_two_replicas_serve_one_generation(servers, tmp_path):
             assert time.monotonic() - reloaded < 5, "B did not serve A's new generation within 5 s"
             time.sleep(0.05)
         seen_after_s = time.monotonic() - reloaded
+        adopt_s = b.status(alice)["cluster"]["adopt_seconds"]
         for t in askers:
             t.join(60)
         assert failures == [] and len(results) == 4
@@ -229,7 +230,7 @@ def test_two_replicas_serve_one_generation(servers, tmp_path):
         assert sa["cluster"]["current"] == generation == sa["generation"]
         report = client(a, ada).reload_kb()  # the lock is free: A reloads
         assert report.ok and report.added == ["policies/gift-cards.md"], report.error
-        print(f"\nreplicas: start -> ready A {a_ready_s:.1f} s (built), B {b_ready_s:.1f} s (adopted); B served A's reload after {seen_after_s:.2f} s; 4 answers in flight, 0 failed; "
+        print(f"\nreplicas: start -> ready A {a_ready_s:.1f} s (built), B {b_ready_s:.1f} s (adopted); B served A's reload after {seen_after_s:.2f} s (adopted in {adopt_s} s); 4 answers in flight, 0 failed; "
               f"B embedded 0; lock freed {time.monotonic() - freed_at:.1f} s after kill -9")
     finally:
         for session in clients:
@@ -273,6 +274,17 @@ def test_an_adapter_activated_on_one_replica_is_followed_by_the_others(settings_
                 cores.append(core)
             a, b = cores
             assert b.status()["generation"] == a.status()["generation"]  # B adopted A's first build
+            # The reload lock is the cluster's: held on A, B and a second admin on A are refused, naming who.
+            from supportdesk.server.core import CoreError
+            from supportdesk.server.tokens import Identity
+
+            release = a.claim_reload(Identity("ada", "admin", 1))
+            for core, who in ((b, Identity("bob", "admin", 2)), (a, Identity("cy", "admin", 3))):
+                with pytest.raises(CoreError, match="a reload started by ada on A is running") as refused:
+                    core.claim_reload(who)
+                assert refused.value.status == 409
+            release()
+            b.claim_reload(Identity("bob", "admin", 2))()  # free again
             a.switch_model(None, "x", force=True, by="tia")
             deadline = time.monotonic() + 5
             while b.status()["model"] != "supportdesk-x":

@@ -139,6 +139,8 @@ class SharedKB:
         """The last thing that went wrong sharing (shown in the cluster view)."""
         self.adopted = 0
         """Generations this replica took from another (none of them embedded here)."""
+        self.adopt_seconds: float | None = None
+        """How long the last adoption took (fetch to serving)."""
         self.adapter_now: Callable[[], str | None] = lambda: None
         self.on_adapter: Callable[[str | None, str | None], None] = lambda name, by: None
         self._adapter_seen: tuple[str, float] | None = None
@@ -208,8 +210,10 @@ class SharedKB:
         if row is None:
             self.note = f"the cluster names generation {current[0]}, which it does not hold"
             return False
+        started = time.perf_counter()
         shared = unpack(row)
         self.kb.adopt_generation(shared.generation, shared.files, shared.manifest)
+        self.adopt_seconds = round(time.perf_counter() - started, 3)
         self.adopted += 1
         self._last_beat = self._last_poll = 0.0
         who = shared.built_by or current[1]
@@ -224,7 +228,7 @@ class SharedKB:
         told = False
         while True:
             try:
-                self.acquire(f"{self.replica} starting")
+                self.acquire("start-up")
                 break
             except ReloadHeld as exc:
                 if time.monotonic() > deadline:
@@ -237,7 +241,8 @@ class SharedKB:
             if self.current() is not None:
                 with self.kb.reload_lock_held():
                     if self.sync():
-                        progress(f"adopted the cluster's KB generation {self.current()[0]}")  # type: ignore[index]
+                        progress(f"adopted the cluster's KB generation {self.current()[0]} "  # type: ignore[index]
+                                 f"in {self.adopt_seconds} s (nothing embedded)")
             else:
                 snap = self.kb.snapshot()
                 if snap is not None and snap.generation:
@@ -246,7 +251,7 @@ class SharedKB:
                 else:
                     progress("building the knowledge base index for the cluster (first run)")
                     report = self.kb.reload(lambda p: progress(f"indexing: {p.stage} {p.done}/{p.total}"),
-                                            by=f"{self.replica} (first start)")
+                                            by="first start")
                     if not report.ok:
                         raise RuntimeError(report.error or "index build failed")
         finally:
@@ -337,6 +342,7 @@ class SharedKB:
             behind=[f"{r['replica']} ({r['generation']})" for r in alive if r["generation"] != current],
             gone=[r["replica"] for r in view.get("replicas", []) if not r["alive"]],
             adopted=self.adopted,
+            adopt_seconds=self.adopt_seconds,
             embedded=embedded_texts(),
             note=self.note,
         )

@@ -139,6 +139,8 @@ class ServerCore:
         self.cluster: Any = None
         """With the history on PostgreSQL, the replicas sharing it (server/cluster.py, kb/cluster.py)."""
         self.model_changed_by: str | None = None
+        self._claim_lock = threading.Lock()
+        self._claimed_by: str | None = None
 
     def start(self, progress: Callable[[str], None] = lambda s: None) -> None:
         """Load the embedder, the index (built if missing, or the cluster's), the model; warm the router."""
@@ -282,16 +284,23 @@ class ServerCore:
             return lambda: None
         from supportdesk.kb.cluster import ReloadHeld
 
+        if not self._claim_lock.acquire(blocking=False):  # two admins on this replica at once
+            raise CoreError(409, f"a reload started by {self._claimed_by or 'another admin'} on {self.replica} is "
+                                 "running: its result shows on every status line when it is done")
         try:
             self.cluster.acquire(who.name)
         except ReloadHeld as exc:
+            self._claim_lock.release()
             raise CoreError(409, str(exc)) from exc
+        self._claimed_by = who.name
         released = threading.Event()
 
         def release() -> None:
             if not released.is_set():
                 released.set()
                 self.cluster.release()
+                self._claimed_by = None
+                self._claim_lock.release()
         return release
 
     def reload(self, who: Identity, progress: Callable[[Progress], None]) -> ReloadReport:
