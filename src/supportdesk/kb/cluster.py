@@ -239,6 +239,8 @@ class SharedKB:
                 time.sleep(0.5)
         try:
             if self.current() is not None:
+                progress("loading the embedding model")
+                self.kb.embedder_info  # noqa: B018 - loaded first: an adoption itself embeds nothing
                 with self.kb.reload_lock_held():
                     if self.sync():
                         progress(f"adopted the cluster's KB generation {self.current()[0]} "  # type: ignore[index]
