@@ -1,10 +1,10 @@
-"""Schema version 7: team-server replicas that agree on one knowledge-base generation.
+"""Schema version 5: team-server replicas that agree on one knowledge-base generation.
 
 kb_generations: each generation a replica built, whole (FAISS index and chunks), so the others
 adopt it without embedding; cluster_state: the current generation, the active adapter, the
 cluster's id; cluster_replicas: each replica's heartbeat and what it serves.
 
-Revision ID: 0007
+Revision ID: 0005
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
