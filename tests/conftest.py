@@ -80,6 +80,22 @@ class HashEmbeddings(Embeddings):
         return self._vector(text)
 
 
+@pytest.fixture(scope="module")
+def postgres():
+    """A throw-away PostgreSQL cluster on a free loopback port (per test module); a fresh database
+    in it per test is the test's own business."""
+    from fixtures.postgres_server import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as exc:
+        if os.environ.get("SUPPORTDESK_TEST_SKIP_POSTGRES") == "1":
+            pytest.skip(f"PostgreSQL not started: {exc}")
+        pytest.fail(f"PostgreSQL could not be started for these tests: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def hash_embedder() -> HashEmbeddings:
     return HashEmbeddings()
