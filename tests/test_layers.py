@@ -2,11 +2,13 @@
 
 ``scripts/test.sh`` runs ``lint-imports`` too; this test makes ``pytest`` alone catch a violation,
 and shows the contracts bite: the same package with one upward import, a Textual import in the
-core or an import cycle is refused, naming the import.
+core or an import cycle is refused, naming the import. The tests keep a rule of their own: no test
+module imports another (what they share is in a conftest.py or in tests/fixtures/).
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -58,3 +60,14 @@ def test_a_deliberate_bad_import_is_refused(tmp_path, module, line, broken):
     run = lint_imports(copy.parent)
     assert run.returncode == 1, run.stdout + run.stderr
     assert broken in run.stdout, run.stdout
+
+
+def test_no_test_module_imports_another():
+    found = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {name}" for name in names
+                      if name.rsplit(".", 1)[-1].startswith("test_")]
+    assert not found, "shared helpers go to a conftest.py or tests/fixtures/:\n" + "\n".join(found)
