@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Executable, Table, bindparam, case, func, select, update
 
+from supportdesk.history.approved import ApprovedAnswers
 from supportdesk.history.engines import Engine, HistoryError, open_engine
 from supportdesk.history.schema import conversations, messages, store_meta, tokens
 from supportdesk.private import write_private_text
@@ -165,6 +166,11 @@ class HistoryStore:
     @property
     def dialect(self) -> str:
         return self._engine.dialect
+
+    @property
+    def approved(self) -> ApprovedAnswers:
+        """The approved answers, their questions and the proposals (issue 28)."""
+        return ApprovedAnswers(self)
 
     @property
     def where(self) -> str:
