@@ -183,12 +183,16 @@ class ApprovedAnswers:
     def import_rows(self, rows: list[ImportRow], *, by: str | None,
                     origin: str = "import") -> list[tuple[int, bool]]:
         """All rows in one transaction: (answer id, created?) per row. A row whose ``key`` an answer
-        already has updates that answer's text and sources and adds its questions."""
+        already has (or ``#N``: approved answer N) updates that answer's text and sources and adds its
+        questions."""
         out: list[tuple[int, bool]] = []
         try:
             with self._tx() as tx:
                 for row in rows:
                     found = tx.execute(_BY_KEY, {"k": row.key}) if row.key else []
+                    own = row.key is not None and row.key.startswith("#") and row.key[1:].isdigit()
+                    if not found and own:  # '#12': approved answer 12 as 'answers export' names one without an id
+                        found = tx.execute(select(_a.id).where(_a.id == int(row.key[1:])))
                     if found:
                         answer_id = int(found[0]["id"])
                         tx.update(update(approved_answers).where(_a.id == answer_id).values(
@@ -196,7 +200,7 @@ class ApprovedAnswers:
                             approved_by=by, approved_at=time.time(), updated_at=time.time()))
                         created = False
                     else:
-                        answer_id = self._insert_answer(tx, row.answer, row.sources, by, by, row.key)
+                        answer_id = self._insert_answer(tx, row.answer, row.sources, by, by, None if own else row.key)
                         created = True
                     for wording in [row.question, *row.questions]:
                         self._insert_question(tx, answer_id, wording, origin, by)
