@@ -103,12 +103,12 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 50
     design = np.hstack([np.ones((len(x), 1)), x])
     w = np.zeros(design.shape[1])
     ridge = np.eye(len(w)) * l2
-    ridge[0, 0] = 0.0
+    ridge[0, 0] = 1e-6  # (all but) no pull on the intercept; a set of one class still converges
     for _ in range(steps):
-        p = 1 / (1 + np.exp(-design @ w))
+        p = 1 / (1 + np.exp(-np.clip(design @ w, -30, 30)))
         gradient = design.T @ (p - y) + ridge @ w
         hessian = design.T @ (design * (p * (1 - p))[:, None]) + ridge
-        step = np.linalg.solve(hessian, gradient)
+        step = np.linalg.pinv(hessian) @ gradient
         w -= step
         if np.abs(step).max() < 1e-8:
             break
