@@ -21,6 +21,7 @@ matrix products.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -221,11 +222,22 @@ class ApprovedService:
             self._answers = {a.id: a for a in answers}
             self._signature = signature
 
+    def warm_up(self) -> None:
+        """Embed the approved answers now; a history that cannot be read now is read at the first question."""
+        from supportdesk.history.errors import HistoryError
+
+        if self.settings.enabled:
+            with contextlib.suppress(HistoryError, OSError):
+                self.refresh()
+
     def match(self, text: str) -> tuple[Match, Any | None]:
         """The match and, when it serves one, the approved answer (its hit counted)."""
+        from supportdesk.history.errors import HistoryError
+
         if not self.settings.enabled:
             return Match(None, 0.0, 0.0), None
-        self.refresh()
+        with contextlib.suppress(HistoryError, OSError):  # a history out of reach: the answers last read serve
+            self.refresh()
         self.matcher.threshold, self.matcher.suggest_floor = self.settings.threshold, self.settings.suggest_floor
         self.matcher.min_score = self.settings.min_score
         found = self.matcher.match(text)

@@ -262,6 +262,8 @@ class AnswerPipeline:
     def warm_up(self) -> None:
         """One-time costs before the first question: the router's and the policy's example vectors."""
         self.router.warm_up()
+        if self.approved is not None:  # the approved answers' vectors, before the first question
+            self.approved.warm_up()
         if self.settings.policy.enabled:
             self.policy.use_brand(self.brand)
             self.policy.warm_up()
