@@ -52,3 +52,32 @@ def test_the_evaluation_reports_on_one_half_with_the_other_half_learned(hash_emb
     assert set(report.off_domain) == {"social_dev"} and report.latency_ms_p50 > 0
     calibration = evaluation.calibrate("a", data, embed=hash_embedder.embed_documents)
     assert 0.0 <= calibration.threshold <= 1.0 and len(calibration.coef) == 4
+
+
+def test_a_history_out_of_reach_never_fails_the_question(hash_embedder):
+    from supportdesk.answers.approved import ApprovedService
+    from supportdesk.history import HistoryError
+    from supportdesk.settings import ApprovedSettings
+
+    class Store:
+        down = False
+
+        def signature(self):
+            if self.down:
+                raise HistoryError("the history database is unreachable")
+            return ("v1",)
+
+        def all(self):
+            from supportdesk.history.approved import ApprovedAnswer, ApprovedQuestion
+
+            return [ApprovedAnswer(1, "Two years.", questions=[ApprovedQuestion(1, "How long is the warranty?", "import")])]
+
+        def record_hit(self, answer_id):
+            self.hit = answer_id
+
+    store = Store()
+    service = ApprovedService(lambda: store, hash_embedder.embed_documents, ApprovedSettings(min_score=0.0))
+    service.warm_up()
+    store.down = True
+    _, served = service.match("How long is the warranty?")
+    assert served is not None and served.answer == "Two years." and store.hit == 1
