@@ -156,3 +156,39 @@ def test_import_files_csv_and_jsonl_and_their_errors_name_file_line_and_field(tm
     for (name, text), message in cases.items():
         with pytest.raises(ValueError, match=message.replace("(", r"\(")):
             read_rows(_write(tmp_path, name, text))
+
+
+def test_history_migrate_copies_approved_answers_and_proposals_once(tmp_path, postgres):
+    from supportdesk.history.migrate import migrate
+
+    source = HistoryStore(tmp_path / "source.sqlite3")
+    cid = source.new_conversation()
+    source.add_message(cid, "user", "Can I return a used router?")
+    draft = source.add_message(cid, "assistant", "Returns are accepted [1].", kind="grounded")
+    approved = source.approved
+    imported = approved.add("How long is the warranty?", "Two years.", by="tess", key="w1")
+    approved.add_question(imported, "warranty length?", by="alice")
+    approved.record_hit(imported)
+    proposal = approved.propose("Can I return a used router?", "Yes, within 45 days.", by="alice", message_id=draft)
+    accepted = approved.accept(proposal, by="tess")
+    approved.propose("Is it waterproof?", "No.", by="alice")
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    target = HistoryStore(postgres.url.rsplit("/", 1)[0] + "/" + name)
+    first = migrate(source, target)
+    assert (first.approved_copied, first.proposals_copied) == (2, 2)
+    again = migrate(source, target)
+    assert (again.approved_copied, again.proposals_copied) == (0, 0)
+    copied = {a.answer: a for a in target.approved.all()}
+    assert [q.question for q in copied["Two years."].questions] == ["How long is the warranty?", "warranty length?"]
+    assert copied["Two years."].hits == 1 and copied["Two years."].key == "w1"
+    reviewed = [p for p in target.approved.proposals(None) if p.status == "accepted"][0]
+    assert reviewed.answer_id == copied["Yes, within 45 days."].id and reviewed.reviewed_by == "tess"
+    [copied_draft] = [m for c in target.conversations() for m in target.messages(c.id) if m.role == "assistant"]
+    assert reviewed.message_id == copied_draft.id
+    assert [p.question for p in target.approved.proposals()] == ["Is it waterproof?"]
+    assert accepted != 0
+    source.close()
+    target.close()

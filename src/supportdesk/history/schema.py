@@ -119,7 +119,9 @@ approved_answers = Table(
     Column("updated_at", TIME, nullable=False),
     Column("hits", Integer, nullable=False, server_default=text("0")),
     Column("last_hit", TIME),
+    Column("origin", Text),  # copies between stores (history migrate), as for conversations
     Index("approved_answers_by_key", "key", unique=True),
+    Index("approved_answers_by_origin", "origin", unique=True),
 )
 
 # The questions an approved answer answers: imported, from the proposal it came from, or a wording an
@@ -151,8 +153,10 @@ proposals = Table(
     Column("reviewed_by", Text),
     Column("reviewed_at", TIME),
     Column("answer_id", ID),
+    Column("origin", Text),
     CheckConstraint("status IN ('pending', 'accepted', 'rejected')"),
     Index("proposals_by_status", "status", "id"),
+    Index("proposals_by_origin", "origin", unique=True),
 )
 
 MIGRATIONS = Path(__file__).with_name("migrations")

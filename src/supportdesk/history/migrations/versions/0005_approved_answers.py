@@ -34,8 +34,10 @@ def upgrade() -> None:
         sa.Column("updated_at", TIME, nullable=False),
         sa.Column("hits", sa.Integer, nullable=False, server_default=sa.text("0")),
         sa.Column("last_hit", TIME),
+        sa.Column("origin", sa.Text),
     )
     op.create_index("approved_answers_by_key", "approved_answers", ["key"], unique=True)
+    op.create_index("approved_answers_by_origin", "approved_answers", ["origin"], unique=True)
     op.create_table(
         "approved_questions",
         sa.Column("id", ID, sa.Identity(), primary_key=True),
@@ -61,6 +63,8 @@ def upgrade() -> None:
         sa.Column("reviewed_by", sa.Text),
         sa.Column("reviewed_at", TIME),
         sa.Column("answer_id", ID),
+        sa.Column("origin", sa.Text),
         sa.CheckConstraint("status IN ('pending', 'accepted', 'rejected')"),
     )
     op.create_index("proposals_by_status", "proposals", ["status", "id"])
+    op.create_index("proposals_by_origin", "proposals", ["origin"], unique=True)
