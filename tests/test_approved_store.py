@@ -184,7 +184,7 @@ def test_history_migrate_copies_approved_answers_and_proposals_once(tmp_path, po
     copied = {a.answer: a for a in target.approved.all()}
     assert [q.question for q in copied["Two years."].questions] == ["How long is the warranty?", "warranty length?"]
     assert copied["Two years."].hits == 1 and copied["Two years."].key == "w1"
-    reviewed = [p for p in target.approved.proposals(None) if p.status == "accepted"][0]
+    [reviewed] = [p for p in target.approved.proposals(None) if p.status == "accepted"]
     assert reviewed.answer_id == copied["Yes, within 45 days."].id and reviewed.reviewed_by == "tess"
     [copied_draft] = [m for c in target.conversations() for m in target.messages(c.id) if m.role == "assistant"]
     assert reviewed.message_id == copied_draft.id
