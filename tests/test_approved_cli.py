@@ -99,3 +99,18 @@ def test_import_ask_review_export_remove(base, tmp_path):
     assert gone.exit_code == 1 and f"no approved answer #{discounts}" in gone.output
     data = json.loads(_run(base, "ask", "--json", "do you offer any student discounts?").stdout)
     assert data["kind"] != "approved"
+
+
+def test_review_at_the_prompt_accepts_edits_and_rejects(tmp_path):
+    base = ["--data-dir", str(tmp_path / "data")]
+    for question, text in (("Free shipping?", "Always!"), ("Is it waterproof?", "No."), ("Pay later?", "Sure.")):
+        assert _run(base, "answers", "propose", "--question", question, "--text", text).exit_code == 0
+    result = CliRunner().invoke(app, [*base, "answers", "review"], input="r\ne\nNo: keep it dry.\na\n")
+    assert result.exit_code == 0, result.output
+    assert "rejected" in result.output and "accepted as edited: approved answer #1" in result.output
+    answers = [json.loads(line) for line in _run(base, "answers", "list", "--json").stdout.splitlines()]
+    assert [(a["answer"], a["questions"][0]["question"]) for a in answers] == [
+        ("No: keep it dry.", "Is it waterproof?"), ("Sure.", "Pay later?")]
+    assert _run(base, "answers", "review").output.strip() == "no proposals wait for review"
+    missing = _run(base, "answers", "show", "99")
+    assert missing.exit_code == 1 and "no approved answer #99" in missing.output
