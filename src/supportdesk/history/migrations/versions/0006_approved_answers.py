@@ -1,9 +1,9 @@
-"""Schema version 5: approved answers (issue 28).
+"""Schema version 6: approved answers (issue 28).
 
 Curated answers served before the model, the questions each answers (imported, proposed, or a
 wording an agent accepted it for), and agents' proposals waiting for a trainer.
 
-Revision ID: 0005
+Revision ID: 0006
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
