@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from supportdesk.answers import Answer, AnswerPipeline, Turn
 from supportdesk.answers.approved import SessionApproved, approved_service
@@ -303,6 +304,23 @@ class SupportSession:
         if adapter is not None:
             write_active(self.settings.data_dir, None if adapter == "none" else adapter)
         return new
+
+    def insights(self, since: float | None = None, agent: str | None = None, top_gaps: int = 5) -> dict[str, Any]:
+        """Per-day figures and the top knowledge gaps of the history (``supportdesk.insights``)."""
+        from supportdesk.insights.gaps import kb_search
+        from supportdesk.insights.stats import insights
+
+        return insights(self.history, since, agent, embed=self.kb.embedder.embed_documents,
+                        search=kb_search(self.kb), top_gaps=top_gaps)
+
+    def gaps(self, since: float | None = None, agent: str | None = None, top: int | None = None) -> list[dict[str, Any]]:
+        """The knowledge gaps of the history, largest and most recent first."""
+        from supportdesk.insights.gaps import find_gaps, gap_questions, kb_search
+        from supportdesk.insights.records import read_turns
+
+        found = find_gaps(gap_questions(read_turns(self.history, since, agent)), self.kb.embedder.embed_documents,
+                          kb_search(self.kb), top=top)
+        return [g.to_json() for g in found]
 
     def close(self) -> str | None:
         """Close the history; returns the file holding writes a lock kept out, if any."""

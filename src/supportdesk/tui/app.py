@@ -57,6 +57,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("Edit and propose answer", "edit_answer", "Rewrite the selected answer and propose it as an approved answer"),
     ("Send suggested approved answer", "send_suggestion", "Send the approved answer suggested for the selected answer"),
     ("Review proposed answers", "review_proposals", "Accept, edit or reject agents' proposals (trainers)"),
+    ("Insights", "insights", "Per day: routes, hand-offs, ratings, latency; top knowledge gaps"),
     ("Help: keys", "help", "Show every key"),
 ]
 
@@ -132,6 +133,7 @@ class SupportDeskApp(App[None]):
         Binding("ctrl+l", "switch_adapter", "Adapter", id="switch-adapter"),
         Binding("ctrl+b", "switch_backend", "Backend", id="switch-backend"),
         Binding("ctrl+o", "open_history", "History", id="open-history"),
+        Binding("ctrl+g", "insights", "Insights", id="insights", show=False),
         Binding("ctrl+y", "copy_answer", "Copy", id="copy-answer", show=False),
         Binding("ctrl+t", "feedback_up", "Rate good 👍", id="feedback-up", show=False),
         Binding("ctrl+x", "feedback_down", "Rate bad 👎", id="feedback-down", show=False),
@@ -713,6 +715,18 @@ class SupportDeskApp(App[None]):
             self.notify(str(exc), title="history", severity="error", timeout=15)
             return
         self.push_screen(HistoryScreen(conversations), chosen)
+
+    def action_insights(self) -> None:
+        """The insights screen (per-day figures, top gaps) over this session's history or the team server."""
+        if self.session is None:
+            self.notify("still starting up", severity="warning")
+            return
+        from supportdesk.tui.screens.insights import InsightsScreen
+
+        session = self.session
+        you = getattr(session, "you", None)
+        mine = isinstance(you, dict) and you.get("role") == "agent"
+        self.push_screen(InsightsScreen(session.insights, "Insights — your answers" if mine else "Insights"))
 
     def action_reload_kb(self) -> None:
         if self.session is None:
