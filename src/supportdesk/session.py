@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from supportdesk.answers import Answer, AnswerPipeline, Turn
+from supportdesk.answers.approved import SessionApproved, approved_service
 from supportdesk.brand import load_brand
 from supportdesk.history import HistoryError, HistoryStore, StoredMessage, move_aside, open_history
 from supportdesk.kb.index import KnowledgeBase, Progress, ReloadReport
@@ -199,6 +200,7 @@ class SupportSession:
     def pipeline(self) -> AnswerPipeline:
         if self._pipeline is None:
             self._pipeline = AnswerPipeline(self.settings, self.kb, self.backend)
+            self._pipeline.approved = approved_service(lambda: self.history.approved, self.kb, self.settings)
         return self._pipeline
 
     def status(self) -> SessionStatus:
@@ -275,6 +277,11 @@ class SupportSession:
 
     def feedback(self, message_id: int, value: int) -> None:
         self.history.set_feedback(message_id, value)
+
+    @property
+    def approved(self) -> SessionApproved:
+        """Approved answers: propose a rewrite, accept a suggestion, review, import (issue 28)."""
+        return SessionApproved(self.history)
 
     # -- commands ----------------------------------------------------------------------------
     def reload_kb(self, progress: Callable[[Progress], None] | None = None) -> ReloadReport:
