@@ -9,7 +9,7 @@ import uuid
 import pytest
 from fixtures.insights_history import DAY2, TOPICS, fill
 
-from supportdesk.history import HistoryStore, schema
+from supportdesk.history import HistoryStore
 from supportdesk.insights.clustering import group
 from supportdesk.insights.gaps import GapQuestion, draft_page, find_gaps, gap_questions, kb_search
 from supportdesk.insights.records import parse_since, read_turns
