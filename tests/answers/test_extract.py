@@ -234,11 +234,16 @@ def test_a_part_number_is_a_code_not_a_count() -> None:
     assert "PA-1934" in answer
 
 
-def test_a_name_every_source_holds_does_not_rule_a_unit_out() -> None:
-    """The company's own name (low idf) is no name the answer must repeat."""
-    sources = [(1, "Acme Care+ extends it to 4 years.\n\nThe warranty is 2 years in the US and 3 years in the UK.",
-                "FAQ > How long is the warranty?", 0.6)]
-    weights = {"long": 4.4, "warranty": 2.9, "acme": 0.7, "router": 1.3}
-    text = "Buy from the Acme Store. Call the Acme team. Our Acme routers are fast."
-    answer = extract("How long is the warranty on my Acme router?", sources + [(2, text, "Acme", 0.1)], weights, 60).text
-    assert "2 years in the US" in answer
+def test_a_page_number_is_no_list_item() -> None:
+    text = "Signal Information shows the signal strength.\n- 87 -\nIt helps to improve reception."
+    assert [u.kind for u in units(1, text, "Signal")] == ["sentence", "sentence"]
+    assert "87" not in ask("What does Signal Information show?", text)
+
+
+def test_per_says_what_kind_of_value_not_what_it_is_about() -> None:
+    """"per" is no key term: the plan's own row answers, not another plan priced "per device"."""
+    sources = [(1, "Fleet costs $4 per device per month, or $40 per device per year.", "Plans > Fleet", 0.55),
+               (2, "| Plan | Monthly | Yearly |\n| Guardian | $5.99 | $59 |", "Prices > Subscriptions", 0.5)]
+    weights = {"much": 5.47, "guardian": 2.49, "per": 3.11, "year": 3.0}
+    answer = extract("How much is Guardian per year?", sources, weights, 60).text
+    assert "$59" in answer and "$40" not in answer

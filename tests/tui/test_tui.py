@@ -234,7 +234,7 @@ async def test_failures_are_notices_not_tracebacks(make_app, tmp_path, monkeypat
         # the app is still usable: a missing KB folder on reload is a notice too
         monkeypatch.setattr(app.session.kb, "kb_dir", tmp_path / "gone")  # the shared sample KB: put back after
         await pilot.press("ctrl+r")
-        for _ in range(100):
+        for _ in range(600):  # the reload runs in a worker: up to 30 s on a loaded machine
             await pilot.pause(0.05)
             if any("does not exist" in n.message for n in app._notifications):
                 break

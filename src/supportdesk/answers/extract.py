@@ -211,7 +211,8 @@ def units(number: int, text: str, heading: str, question: str = "") -> list[Unit
             context = f"{heading} {' '.join(header or [])}"
             found.append(Unit(number, "row", _render_row(cells, header, question), context, block, len(found)))
             continue
-        kind: UnitKind = "step" if _STEP.match(line) else "item" if _ITEM.match(line) else "sentence"
+        kind: UnitKind = "step" if _STEP.match(line) else "item" if _ITEM.match(line) and re.search(
+            r"[A-Za-z]{2}", line) else "sentence"  # "- 87 -" is a page number, not a list item
         if kind == "sentence" and _is_label(line):
             block += 1  # a sub-heading or caption inside the text ("Reset Smart Hub", "- 88 -"): context only
             heading = f"{heading} > {line}" if re.search(r"[A-Za-z]{2}", line) else heading
@@ -312,8 +313,10 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
             score *= 1.25
         elif mine:
             score *= 0.6  # about another country
-    elif len(mine) == 1:
-        score *= 0.85  # a country's exception, when the question names none (not a list of countries)
+    elif mine:
+        # When the question names no country: one country named is that country's exception; a
+        # list of countries covers the asker's too, less directly than a unit that names none.
+        score *= 0.85 if len(mine) == 1 else 0.92
     if names - body - context:
         score *= 0.6  # misses a name the question asks about (Premium, not Basic)
     if key is not None and key not in body and key not in near and key not in lead:
@@ -362,7 +365,7 @@ _VALUE_VERBS = frozenset(terms("take takes last lasts cost costs charge charges 
 """Verbs that tie a value to what is asked about: "the reset takes 3 minutes", "the plan costs $49"."""
 
 _FORM_WORDS = frozenset(terms("how long much many cost costs price take takes mean means time often kind type "
-                              "way need get use work happen happens"))
+                              "way need get use work happen happens per each open opens close closes hours"))
 """Words that say what kind of answer is wanted, not what it is about."""
 
 
