@@ -33,7 +33,7 @@ def test_a_server_url_with_a_password_is_never_printed_with_it(cli, settings_fac
         session.start(said.append)
     assert "s3cret" not in str(caught.value) and said == [f"connecting to http://agent:***@127.0.0.1:{port}"]
     with pytest.raises(ServerUnreachable) as caught:
-        list(session.ask("hello")[0])
+        list(session.ask("hello"))
     assert "s3cret" not in str(caught.value) and "agent:***@" in str(caught.value)
     session.close()
 
@@ -48,12 +48,12 @@ def test_a_client_that_loses_the_server_says_so_and_reconnects(sample_index, tmp
         port = int(url.rsplit(":", 1)[1])
         client = RemoteSession(settings, url, token)
         client.start()
-        answer, _ = client.ask("How many days do I have to return a router?")
+        answer = client.ask("How many days do I have to return a router?")
         list(answer)
     # The server is gone: the status says so, asking fails with a clear message.
     assert wait_until(lambda: "retrying in" in (client.status().connection or ""), timeout=5)
     with pytest.raises(ServerUnreachable, match="cannot reach the supportdesk server"):
-        list(client.ask("hello?")[0])
+        list(client.ask("hello?"))
     core.close()
     # Restarted on the same port with the same data: the history is all there, the feed returns.
     core = ServerCore(settings, backend=ScriptedBackend(grounded_reply), kb=kb)

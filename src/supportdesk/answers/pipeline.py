@@ -497,6 +497,8 @@ class AnswerPipeline:
             result.cancelled = stats.finish_reason == "cancelled"
             if stats.ttft_ms is not None:
                 timings["ttft_ms"] = stats.ttft_ms
+                if "queue_ms" in stats.backend_figures:  # a team server's queue: how long it waited for the model
+                    timings["queue_ms"] = float(stats.backend_figures["queue_ms"])
             timings["generation_ms"] = stats.total_ms
             if stats.tokens_per_s:
                 timings["tokens_per_s"] = stats.tokens_per_s
