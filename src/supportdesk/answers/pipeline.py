@@ -321,8 +321,8 @@ class AnswerPipeline:
         history = list(history or [])
         timings: dict[str, float] = {}
         brand = self.brand
-        follow_up = talk.is_follow_up(message, history, brand.lexicon)
-        query = retrieval_query(message, history, brand.lexicon)
+        follow_up = talk.is_follow_up(message, history, brand.lexicon)  # decided once: the query follows from it
+        query = talk.follow_up_query(message, history) if follow_up else message  # as retrieval_query
         search = self.kb.search(query, k=max(cfg.context_chunks, self.settings.retrieval.top_k))
         readings: list[dict[str, float]] = []
         if follow_up:
@@ -567,7 +567,8 @@ class AnswerPipeline:
             result.answer = self._extraction(result, sources, weights).text
         else:
             result.answer = claim_report.text
-        report = cite.check(result.answer, shown, cfg.support_min)
+        if result.answer != report.text:  # the same text is checked once (check is idempotent on its own output)
+            report = cite.check(result.answer, shown, cfg.support_min)
         result.supported_rate = report.supported_rate
         result.answer, result.markers_added = cite.add_missing_markers(report)
         cited = set(report.cited_sources)
