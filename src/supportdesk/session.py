@@ -331,9 +331,9 @@ class SupportSession:
         current one, started if there is none) and stored at once; the answer is stored when its
         text is done. With ``history`` (given turns: an evaluation, ``ask --conversations``) it is
         answered after them and nothing is stored. Every step before the model (the conversation
-        policy, search, route, hand-off) is ``AnswerPipeline.plan``: a step added there runs for
-        every front end and for the team server. An empty question raises EmptyQuestion before
-        anything is stored.
+        policy, search, route, hand-off) runs inside the pipeline's answer (``AnswerPipeline._answer``,
+        then ``plan``): a step added there runs for every front end and for the team server. An
+        empty question raises EmptyQuestion before anything is stored.
         """
         if history is not None:
             answer = self.pipeline.ask(message, history)

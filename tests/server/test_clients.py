@@ -166,6 +166,11 @@ def test_cli_commands_go_through_the_server(team, monkeypatch, tmp_path):
     assert local.exit_code == 1 and "does not go through --server" in local.output
     token = cli(admin, "serve", "token", "create", "--name", "zed", "--role", "agent")
     assert token.exit_code == 0 and token.stdout.strip().startswith("sdk_")
+    assert "zed" in cli(admin, "serve", "token", "list").stdout
+    assert cli(admin, "serve", "token", "revoke", "zed").exit_code == 0
+    assert "zed" not in cli(admin, "serve", "token", "list").stdout
+    unknown = cli(admin, "serve", "token", "revoke", "no such?name")  # the whole name reaches the server
+    assert unknown.exit_code == 1 and "no active token named 'no such?name'" in unknown.output
     bad = cli("sdk_wrong", "kb", "stats")
     assert bad.exit_code == 1 and "token not recognised" in bad.output and "Traceback" not in bad.output
     down = runner.invoke(app, ["--server", "http://127.0.0.1:9", "kb", "stats"], env={"SUPPORTDESK_TOKEN": agent})
