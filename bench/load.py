@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/load.py                  # 20 agents x 3 questions, ~4 minutes on 2 cores
     .venv/bin/python bench/load.py --agents 5 --questions 2
+    .venv/bin/python bench/load.py --replicas 2     # two servers on one PostgreSQL + milvus-lite (issue 31)
 
 What it does: copies the sample KB to a temp folder, builds its index, creates one token per
 agent plus an admin, starts ``supportdesk serve`` (the real command, embedded model) on a
@@ -10,6 +11,11 @@ seeded mix of small talk, product and unanswerable questions with think time bet
 Half-way through, the admin adds a document and reloads the KB. A prober searches every
 0.5 s throughout. At the end the server's history is checked: every question asked and every
 answer received is stored exactly once, with the agent who asked.
+
+With ``--replicas 2`` a throw-away PostgreSQL (history, tokens, the shared KB generation) and a
+milvus-lite server are started, then two ``serve`` replicas with their own data dirs; agents
+alternate between them, the admin reloads through the first, and the second is watched: how
+soon it finds the new document, and how many texts it embedded for that reload (none).
 
 Prints p50/p95 of queue wait, first token (as the client sees it) and total, search latency,
 throughput, errors; the CPU and its flags head the table.
@@ -59,9 +65,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def supportdesk(env: dict[str, str], *args: str) -> str:
+def _exe() -> list[str]:
     exe = ROOT / ".venv" / "bin" / "supportdesk"
-    done = subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, check=False)
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "supportdesk"]
+
+
+def supportdesk(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([*_exe(), *args], env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"supportdesk {' '.join(args)} failed: {done.stderr.strip()}")
     return done.stdout.strip()
@@ -74,6 +84,8 @@ def main() -> None:
     parser.add_argument("--think", type=float, default=2.0, help="Most seconds an agent thinks between questions.")
     parser.add_argument("--max-tokens", type=int, default=128, help="Most tokens per answer (server setting).")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--replicas", type=int, default=1, choices=(1, 2),
+                        help="2: two servers sharing a PostgreSQL and a milvus-lite (started here).")
     args = parser.parse_args()
 
     from supportdesk.client.remote import RemoteSession
@@ -87,32 +99,57 @@ def main() -> None:
     env.update({"SUPPORTDESK_DATA_DIR": str(data), "SUPPORTDESK_KB_DIR": str(kb),
                 "SUPPORTDESK_MODEL__MAX_TOKENS": str(args.max_tokens), "SUPPORTDESK_TUI__BUILD_SAMPLE_ADAPTER": "false"})
     print(f"CPU: {describe()}", flush=True)
+    shared: list = []
+    if args.replicas > 1:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from milvus_server import MilvusServer
+        from postgres_server import PostgresServer
+
+        shared = [PostgresServer().start(), MilvusServer().start()]
+        env.update({"SUPPORTDESK_HISTORY__URL": shared[0].url, "SUPPORTDESK_RETRIEVAL__STORE": "milvus",
+                    "SUPPORTDESK_RETRIEVAL__MILVUS_URI": shared[1].uri, "SUPPORTDESK_SERVE__REPLICA_NAME": "A"})
+        print(f"shared stores: PostgreSQL {shared[0].url}, milvus-lite {shared[1].uri}", flush=True)
     print("building the index of the sample KB...", flush=True)
     supportdesk(env, "kb", "build")
     names = [f"agent{i:02d}" for i in range(args.agents)]
     tokens = {name: supportdesk(env, "serve", "token", "create", "--name", name, "--role", "agent") for name in names}
     admin = supportdesk(env, "serve", "token", "create", "--name", "admin", "--role", "admin")
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    started = time.perf_counter()
-    server = subprocess.Popen([str(ROOT / ".venv" / "bin" / "supportdesk"), "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     import httpx
 
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited: {server.stderr.read() if server.stderr else ''}")
-        if time.perf_counter() - started > 120:
-            raise SystemExit("the server did not become ready in 120 s")
-        time.sleep(0.05)
-    ready_s = time.perf_counter() - started
-    print(f"server ready in {ready_s:.1f} s at {url}", flush=True)
+    def start_server(server_env: dict[str, str]) -> tuple[subprocess.Popen, str, float]:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        started = time.perf_counter()
+        server = subprocess.Popen([*_exe(), "serve", "--port", str(port)], env=server_env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None:
+                raise SystemExit(f"the server exited: {server.stderr.read() if server.stderr else ''}")
+            if time.perf_counter() - started > 300:
+                raise SystemExit("the server did not become ready in 300 s")
+            time.sleep(0.05)
+        ready_s = time.perf_counter() - started
+        print(f"server ready in {ready_s:.1f} s at {url}", flush=True)
+        return server, url, ready_s
+
+    server, url, ready_s = start_server(env)
+    servers, urls, readies = [server], [url], [ready_s]
+    if args.replicas > 1:
+        second, second_url, second_ready = start_server(dict(env, SUPPORTDESK_DATA_DIR=str(work / "data-B"),
+                                                             SUPPORTDESK_SERVE__REPLICA_NAME="B"))
+        servers.append(second)
+        urls.append(second_url)
+        readies.append(second_ready)
+
+    def embedded_on(where: str) -> int:
+        return int(httpx.get(f"{where}/v1/status", headers={"Authorization": f"Bearer {admin}"},
+                             timeout=10).json().get("embedded_texts", 0))
 
     settings = Settings(data_dir=data, kb_dir=kb)
     rng = random.Random(args.seed)
@@ -126,7 +163,7 @@ def main() -> None:
     asked = threading.Semaphore(0)
 
     def agent(name: str) -> None:
-        client = RemoteSession(settings, url, tokens[name])
+        client = RemoteSession(settings, urls[names.index(name) % len(urls)], tokens[name])
         local = random.Random(f"{args.seed}-{name}")
         time.sleep(local.uniform(0, args.think))
         for question in plans[name]:
@@ -153,7 +190,7 @@ def main() -> None:
     searches: list[float] = []
 
     def prober() -> None:
-        client = RemoteSession(settings, url, tokens[names[0]])
+        client = RemoteSession(settings, urls[-1], tokens[names[0]])
         while not stop.is_set():
             t0 = time.perf_counter()
             try:
@@ -174,6 +211,7 @@ def main() -> None:
             "# Loyalty points\n\nEvery Kestrel purchase earns ten loyalty points per dollar. Points expire after "
             "two years and can be spent on accessories in the Roost app.\n", encoding="utf-8")
         client = RemoteSession(settings, url, admin)
+        before = embedded_on(urls[-1])
         t0 = time.perf_counter()
         try:
             report = client.reload_kb()
@@ -182,6 +220,17 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001
             reload_result.update(ok=False, error=str(exc))
         client.close()
+        if len(urls) > 1:  # the other replica: how soon it finds the new document, what it embedded for it
+            other = RemoteSession(settings, urls[-1], admin)
+            done = time.perf_counter()
+            while time.perf_counter() - done < 30:
+                hits = other.search("loyalty points per dollar", k=5)["hits"]
+                if any(h["source"] == "policies/loyalty-points.md" for h in hits):
+                    reload_result["seen_on_b_s"] = time.perf_counter() - done
+                    break
+                time.sleep(0.05)
+            other.close()
+            reload_result["b_embedded"] = embedded_on(urls[-1]) - before
 
     run_started = time.perf_counter()
     threads = [threading.Thread(target=agent, args=(name,)) for name in names]
@@ -210,11 +259,14 @@ def main() -> None:
     lost = sum((sent_q - stored_q).values()) + sum((sent_a - stored_a).values())
     duplicated = sum(1 for k, n in stored_q.items() if n > sent_q.get(k, 0)) + \
         sum(1 for k, n in stored_a.items() if n > sent_a.get(k, 0))
-    server.terminate()
-    try:
-        server.wait(15)
-    except subprocess.TimeoutExpired:
-        server.kill()
+    for each in servers:
+        each.terminate()
+        try:
+            each.wait(15)
+        except subprocess.TimeoutExpired:
+            each.kill()
+    for store in shared:
+        store.stop()
 
     generated = [r for r in records if r["queue_ms"] is not None]
     kinds = Counter(r["kind"] for r in records)
@@ -225,7 +277,9 @@ def main() -> None:
         ("lost / duplicated in history", f"{lost} / {duplicated}"),
         ("reload mid-run", f"{'ok' if reload_result.get('ok') else 'FAILED'} ({reload_result.get('seconds', 0):.1f} s, "
                            f"added {reload_result.get('added')}) {reload_result.get('error') or ''}".strip()),
-        ("server start -> ready", f"{ready_s:.1f} s (existing index)"),
+        ("server start -> ready", f"{ready_s:.1f} s (existing index)"
+                                  + (f"; replica B {readies[1]:.1f} s (adopted A's generation)" if len(readies) > 1
+                                     else "")),
         ("queue wait p50 / p95", (f"{pct([r['queue_ms'] / 1000 for r in generated], .5):.1f} / "
                                   f"{pct([r['queue_ms'] / 1000 for r in generated], .95):.1f} s")),
         ("first token p50 / p95", (f"{pct([r['first_s'] for r in records if r['first_s']], .5):.1f} / "
@@ -233,6 +287,9 @@ def main() -> None:
         ("total p50 / p95", (f"{pct([r['total_s'] for r in records], .5):.1f} / "
                              f"{pct([r['total_s'] for r in records], .95):.1f} s")),
         ("search p50 / p95 (under load)", f"{pct(searches, .5):.0f} / {pct(searches, .95):.0f} ms ({len(searches)} searches)"),
+        *([("replicas", (f"{len(urls)} on one PostgreSQL + milvus-lite; reload through A found through B after "
+                        f"{reload_result.get('seen_on_b_s', float('nan')):.2f} s, B embedded "
+                        f"{reload_result.get('b_embedded')} texts for it"))] if len(urls) > 1 else []),
         ("throughput", f"{len(records) / run_s * 60:.1f} answers/min over {run_s:.0f} s"),
     ]
     print(f"\nteam server load test — CPU: {describe()}")
@@ -242,6 +299,8 @@ def main() -> None:
     for line in errors[:10]:
         print(f"error: {line}")
     shutil.rmtree(work, ignore_errors=True)
+    if len(urls) > 1 and (reload_result.get("b_embedded") != 0 or "seen_on_b_s" not in reload_result):
+        raise SystemExit(1)
     if errors or lost or duplicated or not reload_result.get("ok"):
         raise SystemExit(1)
 

@@ -118,7 +118,7 @@ def test_a_v4_history_made_before_alembic_is_upgraded_in_place_with_its_data(eng
     assert _markers(location) == (None, 4)
     store = HistoryStore(location)
     assert (store.upgraded_from, store.version) == (4, SCHEMA_VERSION)
-    assert _markers(location) == (revision_id(4), 4)  # stamped at the baseline, the old number kept
+    assert _markers(location) == (revision_id(SCHEMA_VERSION), SCHEMA_VERSION)  # stamped at the baseline, then upgraded
     assert _read_back(store) == expected
     # New rows continue the old ids; a write retried (its commit's answer lost) lands once.
     cid = store.new_conversation(owner="dora")

@@ -396,6 +396,11 @@ class ServeSettings(BaseModel):
     )
     ssl_certfile: Path | None = Field(None, description="TLS certificate (PEM); with ssl_keyfile, serves HTTPS.")
     ssl_keyfile: Path | None = Field(None, description="TLS private key (PEM) for ssl_certfile.")
+    share_kb: bool = Field(
+        True, description="With history.url on PostgreSQL: replicas of the server share one KB generation (built by "
+        "one, adopted by the others without embedding), one reload at a time, and the active adapter.")
+    replica_name: str = Field(
+        "", max_length=100, description="This replica's name in the cluster view (default: HOST:PORT).")
 
 
 class HistorySettings(BaseModel):

@@ -290,5 +290,12 @@ def stats(
     ]:
         table.add_row(key, escape(str(value)))
     console.print(table)
+    cluster = getattr(info, "cluster", None)
+    if cluster:  # replicas sharing one generation (kb/cluster.py)
+        console.print(f"cluster: current generation {escape(str(cluster.get('current')))}"
+                      + (f" (by {escape(str(cluster['current_by']))})" if cluster.get("current_by") else "")
+                      + f"; serving it: {escape(', '.join(cluster.get('serving', [])) or 'none')}"
+                      + (f"; behind: {escape(', '.join(cluster['behind']))}" if cluster.get("behind") else "")
+                      + (f"; reloading: {escape(str(cluster['reloading']))}" if cluster.get("reloading") else ""))
     for item in info.skipped:
         console.print(f"  [yellow]skipped[/] {escape(item['file'])}: {escape(item['reason'])}")

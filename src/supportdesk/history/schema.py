@@ -25,6 +25,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -101,6 +102,43 @@ store_meta = Table(
     "store_meta", metadata,
     Column("key", Text, primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# Team-server replicas sharing this database (supportdesk serve, kb/cluster.py): one knowledge-base
+# generation for all of them. Each generation a replica built, whole (zlib of the FAISS index and of
+# the chunks as JSON lines), so another replica adopts it without embedding anything.
+kb_generations = Table(
+    "kb_generations", metadata,
+    Column("generation", Text, primary_key=True),
+    Column("created_at", TIME, nullable=False),
+    Column("built_by", Text),  # who reloaded (a token's name)
+    Column("replica", Text),  # the replica that built it
+    Column("chunks", Integer, nullable=False),
+    Column("manifest", Text, nullable=False),  # JSON
+    Column("vectors", LargeBinary, nullable=False),
+    Column("texts", LargeBinary, nullable=False),
+)
+
+# Facts the replicas agree on: 'kb_generation' (the current one), 'adapter' (the active one,
+# '' for none), 'cluster_id'; each with who set it and when.
+cluster_state = Table(
+    "cluster_state", metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", TIME, nullable=False),
+    Column("updated_by", Text),
+)
+
+# Each replica's heartbeat: what it serves now (a replica silent for long is shown as gone).
+cluster_replicas = Table(
+    "cluster_replicas", metadata,
+    Column("replica", Text, primary_key=True),
+    Column("started_at", TIME, nullable=False),
+    Column("heartbeat_at", TIME, nullable=False),
+    Column("generation", Text),
+    Column("adapter", Text),
+    Column("embedded", Integer, nullable=False, server_default=text("0")),
+    Column("note", Text),
 )
 
 MIGRATIONS = Path(__file__).with_name("migrations")

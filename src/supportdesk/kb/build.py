@@ -13,6 +13,7 @@ chunk, so every PDF would be re-parsed on each reload just to learn that nothing
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,27 @@ from supportdesk.kb.store import (
 from supportdesk.kb.values import Labelled, read_labelled
 from supportdesk.sanitize import strip_control
 from supportdesk.settings import Settings
+
+_EMBEDDED = [0]
+_EMBEDDED_LOCK = threading.Lock()
+
+
+def embedded_texts() -> int:
+    """How many texts (chunks, question headings, pseudo-questions) builds in this process embedded:
+    a replica that adopts another's generation embeds none (``/v1/status`` shows it)."""
+    return _EMBEDDED[0]
+
+
+def _count(n: int) -> None:
+    with _EMBEDDED_LOCK:
+        _EMBEDDED[0] += n
+
+
+def _counted(embed: Callable[[list[str]], list[list[float]]]) -> Callable[[list[str]], list[list[float]]]:
+    def run(texts: list[str]) -> list[list[float]]:
+        _count(len(texts))
+        return embed(texts)
+    return run
 
 
 class KBFolderMissing(FileNotFoundError):
@@ -126,6 +148,8 @@ class Builder:
         self._embedder = embedder
         self.labelled = Labelled()
         """The KB's labelled file as the last build read it (once per build)."""
+        self.owner: Callable[[], str] = store.owner_tag
+        """Names what this build publishes to the search store (replicas sharing one: the cluster's)."""
 
     @property
     def embedder(self) -> Embeddings:
@@ -271,7 +295,7 @@ class Builder:
         searcher, published_as = self.search_store.publish(
             searcher, functools.partial(searcher_vectors, searcher), current.manifest if current is not None else None,
             lambda done, total, detail: progress(Progress(self.search_store.name, done, total, detail)),
-            self.store.owner_tag)
+            self.owner)
         manifest.update(published_as)
         gen_dir = self.store.write(store, manifest)
         built = Built(searcher, self.store.read_manifest(gen_dir), gen_dir.name)
@@ -325,7 +349,7 @@ class Builder:
             return calibrate(
                 searcher.chunks,
                 searcher_vectors(searcher),
-                self.embedder.embed_documents,
+                _counted(self.embedder.embed_documents),
                 self.embedder.embed_query,
                 default_weight=cfg.retrieval.default_dense_weight,
                 top_k=cfg.router.context_chunks,
@@ -352,6 +376,7 @@ class Builder:
 
         wait_while_answering()
         with busy_with("embedding question headings"):
+            _count(len(texts))
             return self.embedder.embed_documents(texts)
 
     def _embed(self, chunks: list[Chunk], progress: ProgressFn, report: ReloadReport) -> np.ndarray:
@@ -378,6 +403,7 @@ class Builder:
                     if set_threads is not None:
                         set_threads(1 if still_answering else threads)
                     with busy_with("embedding chunks"):
+                        _count(len(rows))
                         out.extend(self.embedder.embed_documents([chunks[i].indexed_text for i in rows]))
                     progress(Progress("embed", min(start + batch, len(order)), len(order), "embedding chunks"))
         finally:
@@ -389,4 +415,4 @@ class Builder:
         return vectors
 
 
-__all__ = ["Builder", "Built", "KBFolderMissing", "Progress", "ProgressFn", "ReloadReport"]
+__all__ = ["Builder", "Built", "KBFolderMissing", "Progress", "ProgressFn", "ReloadReport", "embedded_texts"]

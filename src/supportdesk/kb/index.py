@@ -10,11 +10,13 @@ use the old one, and a reload that fails leaves the old one serving. Where searc
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -30,6 +32,9 @@ from supportdesk.kb.store import GenerationStore, IndexBusy, IndexIntegrityError
 from supportdesk.kb.values import LABELLED_FILE, Labelled, ValuesInEffect, labelled_stamp, read_labelled, resolve
 from supportdesk.sanitize import clean_question
 from supportdesk.settings import Settings
+
+if TYPE_CHECKING:
+    from supportdesk.kb.cluster import SharedKB
 
 __all__ = [
     "LABELLED_FILE", "KBFolderMissing", "KBStats", "KnowledgeBase", "Progress", "ProgressFn", "ReloadInProgress",
@@ -62,6 +67,8 @@ class KBStats:
     """Where searches run: 'faiss' (this process) or 'milvus <collection> at <uri>'."""
     brand: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The brand profile these docs are answered under, and where it comes from (brand.py)."""
+    cluster: dict[str, Any] | None = None
+    """Replicas sharing this KB (kb/cluster.py): the current generation, who serves it, who lags."""
 
 
 class KnowledgeBase:
@@ -81,6 +88,8 @@ class KnowledgeBase:
         self.load_error: str | None = None
         self.load_warning: str | None = None
         self.search_store: SearchStore = open_search_store(settings.retrieval, lambda: self.embedder)
+        self.cluster: SharedKB | None = None
+        """Team-server replicas sharing one generation (kb/cluster.py); None: this process alone."""
 
     # -- the pieces, loaded lazily (the embedder import alone takes seconds) ------------
     @property
@@ -100,6 +109,8 @@ class KnowledgeBase:
 
     def _builder(self) -> Builder:
         builder = Builder(self.settings, self.store, self.search_store, lambda: self.embedder)
+        if self.cluster is not None:
+            builder.owner = self.cluster.owner_tag
         builder.kb_dir = self.kb_dir  # the folder this KB serves now (a caller may point it elsewhere)
         return builder
 
@@ -267,31 +278,47 @@ class KnowledgeBase:
         )
 
     # -- reload ----------------------------------------------------------------------
-    def reload(self, progress: ProgressFn | None = None, force: bool = False) -> ReloadReport:
-        """Bring the index in line with the KB folder. Never raises for bad input or a failed build."""
+    def reload(self, progress: ProgressFn | None = None, force: bool = False, by: str | None = None) -> ReloadReport:
+        """Bring the index in line with the KB folder. Never raises for bad input or a failed build.
+        With replicas (``cluster``), one reload at a time in the whole cluster, made on the cluster's
+        current generation and shared with the others (``by``: who asked, as they are told)."""
         if not self._reload_lock.acquire(blocking=False):
             raise ReloadInProgress("a knowledge-base reload is already running")
         started = time.perf_counter()
         report = ReloadReport(ok=False)
+        cluster = self.cluster
         try:
-            with self.store.writing():
-                self._reload(report, progress or (lambda p: None), force)
-            report.ok = True
-        except IndexBusy as exc:
-            report.error = str(exc)
-        except IndexIntegrityError as exc:
-            report.error = f"{exc}. Run 'supportdesk kb build --force' to rebuild from the documents."
-        except KBFolderMissing as exc:
-            report.error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - the old index keeps serving; say why
-            serving = "previous index still serving" if self._snapshot is not None else "no index was built"
-            report.error = f"reload failed ({serving}): {type(exc).__name__}: {exc}"
+            if cluster is not None:
+                from supportdesk.kb.cluster import ReloadHeld
+
+                try:
+                    cluster.acquire(by)
+                except ReloadHeld as exc:
+                    raise ReloadInProgress(str(exc)) from None
+            try:
+                with self.store.writing():
+                    if cluster is not None:
+                        cluster.sync()
+                    self._reload(report, progress or (lambda p: None), force, by)
+                report.ok = True
+            except IndexBusy as exc:
+                report.error = str(exc)
+            except IndexIntegrityError as exc:
+                report.error = f"{exc}. Run 'supportdesk kb build --force' to rebuild from the documents."
+            except KBFolderMissing as exc:
+                report.error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - the old index keeps serving; say why
+                serving = "previous index still serving" if self._snapshot is not None else "no index was built"
+                report.error = f"reload failed ({serving}): {type(exc).__name__}: {exc}"
+            finally:
+                if cluster is not None:
+                    cluster.release()
         finally:
             report.seconds = time.perf_counter() - started
             self._reload_lock.release()
         return report
 
-    def _reload(self, report: ReloadReport, progress: ProgressFn, force: bool) -> None:
+    def _reload(self, report: ReloadReport, progress: ProgressFn, force: bool, by: str | None = None) -> None:
         builder = self._builder()
         built = builder.build(report, progress, force, self.snapshot)
         if built is None:  # nothing changed: the same generation serves, with its values resolved again
@@ -301,9 +328,50 @@ class KnowledgeBase:
                     values = self._resolve(builder.labelled, snap.calibration)
                     if values != snap.values:
                         self._snapshot = dataclasses.replace(snap, values=values)
+            if self.cluster is not None and snap is not None and snap.generation and self.cluster.current() is None:
+                self.cluster.publish(snap.generation, by)
             return
+        if self.cluster is not None:  # current for every replica first: a failure here leaves the old one serving
+            self.cluster.publish(built.generation, by)
         self._serve(built, builder.labelled)
         progress(Progress("done", 1, 1, built.generation))
+
+    # -- a generation another replica built ------------------------------------------------
+    def local_generation(self) -> str | None:
+        """The generation CURRENT names in this data dir (not loaded)."""
+        try:
+            gen_dir = self.store.current_dir()
+        except IndexIntegrityError:
+            return None
+        return gen_dir.name if gen_dir is not None else None
+
+    @contextlib.contextmanager
+    def reload_lock_held(self) -> Iterator[None]:
+        """This process's reload lock and the data dir's writer lock (waits for a local reload)."""
+        with self._reload_lock, self.store.writing():
+            yield
+
+    @contextlib.contextmanager
+    def reload_lock_tried(self) -> Iterator[bool]:
+        """As ``reload_lock_held`` when free now; yields False (holding nothing) when a reload runs here."""
+        if not self._reload_lock.acquire(blocking=False):
+            yield False
+            return
+        try:
+            with self.store.writing():
+                yield True
+        finally:
+            self._reload_lock.release()
+
+    def adopt_generation(self, name: str, files: dict[str, bytes], manifest: dict[str, Any]) -> Snapshot:
+        """Serve a generation another replica built: its files written here as they are (nothing is
+        embedded), then swapped in as a reload's (searches in flight finish on the old one). Call with
+        ``reload_lock_held``."""
+        gen_dir = self.store.adopt(name, files, manifest)
+        store, verified = self.store.load(gen_dir, self.embedder)
+        searcher, warning = self.search_store.serve(new_searcher(store), verified)
+        self.load_warning = warning
+        return self._serve(Built(searcher, verified, gen_dir.name), read_labelled(self.kb_dir))
 
     def run_calibration(self, snap: Snapshot, progress: ProgressFn | None = None) -> Calibration:
         return self._builder().calibrate(snap.searcher, progress)
@@ -352,6 +420,7 @@ class KnowledgeBase:
             in_use=in_use,
             vector_store=self.search_store.describe(snap.searcher) if snap else "faiss",
             brand=load_brand(self.settings).to_json(),
+            cluster=self.cluster.view() if self.cluster is not None else None,
         )
 
     def values_in_use(self) -> dict[str, Any]:

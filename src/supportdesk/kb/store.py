@@ -248,12 +248,7 @@ class GenerationStore:
         """
         import faiss
 
-        private_dir(self.root)
-        now = time.time_ns()  # sortable names: seconds, then the nanosecond fraction
-        name = f"gen-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now / 1e9))}-{now % 1_000_000_000:09d}"
-        staging = self.root / f".staging-{name}"
-        try:
-            staging.mkdir(mode=0o700)
+        def files(staging: Path) -> None:
             faiss.write_index(store.index, str(staging / "index.faiss"))
             with (staging / "chunks.jsonl").open("w", encoding="utf-8") as handle:
                 for row in range(store.index.ntotal):
@@ -261,6 +256,31 @@ class GenerationStore:
                     doc = store.docstore.search(doc_id)
                     handle.write(json.dumps({"id": doc_id, "text": doc.page_content, "metadata": doc.metadata},
                                             ensure_ascii=False) + "\n")
+
+        now = time.time_ns()  # sortable names: seconds, then the nanosecond fraction
+        name = f"gen-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now / 1e9))}-{now % 1_000_000_000:09d}"
+        return self._commit(name, files, manifest)
+
+    def adopt(self, name: str, files: dict[str, bytes], manifest: dict[str, Any]) -> Path:
+        """Write a generation another replica built (its files as they are, its name), signed by this
+        data dir, and make it current here. Call inside ``writing()``."""
+        if not name.startswith("gen-") or "/" in name or set(files) != set(INDEX_FILES):
+            raise IndexIntegrityError(f"a shared generation named {name[:80]!r} is not a complete index generation")
+
+        def write_files(staging: Path) -> None:
+            for file_name, data in files.items():
+                (staging / file_name).write_bytes(data)
+
+        shutil.rmtree(self.root / name, ignore_errors=True)  # a half-adopted copy of the same generation
+        clean = {k: v for k, v in manifest.items() if k not in ("signature", "checksums", "format", "generation")}
+        return self._commit(name, write_files, clean)
+
+    def _commit(self, name: str, write_files: Callable[[Path], None], manifest: dict[str, Any]) -> Path:
+        private_dir(self.root)
+        staging = self.root / f".staging-{name}"
+        try:
+            staging.mkdir(mode=0o700)
+            write_files(staging)
             manifest = dict(manifest, format=FORMAT, generation=name)
             manifest["checksums"] = {f: sha256_file(staging / f) for f in INDEX_FILES}
             manifest["signature"] = self._sign(manifest)

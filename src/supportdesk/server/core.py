@@ -10,7 +10,9 @@ the model; what was written so far is stored as cancelled, so nothing asked is l
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -128,13 +130,26 @@ class ServerCore:
         self.started_at = time.time()
         self.stopping = threading.Event()
         """Set when the server shuts down: status feeds end so connections close at once."""
+        self.replica = settings.serve.replica_name or f"{socket.gethostname()}-{os.getpid()}"
+        self.cluster: Any = None
+        """With the history on PostgreSQL, the replicas sharing it (server/cluster.py, kb/cluster.py)."""
+        self.model_changed_by: str | None = None
+        self._claim_lock = threading.Lock()
+        self._claimed_by: str | None = None
 
     def start(self, progress: Callable[[str], None] = lambda s: None) -> None:
-        """Load the embedder, the index (built if missing), the model; warm the router."""
+        """Load the embedder, the index (built if missing, or the cluster's), the model; warm the router."""
+        from supportdesk.server import cluster
+
+        self.cluster = cluster.attach(self, progress)
         self.session.start(progress, build_missing_index=True)
+        if self.cluster is not None:
+            self.cluster.follow()
 
     def close(self) -> None:
         self.stopping.set()
+        if self.cluster is not None:
+            self.cluster.close()
         for run in list(self._runs.values()):
             run.cancel()
         self.session.close()
@@ -148,6 +163,14 @@ class ServerCore:
         data["reloading_by"] = self.reloading_by
         data["reloaded_by"] = self.reloaded_by
         data["index_error"] = self.session.index_error
+        if self.cluster is not None:  # the whole cluster: a reload on any replica, who made what serves
+            data["reloading_by"] = self.reloading_by or self.cluster.holder()
+            data["reloaded_by"] = self.cluster.reloaded_by or self.reloaded_by
+            data["cluster"] = self.cluster.view(ages=False)
+        data["model_changed_by"] = self.model_changed_by
+        from supportdesk.kb.build import embedded_texts
+
+        data["embedded_texts"] = embedded_texts()
         return data
 
     # -- conversations -------------------------------------------------------------------
@@ -248,6 +271,33 @@ class ServerCore:
             raise CoreError(409, f"a reload started by {self.reloading_by or 'another process'} is running: "
                                  "its result shows on every status line when it is done")
 
+    def claim_reload(self, who: Identity) -> Callable[[], None]:
+        """``check_reload_free``, and with replicas the cluster's reload lock taken for ``who`` (409 naming
+        who holds it), before a reload's stream opens; returns what gives it back after the reload."""
+        self.check_reload_free()
+        if self.cluster is None:
+            return lambda: None
+        from supportdesk.kb.cluster import ReloadHeld
+
+        if not self._claim_lock.acquire(blocking=False):  # two admins on this replica at once
+            raise CoreError(409, f"a reload started by {self._claimed_by or 'another admin'} on {self.replica} is "
+                                 "running: its result shows on every status line when it is done")
+        try:
+            self.cluster.acquire(who.name)
+        except ReloadHeld as exc:
+            self._claim_lock.release()
+            raise CoreError(409, str(exc)) from exc
+        self._claimed_by = who.name
+        released = threading.Event()
+
+        def release() -> None:
+            if not released.is_set():
+                released.set()
+                self.cluster.release()
+                self._claimed_by = None
+                self._claim_lock.release()
+        return release
+
     def reload(self, who: Identity, progress: Callable[[Progress], None]) -> ReloadReport:
         """One reload at a time, server-wide: a second admin is told who is reloading."""
         if not self._reload_lock.acquire(blocking=False):
@@ -256,7 +306,7 @@ class ServerCore:
         try:
             self.reloading_by = who.name
             try:
-                report = self.session.reload_kb(progress)
+                report = self.session.kb.reload(progress, by=who.name)
                 if report.ok:
                     self.reloaded_by = who.name
                 return report
@@ -293,7 +343,8 @@ class ServerCore:
         except ActivationRefused as exc:
             raise CoreError(409, f"{exc} (activate with force to serve it anyway; the current model keeps serving)") from exc
 
-    def switch_model(self, backend: str | None, adapter: str | None, force: bool = False) -> dict[str, Any]:
+    def switch_model(self, backend: str | None, adapter: str | None, force: bool = False,
+                     by: str | None = None) -> dict[str, Any]:
         if adapter not in (None, "none") and adapter not in self.session.adapters():
             raise CoreError(404, f"no adapter named {adapter!r} in {self.settings.adapters_dir}")
         if adapter not in (None, "none") and not force:
@@ -306,4 +357,7 @@ class ServerCore:
             raise CoreError(503, f"{exc} (the previous model keeps serving)") from exc
         finally:
             self._switch_lock.release()
+        self.model_changed_by = by
+        if self.cluster is not None and adapter is not None:  # every replica follows
+            self.cluster.set_adapter(None if adapter == "none" else adapter, by)
         return self.status()

@@ -83,6 +83,10 @@ def serve(settings: Settings, host: str, port: int, say: Callable[[str], None] =
     started = time.perf_counter()
     check_tls(settings)  # before the models and the KB load: a bad file is told in a second, not after
     core = ServerCore(settings)
+    if not settings.serve.replica_name:  # as the cluster view names it
+        import socket
+
+        core.replica = f"{socket.gethostname()}:{port}"
     core.start(lambda text: say(f"  {text}"))
     server = make_server(core, host, port)
     scheme = "https" if settings.serve.ssl_certfile else "http"

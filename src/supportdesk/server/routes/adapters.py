@@ -27,4 +27,4 @@ def adapters(who: Agent, core: CoreDep) -> dict[str, Any]:
 @router.post("/model")
 def switch_model(body: ModelRequest, who: Trainer, core: CoreDep) -> dict[str, Any]:
     """Activate an adapter (or another backend) for everyone; the previous one serves until it is loaded."""
-    return core.switch_model(body.backend, body.adapter, force=body.force)
+    return core.switch_model(body.backend, body.adapter, force=body.force, by=who.name)

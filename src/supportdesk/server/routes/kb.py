@@ -37,9 +37,15 @@ def kb_stats(who: Agent, core: CoreDep) -> dict[str, Any]:
 async def reload(who: Admin, core: CoreDep) -> EventSourceResponse:
     """Events: progress (stage, done, total), then done (the report) or error. Answers in
     flight finish on the old generation; questions asked after it use the new one."""
-    core.check_reload_free()
+    release = core.claim_reload(who)  # 409 before the stream opens, on this replica or any other
 
     def work(emit: Emit) -> None:
+        try:
+            _reload(emit)
+        finally:
+            release()
+
+    def _reload(emit: Emit) -> None:
         try:
             report = core.reload(who, lambda p: emit("progress", {"stage": p.stage, "done": p.done,
                                                                   "total": p.total, "detail": p.detail}))
