@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import shutil
 import subprocess
@@ -695,3 +696,63 @@ def test_the_reconnect_line_counts_down_and_a_server_back_is_reconnected_at_once
     finally:
         client.close()
         core.close()
+
+
+# -- the insights screen (issue 28 part 3) ----------------------------------------------------
+
+
+@pytest.fixture
+def insights_app(sample_index, tmp_path):
+    """An app whose history holds two fixed days of answers (every route, ratings, timings)."""
+    from test_insights import fill
+
+    from supportdesk.history import HistoryStore
+
+    base_settings, kb = sample_index
+    settings = base_settings.model_copy(update={"data_dir": tmp_path / "insights"})
+    store = HistoryStore(settings.data_dir / "history.sqlite3")
+    fill(store)
+    store.close()
+    return SupportDeskApp(settings, session_factory=lambda s: SupportSession(s, backend=ScriptedBackend(grounded_reply),
+                                                                             kb=kb))
+
+
+async def _open_insights(pilot):
+    from supportdesk.tui.screens.insights import InsightsScreen
+
+    await _settle(pilot)
+    await pilot.press("ctrl+g")
+    for _ in range(400):
+        await pilot.pause(0.05)
+        screen = pilot.app.screen
+        if isinstance(screen, InsightsScreen) and screen.report is not None:
+            break
+    await pilot.pause(0.3)
+
+
+async def test_insights_screen_shows_the_figures_and_the_gaps(insights_app):
+    from supportdesk.tui.screens.insights import InsightsScreen
+
+    app = insights_app
+    async with app.run_test(size=(140, 50)) as pilot:
+        await _open_insights(pilot)
+        screen = app.screen
+        assert isinstance(screen, InsightsScreen) and screen.report is not None
+        assert screen.report["total"]["questions"] == 7 and [d["day"] for d in screen.report["days"]] == [
+            "2026-12-10", "2026-12-11"]
+        assert [g["size"] for g in screen.report["gaps"]] == [2, 1]
+        from rich.console import Console
+
+        console = Console(width=40, record=True, file=io.StringIO())
+        console.print(screen.query_one("#routes-numbers").content)
+        numbers = console.export_text()
+        assert "hand-off rate" in numbers and "29%" in numbers and "1 / 1" in numbers  # 2 of 7; 👍 / 👎
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, InsightsScreen)
+
+
+def test_snapshot_insights(snap_compare, insights_app, monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    assert snap_compare(insights_app, terminal_size=(120, 45), run_before=_open_insights)

@@ -144,6 +144,10 @@ class SupportSession:
     def can_move_history(self) -> bool:
         return self.history_path is not None
 
+    @property
+    def role(self) -> str | None:
+        return None
+
     def _open_history(self) -> HistoryStore:
         """The history, or, when it is broken or unreachable, an in-memory one so the chat still works."""
         try:
@@ -397,6 +401,23 @@ class SupportSession:
 
     def kb_stats(self) -> KBStats:
         return self.kb.stats()
+
+    def insights(self, since: float | None = None, agent: str | None = None, top_gaps: int = 5) -> dict[str, Any]:
+        """Per-day figures and the top knowledge gaps of the history (``supportdesk.insights``)."""
+        from supportdesk.insights.gaps import kb_search
+        from supportdesk.insights.stats import insights
+
+        return insights(self.history, since, agent, embed=self.kb.embedder.embed_documents,
+                        search=kb_search(self.kb), top_gaps=top_gaps)
+
+    def gaps(self, since: float | None = None, agent: str | None = None, top: int | None = None) -> list[dict[str, Any]]:
+        """The knowledge gaps of the history, largest and most recent first."""
+        from supportdesk.insights.gaps import find_gaps, gap_questions, kb_search
+        from supportdesk.insights.records import read_turns
+
+        found = find_gaps(gap_questions(read_turns(self.history, since, agent)), self.kb.embedder.embed_documents,
+                          kb_search(self.kb), top=top)
+        return [g.to_json() for g in found]
 
     def close(self) -> str | None:
         """Close the history; returns the file holding writes a lock kept out, if any."""

@@ -12,6 +12,7 @@ from supportdesk.cli import ask as ask_cmd
 from supportdesk.cli import config as config_cmd
 from supportdesk.cli import eval_answers as eval_answers_cmd
 from supportdesk.cli import evaluate as evaluate_cmd
+from supportdesk.cli import gaps as gaps_cmd
 from supportdesk.cli import history as history_cmd
 from supportdesk.cli import kb as kb_cmd
 from supportdesk.cli import models as models_cmd
@@ -38,9 +39,12 @@ app.command("eval-social")(evaluate_cmd.evaluate_social)
 app.command("eval-answers")(eval_answers_cmd.eval_answers)
 app.add_typer(evaluate_cmd.router_app, name="router")
 app.add_typer(serve_cmd.app, name="serve")
+app.add_typer(gaps_cmd.app, name="gaps")
+app.command("insights")(gaps_cmd.insights_cmd)
+app.command("eval-gaps")(gaps_cmd.eval_gaps)
 
 # Commands that run only on this machine's files (training, evaluation, model servers).
-_LOCAL_ONLY = {"eval", "eval-public", "eval-answers", "eval-social", "router", "models"}
+_LOCAL_ONLY = {"eval", "eval-public", "eval-answers", "eval-social", "eval-gaps", "router", "models"}
 
 
 def _version(value: bool) -> None:

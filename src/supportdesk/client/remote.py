@@ -368,6 +368,10 @@ class RemoteSession:
         """Who started the reload that made the serving KB generation (the server's word)."""
         return self._extra.get("reloading_by") or self._extra.get("reloaded_by")
 
+    @property
+    def role(self) -> str | None:
+        return self.you.get("role")
+
     def index_note(self) -> str:
         return ""
 
@@ -478,6 +482,21 @@ class RemoteSession:
             params["mode"] = mode
         return dict(self._call("GET", "/v1/kb/search", params=params))
 
+    def insights(self, since: float | None = None, agent: str | None = None, top_gaps: int = 5) -> dict[str, Any]:
+        """The server's insights: the team's (trainer, admin) or this agent's own; ``agent`` is the server's call."""
+        params: dict[str, Any] = {"top_gaps": top_gaps}
+        if since is not None:
+            params["since"] = _iso(since)
+        return dict(self._call("GET", "/v1/insights", params=params))
+
+    def gaps(self, since: float | None = None, agent: str | None = None, top: int | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {}
+        if since is not None:
+            params["since"] = _iso(since)
+        if top is not None:
+            params["top"] = top
+        return list(self._call("GET", "/v1/gaps", params=params))
+
     def kb_stats(self) -> KBStats:
         return stats_from_json(self._call("GET", "/v1/kb/stats"))
 
@@ -490,3 +509,9 @@ class RemoteSession:
                 pass
         self._http.close()
         return None
+
+
+def _iso(at: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(at, dt.UTC).isoformat()

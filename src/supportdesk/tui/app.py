@@ -56,6 +56,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("Good answer 👍", "feedback_up", "Rate the selected answer"),
     ("Bad answer 👎", "feedback_down", "Rate the selected answer"),
     ("Open conversation…", "open_history", "Browse and reopen past conversations"),
+    ("Insights", "insights", "Per day: routes, hand-offs, ratings, latency; top knowledge gaps"),
     ("Help: keys", "help", "Show every key"),
 ]
 
@@ -131,6 +132,7 @@ class SupportDeskApp(App[None]):
         Binding("ctrl+l", "switch_adapter", "Adapter", id="switch-adapter"),
         Binding("ctrl+b", "switch_backend", "Backend", id="switch-backend"),
         Binding("ctrl+o", "open_history", "History", id="open-history"),
+        Binding("ctrl+g", "insights", "Insights", id="insights", show=False),
         Binding("ctrl+y", "copy_answer", "Copy", id="copy-answer", show=False),
         Binding("ctrl+t", "feedback_up", "Rate good 👍", id="feedback-up", show=False),
         Binding("ctrl+x", "feedback_down", "Rate bad 👎", id="feedback-down", show=False),
@@ -706,6 +708,17 @@ class SupportDeskApp(App[None]):
             self.notify(str(exc), title="history", severity="error", timeout=15)
             return
         self.push_screen(HistoryScreen(conversations), chosen)
+
+    def action_insights(self) -> None:
+        """The insights screen (per-day figures, top gaps) over this session's history or the team server."""
+        if self.session is None:
+            self.notify("still starting up", severity="warning")
+            return
+        from supportdesk.tui.screens.insights import InsightsScreen
+
+        session = self.session
+        mine = session.role == "agent"  # a team server shows an agent their own answers only
+        self.push_screen(InsightsScreen(session.insights, "Insights — your answers" if mine else "Insights"))
 
     def action_reload_kb(self) -> None:
         if self.session is None:

@@ -4,11 +4,11 @@ adapters, history, tokens. ``api`` holds them all under ``/v1``; ``public`` the 
 from fastapi import APIRouter
 
 from supportdesk.server.deps import API
-from supportdesk.server.routes import adapters, answers, history, kb, status, tokens
+from supportdesk.server.routes import adapters, answers, history, insights, kb, status, tokens
 
 public = status.public
 api = APIRouter(prefix=API)
-for area in (status, answers, kb, adapters, history, tokens):
+for area in (status, answers, kb, adapters, history, tokens, insights):
     api.include_router(area.router)
 
 __all__ = ["api", "public"]
