@@ -222,33 +222,19 @@ def test_faq_paraphrases_grouped_with_v_measure_at_least_075(minilm):
     assert faq.half_b_v >= 0.75 and faq.full_v >= 0.75
 
 
-def test_rewrites_plug_in_when_the_history_keeps_them(tmp_path, monkeypatch):
+def test_rewrites_plug_in_when_the_history_keeps_them(tmp_path):
     """Answers agents rewrote (issue 28 part 1's proposals table): a gap with what they answered
     instead, and the edit ratio; without the table both are simply absent (tested above)."""
-    from sqlalchemy import Column, Integer, MetaData, Table, Text, create_engine
-
     from supportdesk.insights.stats import summarise
 
     store = HistoryStore(tmp_path / "h.sqlite3")
     ids = fill(store)
-    store.close()
-    meta = MetaData()
-    proposals = Table("proposals", meta, Column("id", Integer, primary_key=True), Column("question", Text),
-                      Column("draft", Text), Column("proposed", Text), Column("message_id", Integer),
-                      Column("answer_id", Integer))
-    approved = Table("approved_answers", meta, Column("id", Integer, primary_key=True), Column("answer", Text))
-    engine = create_engine(f"sqlite:///{tmp_path / 'h.sqlite3'}")
-    meta.create_all(engine)
-    with engine.begin() as conn:
-        conn.execute(proposals.insert().values(question="How long is the warranty?", draft="Two years [1].",
-                                               proposed="Two years from delivery [1].", message_id=ids["good"]))
-        conn.execute(approved.insert().values(id=7, answer="Two years from the delivery date."))
-        conn.execute(proposals.insert().values(question="where do I set a new WiFi password", draft="Press reset.",
-                                               proposed="Open Roost > Wi-Fi.", message_id=ids["bad"], answer_id=7))
-    engine.dispose()
-    monkeypatch.setattr(schema, "proposals", proposals, raising=False)
-    monkeypatch.setattr(schema, "approved_answers", approved, raising=False)
-    store = HistoryStore(tmp_path / "h.sqlite3")
+    approved = store.approved
+    approved.propose("How long is the warranty?", "Two years from delivery [1].", draft="Two years [1].",
+                     message_id=ids["good"], by="alice")
+    wifi_proposal = approved.propose("where do I set a new WiFi password", "Open Roost > Wi-Fi.", draft="Press reset.",
+                                     message_id=ids["bad"], by="alice")
+    approved.accept(wifi_proposal, by="tess", text="Two years from the delivery date.")  # as the trainer edited it
     try:
         turns = read_turns(store)
     finally:

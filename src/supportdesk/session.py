@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from supportdesk.answers import Answer, AnswerPipeline, Turn
+from supportdesk.answers.approved import SessionApproved, approved_service
 from supportdesk.answers.pipeline import AnswerResult
 from supportdesk.brand import load_brand
 from supportdesk.history import Conversation, HistoryError, HistoryStore, StoredMessage, move_aside, open_history
@@ -260,6 +261,7 @@ class SupportSession:
     def pipeline(self) -> AnswerPipeline:
         if self._pipeline is None:
             self._pipeline = AnswerPipeline(self.settings, self.kb, self.backend)
+            self._pipeline.approved = approved_service(lambda: self.history.approved, self.kb, self.settings)
         return self._pipeline
 
     def status(self) -> SessionStatus:
@@ -365,12 +367,24 @@ class SupportSession:
         self._remember(conversation_id, Turn("assistant", content))
         return message_id
 
+    def add_sent_answer(self, text: str, reason: str) -> int | None:
+        if self.conversation_id is None:
+            return None
+        message_id = self.history.add_message(self.conversation_id, "assistant", text, kind="approved", reason=reason)
+        self._remember(self.conversation_id, Turn("assistant", text))
+        return message_id
+
     def _remember(self, conversation_id: int, turn: Turn) -> None:
         if conversation_id == self.conversation_id and self._turns is not None:
             self._turns.append(turn)
 
     def feedback(self, message_id: int, value: int) -> None:
         self.history.set_feedback(message_id, value)
+
+    @property
+    def approved(self) -> SessionApproved:
+        """Approved answers: propose a rewrite, accept a suggestion, review, import (issue 28)."""
+        return SessionApproved(self.history)
 
     # -- commands ----------------------------------------------------------------------------
     def reload_kb(self, progress: Callable[[Progress], None] | None = None) -> ReloadReport:

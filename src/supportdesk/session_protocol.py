@@ -80,6 +80,8 @@ class Session(Protocol):
     """Called (from any thread) when the status changed on its own: a team server's feed."""
     history_problem: str | None
     """Why this session's conversations are not saved (kept in memory only); None when they are."""
+    approved: Any
+    """Approved answers: propose, review, accept (``answers.approved.SessionApproved``'s methods)."""
 
     # -- capabilities ------------------------------------------------------------------------
     @property
@@ -149,6 +151,11 @@ class Session(Protocol):
     def ask(self, message: str, history: list[Turn] | None = None) -> AnswerStream: ...
 
     def feedback(self, message_id: int, value: int) -> None: ...
+
+    def add_sent_answer(self, text: str, reason: str) -> int | None:
+        """An approved answer the agent sent as is, kept in the current conversation; None when it
+        is not stored (through a team server, or with no conversation yet)."""
+        ...
 
     # -- knowledge base and model --------------------------------------------------------------
     def search(self, query: str, k: int | None = None, mode: str | None = None) -> dict[str, Any]: ...

@@ -340,6 +340,27 @@ class PolicySettings(BaseModel):
     )
 
 
+class ApprovedSettings(BaseModel):
+    """Approved answers (issue 28): curated answers served before the model when a question matches."""
+
+    enabled: bool = Field(True, description="Serve approved answers and offer them as suggestions.")
+    threshold: float = Field(
+        0.883, ge=0.0, le=1.0,
+        description="The matcher's confidence needed to serve an approved answer instead of asking the model "
+        "(calibrated on half a of faq_retrieval: at most 1 % of what it serves wrong; 'supportdesk eval-approved').",
+    )
+    suggest_floor: float = Field(
+        0.34, ge=0.0, le=1.0,
+        description="Below the threshold, entries scoring at least this are offered to the agent as suggestions "
+        "(up to three; calibrated with the threshold).",
+    )
+    min_score: float = Field(
+        0.57, ge=0.0, le=1.0,
+        description="An entry scoring less is never served, however far ahead of the others (calibrated with the "
+        "threshold: the lowest score it served on the calibration half).",
+    )
+
+
 class AnswerSettings(BaseModel):
     """How a grounded answer is composed from its sources."""
 
@@ -461,6 +482,7 @@ class Settings(BaseSettings):
     history: HistorySettings = Field(default_factory=HistorySettings, description="The conversation store.")
     brand: BrandSettings = Field(default_factory=BrandSettings, description="The brand profile.")
     policy: PolicySettings = Field(default_factory=PolicySettings, description="The conversation policy.")
+    approved: ApprovedSettings = Field(default_factory=ApprovedSettings, description="Approved answers.")
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @property

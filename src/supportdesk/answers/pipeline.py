@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from supportdesk.answers import approved as approved_answers
 from supportdesk.answers import citations as cite
 from supportdesk.answers import claims, voice_check
 from supportdesk.answers import conversation as talk
@@ -47,7 +48,7 @@ from supportdesk.router.router import RouteDecision, Router
 from supportdesk.sanitize import clean_question, strip_control
 from supportdesk.settings import Settings
 
-AnswerKind = Literal["voice", "grounded", "handoff", "clarify", "decline"]
+AnswerKind = Literal["voice", "grounded", "handoff", "clarify", "decline", "approved"]
 VOICE_MAX_TOKENS = 96
 HEADING_WEIGHT = 0.4  # extractive fallback: weight of the section heading's match to the question
 
@@ -116,6 +117,12 @@ class AnswerResult:
     timings: dict[str, float] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    approved_id: int | None = None
+    """Kind 'approved': the approved answer served (no model ran)."""
+    approved_citation: str | None = None
+    """Kind 'approved': 'approved answer #12 · alice · 2026-12-07'."""
+    suggestions: list[dict[str, Any]] = field(default_factory=list)
+    """Approved answers close to the question but below the threshold: answer_id, text, score, question."""
 
     @property
     def route(self) -> str:
@@ -244,6 +251,8 @@ class AnswerPipeline:
         cfg = settings.router
         self._own_router = router is None  # an injected router keeps its own weights
         self.router = router or Router(kb.embedder.embed_documents, cfg.weights, cfg.threshold)
+        self.approved: Any = None
+        """Approved answers (``answers.approved.ApprovedService``), matched before anything else; None: none."""
         self._answerability: tuple[tuple[Any, ...], Answerability] | None = None
         info = getattr(kb.embedder, "info", None)
         self.policy = ConversationPolicy(kb.embedder.embed_documents, brand=self.brand,
@@ -253,6 +262,8 @@ class AnswerPipeline:
     def warm_up(self) -> None:
         """One-time costs before the first question: the router's and the policy's example vectors."""
         self.router.warm_up()
+        if self.approved is not None:  # the approved answers' vectors, before the first question
+            self.approved.warm_up()
         if self.settings.policy.enabled:
             self.policy.use_brand(self.brand)
             self.policy.warm_up()
@@ -413,6 +424,11 @@ class AnswerPipeline:
         timings = result.timings
         started = time.perf_counter()
         message = answer._message
+        if self.approved is not None and approved_answers.serve(self.approved, result, message, answer._history,
+                                                                self.brand.lexicon):
+            timings["total_ms"] = (time.perf_counter() - started) * 1000
+            yield result.answer
+            return
         plan = self.plan(message, answer._history)
         search = plan.search
         result.query = plan.query

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from supportdesk.cli import adapter as adapter_cmd
+from supportdesk.cli import answers as answers_cmd
 from supportdesk.cli import ask as ask_cmd
 from supportdesk.cli import config as config_cmd
 from supportdesk.cli import eval_answers as eval_answers_cmd
@@ -31,12 +32,14 @@ app.add_typer(kb_cmd.app, name="kb")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(history_cmd.app, name="history")
 app.add_typer(adapter_cmd.app, name="adapter")
+app.add_typer(answers_cmd.app, name="answers")
 app.command("config")(config_cmd.show)
 app.command("ask")(ask_cmd.ask)
 app.command("eval")(evaluate_cmd.evaluate)
 app.command("eval-public")(evaluate_cmd.evaluate_public)
 app.command("eval-social")(evaluate_cmd.evaluate_social)
 app.command("eval-answers")(eval_answers_cmd.eval_answers)
+app.command("eval-approved")(answers_cmd.eval_approved)
 app.add_typer(evaluate_cmd.router_app, name="router")
 app.add_typer(serve_cmd.app, name="serve")
 app.add_typer(gaps_cmd.app, name="gaps")
@@ -44,7 +47,8 @@ app.command("insights")(gaps_cmd.insights_cmd)
 app.command("eval-gaps")(gaps_cmd.eval_gaps)
 
 # Commands that run only on this machine's files (training, evaluation, model servers).
-_LOCAL_ONLY = {"eval", "eval-public", "eval-answers", "eval-social", "eval-gaps", "router", "models"}
+_LOCAL_ONLY = {"eval", "eval-public", "eval-answers", "eval-social", "eval-gaps", "eval-approved", "router",
+               "models"}
 
 
 def _version(value: bool) -> None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 BADGES = {"voice": "[black on green] brand voice [/]", "grounded": "[black on cyan] grounded [/]",
           "handoff": "[black on yellow] handed off [/]", "clarify": "[black on magenta] clarify [/]",
-          "decline": "[black on bright_red] declined [/]"}
+          "decline": "[black on bright_red] declined [/]", "approved": "[black on bright_green] approved [/]"}
 
 
 def build_pipeline(appctx: AppContext, backend: str | None = None, adapter: str | None = None):
@@ -30,11 +30,31 @@ def build_pipeline(appctx: AppContext, backend: str | None = None, adapter: str 
         model = create_backend(appctx.settings, backend, adapter)
     except BackendError as exc:
         fail(str(exc))
-    return AnswerPipeline(appctx.settings, kb, model)
+    pipeline = AnswerPipeline(appctx.settings, kb, model)
+    attach_approved(appctx, pipeline)
+    return pipeline
+
+
+def attach_approved(appctx: AppContext, pipeline) -> None:
+    """Approved answers from this history, matched before the model (read when each question comes)."""
+    from supportdesk.answers.approved import approved_service
+    from supportdesk.history import HistoryError, open_history
+
+    try:
+        store = open_history(appctx.settings)
+    except (HistoryError, OSError) as exc:
+        err_console.print(f"[yellow]warning:[/] approved answers not used: {escape(str(exc))}")
+        return
+    pipeline.approved = approved_service(lambda: store.approved, pipeline.kb, appctx.settings)
 
 
 def print_result(result) -> None:
     console.print(f"{BADGES[result.kind]} {escape(result.decision.get('reason', ''))}")
+    if result.approved_citation:
+        console.print(f"[green]{escape(result.approved_citation)}[/]")
+    for s in result.suggestions:
+        console.print(f"[dim]suggestion: approved answer #{s['answer_id']} ({s['score']:.2f}): "
+                      f"{escape(s['text'][:100])}[/]")
     if result.query != result.question:
         console.print(f"[dim]searched as{' (follow-up)' if result.follow_up else ''}: {escape(result.query)}[/]")
     if result.answer.strip() != result.streamed.strip():
@@ -206,7 +226,8 @@ def ask(
             keep = ("question", "query", "route", "kind", "answer", "abstained", "handoff_reason", "clarify_reason",
                     "decline_reason", "policy", "voice_check", "fallback", "composed", "claims_removed", "decision",
                     "answerability", "citations", "markers_total", "markers_invalid",
-                    "markers_added", "supported_rate", "injection_removed", "unchecked_removed", "timings")
+                    "markers_added", "supported_rate", "injection_removed", "unchecked_removed", "timings",
+                    "approved_id", "approved_citation", "suggestions")
             print(json.dumps({k: data[k] for k in keep}), flush=True)
         else:
             print_result(result)

@@ -196,7 +196,8 @@ def migrate_cmd(
                          ("from it in the target", report.in_target)):
             table.add_row(label, str(c.conversations), str(c.messages), str(c.citations), str(c.ratings))
         console.print(table)
-        console.print(f"ratings updated: {report.ratings_updated}; tokens copied: {report.tokens_copied}")
+        console.print(f"ratings updated: {report.ratings_updated}; tokens copied: {report.tokens_copied}; approved "
+                      f"answers copied: {report.approved_copied}; proposals copied: {report.proposals_copied}")
     if not report.verified:
         fail("the counts differ (see above): the target does not hold everything from the source")
     if not as_json:

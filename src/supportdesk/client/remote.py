@@ -210,6 +210,68 @@ class RemoteTokens:
         return True  # an unknown name is refused by the server (its message says so)
 
 
+class RemoteApproved:
+    """Approved answers through the team server: the methods of ``answers.approved.SessionApproved``."""
+
+    def __init__(self, session: RemoteSession) -> None:
+        self._session = session
+
+    def propose(self, message_id: int, text: str) -> int:
+        return int(self._session._call("POST", "/v1/proposals", json={"message_id": message_id, "text": text})["proposal_id"])
+
+    def propose_text(self, question: str, text: str, draft: str = "") -> int:
+        return int(self._session._call("POST", "/v1/proposals", json={"question": question, "text": text})["proposal_id"])
+
+    def accept_suggestion(self, answer_id: int, question: str) -> bool:
+        return bool(self._session._call("POST", f"/v1/approved/{answer_id}/questions", json={"question": question})["added"])
+
+    def proposals(self, status: str | None = "pending") -> list[Any]:
+        from supportdesk.history.approved import Proposal
+
+        rows = self._session._call("GET", "/v1/proposals", params={"status": status or "all"})
+        return [Proposal(**row) for row in rows]
+
+    def accept(self, proposal_id: int, text: str | None = None) -> int:
+        return int(self._session._call("POST", f"/v1/proposals/{proposal_id}/accept", json={"text": text})["answer_id"])
+
+    def reject(self, proposal_id: int) -> None:
+        self._session._call("POST", f"/v1/proposals/{proposal_id}/reject")
+
+    def all(self) -> list[Any]:
+        return [_approved_from_json(row) for row in self._session._call("GET", "/v1/approved")]
+
+    def get(self, answer_id: int) -> Any:
+        try:
+            return _approved_from_json(self._session._call("GET", f"/v1/approved/{answer_id}"))
+        except ServerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def remove(self, answer_id: int) -> bool:
+        try:
+            self._session._call("DELETE", f"/v1/approved/{answer_id}")
+        except ServerError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def import_rows(self, rows: list[Any]) -> list[tuple[int, bool]]:
+        body = {"rows": [{"question": r.question, "answer": r.answer, "id": r.key, "sources": r.sources,
+                          "questions": r.questions} for r in rows]}
+        data = self._session._call("POST", "/v1/approved/import", json=body)
+        return [(int(r["id"]), bool(r["created"])) for r in data["rows"]]
+
+
+def _approved_from_json(data: dict[str, Any]) -> Any:
+    from supportdesk.history.approved import ApprovedAnswer, ApprovedQuestion
+
+    values = dict(data)
+    values["questions"] = [ApprovedQuestion(**q) for q in data.get("questions", [])]
+    return ApprovedAnswer(**values)
+
+
 class RemoteSession:
     """A team server's client (``supportdesk.session_protocol.Session``)."""
 
@@ -228,6 +290,7 @@ class RemoteSession:
                                   timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
         self.history = RemoteHistory(self)
         self.tokens = RemoteTokens(self)
+        self.approved = RemoteApproved(self)
         self.conversation_id: int | None = None
         self.history_problem: str | None = None
         self.you: dict[str, str] = {}
@@ -426,6 +489,9 @@ class RemoteSession:
     @property
     def pending_writes(self) -> int:
         return 0  # the server stores every write; nothing waits here
+
+    def add_sent_answer(self, text: str, reason: str) -> int | None:
+        return None  # not stored through a server: the wording is learned there by approved.accept_suggestion
 
     def move_history_aside(self) -> str:
         raise HistoryError("the history is the team server's: there is no file here to move aside")

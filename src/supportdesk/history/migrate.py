@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
 
-from supportdesk.history.schema import conversations, messages, tokens
+from supportdesk.history.schema import approved_answers, approved_questions, conversations, messages, proposals, tokens
 from supportdesk.history.store import HistoryStore, _loads
 
 
@@ -35,6 +35,9 @@ class MigrationReport:
     copied: Counts = field(default_factory=Counts)
     ratings_updated: int = 0
     tokens_copied: int = 0
+    approved_copied: int = 0
+    """Approved answers new in the target (each with its questions; hits brought up to date)."""
+    proposals_copied: int = 0
     in_source: Counts = field(default_factory=Counts)
     in_target: Counts = field(default_factory=Counts)
     """What the target holds that came from this source (after the run)."""
@@ -106,6 +109,45 @@ def migrate(source: HistoryStore, target: HistoryStore,
             added = tx.insert(tokens, {key: t[key] for key in ("name", "role", "token_hash", "created_at", "expires_at",
                                                                "revoked_at", "last_used_at")}, on_conflict=())
             report.tokens_copied += added is not None
+    _copy_approved(source, target, prefix, report)
     report.in_source = _counts(source)
     report.in_target = _counts(target, prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
     return report
+
+
+def _copy_approved(source: HistoryStore, target: HistoryStore, prefix: str, report: MigrationReport) -> None:
+    """Approved answers with their questions, then proposals, each keeping its origin (copied once);
+    an answer whose imported id the target already has joins that answer (its questions are added)."""
+    a, q, p = approved_answers.c, approved_questions.c, proposals.c
+    copied: dict[int, int] = {}
+    for answer in source._read(select(approved_answers).order_by(a.id)):
+        wordings = source._read(select(approved_questions).where(q.answer_id == answer["id"]).order_by(q.id))
+        with target._engine.transaction() as tx:
+            origin = f"{prefix}a{answer['id']}"
+            found = tx.execute(select(a.id).where(a.origin == origin))
+            if not found and answer["key"] is not None:
+                found = tx.execute(select(a.id).where(a.key == answer["key"]))
+            if found:
+                target_id = found[0]["id"]
+                tx.update(update(approved_answers).where(a.id == target_id, a.hits < answer["hits"])
+                          .values(hits=answer["hits"], last_hit=answer["last_hit"]))
+            else:
+                target_id = tx.insert(approved_answers, {
+                    k: answer[k] for k in ("key", "answer", "sources", "created_by", "created_at", "approved_by",
+                                           "approved_at", "updated_at", "hits", "last_hit")} | {"origin": origin})
+                report.approved_copied += 1
+            for wording in wordings:
+                tx.insert(approved_questions, {k: wording[k] for k in ("question", "origin", "created_by", "created_at")}
+                          | {"answer_id": target_id}, on_conflict=["answer_id", "question"])
+            copied[answer["id"]] = target_id
+    for proposal in source._read(select(proposals).order_by(p.id)):
+        with target._engine.transaction() as tx:
+            origin = f"{prefix}p{proposal['id']}"
+            if tx.execute(select(p.id).where(p.origin == origin)):
+                continue
+            message = tx.execute(select(messages.c.id).where(messages.c.origin == f"{prefix}m{proposal['message_id']}"))
+            tx.insert(proposals, {k: proposal[k] for k in ("question", "draft", "proposed", "sources", "proposed_by",
+                                                           "proposed_at", "status", "reviewed_by", "reviewed_at")}
+                      | {"origin": origin, "answer_id": copied.get(proposal["answer_id"]),
+                         "message_id": message[0]["id"] if message else None})
+            report.proposals_copied += 1

@@ -141,6 +141,62 @@ cluster_replicas = Table(
     Column("note", Text),
 )
 
+# Approved answers (issue 28): curated answers served before the model when a question matches one of
+# theirs. ``key``: an imported entry's own id (a second import of the same file updates, never doubles);
+# ``sources``: the citations the draft it came from carried (JSON); ``hits``/``last_hit``: how often served.
+approved_answers = Table(
+    "approved_answers", metadata,
+    Column("id", ID, Identity(), primary_key=True),
+    Column("key", Text),
+    Column("answer", Text, nullable=False),
+    Column("sources", Text, nullable=False, server_default="[]"),
+    Column("created_by", Text),
+    Column("created_at", TIME, nullable=False),
+    Column("approved_by", Text),
+    Column("approved_at", TIME),
+    Column("updated_at", TIME, nullable=False),
+    Column("hits", Integer, nullable=False, server_default=text("0")),
+    Column("last_hit", TIME),
+    Column("origin", Text),  # copies between stores (history migrate), as for conversations
+    Index("approved_answers_by_key", "key", unique=True),
+    Index("approved_answers_by_origin", "origin", unique=True),
+)
+
+# The questions an approved answer answers: imported, from the proposal it came from, or a wording an
+# agent accepted its suggestion for (the set learns its paraphrases).
+approved_questions = Table(
+    "approved_questions", metadata,
+    Column("id", ID, Identity(), primary_key=True),
+    Column("answer_id", ID, ForeignKey("approved_answers.id", ondelete="CASCADE"), nullable=False),
+    Column("question", Text, nullable=False),
+    Column("origin", Text, nullable=False),
+    Column("created_by", Text),
+    Column("created_at", TIME, nullable=False),
+    CheckConstraint("origin IN ('import', 'proposal', 'suggestion-accepted')"),
+    Index("approved_questions_by_answer", "answer_id", "question", unique=True),
+)
+
+# An agent's rewrite of a draft, waiting for a trainer (accepted: it became approved answer ``answer_id``).
+proposals = Table(
+    "proposals", metadata,
+    Column("id", ID, Identity(), primary_key=True),
+    Column("question", Text, nullable=False),
+    Column("draft", Text, nullable=False, server_default=""),
+    Column("proposed", Text, nullable=False),
+    Column("sources", Text, nullable=False, server_default="[]"),
+    Column("message_id", ID),
+    Column("proposed_by", Text),
+    Column("proposed_at", TIME, nullable=False),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("reviewed_by", Text),
+    Column("reviewed_at", TIME),
+    Column("answer_id", ID),
+    Column("origin", Text),
+    CheckConstraint("status IN ('pending', 'accepted', 'rejected')"),
+    Index("proposals_by_status", "status", "id"),
+    Index("proposals_by_origin", "origin", unique=True),
+)
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 """The Alembic environment: ``env.py`` and ``versions/`` (revision ``000N`` makes schema version N)."""
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Executable, Table, bindparam, case, func, select, update
 
+from supportdesk.history.approved import ApprovedAnswers
 from supportdesk.history.engines import Engine, HistoryError, open_engine
 from supportdesk.history.schema import conversations, messages, store_meta, tokens
 from supportdesk.private import write_private_text
@@ -165,6 +166,11 @@ class HistoryStore:
     @property
     def dialect(self) -> str:
         return self._engine.dialect
+
+    @property
+    def approved(self) -> ApprovedAnswers:
+        """The approved answers, their questions and the proposals (issue 28)."""
+        return ApprovedAnswers(self)
 
     @property
     def where(self) -> str:
@@ -465,17 +471,20 @@ class HistoryStore:
     def export(self, rated_good_only: bool = False) -> Iterator[dict[str, Any]]:
         """JSONL chat records ({"messages": [...], "metadata": {...}}) for ``adapter prepare``.
 
-        With ``rated_good_only`` (training data: only what a person approved), each 👍 reply, a
-        hand-off included, becomes one record: the conversation up to and including that reply,
+        With ``rated_good_only`` (training data: only what a person approved), each approved answer
+        becomes one record per question it answers, and each 👍 reply, a hand-off included, one record: the conversation up to and including that reply,
         where the customer's turns are kept as context but an earlier reply is an agent turn only
         if it was rated 👍 too (``adapter prepare`` learns every agent turn of a record).
-        Without it, every conversation whole, as stored.
+        Without it, every conversation whole, as stored, each reply with its rating (``feedback``):
+        ``adapter prepare`` learns only the replies rated 👍 from it.
         """
         for conversation in sorted(self.conversations(limit=1_000_000), key=lambda c: c.id):
             messages = self.messages(conversation.id)
             if not rated_good_only:
-                if messages:
-                    yield {"messages": [{"role": m.role, "content": m.content} for m in messages],
+                if messages:  # each reply says how it was rated: 'adapter prepare' learns only the 👍 ones
+                    yield {"messages": [{"role": m.role, "content": m.content}
+                                        | ({"feedback": m.feedback} if m.role == "assistant" else {})
+                                        for m in messages],
                            "metadata": {"conversation": conversation.id, "source": "supportdesk-history"}}
                 continue
             turns: list[dict[str, str]] = []
@@ -486,6 +495,12 @@ class HistoryStore:
                     turns.append({"role": "assistant", "content": message.content})
                     yield {"messages": list(turns), "metadata": {"conversation": conversation.id, "message": message.id,
                                                                  "route": message.kind, "source": "supportdesk-history"}}
+        if rated_good_only:  # approved answers: a trainer approved each, for every question it answers
+            for answer in self.approved.all():
+                for question in answer.questions:
+                    yield {"messages": [{"role": "user", "content": question.question},
+                                        {"role": "assistant", "content": answer.answer}],
+                           "metadata": {"approved_id": answer.id, "route": "approved", "source": "supportdesk-approved"}}
 
 
 def _first_line(exc: BaseException) -> str:

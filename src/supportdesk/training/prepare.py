@@ -85,6 +85,18 @@ def _messages(raw: Any, file: str, line: int, problems: list[Problem]) -> list[d
     return out
 
 
+def _from_history(record: dict[str, Any]) -> bool:
+    meta = record.get("metadata")
+    return isinstance(meta, dict) and meta.get("source") == "supportdesk-history"
+
+
+def _rated_good(message: dict[str, Any]) -> bool:
+    """A reply from the history: learned only when rated 👍 (``--rated-good`` exports carry no rating:
+    every reply in them was)."""
+    feedback = message.get("feedback", 1)
+    return isinstance(feedback, int) and not isinstance(feedback, bool) and feedback > 0
+
+
 NO_COMPANY = "(no company)"
 
 
@@ -126,7 +138,13 @@ def read_jsonl(path: Path, problems: list[Problem], company: str | None = None,
             problems.append(Problem(name, number, "record", "must be a JSON object"))
             continue
         if "messages" in record:
-            messages = _messages(record["messages"], name, number, problems)
+            raw = record["messages"]
+            if _from_history(record) and isinstance(raw, list):
+                # A whole conversation from 'history export': a reply nobody rated 👍 is not learned
+                # (nor kept as context); the customer's turns stay.
+                raw = [m for m in raw if not (isinstance(m, dict) and ROLE_ALIASES.get(str(m.get("role", "")).lower())
+                                              == "assistant" and not _rated_good(m))]
+            messages = _messages(raw, name, number, problems)
             meta = {k: v for k, v in record.items() if k != "messages"}
         elif "context" in record and "agent_reply" in record:  # the Twitter customer-care shape
             if brands is not None:

@@ -40,6 +40,7 @@ from supportdesk.tui.messages import (
     SessionReady,
     StatusChanged,
 )
+from supportdesk.tui.screens.approved import EditAnswerScreen, ReviewScreen, approved_notes
 from supportdesk.tui.screens.modals import ChunkScreen, ConfirmScreen, HelpScreen, HistoryScreen, PickerScreen
 from supportdesk.tui.widgets.conversation import ConversationView, MessageView
 from supportdesk.tui.widgets.latency import LatencyMeter
@@ -56,6 +57,9 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("Good answer 👍", "feedback_up", "Rate the selected answer"),
     ("Bad answer 👎", "feedback_down", "Rate the selected answer"),
     ("Open conversation…", "open_history", "Browse and reopen past conversations"),
+    ("Edit and propose answer", "edit_answer", "Rewrite the selected answer and propose it as an approved answer"),
+    ("Send suggested approved answer", "send_suggestion", "Send the approved answer suggested for the selected answer"),
+    ("Review proposed answers", "review_proposals", "Accept, edit or reject agents' proposals (trainers)"),
     ("Insights", "insights", "Per day: routes, hand-offs, ratings, latency; top knowledge gaps"),
     ("Help: keys", "help", "Show every key"),
 ]
@@ -121,7 +125,7 @@ class SupportCommands(Provider):
 
 
 class SupportDeskApp(App[None]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH: ClassVar[list[str]] = ["app.tcss", "approved.tcss"]
     TITLE = "supportdesk"
     COMMANDS: ClassVar[set[Any]] = {SupportCommands}  # Textual's built-ins come through it, after the app's
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -136,6 +140,9 @@ class SupportDeskApp(App[None]):
         Binding("ctrl+y", "copy_answer", "Copy", id="copy-answer", show=False),
         Binding("ctrl+t", "feedback_up", "Rate good 👍", id="feedback-up", show=False),
         Binding("ctrl+x", "feedback_down", "Rate bad 👎", id="feedback-down", show=False),
+        Binding("f2", "edit_answer", "Edit + propose", id="edit-answer", show=False),
+        Binding("f3", "send_suggestion", "Send suggestion", id="send-suggestion", show=False),
+        Binding("f4", "review_proposals", "Review", id="review-proposals", show=False),
         Binding("ctrl+q", "quit", "Quit", id="quit"),
     ]
 
@@ -537,7 +544,9 @@ class SupportDeskApp(App[None]):
                      "clarify_reason": result.clarify_reason, "message_id": message.message_id,
                      "decline_reason": result.decline_reason, "voice_note": voice_note(result),
                      "answerability": (result.answerability or {}).get("reason"),
-                     "composed": result.composed, "claims_removed": result.claims_removed}
+                     "composed": result.composed, "claims_removed": result.claims_removed,
+                     "suggestions": result.suggestions, "question": result.question,
+                     "approved_citation": result.approved_citation}
         view.message_id = message.message_id
         view.text = result.answer
         await view.markdown.update(result.answer if not result.cancelled else result.streamed + "\n\n*(cancelled)*")
@@ -556,6 +565,7 @@ class SupportDeskApp(App[None]):
             notes.append("model draft replaced by an approved reply (voice check)")
         if result.markers_invalid:
             notes.append(f"{result.markers_invalid} invalid citation marker(s) removed")
+        notes += approved_notes(result, self._binding_keys())
         if result.injection_removed:
             notes.append(f"ignored {len(result.injection_removed)} instruction-like line(s) in sources")
         pending = self.session.pending_writes if self.session is not None else 0
@@ -831,6 +841,62 @@ class SupportDeskApp(App[None]):
 
     def action_feedback_up(self) -> None:
         self._rate(1)
+
+    # -- approved answers (issue 28; screens/approved.py) ----------------------------------
+    def action_edit_answer(self) -> None:
+        view = self._selected
+        if view is None or view.message_id is None or self.session is None:
+            self.notify("select a finished answer first", severity="warning")
+            return
+        message_id = view.message_id
+
+        def propose(text: str | None) -> None:
+            if text:
+                self._propose(message_id, text)
+
+        self.push_screen(EditAnswerScreen(view.data.get("question") or "", view.text), propose)
+
+    @work(thread=True, exit_on_error=False, group="approved")
+    def _propose(self, message_id: int, text: str) -> None:
+        try:
+            proposal = self.session.approved.propose(message_id, text)
+        except Exception as exc:  # noqa: BLE001 - shown, never thrown
+            self.call_from_thread(self.notify, str(exc), title="not proposed", severity="error", timeout=10)
+            return
+        self.call_from_thread(self.notify, f"proposal #{proposal} waits for a trainer's review")
+
+    def action_send_suggestion(self) -> None:
+        view = self._selected
+        suggestions = view.data.get("suggestions") if view is not None else None
+        if not suggestions or self.session is None:
+            self.notify("the selected answer has no approved answer suggested", severity="warning")
+            return
+        best = suggestions[0]
+        conversation = self.query_one(ConversationView)
+        self._counter += 1
+        sent = conversation.add(MessageView("assistant", best["text"], id=f"answer-{self._counter}",
+                                            speaker=self._speaker(),
+                                            data={"kind": "approved", "reason": f"approved answer #{best['answer_id']} "
+                                                  "sent by the agent", "citations": [], "timings": {}}))
+        sent.text = best["text"]
+        self.call_after_refresh(self.select, sent)
+        self._accept_suggestion(best["answer_id"], view.data.get("question") or "", best["text"])
+
+    @work(thread=True, exit_on_error=False, group="approved")
+    def _accept_suggestion(self, answer_id: int, question: str, text: str) -> None:
+        try:
+            self.session.approved.accept_suggestion(answer_id, question)
+            self.session.add_sent_answer(text, f"approved answer #{answer_id} sent by the agent")
+        except Exception as exc:  # noqa: BLE001 - shown, never thrown
+            self.call_from_thread(self.notify, str(exc), title="suggestion not learned", severity="error", timeout=10)
+            return
+        self.call_from_thread(self.notify, f"sent approved answer #{answer_id}; this wording is learned")
+
+    def action_review_proposals(self) -> None:
+        if self.session is None:
+            self.notify("still starting up", severity="warning")
+            return
+        self.push_screen(ReviewScreen(self.session.approved))
 
     def action_feedback_down(self) -> None:
         self._rate(-1)

@@ -19,6 +19,7 @@ BADGES = {
     "handoff": ("handed off", "badge-handoff"),
     "clarify": ("clarify", "badge-clarify"),
     "decline": ("declined", "badge-decline"),
+    "approved": ("approved", "badge-approved"),
     "error": ("error", "badge-error"),
 }
 

@@ -1,0 +1,282 @@
+"""How well approved answers are matched (issue 28), on ``../shared/datasets/faq_retrieval``.
+
+The 68 FAQ entries are the approved answers (question + answer); the 1,037 real user questions
+are asked. The questions are split in two halves by a hash of their id (deterministic); so are
+the off-domain questions (mtrag_dev, E-Manual TV, social_dev), which must not be served.
+
+``report(half)``: the figures on that half, with the set having learned the *other* half's
+paraphrases the way the product learns them: a question whose right entry was among the three
+suggestions is an agent accepting that suggestion, and its wording becomes another question of
+that entry. ``calibrate(half)``: the confidence's coefficients, the serve threshold and the
+suggestion floor fitted on that half alone (its questions split in two folds, each scored with
+the other fold learned): the threshold serves as many right entries as it can while at most 1 %
+of what it serves is wrong and at most 0.5 % of the half's off-domain questions are served.
+The shipped defaults (``answers.approved``) are ``calibrate("a")``; report on half b.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from supportdesk.answers.approved import COEF, ApprovedMatcher, Entry
+from supportdesk.evaluation.datasets import SHARED, _jsonl, emanual, faq_retrieval, mtrag_dev
+
+WRONG_MAX = 0.01
+OFF_DOMAIN_MAX = 0.005
+"""Calibration targets, stricter than the issue's (2 %, 1 %): a half's estimate is noisy."""
+
+
+def half_of(key: str) -> str:
+    return "a" if int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) % 2 == 0 else "b"
+
+
+def _fold_of(key: str) -> int:
+    return int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) // 2 % 2
+
+
+@dataclass
+class _Data:
+    entries: list[Entry]
+    questions: list[tuple[str, str, frozenset[str]]]  # qid, text, gold entry ids
+    negatives: list[tuple[str, str, str]]  # set name, key, text
+
+
+def load(shared: Path = SHARED) -> _Data:
+    faq = faq_retrieval(shared / "faq_retrieval")
+    entries = [Entry(int(d.id), d.text, [d.title]) for d in faq.documents]
+    questions = [(q.qid, q.text, frozenset(q.gold)) for q in faq.questions]
+    negatives = [("mtrag_dev", q.qid, q.text) for q in mtrag_dev(shared / "mtrag_dev").questions]
+    negatives += [("emanual_tv", q.qid, q.text) for q in emanual(shared / "emanual").questions]
+    negatives += [("social_dev", r["id"], r["message"]) for r in _jsonl(shared / "social_dev" / "messages.jsonl")]
+    return _Data(entries, questions, negatives)
+
+
+@dataclass
+class _Scored:
+    features: np.ndarray  # (n, 3)
+    right: np.ndarray  # top-1 is a gold entry
+    scores_top3: list[list[tuple[int, float]]]
+    gold: list[frozenset[str]]
+
+
+def _learned(matcher: ApprovedMatcher, data: _Data, rows: list[int]) -> list[Entry]:
+    """The entries after agents accepted the right suggestion for ``rows`` (when it was among three)."""
+    base = [Entry(e.id, e.answer, list(e.questions)) for e in data.entries]
+    matcher.build(base)
+    by_id = {e.id: e for e in base}
+    for row in rows:
+        _, text, gold = data.questions[row]
+        found = matcher.match(text)
+        ranked = found.ranked[:3]
+        for entry_id in ranked:
+            if str(entry_id) in gold:
+                by_id[entry_id].learned.append(text)
+                break
+    return base
+
+
+def _score(matcher: ApprovedMatcher, texts: list[str], golds: list[frozenset[str]]) -> _Scored:
+    features, right, top3 = [], [], []
+    state = matcher._state
+    assert state is not None
+    for text in texts:
+        found = matcher.match(text, suggestions=3)
+        features.append(found.features)
+        right.append(bool(golds) and str(found.ranked[0]) in golds[len(right)])
+        score, _, _ = matcher.scores(text, matcher._cache[text])
+        top3.append([(state["entries"][i].id, float(score[i])) for i in np.argsort(-score, kind="stable")[:3]])
+    return _Scored(np.asarray(features, dtype=np.float64), np.asarray(right, dtype=bool), top3, golds)
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 50) -> tuple[float, ...]:
+    """Logistic regression by Newton's method (a small ridge on the weights, not the intercept)."""
+    design = np.hstack([np.ones((len(x), 1)), x])
+    w = np.zeros(design.shape[1])
+    ridge = np.eye(len(w)) * l2
+    ridge[0, 0] = 1e-6  # (all but) no pull on the intercept; a set of one class still converges
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-np.clip(design @ w, -30, 30)))
+        gradient = design.T @ (p - y) + ridge @ w
+        hessian = design.T @ (design * (p * (1 - p))[:, None]) + ridge
+        step = np.linalg.pinv(hessian) @ gradient
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return tuple(round(float(v), 3) for v in w)
+
+
+def _confidences(features: np.ndarray, coef: tuple[float, ...]) -> np.ndarray:
+    return 1 / (1 + np.exp(-(coef[0] + features @ np.asarray(coef[1:]))))
+
+
+@dataclass
+class Calibration:
+    half: str
+    coef: tuple[float, ...]
+    threshold: float
+    suggest_floor: float
+    min_score: float
+    served_right: float
+    wrong_share: float
+    off_domain_served: float
+
+
+def _embedder() -> Callable[[list[str]], list[list[float]]]:
+    from supportdesk.kb.embeddings import MiniLMEmbeddings
+
+    return MiniLMEmbeddings().embed_documents
+
+
+def _matcher(data: _Data, embed: Callable[[list[str]], list[list[float]]], **kwargs: Any) -> ApprovedMatcher:
+    matcher = ApprovedMatcher(embed, **kwargs)
+    texts = [q for e in data.entries for q in e.questions] + [e.answer for e in data.entries] \
+        + [t for _, t, _ in data.questions] + [t for _, _, t in data.negatives]
+    texts = list(dict.fromkeys(texts))
+    matcher.prime(texts, embed(texts))
+    return matcher
+
+
+def calibrate(half: str, data: _Data | None = None, embed: Callable[[list[str]], list[list[float]]] | None = None,
+              matcher: ApprovedMatcher | None = None) -> Calibration:
+    data = data or load()
+    matcher = matcher or _matcher(data, embed or _embedder())
+    rows = [i for i, (qid, _, _) in enumerate(data.questions) if half_of(qid) == half]
+    folds = [[i for i in rows if _fold_of(data.questions[i][0]) == f] for f in (0, 1)]
+    scored = []
+    negatives = [t for name, key, t in data.negatives if half_of(f"{name}:{key}") == half]
+    negative_features = []
+    for fold in (0, 1):
+        matcher.build(_learned(matcher, data, folds[1 - fold]))
+        scored.append(_score(matcher, [data.questions[i][1] for i in folds[fold]],
+                             [data.questions[i][2] for i in folds[fold]]))
+        negative_features.append(_score(matcher, negatives, []).features)
+    x = np.vstack([s.features for s in scored])
+    y = np.concatenate([s.right for s in scored])
+    neg = np.vstack(negative_features)
+    coef = _fit_logistic(x, y.astype(np.float64))
+    p, pn = _confidences(x, coef), _confidences(neg, coef)
+    best = (0.0, 1.0, 0.0, 0.0)
+    for threshold in sorted(set(np.round(p, 3).tolist())):
+        served = p >= threshold
+        if served.sum() < 20:
+            continue
+        wrong = float((served & ~y).sum() / served.sum())
+        off = float(((pn >= threshold).reshape(2, -1).mean(axis=1)).max())  # scored once per fold
+        right = float((served & y).mean())
+        if wrong <= WRONG_MAX and off <= OFF_DOMAIN_MAX and right > best[0]:
+            best = (right, threshold, wrong, off)
+    # The suggestion floor: as high as it can be while the right entry stays among the three offered
+    # as often as without a floor (less 0.01); off-domain questions then get fewer suggestions.
+    tops = [t for s in scored for t in s.scores_top3]
+    golds = [g for s in scored for g in s.gold]
+
+    def in_three(floor: float) -> float:
+        return float(np.mean([any(str(i) in g and sc >= floor for i, sc in t) for t, g in zip(tops, golds, strict=True)]))
+
+    ceiling = in_three(-1.0)
+    floor = 0.0
+    for candidate in np.arange(0.0, 1.0, 0.01):
+        if in_three(float(candidate)) >= ceiling - 0.01:
+            floor = round(float(candidate), 2)
+    served = p >= best[1]
+    min_score = math.floor(float(x[served, 0].min()) * 100) / 100 if served.any() else 1.0
+    return Calibration(half, coef, best[1], floor, min_score, round(best[0], 4), round(best[2], 4), round(best[3], 4))
+
+
+@dataclass
+class Report:
+    half: str
+    questions: int
+    learned_from_other_half: int
+    served: int
+    served_wrong: int
+    served_right_share: float
+    """Served with a right entry, over all the half's questions."""
+    wrong_share: float
+    """Wrong entries over those served."""
+    right_in_three: float
+    off_domain: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per set: questions of this half, served an approved answer (share), offered a suggestion (share)."""
+    static: dict[str, float] = field(default_factory=dict)
+    """The same half with nothing learned (the 68 imported questions only)."""
+    latency_ms_p50: float = 0.0
+    """The whole match of one question, its embedding included."""
+    latency_ms_p95: float = 0.0
+    match_ms_p50: float = 0.0
+    """The match alone (the question's vector given, as when the KB search embedded it)."""
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _figures(matcher: ApprovedMatcher, data: _Data, rows: list[int]) -> dict[str, Any]:
+    served = wrong = right_served = in_three = 0
+    for row in rows:
+        _, text, gold = data.questions[row]
+        found = matcher.match(text)
+        if found.answer_id is not None:
+            served += 1
+            if str(found.answer_id) in gold:
+                right_served += 1
+                in_three += 1
+            else:
+                wrong += 1
+        elif any(str(s.answer_id) in gold for s in found.suggestions):
+            in_three += 1
+    n = max(len(rows), 1)
+    return {"served": served, "served_wrong": wrong, "served_right_share": round(right_served / n, 4),
+            "wrong_share": round(wrong / served, 4) if served else 0.0, "right_in_three": round(in_three / n, 4)}
+
+
+def report(half: str, threshold: float, suggest_floor: float, coef: tuple[float, ...] = COEF,
+           data: _Data | None = None, embed: Callable[[list[str]], list[list[float]]] | None = None,
+           matcher: ApprovedMatcher | None = None, timing_sample: int = 60, min_score: float = 0.0) -> Report:
+    data = data or load()
+    embed = embed or _embedder()
+    matcher = matcher or _matcher(data, embed)
+    matcher.threshold, matcher.suggest_floor, matcher.coef = threshold, suggest_floor, tuple(coef)
+    matcher.min_score = min_score
+    other = [i for i, (qid, _, _) in enumerate(data.questions) if half_of(qid) != half]
+    rows = [i for i, (qid, _, _) in enumerate(data.questions) if half_of(qid) == half]
+    matcher.build([Entry(e.id, e.answer, list(e.questions)) for e in data.entries])
+    static = _figures(matcher, data, rows)
+    learned = _learned(matcher, data, other)
+    matcher.build(learned)
+    figures = _figures(matcher, data, rows)
+    off: dict[str, dict[str, float]] = {}
+    for name in dict.fromkeys(n for n, _, _ in data.negatives):
+        texts = [t for n, key, t in data.negatives if n == name and half_of(f"{n}:{key}") == half]
+        found = [matcher.match(t) for t in texts]
+        off[name] = {"questions": len(texts),
+                     "served": round(sum(f.answer_id is not None for f in found) / max(len(texts), 1), 4),
+                     "suggested": round(sum(bool(f.suggestions) for f in found) / max(len(texts), 1), 4)}
+    # Latency: the whole match, embedding the question included (nothing cached), one question at a time.
+    times, matching = [], []
+    for row in rows[:timing_sample]:
+        text = data.questions[row][1] + " "  # a text the cache has not seen: it is embedded now
+        started = time.perf_counter()
+        found = matcher.match(text, embed([text])[0])
+        times.append((time.perf_counter() - started) * 1000)
+        matching.append(found.elapsed_ms)
+    times.sort()
+    return Report(half, len(rows), sum(len(e.learned) for e in learned), figures["served"], figures["served_wrong"],
+                  figures["served_right_share"], figures["wrong_share"], figures["right_in_three"], off, static,
+                  round(statistics.median(times), 2) if times else 0.0,
+                  round(times[int(0.95 * (len(times) - 1))], 2) if times else 0.0,
+                  round(statistics.median(matching), 2) if matching else 0.0,
+                  {"threshold": threshold, "suggest_floor": suggest_floor, "min_score": min_score, "coef": list(coef)})
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
