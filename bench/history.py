@@ -6,7 +6,7 @@
 Each writer (a thread) opens a conversation and adds its messages (question/answer pairs with
 citations and timings, as an answer is stored) with no pause, all writers at once. SQLite: one
 store in one process, the embedded default. PostgreSQL: a throw-away 15 cluster
-(``tests/postgres_server.py``), the writers split over two stores with their own connection
+(``tests/fixtures/postgres_server.py``), the writers split over two stores with their own connection
 pools, as two team-server replicas behind a load balancer would be. Then every message is read
 back: lost and duplicated are counted, and each conversation's order is checked. Prints
 p50/p95/max of one write (``add_message``) and of reading one conversation back.
@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200, help="Messages per writer.")
     args = parser.parse_args()
 
-    from postgres_server import PostgresServer
+    from fixtures.postgres_server import PostgresServer
 
     from supportdesk.cpu import describe
     from supportdesk.history import HistoryStore

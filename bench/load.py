@@ -102,8 +102,8 @@ def main() -> None:
     shared: list = []
     if args.replicas > 1:
         sys.path.insert(0, str(ROOT / "tests"))
-        from milvus_server import MilvusServer
-        from postgres_server import PostgresServer
+        from fixtures.milvus_server import MilvusServer
+        from fixtures.postgres_server import PostgresServer
 
         shared = [PostgresServer().start(), MilvusServer().start()]
         env.update({"SUPPORTDESK_HISTORY__URL": shared[0].url, "SUPPORTDESK_RETRIEVAL__STORE": "milvus",

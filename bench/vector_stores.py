@@ -88,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (DATASET / "corpus_tv.jsonl").exists():
         sys.exit(f"needs the E-Manual dataset at {DATASET}")
-    from milvus_server import MilvusServer
+    from fixtures.milvus_server import MilvusServer
 
     from supportdesk.cpu import describe
 

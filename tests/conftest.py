@@ -34,6 +34,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_KB = ROOT / "kb"
 SHARED = ROOT.parent / "shared"
 
+SLOW_FIXTURES = frozenset({
+    "minilm", "sample_index",  # the real embedder
+    "postgres", "milvus", "light_team",  # real servers (team: through sample_index)
+    "app_with_builder", "tui_factory",  # the TUI
+})
+"""A test that uses one of these (directly or through another fixture) is marked ``slow``: ``pytest -m
+"not slow"`` is the fast inner loop. Tests that do such work inline carry ``@pytest.mark.slow``."""
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 class HashEmbeddings(Embeddings):
     """Bag-of-words hashed into 256 dims, normalised. Counts every text it embeds."""
@@ -66,6 +80,22 @@ class HashEmbeddings(Embeddings):
         return self._vector(text)
 
 
+@pytest.fixture(scope="module")
+def postgres():
+    """A throw-away PostgreSQL cluster on a free loopback port (per test module); a fresh database
+    in it per test is the test's own business."""
+    from fixtures.postgres_server import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as exc:
+        if os.environ.get("SUPPORTDESK_TEST_SKIP_POSTGRES") == "1":
+            pytest.skip(f"PostgreSQL not started: {exc}")
+        pytest.fail(f"PostgreSQL could not be started for these tests: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def hash_embedder() -> HashEmbeddings:
     return HashEmbeddings()
@@ -81,9 +111,9 @@ def settings_factory(tmp_path, monkeypatch):
             monkeypatch.delenv(key)
     monkeypatch.setenv("SUPPORTDESK_TUI__BUILD_SAMPLE_ADAPTER", "false")
     # Index tests count what is embedded; self-calibration (its own embeddings) is on only
-    # where a test asks for it (tests/test_calibration.py).
+    # where a test asks for it (tests/kb/test_calibration.py).
     monkeypatch.setenv("SUPPORTDESK_RETRIEVAL__SELF_CALIBRATE", "false")
-    # ... and so are question-heading vectors (tests/test_questions.py).
+    # ... and so are question-heading vectors (tests/kb/test_questions.py).
     monkeypatch.setenv("SUPPORTDESK_RETRIEVAL__QUESTION_WEIGHT", "0")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))

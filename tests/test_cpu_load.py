@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from supportdesk.models import cpu_load
+from supportdesk import cpu_load
 
 
 def _settle(predicate, seconds: float = 5.0) -> bool:
@@ -64,7 +64,7 @@ def test_the_generating_thread_runs_at_lower_priority_and_the_main_thread_never_
 def test_a_build_waits_while_another_process_writes_an_answer(tmp_path, monkeypatch):
     """The answering mark crosses processes; a crashed answerer's leftover mark is ignored."""
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    code = ("import sys, time\nfrom supportdesk.models import cpu_load\n"
+    code = ("import sys, time\nfrom supportdesk import cpu_load\n"
             "with cpu_load.generating():\n    print('writing', flush=True)\n    time.sleep(60)\n")
     answerer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                                 env=dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path)))

@@ -40,9 +40,41 @@ def has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def onnxruntime_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def resolve_runtime(runtime: str) -> str:
+    """The embedder's runtime: 'auto' → torch bfloat16 where the CPU has native bf16 (fastest index
+    build there: 84 vs 67 chunks/s), else ONNX Runtime's fused float32 graph (same vectors, faster
+    than torch fp32)."""
+    if runtime != "auto":
+        return runtime
+    if has_fast_bf16() or not onnxruntime_available():
+        return "torch"
+    return "onnx"
+
+
+def resolve_precision(precision: str, runtime: str = "torch") -> str:
+    """The embedder's precision: 'auto' → float32 on ONNX Runtime (int8 is opt-in: faster, rankings
+    move a little); on torch bfloat16 where the CPU has it natively, float32 elsewhere."""
+    if precision != "auto":
+        return precision
+    if runtime == "onnx":
+        return "float32"
+    return "bfloat16" if has_fast_bf16() else "float32"
+
+
+def chosen_path(settings: EmbeddingSettings) -> tuple[str, str]:
+    """(runtime, precision) the embedding settings resolve to on this machine, without loading anything."""
+    runtime = resolve_runtime(settings.runtime)
+    return runtime, resolve_precision(settings.precision, runtime)
+
+
 def describe(embedding: EmbeddingSettings | None = None) -> str:
     """One line: the CPU, its relevant flags, and the paths chosen for it."""
-    from supportdesk.kb.embeddings import chosen_path
     from supportdesk.settings import EmbeddingSettings
 
     model, flags = _cpuinfo()

@@ -15,15 +15,15 @@ from typing import Any
 
 from supportdesk.answers import Answer, AnswerPipeline, Turn
 from supportdesk.answers.approved import SessionApproved, approved_service
-from supportdesk.answers.pipeline import AnswerResult
+from supportdesk.answers.pipeline import AnswerResult, citations_to_json
 from supportdesk.brand import load_brand
 from supportdesk.history import Conversation, HistoryError, HistoryStore, StoredMessage, move_aside, open_history
 from supportdesk.kb.index import KBStats, KnowledgeBase, Progress, ReloadReport
+from supportdesk.kb.search import search_to_json
 from supportdesk.models import BackendError, ChatBackend, ModelMissing, create_backend, list_adapters
 from supportdesk.models.adapters import write_active
 from supportdesk.session_protocol import AskResult, SessionStatus
 from supportdesk.settings import Settings
-from supportdesk.wire import citations_to_json, search_to_json
 
 __all__ = ["AskResult", "SessionAnswer", "SessionStatus", "SupportSession", "check_answers"]
 
@@ -410,7 +410,7 @@ class SupportSession:
         return self.status()
 
     def search(self, query: str, k: int | None = None, mode: str | None = None) -> dict[str, Any]:
-        """The KB's search, as JSON (``wire.search_to_json``): never waits behind the model."""
+        """The KB's search, as JSON (``kb.search.search_to_json``): never waits behind the model."""
         return search_to_json(query, self.kb.search(query, k=k, mode=mode))  # type: ignore[arg-type]
 
     def kb_stats(self) -> KBStats:

@@ -5,16 +5,16 @@ session returns, and the TUI and the CLI show it the same way."""
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from supportdesk.answers.pipeline import AnswerResult, Citation
+from supportdesk.answers.pipeline import AnswerResult, Citation, citation_to_json, citations_to_json
 from supportdesk.history import Conversation, StoredMessage
 from supportdesk.kb.files import Skipped
 from supportdesk.kb.index import KBStats, ReloadReport
+from supportdesk.kb.search import search_to_json
 from supportdesk.session_protocol import SessionStatus
 
-if TYPE_CHECKING:
-    from supportdesk.kb.search import SearchResult
+__all__ = ["citation_to_json", "citations_to_json", "search_to_json"]  # defined with their types, below the session
 
 
 def result_from_json(data: dict[str, Any]) -> AnswerResult:
@@ -23,23 +23,6 @@ def result_from_json(data: dict[str, Any]) -> AnswerResult:
     values["citations"] = [Citation(**c) for c in data.get("citations", [])]
     values["other_hits"] = [Citation(**c) for c in data.get("other_hits", [])]
     return AnswerResult(**values)
-
-
-def citation_to_json(citation: Citation) -> dict[str, Any]:
-    return dataclasses.asdict(citation)
-
-
-def citations_to_json(result: AnswerResult) -> list[dict[str, Any]]:
-    """An answer's sources as one list, the way the history stores them and the sources panel shows
-    them: the ones shown to the model with their numbers, then the other hits numbered 0."""
-    return [citation_to_json(c) for c in result.citations] + \
-        [dict(citation_to_json(c), number=0) for c in result.other_hits]
-
-
-def search_to_json(query: str, result: SearchResult) -> dict[str, Any]:
-    """A search: the same JSON from ``kb search --json``, the team server and ``Session.search``."""
-    return {"query": query, "hits": [dict(hit.to_json(), rank=i) for i, hit in enumerate(result.hits, start=1)],
-            "timings_ms": result.timings.as_dict()}
 
 
 def stats_to_json(stats: KBStats) -> dict[str, Any]:

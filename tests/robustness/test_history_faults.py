@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ScriptedBackend
-from outcome import no_traceback
+from fixtures.outcome import no_traceback
 from typer.testing import CliRunner
 
 from supportdesk.cli import app

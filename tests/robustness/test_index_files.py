@@ -7,7 +7,7 @@ import pickle
 from pathlib import Path
 
 import pytest
-from outcome import no_traceback
+from fixtures.outcome import no_traceback
 
 from supportdesk.kb import KnowledgeBase
 from supportdesk.kb.store import IndexIntegrityError
@@ -64,7 +64,7 @@ def test_planted_pickle_with_a_resigned_manifest_never_runs(settings_factory, sm
     (gen / "index.pkl").write_bytes(pickle.dumps(_Planted(str(marker))))
     (kb.store.root / ".key").write_bytes(b"attacker-chosen-key-000000000000")
     manifest = json.loads((gen / "manifest.json").read_text())
-    from supportdesk.kb.files import sha256_file
+    from supportdesk.checksum import sha256_file
 
     manifest.update(format=1, checksums={"index.faiss": sha256_file(gen / "index.faiss"),
                                          "index.pkl": sha256_file(gen / "index.pkl")})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from outcome import no_traceback
+from fixtures.outcome import no_traceback
 
 ESC_NAME = "evil\x1b]0;pwned\x07\x1b[31mred.md"
 

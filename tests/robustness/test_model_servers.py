@@ -10,7 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from outcome import no_traceback
+from fixtures.outcome import no_traceback
 from typer.testing import CliRunner
 
 from supportdesk.cli import app
@@ -164,6 +164,7 @@ def test_server_error_bodies_are_made_terminal_safe():
         server.close()
 
 
+@pytest.mark.slow  # waits out read timeouts of real servers
 def test_cli_models_commands_end_in_a_message(settings_factory, tmp_path, monkeypatch):
     server = SilentServer()
     html = OddServer("html")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from outcome import no_traceback
+from fixtures.outcome import no_traceback
 
 from supportdesk.training.pii import Scrubber
 from supportdesk.training.prepare import Problem, prepare, read_csv
@@ -119,7 +119,7 @@ def test_dataset_and_adapter_names_are_plain_names(tmp_path, name):
 
 
 def _adapter(folder: Path, metrics: dict | None = None) -> Path:
-    from supportdesk.kb.files import sha256_file
+    from supportdesk.checksum import sha256_file
     from supportdesk.training.gguf_lora import write_gguf_lora
 
     folder.mkdir(parents=True)

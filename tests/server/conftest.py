@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import ScriptedBackend, grounded_reply
-from team_server import running
+from fixtures.team_server import running
 
 from supportdesk.client.remote import RemoteSession
 from supportdesk.kb import KnowledgeBase

@@ -9,7 +9,7 @@ import socket
 import httpx
 import pytest
 from conftest import ScriptedBackend, grounded_reply
-from team_server import running
+from fixtures.team_server import running
 
 from supportdesk.client.remote import RemoteSession, ServerError
 from supportdesk.server.core import ServerCore
@@ -18,7 +18,7 @@ from supportdesk.server.core import ServerCore
 def test_a_backend_that_does_not_answer_is_not_switched_to(light_team):
     """POST /v1/model with a backend that has nothing at its URL: an error status and sentence, and the
     previous model keeps serving (before, 200 and every ask failed until someone switched back)."""
-    from fake_ollama import FakeOllama
+    from fixtures.fake_ollama import FakeOllama
 
     core = light_team.core
     trainer = {"Authorization": f"Bearer {light_team.tokens['tia']}"}

@@ -9,7 +9,7 @@ import socket
 import httpx
 import pytest
 from conftest import ScriptedBackend, grounded_reply, send, wait_until
-from team_server import running
+from fixtures.team_server import running
 
 from supportdesk.client.remote import RemoteSession, ServerUnreachable
 from supportdesk.server.core import ServerCore

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_insights import DAY2, fill
+from fixtures.insights_history import DAY2, fill
 
 from supportdesk.client.remote import ServerError
 

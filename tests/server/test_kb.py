@@ -6,7 +6,7 @@ import threading
 
 import pytest
 from conftest import ScriptedBackend, wait_until
-from team_server import running
+from fixtures.team_server import running
 
 from supportdesk.client.remote import RemoteSession
 from supportdesk.kb import KnowledgeBase
@@ -14,6 +14,7 @@ from supportdesk.kb.index import ReloadInProgress
 from supportdesk.server.core import ServerCore
 
 
+@pytest.mark.slow  # two real team servers
 def test_reload_is_seen_by_every_client_and_two_admins_do_not_collide(settings_factory, small_kb, hash_embedder, tmp_path):
     settings = settings_factory(small_kb)
     kb = KnowledgeBase(settings, embedder=hash_embedder)

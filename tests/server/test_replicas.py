@@ -18,13 +18,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fake_ollama import FakeOllama
-from milvus_server import MilvusServer, MilvusUnavailableForTests
-from postgres_server import PostgresServer, PostgresUnavailable
+from fixtures.fake_ollama import FakeOllama
+from fixtures.milvus_server import MilvusServer, MilvusUnavailableForTests
+from fixtures.postgres_server import PostgresServer, PostgresUnavailable
 
 from supportdesk.client.remote import RemoteSession, ServerError
 from supportdesk.kb.index import ReloadInProgress
 from supportdesk.settings import Settings
+
+pytestmark = pytest.mark.slow  # real `supportdesk serve` processes, PostgreSQL, Milvus
 
 SAMPLE_KB = Path(__file__).resolve().parents[2] / "kb"
 SNOWBIRD = ("# Snowbird programme\n\nThe Snowbird programme lets customers who spend winters abroad pause their "

@@ -24,14 +24,18 @@ from supportdesk.kb.aliases import Aliases
 from supportdesk.kb.lexical import tokenize
 
 UnitKind = Literal["sentence", "item", "step", "row"]
-QuestionType = Literal["price", "phone", "email", "duration", "hours", "date", "count", "version", "howto", "meaning",
+QuestionType = Literal["code", "price", "phone", "email", "duration", "hours", "date", "count", "version", "howto", "meaning",
                        "other"]
 
 PRIOR_WEIGHT = 0.3
 """Weight of the unit's chunk's retrieval score (cosine): between two equally matching
 sentences, the one from the better-retrieved source."""
-CONTEXT_WEIGHT = 0.35
-"""Weight of a question term found only in the unit's heading, list intro or table header."""
+NEAR_CONTEXT_WEIGHT = 0.5
+"""Weight of a question term found only in the unit's own heading (the last of its path: an
+FAQ's question, a manual's section), list intro or table header."""
+FAR_CONTEXT_WEIGHT = 0.2
+"""Weight of a question term found only in a heading above that: "Orders, returns and warranty"
+is over the return window as much as over the warranty."""
 
 # The kind of value a question asks for, tried in this order ("how many days" is a duration).
 _QUESTION_TYPES: list[tuple[QuestionType, re.Pattern[str]]] = [
@@ -40,6 +44,8 @@ _QUESTION_TYPES: list[tuple[QuestionType, re.Pattern[str]]] = [
     ("price", re.compile(r"\b(how much|price|prices|cost|costs|fee|fees|charge|charges|pay|expensive|cheap)\b", re.IGNORECASE)),
     ("duration", re.compile(r"\bhow long\b|\bhow many (seconds|minutes|hours|days|weeks|months|years)\b"
                             r"|\b(warranty|window|period|last|lasts|take|takes|kept|keep)\b.*\?$", re.IGNORECASE)),
+    ("code", re.compile(r"\b(part|model|serial|sku|product) (number|no\.?|code)s?\b|\bsku\b",
+                        re.IGNORECASE)),
     ("hours", re.compile(r"\b(what time|opening hours|business hours|open|opens|close|closes|hours)\b", re.IGNORECASE)),
     ("date", re.compile(r"\b(when|what date|which date|since when|release date)\b", re.IGNORECASE)),
     ("count", re.compile(r"\bhow many\b|\b(number of|maximum|max|limit|up to)\b", re.IGNORECASE)),
@@ -50,10 +56,11 @@ _QUESTION_TYPES: list[tuple[QuestionType, re.Pattern[str]]] = [
 ]
 
 _VALUE = {
+    "code": re.compile(r"\b(?=[A-Za-z0-9-]*\d)(?=[A-Za-z0-9-]*[A-Za-z])[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+\b"),
     "price": re.compile(r"[$£€]\s?\d|\b\d+(?:[.,]\d+)?\s?(?:usd|eur|gbp|dollars?|euros?|pounds?)\b|\bfree\b|\bno charge\b", re.IGNORECASE),
     "phone": re.compile(r"(?<![\w.])\+?\d[\d ().-]{6,}\d(?![\w.])"),
     "email": re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
-    "duration": re.compile(r"\b\d+(?:[.,]\d+)?\s*(?:-\s*)?(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?|"
+    "duration": re.compile(r"\b\d+(?:[.,]\d+)?\s*(?:-\s*)?(?:(?:business|working|calendar|full)\s+)?(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?|"
                            r"months?|years?)\b|\b(?:one|two|three|four|five|six|seven|ten|twelve|thirty)\s+"
                            r"(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?)\b|\blifetime\b", re.IGNORECASE),
     "hours": re.compile(r"\b\d{1,2}(?::\d{2})?\s?(?:am|pm)\b|\b\d{1,2}[:.]\d{2}\b|\b24/7\b|\baround the clock\b", re.IGNORECASE),
@@ -257,19 +264,28 @@ class _Scored:
 
 
 def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: set[str], q_regions: set[str],
-           prior: float = 0.0, names: frozenset[str] = frozenset(), products=None, key: str | None = None) -> _Scored:
+           prior: float = 0.0, names: frozenset[str] = frozenset(), products=None, key: str | None = None,
+           lead: frozenset[str] = frozenset(), predicate: frozenset[str] = frozenset()) -> _Scored:
     """How well ``unit`` answers: its share of the question's weighted terms, times what it holds
     of the kind of value asked, of the product and country asked, of the question's key term;
-    plus a little of its chunk's retrieval score."""
+    plus a little of its chunk's retrieval score. ``lead`` holds the terms of its paragraph
+    ("Hold Reset to factory reset. The process takes 5 minutes": the key term said before);
+    ``predicate`` what the question asks of its subject ("take", "expire", "cost"), which the
+    answer says next to its value."""
     total = sum(weights.values()) or 1.0
     body = terms(unit.text)
-    context = terms(unit.context)
+    near, far = _near_context(unit)
+    context = near | far
     lexical = sum(w for t, w in weights.items() if t in body) / total
-    lexical += CONTEXT_WEIGHT * sum(w for t, w in weights.items() if t not in body and t in context) / total
+    lexical += NEAR_CONTEXT_WEIGHT * sum(w for t, w in weights.items() if t not in body and t in near) / total
+    lexical += FAR_CONTEXT_WEIGHT * sum(w for t, w in weights.items() if t not in body | near and t in far) / total
     score = lexical
     value = _VALUE.get(qtype)
     if value is not None:
-        score *= 1.6 if value.search(unit.text) or value.search(_heading_value(unit, value)) else 0.5
+        holds = value.search(unit.text)
+        score *= 1.6 if holds or value.search(_heading_value(unit, value)) else 0.5
+        if holds and predicate and _near_value(unit.text, value, predicate):
+            score *= 1.25  # "how long does the reset take": "the reset takes about 3 minutes", "expires after 12 months"
     elif qtype == "howto":
         score *= 1.4 if unit.kind == "step" or _INSTRUCTION.search(unit.text) else 0.7
     elif qtype == "meaning" and unit.kind == "row":
@@ -282,6 +298,12 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
             score *= 1.3
         elif mine - q_codes:
             score *= 0.6  # names another model only
+        else:  # the unit names no model: its document or section may ("X200 User Manual > Resetting")
+            around = (products or codes)(unit.context)
+            if around & q_codes:
+                score *= 1.15
+            elif around - q_codes:
+                score *= 0.7
     mine = regions(unit.text) | (regions(unit.context) if unit.kind == "row" else set())
     if value is None:
         pass  # "Can I buy it in the UK?" is answered by "sold only in the US and Canada"
@@ -290,16 +312,54 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
             score *= 1.25
         elif mine:
             score *= 0.6  # about another country
-    elif mine:
-        score *= 0.85  # a country's exception, when the question names none
+    elif len(mine) == 1:
+        score *= 0.85  # a country's exception, when the question names none (not a list of countries)
     if names - body - context:
         score *= 0.6  # misses a name the question asks about (Premium, not Basic)
-    if key is not None and key not in body and key not in context:
-        score *= 0.5  # misses what the question is about ("warranty", not the return window)
+    if key is not None and key not in body and key not in near and key not in lead:
+        score *= KEY_MISSING  # misses what the question is about ("warranty", not the return window above it)
     if unit.kind == "sentence" and is_fragment(unit.text) and not re.match(r"(?i)(yes|no)\b", unit.text):
         score *= 0.3  # a caption, a label, a sentence whose value the source lost: not an answer
     return _Scored(score + PRIOR_WEIGHT * prior, lexical, unit)
 
+
+def _near_context(unit: Unit) -> tuple[set[str], set[str]]:
+    """The terms of the unit's own heading (with a row's header, an item's list intro) and those
+    of the headings above it."""
+    path = unit.context.split(" > ")
+    return terms(path[-1]), terms(" ".join(path[:-1]))
+
+
+KEY_MISSING = 0.65
+"""Factor for a unit whose paragraph and own heading lack the question's key term (weaker than
+naming another product: "The reset takes 3 minutes on the KR-180" answers "factory reset")."""
+COMMON_NAME_IDF = 1.0
+"""A name nearly every source holds (the company's own, idf under this) tells no unit apart."""
+FORM_WORD_SHARE = 0.3
+"""Weight left to a question's form words ("long", "much", "cost") when it asks for a kind of value."""
+
+def _predicate(question: str) -> frozenset[str]:
+    """The question's last content word and its value verbs: "How long does a factory reset *take*",
+    "When does trade-in credit *expire*" — English puts what is asked of the subject last."""
+    words = [t for t in terms(_last_sentence(question)) if t not in _FORM_WORDS - _VALUE_VERBS]
+    ordered = [_PERIOD_WORDS.get(t, t) for t in tokenize(_last_sentence(question))]
+    last = [t for t in ordered if t in words][-1:]
+    return frozenset(last) | (frozenset(words) & _VALUE_VERBS)
+
+
+def _near_value(text: str, value: re.Pattern[str], asked: set[str], reach: int = 3) -> bool:
+    """Is one of the question's terms within ``reach`` words of a value of the kind asked? The value
+    said of what is asked ("expires after 12 months"), not a value in passing."""
+    for match in value.finditer(text):
+        before = text[:match.start()].split()[-reach:]
+        after = text[match.end():].split()[:reach]
+        if terms(" ".join(before + after)) & asked:
+            return True
+    return False
+
+
+_VALUE_VERBS = frozenset(terms("take takes last lasts cost costs charge charges ship ships arrive arrives"))
+"""Verbs that tie a value to what is asked about: "the reset takes 3 minutes", "the plan costs $49"."""
 
 _FORM_WORDS = frozenset(terms("how long much many cost costs price take takes mean means time often kind type "
                               "way need get use work happen happens"))
@@ -392,8 +452,17 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
         return Extraction("", [], qtype, 0.0)
     named = names(question, [source[1] for source in sources])
     key = key_term(weights, pool)
-    scored = [_score(u, weights, qtype, q_codes, q_regions, priors.get(u.source, 0.0), named, products, key)
-              for u in pool]
+    if qtype in _VALUE:
+        # "How long" asks for a duration, which the value check rewards: its words ("long" in
+        # "How long do I have to return…") say little about which unit answers.
+        weights = {t: w * FORM_WORD_SHARE if t in _FORM_WORDS - _VALUE_VERBS else w for t, w in weights.items()}
+    named = frozenset(t for t in named if weights.get(t, COMMON_NAME_IDF) >= COMMON_NAME_IDF)
+    paragraphs: dict[tuple[int, int], set[str]] = {}
+    for u in pool:
+        paragraphs.setdefault((u.source, u.block), set()).update(terms(u.text))
+    predicate = _predicate(question)
+    scored = [_score(u, weights, qtype, q_codes, q_regions, priors.get(u.source, 0.0), named, products, key,
+                     frozenset(paragraphs[(u.source, u.block)]), predicate) for u in pool]
     # Ties go to the earlier source (better retrieved) and the earlier unit.
     best = max(scored, key=lambda s: (s.score, -s.unit.source, -s.unit.order))
     chosen = [best.unit]

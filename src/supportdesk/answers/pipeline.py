@@ -27,7 +27,6 @@ from supportdesk.answers import approved as approved_answers
 from supportdesk.answers import citations as cite
 from supportdesk.answers import claims, voice_check
 from supportdesk.answers import conversation as talk
-from supportdesk.answers.answerability import Answerability, AnswerabilityVerdict
 from supportdesk.answers.conversation import Turn
 from supportdesk.answers.extract import Extraction, extract, units
 from supportdesk.answers.policy import PLEASANTRIES, ConversationPolicy, PolicyVerdict
@@ -40,6 +39,7 @@ from supportdesk.answers.prompts import (
     voice_system,
 )
 from supportdesk.brand import BrandProfile, CueLexicon, load_brand
+from supportdesk.kb.answerability import Answerability, AnswerabilityVerdict
 from supportdesk.kb.index import KnowledgeBase
 from supportdesk.kb.lexical import query_coverage, tokenize
 from supportdesk.kb.search import SearchResult
@@ -72,6 +72,18 @@ class Citation:
     text: str
     chunk_id: str
     cited: bool = False
+
+
+def citation_to_json(citation: Citation) -> dict[str, Any]:
+    """A citation's one wire shape (``wire`` re-exports it)."""
+    return asdict(citation)
+
+
+def citations_to_json(result: AnswerResult) -> list[dict[str, Any]]:
+    """An answer's sources as one list, the way the history stores them and the sources panel shows
+    them: the ones shown to the model with their numbers, then the other hits numbered 0."""
+    return [citation_to_json(c) for c in result.citations] + \
+        [dict(citation_to_json(c), number=0) for c in result.other_hits]
 
 
 @dataclass

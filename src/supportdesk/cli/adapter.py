@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -16,12 +17,6 @@ from supportdesk.cli.context import AppContext, console, err_console, fail
 from supportdesk.cli.help import App
 
 app = App(help="Build, evaluate and deploy the brand-voice LoRA adapter.", no_args_is_help=True)
-DEFAULT_ADAPTER = "brand-voice"
-"""The first run's adapter when the brand profile names none."""
-SAMPLE_EPOCHS_FP32 = 1.0
-SAMPLE_GATE = 0.25
-"""The sample adapter is activated only if its held-out perplexity is at least this much below the
-base's (the full build reaches ~70 %; a build cut short by --max-steps usually does not)."""
 
 
 @app.callback()
@@ -29,6 +24,11 @@ def _through_server(ctx: typer.Context) -> None:
     """With --server, only list, activate go through the team server; the rest work on local files."""
     if ctx.obj.server and ctx.invoked_subcommand not in ('list', 'activate'):
         ctx.obj.local_only(f"adapter {ctx.invoked_subcommand}")
+
+
+def say(message: str) -> None:
+    """A line from the training code (never markup: it quotes file names)."""
+    err_console.print(escape(message), soft_wrap=True)
 
 
 def plain(name: str, what: str) -> str:
@@ -42,7 +42,12 @@ def plain(name: str, what: str) -> str:
 
 
 def dataset_dir(appctx: AppContext, name: str) -> Path:
-    return appctx.settings.data_dir / "datasets" / plain(name, "dataset name")
+    from supportdesk.training.bootstrap import dataset_dir as folder
+
+    try:
+        return folder(appctx.settings, name)
+    except ValueError as exc:
+        fail(str(exc))
 
 
 @app.command("prepare")
@@ -123,44 +128,37 @@ def prepare_cmd(
     console.print(table)
 
 
-def run_build(appctx: AppContext, name: str, dataset: Path, replace: bool, max_steps: int | None = None,
-              epochs: float | None = None, rank: int | None = None, threads: int | None = None,
-              checkpoint_dir: Path | None = None, should_stop=lambda: False, on_step=lambda info: None):
-    from supportdesk.models.embedded import default_gguf_path
-    from supportdesk.training.build import TrainConfig, build_adapter, select_trainer
+def run_build(settings, name: str, dataset: Path, **options):
+    """``training.build.build_with_settings`` under a progress bar."""
+    from supportdesk.training.build import build_with_settings
 
-    settings = appctx.settings
-    gguf = settings.model.gguf_path or default_gguf_path()
-    from supportdesk.answers.prompts import voice_system
-    from supportdesk.brand import load_brand
-
-    brand = load_brand(settings)
-    config = TrainConfig(system_prompt=voice_system(brand), sign_off=brand.sign_off)  # the profile's, in the manifest
-    if max_steps:
-        config.max_steps = max_steps
-    if epochs:
-        config.epochs = epochs
-    if rank:
-        config.rank, config.alpha = rank, rank * 2
-    config.threads = threads
-    trainer = select_trainer()
-    err_console.print(f"training '{name}' with {trainer} on {gguf.name}" +
-                      (" — on the CPU this takes a few minutes" if trainer == "peft-cpu" else ""))
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=err_console) as bar:
         task = bar.add_task("loading base", total=None, loss="-")
+        on_step = options.pop("on_step", lambda info: None)
 
         def step(info) -> None:
             bar.update(task, description="training", completed=info.step, total=info.total, loss=f"{info.loss:.3f}")
             on_step(info)
 
-        try:
-            return build_adapter(name, dataset, settings.adapters_dir, gguf, config, step, trainer, replace=replace,
-                                 checkpoint_dir=checkpoint_dir, should_stop=should_stop)
-        except (FileExistsError, FileNotFoundError, ValueError) as exc:
-            fail(str(exc))
-        except KeyboardInterrupt:
-            fail("interrupted: nothing was written, the previous adapter (if any) is untouched", code=130)
+        return build_with_settings(settings, name, dataset, on_step=step, **options)
+
+
+@contextlib.contextmanager
+def training_errors() -> Iterator[None]:
+    """What a build or an evaluation refuses (a name taken, no dataset, an unknown adapter): one line."""
+    from supportdesk.models.base import ModelMissing
+    from supportdesk.training.bootstrap import NothingToBuild
+    from supportdesk.training.evaluate import EvalSetMissing
+
+    try:
+        yield
+    except EvalSetMissing as exc:
+        fail(f"{exc}: pass --dataset DIR (a folder made by 'adapter prepare')")
+    except (NothingToBuild, ModelMissing, FileExistsError, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted: nothing was written, the previous adapter (if any) is untouched", code=130)
 
 
 @app.command("build")
@@ -176,29 +174,11 @@ def build_cmd(
 ) -> None:
     """Train a LoRA adapter (Unsloth on a GPU, PEFT on the CPU) and write it in PEFT and GGUF form."""
     plain(name, "adapter name")
-    result = run_build(ctx.obj, name, dataset or dataset_dir(ctx.obj, dataset_name), replace, max_steps, epochs, rank)
+    with training_errors():
+        result = run_build(ctx.obj.settings, name, dataset or dataset_dir(ctx.obj, dataset_name), replace=replace,
+                           max_steps=max_steps, epochs=epochs, rank=rank, say=say)
     console.print(f"[bold green]adapter ready[/] {result.path} ({result.trainer}, {result.steps} steps, "
                   f"final loss {result.final_loss:.3f}, {result.seconds:.0f} s). Next: supportdesk adapter eval {name}")
-
-
-def run_eval(appctx: AppContext, name: str, dataset: Path | None):
-    from supportdesk.models import find_adapter
-    from supportdesk.models.base import ModelMissing
-    from supportdesk.models.embedded import default_gguf_path
-    from supportdesk.training.evaluate import evaluate_adapter, record_metrics
-
-    settings = appctx.settings
-    try:
-        adapter = find_adapter(settings.adapters_dir, name)
-    except ModelMissing as exc:
-        fail(str(exc))
-    eval_file = (dataset or Path(adapter.manifest.get("dataset", ""))) / "eval.jsonl"
-    if not eval_file.is_file():
-        fail(f"{eval_file} not found: pass --dataset DIR (a folder made by 'adapter prepare')")
-    with err_console.status(f"evaluating '{name}' on {eval_file}…"):
-        evaluation = evaluate_adapter(adapter.path, settings.model.gguf_path or default_gguf_path(), eval_file)
-    record_metrics(adapter.path, evaluation)
-    return evaluation
 
 
 @app.command("eval")
@@ -209,7 +189,10 @@ def eval_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Held-out perplexity base vs adapter, voice markers, side-by-side replies; saved in the manifest."""
-    evaluation = run_eval(ctx.obj, name, dataset)
+    from supportdesk.training.evaluate import evaluate_with_settings
+
+    with training_errors():
+        evaluation = evaluate_with_settings(ctx.obj.settings, name, dataset, working=err_console.status)
     if as_json:
         print(json.dumps({**evaluation.as_metrics(), "samples": evaluation.samples}))
         return
@@ -412,94 +395,8 @@ def bootstrap_sample(
     background on its first run; run it here to build in the foreground instead. The adapter is
     activated only if its held-out perplexity is at least 25 % below the base model's.
     """
-    import time
+    from supportdesk.training.bootstrap import bootstrap
 
-    from supportdesk.brand import load_brand
-    from supportdesk.models import find_adapter, list_adapters, read_active
-    from supportdesk.models.adapters import write_active
-    from supportdesk.training.background import CHECKPOINTS, BuilderGuard, BuildStatus, write_status
-    from supportdesk.training.checkpoint import BuildPaused
-    from supportdesk.training.prepare import prepare, write_dataset
-
-    appctx: AppContext = ctx.obj
-    settings = appctx.settings
-    brand = load_brand(settings)
-    adapter_name = plain(brand.adapter or DEFAULT_ADAPTER, "brand.adapter")
-    status = BuildStatus(adapter_name, "preparing", pid=os.getpid())
-    guard = BuilderGuard(settings.data_dir, status) if background else None
-    if guard is not None and not guard.start():  # SIGTERM handling and the tie to the app are set here
-        err_console.print(f"another adapter build is running for {settings.data_dir}: nothing to do")
-        return
-
-    def report(state: str, message: str = "") -> None:
-        status.state, status.message = state, message
-        if background:
-            write_status(settings.data_dir, status)
-    others = [a for a in list_adapters(settings.adapters_dir) if a.name != adapter_name]
-    sample = next((a for a in list_adapters(settings.adapters_dir) if a.name == adapter_name), None)
-    if others and sample is None:
-        if read_active(settings.data_dir) is None:
-            write_active(settings.data_dir, others[0].name)
-        report("done", f"using {others[0].name}")
-        return
-    target = dataset_dir(appctx, f"{adapter_name}-sample")
-    if sample is None:
-        transcripts = brand.transcripts
-        if transcripts is None or not transcripts.is_file():
-            why = (f"the brand profile ({brand.describe()}) names no transcripts" if transcripts is None
-                   else f"the brand profile's transcripts {transcripts} do not exist")
-            report("failed", f"{why}: prepare your own with 'supportdesk adapter prepare' and 'adapter build'")
-            fail(f"no adapter to build: {why}; prepare your own with 'supportdesk adapter prepare FILE' and "
-                 "'supportdesk adapter build NAME'")
-        report("preparing")
-        if not background:
-            err_console.print(f"[bold]First run:[/] building the brand-voice adapter {adapter_name} from "
-                              f"{transcripts} (only once; a paused build resumes).")
-        write_dataset(prepare([transcripts], order_pattern=brand.order_pattern, company=brand.company or None,
-                              keep_numbers=brand.keep_numbers(), sign_off=brand.sign_off,
-                              brand_words=brand.name_words), target)
-        report("loading")
-        first: dict[str, float] = {}
-
-        def on_step(info) -> None:
-            now = time.monotonic()
-            first.setdefault("t", now)
-            first.setdefault("step", info.step)
-            done = info.step - first["step"]
-            status.step, status.total, status.loss = info.step, info.total, info.loss
-            status.eta_s = (now - first["t"]) / done * (info.total - info.step) if done else None
-            report("training")
-
-        from supportdesk.kb.embeddings import cpu_has_fast_bf16
-
-        # Shaped for the CPU: without native bfloat16 a step costs ~3x more, so one epoch over the
-        # sample transcripts (it already passes the quality gate by far) instead of two.
-        epochs = None if cpu_has_fast_bf16() else SAMPLE_EPOCHS_FP32
-        err_console.print(f"training on {'bfloat16 (native)' if epochs is None else 'float32 (no native bfloat16)'}"
-                          f"{'' if epochs is None else f', {epochs:g} epoch'}")
-        try:
-            run_build(appctx, adapter_name, target, replace=False, threads=threads, max_steps=max_steps, epochs=epochs,
-                      checkpoint_dir=settings.data_dir / CHECKPOINTS,
-                      should_stop=guard.should_stop if guard else lambda: False, on_step=on_step)
-        except BuildPaused as exc:
-            report("paused", str(exc))
-            err_console.print(f"build paused: {exc}")
-            return
-        except BaseException as exc:
-            report("failed", f"{type(exc).__name__}: {exc}")
-            raise
-        sample = find_adapter(settings.adapters_dir, adapter_name)
-    metrics = sample.manifest.get("metrics") or {}
-    if "adapter_perplexity" not in metrics:  # built but not evaluated yet (a run stopped in between)
-        report("evaluating")
-        evaluation = run_eval(appctx, adapter_name, target)
-        metrics = evaluation.as_metrics()
-    base, tuned = metrics["base_perplexity"], metrics["adapter_perplexity"]
-    summary = f"perplexity {base:.2f} → {tuned:.2f} ({(base - tuned) / base:.0%} lower)"
-    err_console.print(f"sample adapter: {summary}")
-    if base > 0 and (base - tuned) / base >= SAMPLE_GATE:
-        if read_active(settings.data_dir) is None:
-            write_active(settings.data_dir, adapter_name)
-        report("done", summary)
-    else:
-        report("rejected", f"not activated, the gate is {SAMPLE_GATE:.0%} lower: {summary}")
+    with training_errors():
+        bootstrap(ctx.obj.settings, background=background, threads=threads, max_steps=max_steps, say=say,
+                  build=run_build)

@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supportdesk.answers.answerability import Answerability, AnswerabilityFit, Signals, fit_answerability
 from supportdesk.jsonl import read_jsonl, require_text
+from supportdesk.kb.answerability import Answerability, AnswerabilityFit, Signals, fit_answerability
 from supportdesk.kb.index import KnowledgeBase
 from supportdesk.settings import Settings
 

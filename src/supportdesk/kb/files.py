@@ -5,7 +5,6 @@ Every rejected file gets one reason a person can act on; nothing here raises for
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat as stat_mod
 from dataclasses import dataclass
@@ -36,14 +35,6 @@ class Skipped:
 
     def __str__(self) -> str:
         return f"skipped {self.rel}: {self.reason}"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def scan(kb_dir: Path, max_bytes: int) -> tuple[list[SourceFile], list[Skipped]]:

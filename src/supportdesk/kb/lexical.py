@@ -177,7 +177,7 @@ def query_coverage(weights: dict[str, float], text: str | set[str]) -> float:
     An answer usually sits in a chunk that holds the question's distinctive words; a chunk
     that is merely on the topic misses some of them. Measured on the E-Manual (gold sections
     removed): this separates answerable from unanswerable questions where cosine alone does
-    not (see answers/answerability.py).
+    not (see kb/answerability.py).
     """
     total = sum(weights.values())
     if total <= 0:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from supportdesk.kb.embeddings import MODEL_NAME, EmbedderInfo, EmbeddingUnavailable, minilm_path
+from supportdesk.kb.embedding_model import MODEL_NAME, EmbedderInfo, EmbeddingUnavailable, minilm_path
 
 EXPORT_RECIPE = 2
 """Bumped when the export or quantization changes, so an old cached file is never reused."""

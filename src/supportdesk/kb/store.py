@@ -34,7 +34,7 @@ from langchain_community.vectorstores import FAISS
 from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.embeddings import Embeddings
 
-from supportdesk.kb.files import sha256_file
+from supportdesk.checksum import sha256_file
 from supportdesk.private import private_dir, private_tree, write_private_text
 
 if TYPE_CHECKING:

@@ -102,8 +102,8 @@ def verify_adapter(adapter: AdapterInfo, base_gguf: Path) -> None:
     caught here. The GGUF header is then checked against the base (llama.cpp only logs a bad
     adapter and crashes later).
     """
-    from supportdesk.kb.files import sha256_file
-    from supportdesk.training.gguf_lora import AdapterFormatError, validate_gguf_lora
+    from supportdesk.checksum import sha256_file
+    from supportdesk.models.gguf_check import AdapterFormatError, validate_gguf_lora
 
     expected = adapter.manifest.get("adapter_sha256")
     if expected:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from supportdesk.cpu_load import generating, lower_this_thread, threads_for
 from supportdesk.models.adapters import AdapterInfo
 from supportdesk.models.base import (
     BackendUnavailable,
@@ -26,7 +27,6 @@ from supportdesk.models.base import (
     ModelInfo,
     ModelMissing,
 )
-from supportdesk.models.cpu_load import generating, lower_this_thread, threads_for
 from supportdesk.models.llama_amx import without_amx
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -70,7 +70,7 @@ def _load_llama(gguf: Path, lora: Path | None, n_ctx: int, threads: int) -> tupl
         if lora is not None:
             if not lora.is_file():
                 raise ModelMissing(f"adapter file not found: {lora}")
-            from supportdesk.training.gguf_lora import AdapterFormatError, validate_gguf_lora
+            from supportdesk.models.gguf_check import AdapterFormatError, validate_gguf_lora
 
             try:
                 validate_gguf_lora(lora, gguf)

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from supportdesk.brand import CueLexicon
+from supportdesk.logistic import fit_logistic
 from supportdesk.router.cues import cue_score, fact_cues
 from supportdesk.router.examples import GROUNDED, VOICE
 
@@ -170,16 +171,6 @@ class Calibration:
     train_accuracy: float
     escalation_rate: float
     n: int
-
-
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 0.01, steps: int = 3000, lr: float = 0.5) -> np.ndarray:
-    """Plain gradient-descent logistic regression: 4 features, a few hundred rows."""
-    w = np.zeros(x.shape[1])
-    for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -60, 60)))
-        grad = x.T @ (p - y) / len(y) + l2 * np.r_[w[:-1], 0.0]
-        w -= lr * grad
-    return w
 
 
 def calibrate(features: np.ndarray, labels: np.ndarray, target_escalation: float | None = None) -> Calibration:

@@ -2,9 +2,10 @@
 
 The first start of the app has no brand-voice adapter yet. Instead of training it before the
 app appears (minutes on a CPU with native bfloat16, far longer on one without), the app
-starts ``supportdesk adapter bootstrap --background`` as a separate process in the idle
-scheduling class (it runs only on CPU time nobody else wants), chats with the bare base model meanwhile, and switches the adapter in when
-the build has passed its evaluation. The builder reports through a small JSON status file in
+starts the builder (``python -m supportdesk.training.bootstrap --background``, the same code as
+``supportdesk adapter bootstrap``) as a separate process in the idle scheduling class (it runs
+only on CPU time nobody else wants), chats with the bare base model meanwhile, and switches the
+adapter in when the build has passed its evaluation. The builder reports through a small JSON status file in
 the data dir; SIGTERM (the app quitting) pauses it at a checkpoint and the next start resumes.
 
 While the app writes an answer it stops the builder outright (``held``: SIGSTOP, then SIGCONT):
@@ -69,7 +70,7 @@ def lower_priority() -> None:
     """Run only when nothing else wants the CPU (Linux SCHED_IDLE), else at nice 10.
 
     At nice 10 the trainer still took time slices from the chat's llama.cpp threads often
-    enough to stall them (see models/cpu_load.py); an idle-class task yields at once.
+    enough to stall them (see cpu_load.py); an idle-class task yields at once.
     """
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
@@ -166,11 +167,11 @@ def held(pid: int | None) -> Iterator[bool]:
     whether a builder was stopped. It continues where it was (SIGCONT), even on an error.
 
     Its load of the last half second is forgotten too, so the model about to generate uses
-    every core at once instead of waiting for the next load sample (models/cpu_load.py).
+    every core at once instead of waiting for the next load sample (cpu_load.py).
     """
     stopped = pid_alive(pid) and _signal_group(pid, signal.SIGSTOP)
     if stopped:
-        from supportdesk.models.cpu_load import forget_other_load
+        from supportdesk.cpu_load import forget_other_load
 
         forget_other_load()
     try:
@@ -263,8 +264,8 @@ def _spawn(data_dir: Path, threads: int | None, bootstrap_args: tuple[str, ...],
         # ties itself to this process first thing after exec (BuilderGuard.start). Its own
         # session keeps the terminal's Ctrl+C and SIGHUP away from it; the tie ends it instead.
         process = subprocess.Popen(
-            [sys.executable, "-m", "supportdesk", "--data-dir", str(data_dir),
-             *(["--kb", str(kb_dir)] if kb_dir is not None else []), "adapter", "bootstrap",
+            [sys.executable, "-m", "supportdesk.training.bootstrap", "--data-dir", str(data_dir),
+             *(["--kb", str(kb_dir)] if kb_dir is not None else []),
              "--background", "--threads", str(count), *bootstrap_args],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
         )

@@ -27,14 +27,17 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from supportdesk.answers.prompts import voice_system
 from supportdesk.brand import BrandProfile
-from supportdesk.kb.files import sha256_file
+from supportdesk.checksum import sha256_file
 from supportdesk.models.adapters import GGUF_NAME, MANIFEST_NAME
 from supportdesk.sanitize import check_plain_name
 from supportdesk.training.checkpoint import BuildPaused, Checkpointer
+
+if TYPE_CHECKING:
+    from supportdesk.settings import Settings
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 
@@ -280,9 +283,9 @@ def train_loop(model: Any, tokenizer: Any, conversations: list[list[dict[str, st
     # LoRA weights and optimizer state stay fp32. Elsewhere fp32: emulated bf16 is slower.
     from contextlib import nullcontext
 
-    from supportdesk.kb.embeddings import cpu_has_fast_bf16
+    from supportdesk.cpu import has_fast_bf16
 
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if device == "cpu" and cpu_has_fast_bf16() else nullcontext()
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if device == "cpu" and has_fast_bf16() else nullcontext()
     micro = config.micro_batch_size or (1 if device == "cpu" else config.batch_size)
     epoch = 0
     while step < total:
@@ -458,3 +461,31 @@ def build_adapter(
         resume["checkpoint"].clear()
     release_memory()
     return BuildResult(name, final, trainer, steps, loss, time.time() - started, manifest)
+
+
+def build_with_settings(
+    settings: Settings, name: str, dataset: Path, *, replace: bool = False, max_steps: int | None = None,
+    epochs: float | None = None, rank: int | None = None, threads: int | None = None,
+    checkpoint_dir: Path | None = None, should_stop: Callable[[], bool] = lambda: False,
+    on_step: Callable[[StepInfo], None] = lambda s: None, say: Callable[[str], None] = lambda message: None,
+) -> BuildResult:
+    """``build_adapter`` on the app's base model, under the brand profile's voice prompt and sign-off
+    (both recorded in the manifest): what ``adapter build`` and the first run's bootstrap train."""
+    from supportdesk.brand import load_brand
+    from supportdesk.models.embedded import default_gguf_path
+
+    gguf = settings.model.gguf_path or default_gguf_path()
+    brand = load_brand(settings)
+    config = TrainConfig(system_prompt=voice_system(brand), sign_off=brand.sign_off)
+    if max_steps:
+        config.max_steps = max_steps
+    if epochs:
+        config.epochs = epochs
+    if rank:
+        config.rank, config.alpha = rank, rank * 2
+    config.threads = threads
+    trainer = select_trainer()
+    say(f"training '{name}' with {trainer} on {gguf.name}"
+        + (" — on the CPU this takes a few minutes" if trainer == "peft-cpu" else ""))
+    return build_adapter(name, dataset, settings.adapters_dir, gguf, config, on_step, trainer, replace=replace,
+                         checkpoint_dir=checkpoint_dir, should_stop=should_stop)

@@ -14,12 +14,17 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from supportdesk.models.adapters import MANIFEST_NAME, AdapterInfo
 from supportdesk.training.build import load_base_cpu, tokenize_with_labels, with_system
+
+if TYPE_CHECKING:
+    from supportdesk.settings import Settings
 
 GREETING = re.compile(r"^\s*(hi|hello|hey)\b.{0,40}(thanks|thank you) for (reaching out|contacting|getting in touch)", re.IGNORECASE)
 _TRAILING_SIGNATURE = re.compile(r"\s[—–-]{1,2}\s*\S.{0,40}$")
@@ -131,6 +136,29 @@ def record_metrics(adapter_dir: Path, evaluation: AdapterEvaluation) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest, indent=1))
     tmp.replace(path)
+
+
+class EvalSetMissing(FileNotFoundError):
+    """No held-out split where the evaluation looks for it."""
+
+
+def evaluate_with_settings(settings: Settings, name: str, dataset: Path | None = None,
+                           working: Callable[[str], AbstractContextManager[Any]] = lambda what: nullcontext()
+                           ) -> AdapterEvaluation:
+    """Evaluate adapter ``name`` against the app's base model on ``dataset``'s held-out split (default:
+    the dataset it was built on), and record the metrics in its manifest. ``working`` wraps the
+    evaluation itself (the CLI's spinner)."""
+    from supportdesk.models import find_adapter
+    from supportdesk.models.embedded import default_gguf_path
+
+    adapter = find_adapter(settings.adapters_dir, name)  # ModelMissing: says which adapters exist
+    eval_file = (dataset or Path(adapter.manifest.get("dataset", ""))) / "eval.jsonl"
+    if not eval_file.is_file():
+        raise EvalSetMissing(f"{eval_file} not found")
+    with working(f"evaluating '{name}' on {eval_file}…"):
+        evaluation = evaluate_adapter(adapter.path, settings.model.gguf_path or default_gguf_path(), eval_file)
+    record_metrics(adapter.path, evaluation)
+    return evaluation
 
 
 class ActivationRefused(RuntimeError):

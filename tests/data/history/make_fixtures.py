@@ -68,8 +68,8 @@ def read_back(store) -> dict:
 def main() -> None:
     old_src = Path(sys.argv[1]).resolve()
     sys.path.insert(0, str(old_src))
-    sys.path.insert(0, str(HERE.parents[1]))  # tests/: postgres_server
-    from postgres_server import PostgresServer
+    sys.path.insert(0, str(HERE.parents[1]))  # tests/: fixtures.postgres_server
+    from fixtures.postgres_server import PostgresServer
 
     from supportdesk.history import SCHEMA_VERSION, HistoryStore
     from supportdesk.history import schema as old_schema

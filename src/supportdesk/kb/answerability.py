@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from supportdesk.kb.search import Evidence
-from supportdesk.router.router import fit_logistic
+from supportdesk.logistic import fit_logistic
 
 FEATURES = ("best_score", "coverage", "missing", "bias")
 Signals = tuple[float, float, float]

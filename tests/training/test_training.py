@@ -18,7 +18,7 @@ from supportdesk.training.evaluate import ActivationRefused, check_activation, v
 from supportdesk.training.pii import Scrubber, _valid_card
 from supportdesk.training.prepare import load_split, prepare, write_dataset
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 TWITTER = SHARED / "datasets" / "twitter_support" / "agent_reply_pairs.jsonl"
 
 

@@ -4,46 +4,19 @@ the CLI, the team server with role tokens."""
 from __future__ import annotations
 
 import json
-import os
 import uuid
 
 import pytest
-from sqlalchemy import update
+from fixtures.insights_history import DAY2, TOPICS, fill
 
-from supportdesk.history import HistoryStore, schema
+from supportdesk.history import HistoryStore
 from supportdesk.insights.clustering import group
 from supportdesk.insights.gaps import GapQuestion, draft_page, find_gaps, gap_questions, kb_search
 from supportdesk.insights.records import parse_since, read_turns
 from supportdesk.insights.stats import insights, per_day
 
-DAY1 = 1_796_860_800.0  # 2026-12-10 00:00 UTC
-DAY2 = DAY1 + 86400
 
-TOPICS = {
-    "returns": ["How do I send back a router I bought?", "Can I return my router after two weeks?",
-                "what is the return window for a router", "I want a refund for the router, how?"],
-    "password": ["How do I change the wifi password?", "where do I set a new WiFi password",
-                 "forgot my wireless password, how to reset it", "change wi-fi network password"],
-    "lights": ["the light on the router is blinking orange", "what does a blinking orange LED mean",
-               "router LED flashing amber"],
-}
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    from postgres_server import PostgresServer, PostgresUnavailable
-
-    try:
-        server = PostgresServer().start()
-    except PostgresUnavailable as exc:
-        if os.environ.get("SUPPORTDESK_TEST_SKIP_POSTGRES") == "1":
-            pytest.skip(f"PostgreSQL not started: {exc}")
-        pytest.fail(f"PostgreSQL could not be started for these tests: {exc}", pytrace=False)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])  # slow: starts a cluster
 def store(request, tmp_path):
     if request.param == "sqlite":
         location = str(tmp_path / "h.sqlite3")
@@ -58,50 +31,6 @@ def store(request, tmp_path):
     opened = HistoryStore(location)
     yield opened
     opened.close()
-
-
-def _at(store: HistoryStore, message_id: int, at: float) -> None:
-    with store._engine.transaction() as tx:
-        tx.update(update(schema.messages).where(schema.messages.c.id == message_id).values(created_at=at))
-
-
-def _turn(store, cid, question, answer, at, **fields) -> int:
-    feedback = fields.pop("feedback", 0)
-    q = store.add_message(cid, "user", question, asked_by=fields.get("asked_by"))
-    a = store.add_message(cid, "assistant", answer, **fields)
-    if feedback:
-        store.set_feedback(a, feedback)
-    store.flush()
-    _at(store, q, at - 1)
-    _at(store, a, at)
-    return a
-
-
-def fill(store: HistoryStore) -> dict[str, int]:
-    """Two days of answers by two agents: every route, ratings, timings."""
-    alice = store.new_conversation("alice's", owner="alice")
-    bob = store.new_conversation("bob's", owner="bob")
-    t = {"embed_ms": 8.0, "search_ms": 1.0, "total_ms": 900.0}
-    ids = {
-        "handoff": _turn(store, alice, TOPICS["returns"][0], "A colleague will help.", DAY1 + 100, kind="handoff",
-                         reason="the knowledge base returned nothing", timings=t, asked_by="alice"),
-        "person": _turn(store, alice, "can I talk to a human", "Connecting you.", DAY1 + 200, kind="handoff",
-                        reason="policy: ask_human p=0.91 >= 0.50 (closest example 'human please' 0.80; no cues; "
-                               "next none 0.05)", timings=t, asked_by="alice"),
-        "off_topic": _turn(store, alice, "what's the weather in Paris", "I help with our routers.", DAY1 + 300,
-                           kind="decline", reason="policy: off_topic p=0.88 >= 0.60 (closest example 'weather' 0.7; "
-                                                  "no cues; next none 0.1)", timings=t, asked_by="alice"),
-        "other_company": _turn(store, bob, TOPICS["password"][0], "I can only help with our products.", DAY1 + 400,
-                               kind="decline", reason="policy: other_company p=0.7 >= 0.6 (closest example 'x' 0.5; "
-                                                      "no cues; next none 0.1)", timings=t, asked_by="bob"),
-        "bad": _turn(store, bob, TOPICS["password"][1], "Press the reset button.", DAY2 + 100, kind="grounded",
-                     feedback=-1, timings={**t, "total_ms": 1500.0}, asked_by="bob"),
-        "good": _turn(store, bob, "How long is the warranty?", "Two years [1].", DAY2 + 200, kind="grounded",
-                      feedback=1, timings={**t, "total_ms": 700.0}, asked_by="bob"),
-        "voice": _turn(store, alice, "thanks!", "You're welcome!", DAY2 + 300, kind="voice",
-                       timings={"total_ms": 300.0}, asked_by="alice"),
-    }
-    return ids
 
 
 def test_questions_are_grouped_by_meaning_with_the_real_embedder(minilm, sample_index):

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from fake_ollama import FakeOllama
+from fixtures.fake_ollama import FakeOllama
 from typer.testing import CliRunner
 
 from supportdesk.cli import app

@@ -4,13 +4,12 @@ A version-4 database of either engine made by supportdesk before Alembic (``test
 made with that code by ``make_fixtures.py``) opens, is stamped at the baseline revision in place
 and reads back exactly what the old code read; older versions take the same steps; the tables the
 revisions build are ``schema``'s and what the old code built; a newer schema is refused. The
-PostgreSQL cases run on a throw-away cluster (``tests/postgres_server.py``).
+PostgreSQL cases run on a throw-away cluster (``tests/fixtures/postgres_server.py``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sqlite3
@@ -21,7 +20,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from postgres_server import PostgresServer, PostgresUnavailable
 from sqlalchemy import Identity, create_engine
 
 from supportdesk.history import SCHEMA_VERSION, HistoryError, HistoryStore
@@ -29,20 +27,8 @@ from supportdesk.history.migrate import migrate
 from supportdesk.history.revisions import VERSION_TABLE, revision_id
 from supportdesk.history.schema import MIGRATIONS, metadata
 
-FIXTURES = Path(__file__).parent / "data" / "history"
-ENGINES = ["sqlite", "postgresql"]
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    try:
-        server = PostgresServer().start()
-    except PostgresUnavailable as exc:
-        if os.environ.get("SUPPORTDESK_TEST_SKIP_POSTGRES") == "1":
-            pytest.skip(f"PostgreSQL not started: {exc}")
-        pytest.fail(f"PostgreSQL could not be started for these tests: {exc}", pytrace=False)
-    yield server
-    server.stop()
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "history"
+ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]  # slow: starts a PostgreSQL cluster
 
 
 @pytest.fixture
@@ -273,6 +259,7 @@ def test_a_schema_newer_than_the_code_is_refused_and_left_alone(engine, database
         HistoryStore(location)
 
 
+@pytest.mark.slow  # a PostgreSQL cluster
 def test_replicas_upgrading_one_postgresql_history_at_once_take_turns(database):
     location = database("postgresql", (FIXTURES / "v1-postgresql.sql").read_text())
     opened: list[HistoryStore] = []
@@ -315,6 +302,7 @@ def test_an_up_to_date_sqlite_history_opens_while_another_program_holds_its_lock
     store.close()
 
 
+@pytest.mark.slow  # a PostgreSQL cluster
 def test_borrowing_a_pooled_postgresql_connection_adds_nothing_to_it(database):
     """SQLAlchemy's psycopg dialect adds a notice logger to every connection it is handed; through
     NullPool over psycopg's pool that is every borrow: one more per write, for ever."""

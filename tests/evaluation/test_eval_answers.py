@@ -299,6 +299,7 @@ def _emanual(folder):
     return folder
 
 
+@pytest.mark.slow  # indexes with the real embedder
 def test_eval_answers_emanual_tv_end_to_end_with_a_scripted_model(settings_factory, tmp_path, monkeypatch):
     from supportdesk import models
 

@@ -10,7 +10,6 @@ from conftest import ROOT, ScriptedBackend
 from typer.testing import CliRunner
 
 from supportdesk.answers import AnswerPipeline
-from supportdesk.answers.answerability import Answerability, answer_threshold, fit_answerability
 from supportdesk.cli import app
 from supportdesk.evaluation.abstention import (
     EVAL_SAMPLES,
@@ -24,6 +23,7 @@ from supportdesk.evaluation.abstention import (
     sample_questions,
 )
 from supportdesk.evaluation.scoring import load_route_set
+from supportdesk.kb.answerability import Answerability, answer_threshold, fit_answerability
 from supportdesk.kb.lexical import BM25Index, query_coverage, tokenize
 from supportdesk.kb.search import Evidence
 

@@ -9,7 +9,7 @@ import pytest
 
 from supportdesk.history import SCHEMA_VERSION, HistoryStore
 
-FIXTURES = Path(__file__).parent / "data" / "history"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "history"
 
 
 def test_upgrade_from_version_1_keeps_data(tmp_path):

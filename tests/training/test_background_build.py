@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import SAMPLE_KB, ScriptedBackend
@@ -140,7 +141,7 @@ def _settle_state(pid: int, wanted: str, seconds: float = 5.0) -> str:
 
 
 def test_held_stops_the_builder_and_lets_it_go_on_even_after_an_error():
-    from supportdesk.models import cpu_load
+    from supportdesk import cpu_load
     from supportdesk.training.background import held
 
     process = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
@@ -207,13 +208,17 @@ async def test_the_build_is_stopped_while_an_answer_is_written(app_with_builder)
         assert _state(started[0]) in ("S", "R")  # and going on after
 
 
+@pytest.mark.parametrize("entry", ["cli", "builder"])
 @pytest.mark.parametrize(("tuned", "state", "active"), [(5.6, "done", "kestrel-voice"), (18.9, "rejected", None)])
-def test_the_sample_adapter_is_activated_only_past_the_quality_gate(cli, tmp_path, monkeypatch, tuned, state, active):
+def test_the_sample_adapter_is_activated_only_past_the_quality_gate(cli, small_kb, tmp_path, monkeypatch, tuned, state,
+                                                                    active, entry):
     """An evaluated sample adapter 72 % below the base is switched in; one 5 % below (a build cut
-    short) is kept out and says why."""
+    short) is kept out and says why. The same through ``adapter bootstrap`` and the app's builder
+    (the training module's entry point, no CLI)."""
     import json
 
     from supportdesk.models.adapters import read_active
+    from supportdesk.training.bootstrap import main
 
     adapters = tmp_path / "adapters"
     sample = adapters / "kestrel-voice"
@@ -223,8 +228,11 @@ def test_the_sample_adapter_is_activated_only_past_the_quality_gate(cli, tmp_pat
                                                                   "adapter_perplexity": tuned}}))
     monkeypatch.setenv("SUPPORTDESK_ADAPTERS_DIR", str(adapters))
     monkeypatch.setenv("SUPPORTDESK_BRAND__ADAPTER", "kestrel-voice")  # the brand profile names its adapter
-    result = cli("adapter", "bootstrap", "--background")
-    assert result.exit_code == 0, result.output
+    if entry == "cli":
+        result = cli("adapter", "bootstrap", "--background")
+        assert result.exit_code == 0, result.output
+    else:
+        assert main(["--data-dir", str(tmp_path / "data"), "--kb", str(small_kb), "--background"]) == 0
     status = read_status(tmp_path / "data")
     assert status.state == state, status
     assert ("gate is 25% lower" in status.message) == (state == "rejected")
@@ -272,6 +280,7 @@ def _end(*processes) -> None:
             process.wait()
 
 
+@pytest.mark.slow  # real builder processes
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGHUP"])
 def test_a_real_builder_ends_with_the_app_that_started_it(tmp_path, monkeypatch, how):
     """kill -9 of the app, or its terminal closing (SIGHUP): the builder it started is gone
@@ -292,6 +301,8 @@ def test_a_real_builder_ends_with_the_app_that_started_it(tmp_path, monkeypatch,
     try:
         # the builder runs its own code (its status, its pid): tied to the app by then
         _wait(data, lambda s: s.pid == builder and s.state in ("preparing", "loading", "training"), 120)
+        cmdline = Path(f"/proc/{builder}/cmdline").read_bytes().split(b"\0")
+        assert b"supportdesk.training.bootstrap" in cmdline and b"adapter" not in cmdline  # the training code, no CLI
         os.kill(app.pid, getattr(signal, how))
         app.wait(10)
         assert _gone(builder, 10), f"the builder outlived its app ({how})"
@@ -333,7 +344,11 @@ def test_without_the_death_signal_the_builder_sees_its_parent_gone(tmp_path, sta
         _end(app, builder)
 
 
-def test_a_second_builder_for_the_same_data_dir_exits_at_once(tmp_path, monkeypatch):
+@pytest.mark.slow  # real builder processes
+@pytest.mark.parametrize("command", [("supportdesk.training.bootstrap",), ("supportdesk", "adapter", "bootstrap")],
+                         ids=["builder", "cli"])
+def test_a_second_builder_for_the_same_data_dir_exits_at_once(tmp_path, monkeypatch, command):
+    """The app's builder (the training module) and the CLI's ``adapter bootstrap`` alike."""
     from filelock import FileLock
 
     adapters = tmp_path / "adapters"
@@ -346,7 +361,7 @@ def test_a_second_builder_for_the_same_data_dir_exits_at_once(tmp_path, monkeypa
     with FileLock(str(data / "adapter-build.lock")):  # the running builder holds it
         started = time.monotonic()
         try:
-            run = subprocess.run([sys.executable, "-m", "supportdesk", "--data-dir", str(data), "adapter", "bootstrap",
+            run = subprocess.run([sys.executable, "-m", command[0], "--data-dir", str(data), *command[1:],
                                   "--background", "--threads", "1"], env=env, capture_output=True, text=True,
                                  timeout=90, check=False)
         except subprocess.TimeoutExpired as exc:

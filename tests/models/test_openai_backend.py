@@ -9,7 +9,7 @@ import time
 
 import pytest
 from conftest import SAMPLE_KB
-from llama_server import LlamaServer, free_port, model_entries
+from fixtures.llama_server import LlamaServer, free_port, model_entries
 from typer.testing import CliRunner
 
 from supportdesk.cli import app

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from supportdesk.kb.embeddings import MODEL_NAME, MiniLMEmbeddings, chosen_path
+from supportdesk.cpu import chosen_path
+from supportdesk.kb.embeddings import MODEL_NAME, MiniLMEmbeddings
 from supportdesk.kb.onnx_embedder import OnnxMiniLMEmbeddings
 from supportdesk.settings import EmbeddingSettings
 
@@ -14,6 +15,7 @@ TEXTS = ["How do I factory reset a Perch satellite?", "The amber light means the
          "Warranty: two years from the date of purchase, parts and labour."]
 
 
+@pytest.mark.slow  # exports and loads the real model
 def test_float32_export_gives_the_torch_vectors(tmp_path):
     onnx = OnnxMiniLMEmbeddings(precision="float32", cache_dir=tmp_path)
     torch = MiniLMEmbeddings(precision="float32")
@@ -26,6 +28,7 @@ def test_float32_export_gives_the_torch_vectors(tmp_path):
     assert np.allclose(again.embed_query(TEXTS[0]), a[0], atol=1e-5)
 
 
+@pytest.mark.slow  # exports and loads the real model
 def test_int8_is_a_different_vector_space_with_the_same_ranking(tmp_path):
     int8 = OnnxMiniLMEmbeddings(precision="int8", cache_dir=tmp_path)
     assert int8.info.name != MODEL_NAME  # an index built in fp32 is re-embedded, never mixed
@@ -42,6 +45,7 @@ def test_precision_must_fit_the_runtime():
     assert chosen_path(EmbeddingSettings(runtime="onnx")) == ("onnx", "float32")
 
 
+@pytest.mark.slow  # the real model
 def test_a_build_on_every_worker_gives_each_text_its_own_vector_in_order(tmp_path):
     """Texts run concurrently on the workers (and on one worker while an answer is written)
     come back in the caller's order, each the vector of that text embedded alone."""

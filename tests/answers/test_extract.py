@@ -190,3 +190,55 @@ def test_product_names_and_codes_are_one_product() -> None:
               "On the KR-940 the reset takes about 5 minutes.")
     answer = extract("How long does a factory reset take on the AX1800?", [(1, resets, "")], None, 60, aliases).text
     assert "3 minutes" in answer and "4 minutes" not in answer and "5 minutes" not in answer
+
+
+def ask_sections(question: str, *sections: tuple[str, str, float]) -> str:
+    """Sources with their heading path and retrieval score, as the pipeline passes them."""
+    return extract(question, [(n, text, heading, score) for n, (text, heading, score) in enumerate(sections, start=1)],
+                   None, 60).text
+
+
+def test_the_units_own_heading_counts_more_than_the_headings_above_it() -> None:
+    answer = ask_sections(
+        "How long is the warranty on my router?",
+        ("45 days from delivery for products bought from the store.",
+         "FAQ > Orders, returns and warranty > How long do I have to return a router?", 0.70),
+        ("2 years in the US and Canada, 3 years in the EU and UK.",
+         "FAQ > Orders, returns and warranty > How long is the warranty?", 0.63))
+    assert "2 years in the US" in answer and "45 days" not in answer
+
+
+def test_the_value_said_of_what_is_asked_wins_over_a_value_in_passing() -> None:
+    text = "Hold the Reset pinhole for 12 seconds to factory reset the router. The reset takes about 5 minutes."
+    answer = ask_sections("How long does a factory reset take?", (text, "Manual > Resetting", 0.6))
+    assert "5 minutes" in answer and "12 seconds" not in answer
+    answer = ask_sections("When does trade-in credit expire?",
+                          (("Trade in your old router within 30 days of delivery for store credit. Credit is "
+                            "issued within 5 business days and expires after 12 months."), "Trade-in credit", 0.6))
+    assert "12 months" in answer
+
+
+def test_business_days_and_ranges_are_durations() -> None:
+    answer = ask_sections("Once the refund is issued, how long until I see it on my credit card?",
+                          (("PayPal refunds appear within 24 hours. Card refunds appear within 5 to 7 business "
+                            "days after the refund is issued."), "Refunds", 0.6))
+    assert "5 to 7 business days" in answer and "24 hours" not in answer
+
+
+def test_a_part_number_is_a_code_not_a_count() -> None:
+    assert question_type("What's the part number of the power adapter?") == "code"
+    assert question_type("Once I get an RMA number, how long is it good for?") == "duration"
+    answer = ask_sections("What's the part number of the power adapter for the X200?",
+                          ("- X200 router (KR-200)\n- 19 V power adapter (part PA-1934, 65 W)\n- Ethernet cable",
+                           "X200 Manual > In the box", 0.66))
+    assert "PA-1934" in answer
+
+
+def test_a_name_every_source_holds_does_not_rule_a_unit_out() -> None:
+    """The company's own name (low idf) is no name the answer must repeat."""
+    sources = [(1, "Acme Care+ extends it to 4 years.\n\nThe warranty is 2 years in the US and 3 years in the UK.",
+                "FAQ > How long is the warranty?", 0.6)]
+    weights = {"long": 4.4, "warranty": 2.9, "acme": 0.7, "router": 1.3}
+    text = "Buy from the Acme Store. Call the Acme team. Our Acme routers are fast."
+    answer = extract("How long is the warranty on my Acme router?", sources + [(2, text, "Acme", 0.1)], weights, 60).text
+    assert "2 years in the US" in answer

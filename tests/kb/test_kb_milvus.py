@@ -12,7 +12,7 @@ import os
 import time
 
 import pytest
-from milvus_server import MilvusServer, MilvusUnavailableForTests
+from fixtures.milvus_server import MilvusServer, MilvusUnavailableForTests
 
 from supportdesk.kb import KnowledgeBase
 from supportdesk.settings import RetrievalSettings
@@ -193,7 +193,7 @@ def test_milvus_down_during_a_build_prints_only_the_clean_error(milvus, settings
     settings_factory(small_kb)  # no developer settings leak in
     driver = tmp_path / "driver.py"
     driver.write_text(_BUILD_WHILE_MILVUS_GOES_DOWN, encoding="utf-8")
-    env = {**os.environ, "TESTS_DIR": str(Path(__file__).parent), "MILVUS_PID": str(milvus._process.pid),
+    env = {**os.environ, "TESTS_DIR": str(Path(__file__).resolve().parents[1]), "MILVUS_PID": str(milvus._process.pid),
            "MILVUS_PORT": str(milvus.port), "SUPPORTDESK_RETRIEVAL__STORE": "milvus",
            "SUPPORTDESK_RETRIEVAL__MILVUS_URI": milvus.uri, "SUPPORTDESK_RETRIEVAL__MILVUS_COLLECTION": "kbdown",
            "SUPPORTDESK_RETRIEVAL__MILVUS_TIMEOUT_S": "3", "SUPPORTDESK_RETRIEVAL__SELF_CALIBRATE": "false"}

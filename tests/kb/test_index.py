@@ -190,7 +190,7 @@ def test_old_generations_are_pruned(settings_factory, small_kb, hash_embedder):
 def test_a_build_waits_while_an_answer_is_written_and_then_finishes(settings_factory, small_kb, hash_embedder,
                                                                       tmp_path, monkeypatch):
     """The chat's model gets the CPU: no chunk is embedded while an answer is being written."""
-    from supportdesk.models import cpu_load
+    from supportdesk import cpu_load
 
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     kb = KnowledgeBase(settings_factory(small_kb), embedder=hash_embedder)

@@ -4,32 +4,18 @@ whole or not at all, proposals reviewed once, hits counted, the import file chec
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
-from postgres_server import PostgresServer, PostgresUnavailable
 
 from supportdesk.answers.importing import read_rows
 from supportdesk.history import HistoryError, HistoryStore
 from supportdesk.history.approved import ApprovedError, ImportRow
 
 
-@pytest.fixture(scope="module")
-def postgres():
-    try:
-        server = PostgresServer().start()
-    except PostgresUnavailable as exc:
-        if os.environ.get("SUPPORTDESK_TEST_SKIP_POSTGRES") == "1":
-            pytest.skip(f"PostgreSQL not started: {exc}")
-        pytest.fail(f"PostgreSQL could not be started for these tests: {exc}", pytrace=False)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])  # slow: starts a cluster
 def store(request, tmp_path):
     if request.param == "sqlite":
         location = str(tmp_path / "h.sqlite3")

@@ -1,5 +1,5 @@
 """The history on PostgreSQL: a real throw-away cluster (initdb + pg_ctl on a free loopback
-port, ``tests/postgres_server.py``), the same store contract as SQLite, two replicas writing at
+port, ``tests/fixtures/postgres_server.py``), the same store contract as SQLite, two replicas writing at
 once, a database lost mid-session, migration from SQLite, and the team server on it.
 
 The cluster must start: a machine without PostgreSQL fails these tests with the reason
@@ -9,7 +9,6 @@ The cluster must start: a machine without PostgreSQL fails these tests with the 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
@@ -17,23 +16,11 @@ import uuid
 import psycopg
 import pytest
 from conftest import ScriptedBackend, grounded_reply
-from postgres_server import PostgresServer, PostgresUnavailable, free_port
-from team_server import running
+from fixtures.postgres_server import free_port
+from fixtures.team_server import running
 
 from supportdesk.history import SCHEMA_VERSION, HistoryError, HistoryStore
 from supportdesk.history.migrate import migrate
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    try:
-        server = PostgresServer().start()
-    except PostgresUnavailable as exc:
-        if os.environ.get("SUPPORTDESK_TEST_SKIP_POSTGRES") == "1":
-            pytest.skip(f"PostgreSQL not started: {exc}")
-        pytest.fail(f"PostgreSQL could not be started for these tests: {exc}", pytrace=False)
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -45,7 +32,7 @@ def pg_url(postgres) -> str:
     return postgres.url.rsplit("/", 1)[0] + "/" + name
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])  # slow: starts a cluster
 def store(request, tmp_path):
     location = str(tmp_path / "h.sqlite3") if request.param == "sqlite" else request.getfixturevalue("pg_url")
     opened = HistoryStore(location)

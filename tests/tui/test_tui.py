@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import SAMPLE_KB, HashEmbeddings, ScriptedBackend, grounded_reply, send
-from team_server import running
+from fixtures.team_server import running
 
 from supportdesk.kb import KnowledgeBase
 from supportdesk.models import BackendUnavailable
@@ -704,7 +704,7 @@ def test_the_reconnect_line_counts_down_and_a_server_back_is_reconnected_at_once
 @pytest.fixture
 def insights_app(sample_index, tmp_path):
     """An app whose history holds two fixed days of answers (every route, ratings, timings)."""
-    from test_insights import fill
+    from fixtures.insights_history import fill
 
     from supportdesk.history import HistoryStore
 

@@ -1,0 +1,1 @@
+"""Tests of src/supportdesk/models/ (a package, so that its modules and conftest.py never clash with another folder's)."""
