@@ -170,7 +170,7 @@ def main() -> None:
             t0 = time.perf_counter()
             first = None
             try:
-                answer, _ = client.ask(question)
+                answer = client.ask(question)
                 for _piece in answer:
                     if first is None:
                         first = time.perf_counter() - t0

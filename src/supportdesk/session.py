@@ -9,19 +9,23 @@ a worker; nothing here blocks at construction.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from supportdesk.answers import Answer, AnswerPipeline, Turn
 from supportdesk.answers.approved import SessionApproved, approved_service
+from supportdesk.answers.pipeline import AnswerResult, citations_to_json
 from supportdesk.brand import load_brand
-from supportdesk.history import HistoryError, HistoryStore, StoredMessage, move_aside, open_history
-from supportdesk.kb.index import KnowledgeBase, Progress, ReloadReport
+from supportdesk.history import Conversation, HistoryError, HistoryStore, StoredMessage, move_aside, open_history
+from supportdesk.kb.index import KBStats, KnowledgeBase, Progress, ReloadReport
+from supportdesk.kb.search import search_to_json
 from supportdesk.models import BackendError, ChatBackend, ModelMissing, create_backend, list_adapters
 from supportdesk.models.adapters import write_active
+from supportdesk.session_protocol import AskResult, SessionStatus
 from supportdesk.settings import Settings
+
+__all__ = ["AskResult", "SessionAnswer", "SessionStatus", "SupportSession", "check_answers"]
 
 _INDEX_STAGES = {"scan": (0, 2), "load": (2, 10), "embed": (10, 95), "save": (95, 99), "milvus": (95, 99),
                  "done": (100, 100)}
@@ -49,24 +53,66 @@ def check_answers(backend: ChatBackend) -> None:
                            f"--to {backend.name}'")
 
 
-@dataclass
-class SessionStatus:
-    backend: str
-    model: str
-    adapter: str | None
-    chunks: int
-    generation: str | None
-    reloaded_at: float | None
-    reloading: bool
-    connection: str | None = None
-    """A team server's client: why the server cannot be reached right now (None when it can)."""
-    queued: int = 0
-    """Questions waiting for the model (a team server's queue)."""
-    assistant: str = "Assistant"
-    """The brand profile's assistant name: the label answers are shown under."""
+class SessionAnswer:
+    """An answer of the session's one ask pass: iterate for its text. When the text is done the
+    answer is stored (a cancelled one too, as cancelled) and ``outcome`` says where; an answer
+    asked after given turns is stored nowhere."""
+
+    outcome: AskResult | None
+
+    def __init__(self, session: SupportSession, answer: Answer, conversation_id: int | None,
+                 question_id: int | None, asked_by: str | None) -> None:
+        self._session = session
+        self._answer = answer
+        self.conversation_id = conversation_id
+        self.question_id = question_id
+        """The stored question's id (None: asked after given turns, not stored)."""
+        self._asked_by = asked_by
+        self.outcome: AskResult | None = None
+        self.done = False
+
+    @property
+    def result(self) -> AnswerResult:
+        return self._answer.result
+
+    @property
+    def on_wait(self) -> Callable[[int], None] | None:
+        return self._answer.on_wait  # type: ignore[no-any-return]
+
+    @on_wait.setter
+    def on_wait(self, callback: Callable[[int], None] | None) -> None:
+        self._answer.on_wait = callback
+
+    def cancel(self) -> None:
+        self._answer.cancel()
+
+    def run(self, on_text: Callable[[str], None] | None = None) -> AnswerResult:
+        for piece in self:
+            if on_text is not None:
+                on_text(piece)
+        return self.result
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            yield from self._answer
+        finally:
+            self.done = True
+        message_id = None
+        if self.question_id is not None:
+            assert self.conversation_id is not None
+            message_id = self._session._store_answer(self.result, self.conversation_id, self._asked_by)
+        self.outcome = AskResult(self.result, message_id, self.conversation_id)
 
 
 class SupportSession:
+    """The embedded session (``supportdesk.session_protocol.Session``): everything in this process.
+
+    A team server runs one too (``server.core``), so a question is answered by the same
+    ``ask`` pass in the TUI, the CLI and for every agent of a team."""
+
+    is_remote = False
+    reloaded_by: str | None = None  # only a team server names who reloaded
+
     def __init__(self, settings: Settings, backend: ChatBackend | None = None, kb: KnowledgeBase | None = None,
                  backend_wrapper: Callable[[ChatBackend], ChatBackend] | None = None) -> None:
         self.settings = settings
@@ -83,10 +129,25 @@ class SupportSession:
         self.index_error: str | None = None
         self.history = self._open_history()
         self.conversation_id: int | None = None
+        self._turns: list[Turn] | None = None
+        """The current conversation (``conversation_id``) as the pipeline reads it, kept as it grows:
+        a question does not re-read the whole conversation from the database."""
         self.on_status_change: Callable[[], None] | None = None  # a remote session's feed calls it; not used here
         self._lock = threading.Lock()
         self._first_index: threading.Event | None = None  # set when the first index, built behind the chat, is in
         self.index_progress: Progress | None = None
+
+    @property
+    def can_train(self) -> bool:
+        return True
+
+    @property
+    def can_move_history(self) -> bool:
+        return self.history_path is not None
+
+    @property
+    def role(self) -> str | None:
+        return None
 
     def _open_history(self) -> HistoryStore:
         """The history, or, when it is broken or unreachable, an in-memory one so the chat still works."""
@@ -220,11 +281,25 @@ class SupportSession:
     # -- conversations ---------------------------------------------------------------------
     def new_conversation(self) -> int:
         self.conversation_id = self.history.new_conversation()
+        self._turns = []
         return self.conversation_id
 
     def open_conversation(self, conversation_id: int) -> list[StoredMessage]:
+        messages = self.history.messages(conversation_id)
         self.conversation_id = conversation_id
+        self._turns = _turns(messages)
+        return messages
+
+    def conversations(self, limit: int = 100, everyone: bool = False) -> list[Conversation]:
+        """Newest first (``everyone`` changes nothing here: every local conversation is this agent's)."""
+        return self.history.conversations(limit)
+
+    def messages(self, conversation_id: int) -> list[StoredMessage]:
         return self.history.messages(conversation_id)
+
+    @property
+    def pending_writes(self) -> int:
+        return self.history.pending
 
     def preview(self) -> list[StoredMessage]:
         """The latest conversation, read at once from the local history (before ``start``)."""
@@ -245,35 +320,63 @@ class SupportSession:
         history build from text, so a follow-up ("and for the satellite?") is searched and answered
         the same way wherever the conversation comes from. (The cited headings of the last
         answer used to be added here only: they pulled the TUI's follow-ups to another document.)
+        The current conversation comes from memory; another one (a team server's agents') is read.
         """
         conversation_id = self.conversation_id if conversation_id is None else conversation_id
         if conversation_id is None:
             return []
-        return [Turn(m.role, m.content) for m in self.history.messages(conversation_id)]  # type: ignore[arg-type]
+        if conversation_id == self.conversation_id and self._turns is not None:
+            return list(self._turns)
+        return _turns(self.history.messages(conversation_id))
 
-    def ask(self, message: str) -> tuple[Answer, int]:
-        """Store the question and start the answer; call ``record_answer`` when it is done."""
-        if self.conversation_id is None:
-            self.new_conversation()
-        assert self.conversation_id is not None
-        history = self.turns()
-        answer = self.pipeline.ask(message, history)  # an empty question is refused before anything is stored
-        question_id = self.history.add_message(self.conversation_id, "user", answer.result.question)
-        return answer, question_id
+    def ask(self, message: str, history: list[Turn] | None = None, *, conversation_id: int | None = None,
+            asked_by: str | None = None) -> SessionAnswer:
+        """The one ask pass, the embedded session's and a team server's (``server.core``).
 
-    def record_answer(self, answer: Answer, conversation_id: int | None = None, asked_by: str | None = None) -> int:
-        result = answer.result
-        conversation_id = self.conversation_id if conversation_id is None else conversation_id
+        The question is answered after the conversation's turns (``conversation_id``, default the
+        current one, started if there is none) and stored at once; the answer is stored when its
+        text is done. With ``history`` (given turns: an evaluation, ``ask --conversations``) it is
+        answered after them and nothing is stored. Every step before the model (the conversation
+        policy, search, route, hand-off) runs inside the pipeline's answer (``AnswerPipeline._answer``,
+        then ``plan``): a step added there runs for every front end and for the team server. An
+        empty question raises EmptyQuestion before anything is stored.
+        """
+        if history is not None:
+            answer = self.pipeline.ask(message, history)
+            return SessionAnswer(self, answer, None, None, asked_by)
+        if conversation_id is None:
+            if self.conversation_id is None:
+                self.new_conversation()
+            conversation_id = self.conversation_id
         assert conversation_id is not None
-        citations = [c.__dict__ for c in result.citations] + [dict(c.__dict__, number=0) for c in result.other_hits]
-        content = result.answer if not result.cancelled else (result.streamed + " …(cancelled)")
-        return self.history.add_message(
-            conversation_id, "assistant", content or "(no answer)",
+        answer = self.pipeline.ask(message, self.turns(conversation_id))
+        question = answer.result.question  # cleaned once, by the pipeline
+        question_id = self.history.add_message(conversation_id, "user", question, asked_by=asked_by)
+        self._remember(conversation_id, Turn("user", question))
+        return SessionAnswer(self, answer, conversation_id, question_id, asked_by)
+
+    def _store_answer(self, result: AnswerResult, conversation_id: int, asked_by: str | None) -> int:
+        content = (result.answer if not result.cancelled else (result.streamed + " …(cancelled)")) or "(no answer)"
+        message_id = self.history.add_message(
+            conversation_id, "assistant", content,
             kind=result.kind, reason=result.clarify_reason or result.decline_reason or result.decision.get("reason")
             or result.handoff_reason,
-            citations=citations, timings=result.timings, model=result.model, abstained=result.abstained,
-            asked_by=asked_by,
+            citations=citations_to_json(result), timings=result.timings, model=result.model,
+            abstained=result.abstained, asked_by=asked_by,
         )
+        self._remember(conversation_id, Turn("assistant", content))
+        return message_id
+
+    def add_sent_answer(self, text: str, reason: str) -> int | None:
+        if self.conversation_id is None:
+            return None
+        message_id = self.history.add_message(self.conversation_id, "assistant", text, kind="approved", reason=reason)
+        self._remember(self.conversation_id, Turn("assistant", text))
+        return message_id
+
+    def _remember(self, conversation_id: int, turn: Turn) -> None:
+        if conversation_id == self.conversation_id and self._turns is not None:
+            self._turns.append(turn)
 
     def feedback(self, message_id: int, value: int) -> None:
         self.history.set_feedback(message_id, value)
@@ -290,8 +393,9 @@ class SupportSession:
     def adapters(self) -> list[str]:
         return [a.name for a in list_adapters(self.settings.adapters_dir)]
 
-    def switch_model(self, backend: str | None = None, adapter: str | None = None) -> ChatBackend:
-        """Swap the model (loads it: run in a worker). The adapter choice is remembered as active."""
+    def switch_model(self, backend: str | None = None, adapter: str | None = None) -> SessionStatus:
+        """Swap the model (loads it: run in a worker). The adapter choice is remembered as active;
+        returns the status with the new model."""
         new = self._wrap(create_backend(self.settings, backend or (self._backend.name if self._backend else None), adapter))
         load = getattr(new, "load", None)
         if callable(load):
@@ -303,7 +407,14 @@ class SupportSession:
                 self._pipeline.backend = new
         if adapter is not None:
             write_active(self.settings.data_dir, None if adapter == "none" else adapter)
-        return new
+        return self.status()
+
+    def search(self, query: str, k: int | None = None, mode: str | None = None) -> dict[str, Any]:
+        """The KB's search, as JSON (``kb.search.search_to_json``): never waits behind the model."""
+        return search_to_json(query, self.kb.search(query, k=k, mode=mode))  # type: ignore[arg-type]
+
+    def kb_stats(self) -> KBStats:
+        return self.kb.stats()
 
     def insights(self, since: float | None = None, agent: str | None = None, top_gaps: int = 5) -> dict[str, Any]:
         """Per-day figures and the top knowledge gaps of the history (``supportdesk.insights``)."""
@@ -327,3 +438,7 @@ class SupportSession:
         leftover = self.history.close()
         return str(leftover) if leftover else None
 
+
+
+def _turns(messages: list[StoredMessage]) -> list[Turn]:
+    return [Turn(m.role, m.content) for m in messages]  # type: ignore[arg-type]

@@ -7,11 +7,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from supportdesk.answers.pipeline import AnswerResult, Citation
+from supportdesk.answers.pipeline import AnswerResult, Citation, citation_to_json, citations_to_json
 from supportdesk.history import Conversation, StoredMessage
 from supportdesk.kb.files import Skipped
-from supportdesk.kb.index import ReloadReport
-from supportdesk.session import SessionStatus
+from supportdesk.kb.index import KBStats, ReloadReport
+from supportdesk.kb.search import search_to_json
+from supportdesk.session_protocol import SessionStatus
+
+__all__ = ["citation_to_json", "citations_to_json", "search_to_json"]  # defined with their types, below the session
 
 
 def result_from_json(data: dict[str, Any]) -> AnswerResult:
@@ -20,6 +23,15 @@ def result_from_json(data: dict[str, Any]) -> AnswerResult:
     values["citations"] = [Citation(**c) for c in data.get("citations", [])]
     values["other_hits"] = [Citation(**c) for c in data.get("other_hits", [])]
     return AnswerResult(**values)
+
+
+def stats_to_json(stats: KBStats) -> dict[str, Any]:
+    return dataclasses.asdict(stats)
+
+
+def stats_from_json(data: dict[str, Any]) -> KBStats:
+    fields = {f.name for f in dataclasses.fields(KBStats)}
+    return KBStats(**{k: v for k, v in data.items() if k in fields})
 
 
 def report_to_json(report: ReloadReport) -> dict[str, Any]:

@@ -176,9 +176,8 @@ def test_decline_kind_through_ask_json_and_history(sample_index, tmp_path):
 
     session = SupportSession(settings.model_copy(update={"data_dir": tmp_path / "d"}), backend=ScriptedBackend("x"),
                              kb=sample_index[1])
-    answer, _ = session.ask("recommend a good movie for tonight")
-    answer.run()
-    session.record_answer(answer)
+    answer = session.ask("recommend a good movie for tonight")
+    answer.run()  # stored when its text is done
     stored = session.history.messages(session.conversation_id)[-1]
     assert stored.kind == "decline" and stored.reason.startswith("policy: off_topic")
     assert isinstance(session.pipeline, Pipeline)

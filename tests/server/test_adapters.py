@@ -38,7 +38,7 @@ def test_a_backend_that_does_not_answer_is_not_switched_to(light_team):
         now = httpx.get(f"{light_team.url}/v1/status", headers=agent).json()
         assert (now["backend"], now["model"]) == (before["backend"], before["model"])
     asked = RemoteSession(light_team.settings, light_team.url, light_team.tokens["alice"])
-    answer, _ = asked.ask("How do I return a router?")
+    answer = asked.ask("How do I return a router?")
     assert list(answer) and not answer.result.cancelled  # still answered by the model that was serving
     asked.close()
     # A server that answers but does not serve the model: refused too, naming what it serves.

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from conftest import grounded_reply, wait_until
 
-from supportdesk.client.remote import ServerError
+from supportdesk.client.remote import RemoteSession, ServerError
 
 
 def test_a_third_concurrent_stream_is_refused_before_it_opens_and_stores_nothing(light_team):
@@ -65,7 +65,7 @@ def test_one_model_serves_in_arrival_order_and_search_does_notwait_until(team):
     results = {}
 
     def ask(i):
-        answer, _ = agents[i].ask("How many days do I have to return a router?")
+        answer = agents[i].ask("How many days do I have to return a router?")
         answer.on_wait = waits[i].append
         list(answer)
         results[i] = answer
@@ -91,7 +91,7 @@ def test_cancel_and_a_vanished_client_free_the_model(team):
     team.model.reply = "word " * 200
     team.model.delay = 0.05
     alice = team.client("alice")
-    answer, _ = alice.ask("tell me a long story")
+    answer = alice.ask("tell me a long story")
     got = []
     for piece in answer:
         got.append(piece)
@@ -111,7 +111,7 @@ def test_cancel_and_a_vanished_client_free_the_model(team):
     last = team.core.session.history.messages(bob_history[0].id)[-1]
     assert last.role == "assistant" and last.content.endswith("…(cancelled)")
     team.model.reply = grounded_reply
-    again, _ = alice.ask("thanks!")
+    again = alice.ask("thanks!")
     assert list(again) and not again.result.cancelled
 
 
@@ -135,13 +135,13 @@ def test_bad_requests_get_clear_answers(team):
     # One token, many streams: the third is refused while two are in progress.
     team.model.reply = "word " * 200
     team.model.delay = 0.05
-    answers = [alice.ask("tell me a long story")[0], alice.ask("tell me another long story")[0]]
+    answers = [alice.ask("tell me a long story"), alice.ask("tell me another long story")]
     readers = [threading.Thread(target=lambda a=a: list(a)) for a in answers]
     for reader in readers:
         reader.start()
     assert wait_until(lambda: len(team.core._runs) == 2)
     with pytest.raises(ServerError, match="limit 2") as too_many:
-        list(alice.ask("three")[0])
+        list(alice.ask("three"))
     assert too_many.value.status == 429
     assert team.client("bob").search("warranty")["hits"]  # another agent is not limited by alice's streams
     for answer in answers:
@@ -149,3 +149,26 @@ def test_bad_requests_get_clear_answers(team):
     for reader in readers:
         reader.join(10)
     assert all(a.result.cancelled for a in answers)
+
+
+def test_the_server_answers_with_the_embedded_sessions_ask_pass(light_team, monkeypatch):
+    """One answer path: the team server runs ``SupportSession.ask`` (storage included), not a copy of it."""
+    from supportdesk.session import SupportSession
+
+    calls = []
+    original = SupportSession.ask
+
+    def spy(self, message, history=None, **kwargs):
+        calls.append((message, kwargs.get("asked_by"), kwargs.get("conversation_id")))
+        return original(self, message, history, **kwargs)
+
+    monkeypatch.setattr(SupportSession, "ask", spy)
+    alice = RemoteSession(light_team.settings, light_team.url, light_team.tokens["alice"])
+    answer = alice.ask("How do I return a router?")
+    answer.run()
+    assert answer.outcome is not None
+    assert calls == [("How do I return a router?", "alice", answer.outcome.conversation_id)]
+    stored = light_team.core.session.history.messages(answer.outcome.conversation_id)
+    assert [(m.role, m.asked_by) for m in stored] == [("user", "alice"), ("assistant", "alice")]
+    assert stored[-1].id == answer.outcome.message_id and stored[-1].content == answer.result.answer
+    alice.close()

@@ -17,7 +17,7 @@ REWRITE = "Yes: returns are accepted within 45 days of delivery, started from th
 
 def _ask(session, question):
     session.conversation_id = None
-    answer, _ = session.ask(question)
+    answer = session.ask(question)
     answer.run()
     return answer
 

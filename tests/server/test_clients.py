@@ -33,7 +33,7 @@ def test_a_server_url_with_a_password_is_never_printed_with_it(cli, settings_fac
         session.start(said.append)
     assert "s3cret" not in str(caught.value) and said == [f"connecting to http://agent:***@127.0.0.1:{port}"]
     with pytest.raises(ServerUnreachable) as caught:
-        list(session.ask("hello")[0])
+        list(session.ask("hello"))
     assert "s3cret" not in str(caught.value) and "agent:***@" in str(caught.value)
     session.close()
 
@@ -48,12 +48,12 @@ def test_a_client_that_loses_the_server_says_so_and_reconnects(sample_index, tmp
         port = int(url.rsplit(":", 1)[1])
         client = RemoteSession(settings, url, token)
         client.start()
-        answer, _ = client.ask("How many days do I have to return a router?")
+        answer = client.ask("How many days do I have to return a router?")
         list(answer)
     # The server is gone: the status says so, asking fails with a clear message.
     assert wait_until(lambda: "retrying in" in (client.status().connection or ""), timeout=5)
     with pytest.raises(ServerUnreachable, match="cannot reach the supportdesk server"):
-        list(client.ask("hello?")[0])
+        list(client.ask("hello?"))
     core.close()
     # Restarted on the same port with the same data: the history is all there, the feed returns.
     core = ServerCore(settings, backend=ScriptedBackend(grounded_reply), kb=kb)
@@ -166,6 +166,11 @@ def test_cli_commands_go_through_the_server(team, monkeypatch, tmp_path):
     assert local.exit_code == 1 and "does not go through --server" in local.output
     token = cli(admin, "serve", "token", "create", "--name", "zed", "--role", "agent")
     assert token.exit_code == 0 and token.stdout.strip().startswith("sdk_")
+    assert "zed" in cli(admin, "serve", "token", "list").stdout
+    assert cli(admin, "serve", "token", "revoke", "zed").exit_code == 0
+    assert "zed" not in cli(admin, "serve", "token", "list").stdout
+    unknown = cli(admin, "serve", "token", "revoke", "no such?name")  # the whole name reaches the server
+    assert unknown.exit_code == 1 and "no active token named 'no such?name'" in unknown.output
     bad = cli("sdk_wrong", "kb", "stats")
     assert bad.exit_code == 1 and "token not recognised" in bad.output and "Traceback" not in bad.output
     down = runner.invoke(app, ["--server", "http://127.0.0.1:9", "kb", "stats"], env={"SUPPORTDESK_TOKEN": agent})

@@ -11,14 +11,15 @@ def test_answers_stream_with_sources_and_history_records_the_agent(team):
     alice, bob, tia = team.client("alice"), team.client("bob"), team.client("tia")
     alice.start()
     assert alice.you == {"name": "alice", "role": "agent"}
-    answer, _ = alice.ask("How many days do I have to return a router?")
+    answer = alice.ask("How many days do I have to return a router?")
     pieces = list(answer)
     result = answer.result
     assert len(pieces) > 3 and result.kind == "grounded" and result.citations
     assert any(c.cited for c in result.citations) and "45 days" in result.answer
     assert result.timings["total_ms"] > 0 and "queue_ms" in result.timings
-    assert alice.record_answer(answer) == answer.message_id > 0
-    follow, _ = alice.ask("thanks!")
+    assert answer.outcome is not None and answer.outcome.message_id == answer.message_id > 0
+    assert answer.outcome.result is result and answer.outcome.conversation_id == alice.conversation_id
+    follow = alice.ask("thanks!")
     list(follow)
     assert follow.result.kind == "voice"
     conversation = alice.conversation_id

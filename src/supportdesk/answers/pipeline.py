@@ -74,6 +74,18 @@ class Citation:
     cited: bool = False
 
 
+def citation_to_json(citation: Citation) -> dict[str, Any]:
+    """A citation's one wire shape (``wire`` re-exports it)."""
+    return asdict(citation)
+
+
+def citations_to_json(result: AnswerResult) -> list[dict[str, Any]]:
+    """An answer's sources as one list, the way the history stores them and the sources panel shows
+    them: the ones shown to the model with their numbers, then the other hits numbered 0."""
+    return [citation_to_json(c) for c in result.citations] + \
+        [dict(citation_to_json(c), number=0) for c in result.other_hits]
+
+
 @dataclass
 class AnswerResult:
     question: str
@@ -332,8 +344,8 @@ class AnswerPipeline:
         history = list(history or [])
         timings: dict[str, float] = {}
         brand = self.brand
-        follow_up = talk.is_follow_up(message, history, brand.lexicon)
-        query = retrieval_query(message, history, brand.lexicon)
+        follow_up = talk.is_follow_up(message, history, brand.lexicon)  # decided once: the query follows from it
+        query = talk.follow_up_query(message, history) if follow_up else message  # as retrieval_query
         search = self.kb.search(query, k=max(cfg.context_chunks, self.settings.retrieval.top_k))
         readings: list[dict[str, float]] = []
         if follow_up:
@@ -513,6 +525,8 @@ class AnswerPipeline:
             result.cancelled = stats.finish_reason == "cancelled"
             if stats.ttft_ms is not None:
                 timings["ttft_ms"] = stats.ttft_ms
+                if "queue_ms" in stats.backend_figures:  # a team server's queue: how long it waited for the model
+                    timings["queue_ms"] = float(stats.backend_figures["queue_ms"])
             timings["generation_ms"] = stats.total_ms
             if stats.tokens_per_s:
                 timings["tokens_per_s"] = stats.tokens_per_s
@@ -581,7 +595,8 @@ class AnswerPipeline:
             result.answer = self._extraction(result, sources, weights).text
         else:
             result.answer = claim_report.text
-        report = cite.check(result.answer, shown, cfg.support_min)
+        if result.answer != report.text:  # the same text is checked once (check is idempotent on its own output)
+            report = cite.check(result.answer, shown, cfg.support_min)
         result.supported_rate = report.supported_rate
         result.answer, result.markers_added = cite.add_missing_markers(report)
         cited = set(report.cited_sources)

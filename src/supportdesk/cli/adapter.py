@@ -217,11 +217,11 @@ def list_cmd(ctx: typer.Context) -> None:
 
     appctx: AppContext = ctx.obj
     if appctx.server:
-        data = appctx.call_remote("GET", "/v1/adapters")
-        table = Table(title=f"adapters on {appctx.remote.shown_url} ({data['backend']})")
+        names, status = appctx.through_server(lambda remote: (remote.adapters(), remote.fetch_status()))
+        table = Table(title=f"adapters on {appctx.remote.shown_url} ({status.backend})")
         table.add_column("name")
-        for name in data["adapters"]:
-            table.add_row(("● " if name == data["active"] else "  ") + name)
+        for name in names:
+            table.add_row(("● " if name == status.adapter else "  ") + name)
         console.print(table)
         return
     settings = appctx.settings
@@ -254,8 +254,8 @@ def activate_cmd(
 
     appctx: AppContext = ctx.obj
     if appctx.server:  # the server's trainer switch: loaded for everyone, the previous one serves until then
-        status = appctx.call_remote("POST", "/v1/model", json={"adapter": name, "force": force})
-        console.print(f"[bold green]server now answers with adapter:[/] {status['adapter'] or 'none'}")
+        status = appctx.through_server(lambda remote: remote.switch_model(adapter=name, force=force))
+        console.print(f"[bold green]server now answers with adapter:[/] {status.adapter or 'none'}")
         return
     settings = appctx.settings
     if name == "none":

@@ -181,8 +181,8 @@ def ask(
         def start(item: str, history: list[Turn] | None):
             remote.conversation_id = None  # each question on its own, as without --server
             if conversations is not None:  # answered after its own history; the server stores nothing
-                return remote.ask(item, history or [])[0]
-            return remote.ask(item)[0]
+                return remote.ask(item, history or [])
+            return remote.ask(item)
     else:
         pipeline = build_pipeline(appctx, backend, adapter)
         # One-time costs up front, as the TUI's start-up does, so the first question's timings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -13,6 +13,13 @@ from rich.markup import escape
 
 from supportdesk.sanitize import safe_text
 from supportdesk.settings import Settings, SettingsFileError, data_dir_problem, load_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from supportdesk.client.remote import RemoteSession
+
+T = TypeVar("T")
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -38,18 +45,18 @@ class AppContext:
     """The sub-command being run (``config`` shows a data dir that is a file as a warning)."""
 
     @cached_property
-    def remote(self):
-        """The team server's client (``--server``); one clear line when it cannot be reached."""
+    def remote(self) -> RemoteSession:
+        """The team server's client (``--server``), a ``Session`` like the embedded one."""
         from supportdesk.client.remote import RemoteSession
 
         return RemoteSession(self.settings, self.server or "", self.token)
 
-    def call_remote(self, method: str, path: str, **kwargs: Any) -> Any:
-        """One API call to the team server; a refusal or an unreachable server is one line."""
+    def through_server(self, call: Callable[[RemoteSession], T]) -> T:
+        """``call`` on the team server's client; a refusal or an unreachable server is one line."""
         from supportdesk.models.base import BackendError
 
         try:
-            return self.remote._call(method, path, **kwargs)
+            return call(self.remote)
         except BackendError as exc:
             fail(str(exc))
 

@@ -78,8 +78,7 @@ def compute_gaps(ctx: typer.Context, since: str | None, questions: Path | None, 
         return [g.to_json() for g in find_gaps(items, embed, search, top=top)]
     start = _since(since)
     if appctx.server:
-        return list(appctx.call_remote("GET", "/v1/gaps", params={k: v for k, v in (("since", since), ("top", top))
-                                                                   if v is not None}))
+        return appctx.through_server(lambda remote: remote.gaps(start, top=top))
     from supportdesk.history import HistoryError, open_history
     from supportdesk.insights.records import read_turns
 
@@ -177,10 +176,7 @@ def insights_cmd(
     appctx: AppContext = ctx.obj
     start = _since(since)
     if appctx.server:
-        params: dict[str, Any] = {"top_gaps": top_gaps}
-        if since is not None:
-            params["since"] = since
-        report = appctx.call_remote("GET", "/v1/insights", params=params)
+        report = appctx.through_server(lambda remote: remote.insights(start, top_gaps=top_gaps))
     else:
         from supportdesk.history import HistoryError, open_history
         from supportdesk.insights.stats import insights

@@ -166,20 +166,15 @@ def search(
     if not items:
         fail("the query is empty: give words to search for")
     if appctx.server:
-        from supportdesk.models.base import BackendError
-
         def run(item: str) -> dict:
-            try:
-                return appctx.remote.search(item, k=k, mode=mode)
-            except BackendError as exc:
-                fail(str(exc))
+            return appctx.through_server(lambda remote: remote.search(item, k=k, mode=mode))
     else:
+        from supportdesk.wire import search_to_json
+
         kb = appctx.built_knowledge_base()
 
         def run(item: str) -> dict:
-            result = kb.search(item, k=k, mode=mode)  # type: ignore[arg-type]
-            return {"query": item, "hits": [dict(hit.to_json(), rank=i) for i, hit in enumerate(result.hits, start=1)],
-                    "timings_ms": result.timings.as_dict()}
+            return search_to_json(item, kb.search(item, k=k, mode=mode))  # type: ignore[arg-type]
 
     for item in items:
         found = run(item)
@@ -259,15 +254,14 @@ def stats(
 
     from supportdesk.cpu import describe
     from supportdesk.kb.store import IndexIntegrityError
+    from supportdesk.wire import stats_to_json
 
     appctx: AppContext = ctx.obj
     if appctx.server:
-        data = appctx.call_remote("GET", "/v1/kb/stats")
+        data = stats_to_json(appctx.through_server(lambda remote: remote.kb_stats()))
     else:
-        from dataclasses import asdict
-
         try:
-            data = asdict(appctx.knowledge_base().stats())
+            data = stats_to_json(appctx.knowledge_base().stats())
         except IndexIntegrityError as exc:
             fail(f"{exc}. Rebuild with 'supportdesk kb build --force'.")
     if as_json:

@@ -79,8 +79,7 @@ def create(
     except TokenError as exc:
         fail(str(exc))
     if appctx.server:
-        data = appctx.call_remote("POST", "/v1/tokens", json={"name": name, "role": role, "expires_days": expires_days})
-        token = data["token"]
+        token = appctx.through_server(lambda remote: remote.tokens.create(name, role, expires_days))
     else:
         try:
             token = _tokens(appctx).create(name, role, expires_days)
@@ -94,7 +93,7 @@ def create(
 def list_tokens(ctx: typer.Context) -> None:
     """Active tokens: name, role, created, expires, last used (never the tokens themselves)."""
     appctx: AppContext = ctx.obj
-    rows = appctx.call_remote("GET", "/v1/tokens") if appctx.server else _tokens(appctx).list()
+    rows = appctx.through_server(lambda remote: remote.tokens.list()) if appctx.server else _tokens(appctx).list()
     table = Table(title="tokens")
     for col in ("name", "role", "created", "expires", "last used"):
         table.add_column(col)
@@ -118,7 +117,7 @@ def revoke(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The tok
     """Revoke a token at once (its holder's next request gets 401)."""
     appctx: AppContext = ctx.obj
     if appctx.server:
-        appctx.call_remote("DELETE", f"/v1/tokens/{name}")
+        appctx.through_server(lambda remote: remote.tokens.revoke(name))
     elif not _tokens(appctx).revoke(name):
         fail(f"no active token named {name!r}")
     console.print(f"revoked {escape(name)}")

@@ -1,8 +1,9 @@
 """A team server's client with the embedded session's interface (see ``supportdesk.session``).
 
 The TUI and the CLI call the same methods whether they run the core in-process or talk to
-``supportdesk serve``: ``ask`` returns an answer to iterate for text whose ``result`` is the
-same ``AnswerResult``; ``reload_kb`` returns the same ``ReloadReport``. The status line is
+``supportdesk serve`` (the ``Session`` protocol, ``supportdesk.session_protocol``): ``ask``
+returns an answer to iterate for text whose ``outcome`` is the same ``AskResult``;
+``reload_kb`` returns the same ``ReloadReport``, ``kb_stats`` the same ``KBStats``. The status line is
 fed by the server's event stream (a reload or an adapter switch shows within a second); when
 the server goes away, ``status().connection`` says so and the stream reconnects with backoff.
 """
@@ -14,24 +15,29 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 from httpx_sse import EventSource
 
 from supportdesk.answers.pipeline import AnswerResult
-from supportdesk.history import Conversation, StoredMessage
-from supportdesk.kb.index import Progress, ReloadInProgress, ReloadReport
+from supportdesk.history import Conversation, HistoryError, StoredMessage
+from supportdesk.kb.index import KBStats, Progress, ReloadInProgress, ReloadReport
 from supportdesk.models.base import BackendError, BackendUnavailable
-from supportdesk.session import SessionStatus
+from supportdesk.session_protocol import AskResult, SessionStatus
 from supportdesk.settings import Settings, redact_url
 from supportdesk.wire import (
     conversation_from_json,
     message_from_json,
     report_from_json,
     result_from_json,
+    stats_from_json,
     status_from_json,
 )
+
+if TYPE_CHECKING:
+    from supportdesk.answers.conversation import Turn
 
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 60.0  # the server pings every 10 s on a stream
@@ -65,7 +71,12 @@ def _detail(response: httpx.Response) -> str:
 
 
 class RemoteAnswer:
-    """An answer streamed from the server: iterate for text; ``result`` is complete at the end."""
+    """An answer streamed from the server: iterate for text; ``result`` is complete at the end,
+    ``outcome`` (the answer as the server stored it) too."""
+
+    result: AnswerResult
+    on_wait: Callable[[int], None] | None
+    outcome: AskResult | None
 
     def __init__(self, session: RemoteSession, question: str, conversation_id: int | None) -> None:
         self._session = session
@@ -73,6 +84,7 @@ class RemoteAnswer:
         self.history: list[dict[str, str]] | None = None
         self.result = AnswerResult(question=question, query=question)
         self.message_id: int | None = None
+        self.outcome: AskResult | None = None
         self.answer_id: str | None = None
         self.on_wait: Callable[[int], None] | None = None
         """Called with the number of questions ahead while the answer waits for the model."""
@@ -111,6 +123,7 @@ class RemoteAnswer:
         elif event == "done":
             self.result = result_from_json(data["result"])
             self.message_id = data["message_id"]
+            self.outcome = AskResult(self.result, self.message_id, data.get("conversation_id"))
         elif event == "error":
             raise ServerError(int(data.get("status", 500)), data["message"])
         return None
@@ -178,6 +191,25 @@ class RemoteHistory:
         return None
 
 
+class RemoteTokens:
+    """A team server's tokens (admin), with the local ``TokenStore``'s methods."""
+
+    def __init__(self, session: RemoteSession) -> None:
+        self._session = session
+
+    def create(self, name: str, role: str = "agent", expires_days: float | None = None) -> str:
+        data = self._session._call("POST", "/v1/tokens", json={"name": name, "role": role,
+                                                                "expires_days": expires_days})
+        return str(data["token"])
+
+    def list(self) -> list[dict[str, Any]]:
+        return list(self._session._call("GET", "/v1/tokens"))
+
+    def revoke(self, name: str) -> bool:
+        self._session._call("DELETE", f"/v1/tokens/{quote(name, safe='')}")
+        return True  # an unknown name is refused by the server (its message says so)
+
+
 class RemoteApproved:
     """Approved answers through the team server: the methods of ``answers.approved.SessionApproved``."""
 
@@ -241,8 +273,14 @@ def _approved_from_json(data: dict[str, Any]) -> Any:
 
 
 class RemoteSession:
+    """A team server's client (``supportdesk.session_protocol.Session``)."""
+
     is_remote = True
     """A team server's client: the app builds nothing locally (no sample adapter, no index)."""
+    can_train = False
+    can_move_history = False
+    indexing = False
+    """The server builds its own index before it serves: nothing waits for one here."""
 
     def __init__(self, settings: Settings, url: str, token: str | None) -> None:
         self.settings = settings
@@ -251,6 +289,7 @@ class RemoteSession:
         self._http = httpx.Client(base_url=self.url, headers=headers, follow_redirects=False,
                                   timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
         self.history = RemoteHistory(self)
+        self.tokens = RemoteTokens(self)
         self.approved = RemoteApproved(self)
         self.conversation_id: int | None = None
         self.history_problem: str | None = None
@@ -392,6 +431,21 @@ class RemoteSession:
         """Who started the reload that made the serving KB generation (the server's word)."""
         return self._extra.get("reloading_by") or self._extra.get("reloaded_by")
 
+    @property
+    def role(self) -> str | None:
+        return self.you.get("role")
+
+    def index_note(self) -> str:
+        return ""
+
+    def index_missing(self) -> str | None:
+        return None
+
+    def fetch_status(self) -> SessionStatus:
+        """The server's status now (read once, without following its feed)."""
+        self._take_status(self._call("GET", "/v1/status"))
+        return self.status()
+
     def connection_line(self) -> str | None:
         """Why the server cannot be reached, counting down to the next try; None while connected."""
         why, retry_at = self._connection, self._retry_at
@@ -425,7 +479,24 @@ class RemoteSession:
             return []
         return self.open_conversation(latest)
 
-    def ask(self, message: str, history: list[Any] | None = None) -> tuple[RemoteAnswer, None]:
+    def conversations(self, limit: int = 100, everyone: bool = False) -> list[Conversation]:
+        """This agent's conversations, newest first; ``everyone`` (trainer, admin): the whole team's."""
+        return self.history.conversations(limit, everyone=everyone)
+
+    def messages(self, conversation_id: int) -> list[StoredMessage]:
+        return self.history.messages(conversation_id)
+
+    @property
+    def pending_writes(self) -> int:
+        return 0  # the server stores every write; nothing waits here
+
+    def add_sent_answer(self, text: str, reason: str) -> int | None:
+        return None  # not stored through a server: the wording is learned there by approved.accept_suggestion
+
+    def move_history_aside(self) -> str:
+        raise HistoryError("the history is the team server's: there is no file here to move aside")
+
+    def ask(self, message: str, history: list[Turn] | None = None) -> RemoteAnswer:
         """The server's answer; with ``history`` (turns), answered after them and stored nowhere."""
         from supportdesk.answers.pipeline import EmptyQuestion
         from supportdesk.sanitize import clean_question
@@ -435,11 +506,7 @@ class RemoteSession:
         answer = RemoteAnswer(self, message, None if history is not None else self.conversation_id)
         if history is not None:
             answer.history = [{"role": t.role, "text": t.content} for t in history]
-        return answer, None
-
-    def record_answer(self, answer: RemoteAnswer, conversation_id: int | None = None, asked_by: str | None = None) -> int:
-        """The server stored the answer when it finished; this returns its id."""
-        return int(answer.message_id or 0)
+        return answer
 
     def feedback(self, message_id: int, value: int) -> None:
         self.history.set_feedback(message_id, value)
@@ -473,6 +540,7 @@ class RemoteSession:
         return self.status()
 
     def search(self, query: str, k: int | None = None, mode: str | None = None) -> dict[str, Any]:
+        """The server's search, the same JSON as ``SupportSession.search`` (``wire.search_to_json``)."""
         params: dict[str, Any] = {"q": query}
         if k is not None:
             params["k"] = k
@@ -495,8 +563,8 @@ class RemoteSession:
             params["top"] = top
         return list(self._call("GET", "/v1/gaps", params=params))
 
-    def kb_stats(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/v1/kb/stats"))
+    def kb_stats(self) -> KBStats:
+        return stats_from_json(self._call("GET", "/v1/kb/stats"))
 
     def close(self) -> str | None:
         self._stop.set()

@@ -294,3 +294,9 @@ def timed_search(searcher: Searcher, embed: Any, query: str, **options: Any) -> 
     weights = searcher.add_coverage(query, hits)
     timings.search_ms = (time.perf_counter() - start) * 1000
     return SearchResult(query, hits, timings, vector, weights, searcher.bm25.unseen_idf)
+
+
+def search_to_json(query: str, result: SearchResult) -> dict[str, Any]:
+    """A search: the same JSON from ``kb search --json``, the team server and ``Session.search`` (``wire``)."""
+    return {"query": query, "hits": [dict(hit.to_json(), rank=i) for i, hit in enumerate(result.hits, start=1)],
+            "timings_ms": result.timings.as_dict()}

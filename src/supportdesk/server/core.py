@@ -80,28 +80,23 @@ class AnswerRun:
             self.answer.cancel()
 
     def run(self) -> None:
-        session = self.core.session
         use_ticket(self.ticket)
         try:
-            stored = self.history is None
-            history = session.turns(self.conversation_id) if stored else self.history
-            answer = session.pipeline.ask(self.question, history)
+            # The embedded session's own ask pass: the same turns, pipeline and storage as the TUI's.
+            answer = self.core.session.ask(self.question, self.history, conversation_id=self.conversation_id,
+                                           asked_by=self.who.name)
             self.answer = answer
             if self.ticket.cancelled.is_set():
                 answer.cancel()
-            if stored:
-                question_id = session.history.add_message(self.conversation_id, "user", answer.result.question,
-                                                          asked_by=self.who.name)
-                self._emit("question", {"question_id": question_id, "conversation_id": self.conversation_id})
+            if answer.question_id is not None:
+                self._emit("question", {"question_id": answer.question_id, "conversation_id": self.conversation_id})
             for piece in answer:
                 self._send_route()
                 self._emit("text", {"text": piece})
             self._send_route()
-            if answer.result.timings.get("ttft_ms") is not None:  # it went through the queue
-                answer.result.timings["queue_ms"] = round(self.ticket.waited_ms, 2)
-            message_id = session.record_answer(answer, self.conversation_id, asked_by=self.who.name) if stored else None
-            self._emit("done", {"message_id": message_id, "conversation_id": self.conversation_id,
-                                "result": answer.result.to_json()})
+            assert answer.outcome is not None
+            self._emit("done", {"message_id": answer.outcome.message_id, "conversation_id": self.conversation_id,
+                                "result": answer.outcome.result.to_json()})
         except EmptyQuestion as exc:
             self._emit("error", {"message": str(exc), "status": 422})
         except (BackendError, HistoryError) as exc:

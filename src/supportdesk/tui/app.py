@@ -1,4 +1,5 @@
-"""supportdesk's terminal app: a thin Textual shell over ``SupportSession``.
+"""supportdesk's terminal app: a thin Textual shell over a ``Session`` (``supportdesk.session_protocol``):
+the embedded ``SupportSession`` or a team server's client, told apart only by capability properties.
 
 Long work (loading models, answering, reloading the KB, switching the model) runs in
 ``@work(thread=True)`` workers that post typed messages back; the event loop only renders.
@@ -21,8 +22,9 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Header, Static
 
-from supportdesk.history import HistoryError, HistoryStore
+from supportdesk.history import HistoryError
 from supportdesk.sanitize import clean_question, strip_control
+from supportdesk.session_protocol import AnswerStream, Session
 from supportdesk.settings import Settings
 from supportdesk.tui.messages import (
     AnswerChunk,
@@ -44,6 +46,7 @@ from supportdesk.tui.widgets.conversation import ConversationView, MessageView
 from supportdesk.tui.widgets.latency import LatencyMeter
 from supportdesk.tui.widgets.prompt_input import PromptInput
 from supportdesk.tui.widgets.sources import SourcesPanel, voice_note
+from supportdesk.wire import citations_to_json
 
 COMMANDS: list[tuple[str, str, str]] = [
     ("New conversation", "new_conversation", "Start a fresh conversation"),
@@ -73,7 +76,7 @@ class _Ticket:
     def __init__(self, widget_id: str) -> None:
         self.widget_id = widget_id
         self.cancelled = threading.Event()
-        self.answer: Any = None
+        self.answer: AnswerStream | None = None
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -143,15 +146,15 @@ class SupportDeskApp(App[None]):
         Binding("ctrl+q", "quit", "Quit", id="quit"),
     ]
 
-    def __init__(self, settings: Settings, session_factory: Callable[[Settings], Any] | None = None) -> None:
+    def __init__(self, settings: Settings, session_factory: Callable[[Settings], Session] | None = None) -> None:
         super().__init__()
         self.settings = settings
         self._session_factory = session_factory
-        self.session: Any = None
-        self._new_session: Any = None
+        self.session: Session | None = None
+        """The session once it has started (questions go to it); None until then."""
+        self._new_session: Session | None = None
         self._shown_at_start = False
         self._seen: tuple[Any, ...] | None = None  # (generation, adapter, model) last shown
-        self.history_store: HistoryStore | None = None
         self._ticket: _Ticket | None = None  # the question being answered, as the screen sees it
         self._answer_lock = threading.Lock()  # one answer at a time, in order (held by its worker thread)
         self._dropped: set[str] = set()  # answers cancelled on screen whose workers may still be ending
@@ -196,8 +199,9 @@ class SupportDeskApp(App[None]):
             pass
         self.start_session()
 
-    def _make_session(self) -> Any:
-        """The session object (cheap: nothing loads until ``start``), made once."""
+    def _make_session(self) -> Session:
+        """The session object (cheap: nothing loads until ``start``), made once. Its history can be
+        read before it has started (the preview, the history browser, a rating)."""
         if self._new_session is None:
             if self._session_factory is not None:
                 self._new_session = self._session_factory(self.settings)
@@ -205,7 +209,6 @@ class SupportDeskApp(App[None]):
                 from supportdesk.session import SupportSession
 
                 self._new_session = SupportSession(self.settings)
-            self.history_store = getattr(self._new_session, "history", None)
         return self._new_session
 
     def on_unmount(self) -> None:
@@ -235,7 +238,7 @@ class SupportDeskApp(App[None]):
     def on_session_progress(self, message: SessionProgress) -> None:
         self._status_note = message.text
         self.refresh_status()
-        error = getattr(self.session, "index_error", None)
+        error = self.session.index_error if self.session is not None else None
         if message.text == "index build failed" and error:
             self.notify(error, title="knowledge base not indexed", severity="error", timeout=30)
 
@@ -245,10 +248,10 @@ class SupportDeskApp(App[None]):
         if message.messages and not self._shown_at_start and self._streaming is None:
             self.show_conversation(message.messages)
         self.start_sample_adapter()
-        problem = getattr(self.session, "history_problem", None)
-        if problem:
+        problem = self.session.history_problem if self.session is not None else None
+        if problem and self.session is not None:
             self.notify(strip_control(problem), title="history not saved", severity="warning", timeout=30)
-            if getattr(self.session, "history_path", None) is None:
+            if not self.session.can_move_history:
                 return  # a database server: nothing here to move aside; the notice says what happened
             self.push_screen(
                 ConfirmScreen("The conversation history cannot be read",
@@ -266,7 +269,6 @@ class SupportDeskApp(App[None]):
         except Exception as exc:  # noqa: BLE001 - shown, not thrown
             self.notify(f"could not move the history aside: {exc}", severity="error", timeout=15)
             return
-        self.history_store = self.session.history
         self.notify(f"broken history moved to {moved}; new history started", timeout=10)
 
     def on_status_changed(self, _: StatusChanged) -> None:
@@ -283,7 +285,7 @@ class SupportDeskApp(App[None]):
         """An embedded session builds (and follows) the sample adapter; a team server's client never does."""
         tui = self.settings.tui
         return (tui.build_sample_adapter and self.settings.model.backend == "embedded"
-                and not getattr(self._new_session, "is_remote", False))
+                and self._new_session is not None and self._new_session.can_train)
 
     def start_sample_adapter(self) -> None:
         """No adapter yet: start the background build (chat goes on with the bare base model), or
@@ -383,7 +385,7 @@ class SupportDeskApp(App[None]):
             return
         s = self.session.status()
         when = time.strftime("%H:%M", time.localtime(s.reloaded_at)) if s.reloaded_at else "never"
-        if getattr(self.session, "indexing", False):  # the first index, behind the chat
+        if self.session.indexing:  # the first index, behind the chat
             note = self.session.index_note()
         else:
             note = "reloading KB…" if s.reloading else self._status_note
@@ -411,7 +413,7 @@ class SupportDeskApp(App[None]):
         if before is None or before == seen:
             return
         if s.generation != before[0] and before[0] is not None and s.generation is not None:
-            by = getattr(self.session, "reloaded_by", None)  # a team server names who reloaded
+            by = self.session.reloaded_by if self.session is not None else None  # a team server names who reloaded
             self.notify(f"knowledge base now at generation {s.generation} ({s.chunks} chunks)"
                         + (f", reloaded by {by}" if by else ""), title="KB updated")
         if (s.adapter, s.model) != before[1:]:
@@ -436,13 +438,14 @@ class SupportDeskApp(App[None]):
         conversation.add(MessageView("user", text))
         self._counter += 1
         view = conversation.add(MessageView("assistant", "", id=f"answer-{self._counter}", speaker=self._speaker()))
-        view.set_note(self._index_wait_note() if getattr(self.session, "indexing", False) else "thinking…")
+        view.set_note(self._index_wait_note() if self.session.indexing else "thinking…")
         self._streaming = view
         view.stream = None
         self._ticket = _Ticket(view.id or "")
         self.answer_worker(text, self._ticket)
 
     def _index_wait_note(self) -> str:
+        assert self.session is not None
         return f"{self.session.index_note()} · your question is answered when the index is in (Esc cancels)"
 
     @work(thread=True, group="answer", exit_on_error=False)
@@ -455,6 +458,7 @@ class SupportDeskApp(App[None]):
 
         widget_id = ticket.widget_id
         session = self.session
+        assert session is not None
         if not self._answer_lock.acquire(blocking=False):
             self.post_message(AnswerWaiting(widget_id, 0, "waiting for the cancelled answer to stop…"))
             self._answer_lock.acquire()
@@ -463,7 +467,7 @@ class SupportDeskApp(App[None]):
             if ticket.cancelled.is_set() or not self._wait_for_index(session, ticket):
                 return
             with held(self._builder_pid):  # the background adapter build waits while we write
-                answer, _ = session.ask(text)
+                answer = session.ask(text)
                 answer.on_wait = lambda ahead: self.post_message(AnswerWaiting(widget_id, ahead))
                 ticket.answer = answer
                 if ticket.cancelled.is_set():
@@ -471,8 +475,9 @@ class SupportDeskApp(App[None]):
                 for piece in answer:
                     streamed = True
                     self.post_message(AnswerChunk(widget_id, piece))
-            message_id = session.record_answer(answer)
-            self.post_message(AnswerDone(widget_id, answer.result, message_id))
+            outcome = answer.outcome
+            assert outcome is not None  # set (and stored) when the text is done
+            self.post_message(AnswerDone(widget_id, outcome.result, outcome.message_id))
         except (BackendError, IndexNotReady) as exc:
             self.post_message(AnswerFailed(widget_id, str(exc), text, streamed))
         except Exception as exc:  # noqa: BLE001 - shown, not thrown
@@ -480,10 +485,10 @@ class SupportDeskApp(App[None]):
         finally:
             self._answer_lock.release()
 
-    def _wait_for_index(self, session: Any, ticket: _Ticket) -> bool:
+    def _wait_for_index(self, session: Session, ticket: _Ticket) -> bool:
         """The first index is still being built: the question waits for it (the answer area says how
         far it is), or is refused with the reason when the build failed. False: cancelled meanwhile."""
-        if not getattr(session, "indexing", False):
+        if not session.indexing:
             return True
         while session.indexing:
             self.post_message(AnswerWaiting(ticket.widget_id, 0, self._index_wait_note()))
@@ -534,9 +539,7 @@ class SupportDeskApp(App[None]):
         if view.stream is not None:
             await view.stream.stop()
         result = message.result
-        data = result.to_json()
-        citations = data["citations"] + [dict(c, number=0) for c in data["other_hits"]]
-        view.data = {"kind": result.kind, "reason": data["decision"].get("reason"), "citations": citations,
+        view.data = {"kind": result.kind, "reason": result.decision.get("reason"), "citations": citations_to_json(result),
                      "timings": result.timings, "handoff_reason": result.handoff_reason,
                      "clarify_reason": result.clarify_reason, "message_id": message.message_id,
                      "decline_reason": result.decline_reason, "voice_note": voice_note(result),
@@ -547,7 +550,7 @@ class SupportDeskApp(App[None]):
         view.message_id = message.message_id
         view.text = result.answer
         await view.markdown.update(result.answer if not result.cancelled else result.streamed + "\n\n*(cancelled)*")
-        view.set_kind(result.kind, data["decision"].get("reason"))
+        view.set_kind(result.kind, result.decision.get("reason"))
         if dropped:  # cancelled on screen earlier: now stored, and rateable; the screen moved on
             view.set_note("cancelled")
             return
@@ -565,7 +568,7 @@ class SupportDeskApp(App[None]):
         notes += approved_notes(result, self._binding_keys())
         if result.injection_removed:
             notes.append(f"ignored {len(result.injection_removed)} instruction-like line(s) in sources")
-        pending = self.session.history.pending if self.session is not None else 0
+        pending = self.session.pending_writes if self.session is not None else 0
         if pending:
             notes.append("not saved yet: the history is locked")
             self.notify(f"the history file is locked by another program: {pending} write(s) wait and are saved "
@@ -695,22 +698,22 @@ class SupportDeskApp(App[None]):
         self.notify("new conversation")
 
     def action_open_history(self) -> None:
-        store = self.session.history if self.session is not None else self.history_store
-        if store is None:
+        session = self.session or self._new_session  # before start-up ends: browsed, not opened
+        if session is None:
             return
 
         def chosen(conversation_id: int | None) -> None:
             if conversation_id:
                 try:
                     messages = (self.session.open_conversation(conversation_id) if self.session
-                                else store.messages(conversation_id))
+                                else session.messages(conversation_id))
                 except HistoryError as exc:
                     self.notify(str(exc), title="history", severity="error", timeout=15)
                     return
                 self.show_conversation(messages)
 
         try:
-            conversations = store.conversations()
+            conversations = session.conversations()
         except HistoryError as exc:
             self.notify(str(exc), title="history", severity="error", timeout=15)
             return
@@ -724,8 +727,7 @@ class SupportDeskApp(App[None]):
         from supportdesk.tui.screens.insights import InsightsScreen
 
         session = self.session
-        you = getattr(session, "you", None)
-        mine = isinstance(you, dict) and you.get("role") == "agent"
+        mine = session.role == "agent"  # a team server shows an agent their own answers only
         self.push_screen(InsightsScreen(session.insights, "Insights — your answers" if mine else "Insights"))
 
     def action_reload_kb(self) -> None:
@@ -825,10 +827,12 @@ class SupportDeskApp(App[None]):
         if view is None or view.message_id is None:
             self.notify("select a finished answer first", severity="warning")
             return
-        store = self.session.history if self.session is not None else self.history_store
+        session = self.session or self._new_session
+        if session is None:
+            return
         new = 0 if view.feedback == value else value
         try:
-            store.set_feedback(view.message_id, new)
+            session.feedback(view.message_id, new)
         except HistoryError as exc:
             self.notify(str(exc), title="rating not saved", severity="error", timeout=15)
             return
@@ -882,10 +886,7 @@ class SupportDeskApp(App[None]):
     def _accept_suggestion(self, answer_id: int, question: str, text: str) -> None:
         try:
             self.session.approved.accept_suggestion(answer_id, question)
-            history, conversation_id = self.session.history, self.session.conversation_id
-            if hasattr(history, "add_message") and conversation_id is not None:  # a team server stores its own
-                history.add_message(conversation_id, "assistant", text, kind="approved",
-                                    reason=f"approved answer #{answer_id} sent by the agent")
+            self.session.add_sent_answer(text, f"approved answer #{answer_id} sent by the agent")
         except Exception as exc:  # noqa: BLE001 - shown, never thrown
             self.call_from_thread(self.notify, str(exc), title="suggestion not learned", severity="error", timeout=10)
             return
@@ -901,6 +902,6 @@ class SupportDeskApp(App[None]):
         self._rate(-1)
 
 
-def run(settings: Settings, session_factory: Callable[[Settings], Any] | None = None) -> None:
+def run(settings: Settings, session_factory: Callable[[Settings], Session] | None = None) -> None:
     """The app on the embedded session, or on a team server's (``supportdesk.client``)."""
     SupportDeskApp(settings, session_factory).run()

@@ -2,7 +2,6 @@
 
 # No "from __future__ import annotations": FastAPI reads the dependencies' aliases at runtime.
 
-import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
@@ -12,7 +11,7 @@ from supportdesk.sanitize import clean_question
 from supportdesk.server.core import CoreError, Emit
 from supportdesk.server.deps import Admin, Agent, CoreDep
 from supportdesk.server.sse import thread_events
-from supportdesk.wire import report_to_json
+from supportdesk.wire import report_to_json, search_to_json, stats_to_json
 
 router = APIRouter(tags=["kb"])
 
@@ -25,15 +24,13 @@ def search(who: Agent, core: CoreDep, q: Annotated[str, Query(min_length=1, max_
     query = clean_question(q)
     if not query:
         raise HTTPException(422, "the query is empty: give words to search for")
-    result = core.search(query, k=k, mode=mode)  # type: ignore[arg-type]
-    return {"query": query, "hits": [dict(hit.to_json(), rank=i) for i, hit in enumerate(result.hits, start=1)],
-            "timings_ms": result.timings.as_dict()}
+    return search_to_json(query, core.search(query, k=k, mode=mode))  # type: ignore[arg-type]
 
 
 @router.get("/kb/stats")
 def kb_stats(who: Agent, core: CoreDep) -> dict[str, Any]:
     """The same JSON as ``supportdesk kb stats --json``."""
-    return dataclasses.asdict(core.kb_stats())
+    return stats_to_json(core.kb_stats())
 
 
 @router.post("/kb/reload")
