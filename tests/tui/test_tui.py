@@ -238,7 +238,7 @@ async def test_failures_are_notices_not_tracebacks(make_app, tmp_path, monkeypat
             await pilot.pause(0.05)
             if any("does not exist" in n.message for n in app._notifications):
                 break
-        assert any("does not exist" in n.message for n in app._notifications)
+        assert any("does not exist" in n.message for n in app._notifications), [n.message for n in app._notifications]
         await pilot.press("f1")
         await pilot.pause(0.1)
         assert isinstance(app.screen, HelpScreen)
