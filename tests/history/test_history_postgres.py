@@ -210,6 +210,7 @@ def test_cli_and_server_on_a_postgresql_history(pg_url, cli, sample_index, tmp_p
         assert answer.result.kind == "grounded" and answer.outcome.message_id > 0
         alice.close()
     core.close()
+    assert kb.cluster is None  # a closed server leaves no cluster on the KB (its reloads went to a gone database)
     lines = cli("history", "list", "--json").output.strip().splitlines()
     [conversation] = [json.loads(line) for line in lines]
     assert conversation["owner"] == "alice" and conversation["message_count"] == 2

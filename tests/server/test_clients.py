@@ -159,7 +159,8 @@ def test_cli_commands_go_through_the_server(team, monkeypatch, tmp_path):
     assert team_wide.exit_code == 0 and "alice" in team_wide.stdout
     refused = cli(agent, "kb", "build")
     assert refused.exit_code == 1 and "needs the admin role" in refused.output
-    assert cli(admin, "kb", "build", "--json").exit_code == 0
+    built = cli(admin, "kb", "build", "--json")
+    assert built.exit_code == 0, built.output
     exported = cli(trainer, "history", "export")
     assert exported.exit_code == 0 and json.loads(exported.stdout.splitlines()[0])["messages"]
     local = cli(agent, "kb", "calibrate")

@@ -356,6 +356,8 @@ class SharedKB:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+        if self.kb.cluster is self:  # the KB outlives its server (tests, an app): it reloads on its own again
+            self.kb.cluster = None
         try:
             self.state.leave()
         except Exception:  # noqa: BLE001, S110 - the heartbeat ages out anyway
