@@ -23,6 +23,20 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
+def parse_lines(text: str, where: object) -> list[tuple[int, Any]]:
+    """(line number, value) for every non-blank line of JSONL ``text``; ValueError naming
+    "``where``, line N" for a line that is not JSON (files a user hands the CLI)."""
+    values = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            values.append((number, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}, line {number}: not JSON ({exc.msg})") from exc
+    return values
+
+
 def require_text(path: Path, number: int, row: dict[str, Any], keys: tuple[str, ...]) -> None:
     for key in keys:
         if not isinstance(row.get(key), str):

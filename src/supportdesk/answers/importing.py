@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from supportdesk.history.approved import ImportRow
+from supportdesk.jsonl import parse_lines
 
 FIELDS = ("question", "answer", "id", "sources")
 
@@ -58,13 +59,7 @@ def _text(row: dict[str, Any], name: str, where: str, required: bool = True) -> 
 def _records(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         records = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}, line {number}: not JSON ({exc.msg})") from exc
+        for number, row in parse_lines(text, path):
             if not isinstance(row, dict):
                 raise ValueError(f"{path}, line {number}: expected an object with 'question' and 'answer'")  # noqa: TRY004
             records.append((number, row))

@@ -103,16 +103,11 @@ _ROLES = {"user": "user", "customer": "user", "agent": "assistant", "assistant":
 def read_conversations(text: str, name: str) -> tuple[list[str], list[list[Turn]]]:
     """``--conversations`` lines → (questions, histories); a bad line names its line and field."""
     from supportdesk.answers.pipeline import Turn
+    from supportdesk.jsonl import parse_lines
 
     questions: list[str] = []
     histories: list[list[Turn]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{name}, line {number}: not JSON ({exc.msg})") from exc
+    for number, row in parse_lines(text, name):
         if not isinstance(row, dict) or not isinstance(row.get("question"), str):
             raise ValueError(f"{name}, line {number}: field 'question' (a string) is missing")  # noqa: TRY004 - a message for the user, caught as ValueError
         history = row.get("history", [])
