@@ -247,3 +247,44 @@ def test_per_says_what_kind_of_value_not_what_it_is_about() -> None:
     weights = {"much": 5.47, "guardian": 2.49, "per": 3.11, "year": 3.0}
     answer = extract("How much is Guardian per year?", sources, weights, 60).text
     assert "$59" in answer and "$40" not in answer
+
+
+POWER = """Typical power consumption in networked standby: KR-180 4.1 W, KR-300 6.8 W, KR-940 14.2 W."""
+
+GUARDIAN = """Prices are in US dollars; in the UK Guardian is £4.99 a month or £49 a year, and in the EU €5.99 a month \
+or €59 a year."""
+
+VLANS = """| Limit | KR-180 | KR-300 | KR-940 |
+| --- | --- | --- | --- |
+| VLANs per site | 4 | 8 | 16 |"""
+
+ERRORS = """- KE-101: the cable is not in the WAN port or is faulty.
+- KE-102: the modem did not give an address. Turn the modem off for 30 seconds and retry.
+- KE-103: your provider uses PPPoE. Tap **Enter PPPoE details** and type them in."""
+
+
+def test_a_sentence_of_values_for_several_products_is_cut_to_the_one_asked() -> None:
+    """The other products' values are not the answer: a customer skimming takes one of them."""
+    answer = ask("How much power does the KR-300 use in networked standby?", POWER)
+    assert "KR-300 6.8 W" in answer and "4.1" not in answer and "14.2" not in answer
+    assert answer.startswith("Typical power consumption in networked standby:")
+
+
+def test_a_sentence_of_prices_per_country_is_cut_to_the_country_asked() -> None:
+    answer = ask("How much is Guardian in the UK?", GUARDIAN)
+    assert "£4.99" in answer and "€" not in answer and answer.startswith("In the UK Guardian is")
+
+
+def test_a_table_row_of_values_per_product_keeps_the_product_asked() -> None:
+    answer = ask("How many VLANs per site can a KR-300 handle?", VLANS)
+    assert "8" in answer and "16" not in answer and "KR-180" not in answer
+
+
+def test_a_question_that_names_no_product_keeps_every_value() -> None:
+    answer = ask("How many devices can be on the guest network at once?", GUEST)
+    assert "Up to 32 devices" in answer and "(16 on the KR-180)" in answer
+
+
+def test_a_meaning_stops_before_the_next_entry() -> None:
+    answer = ask("Roost is showing KE-102. What does that error mean?", ERRORS)
+    assert "did not give an address" in answer and "KE-103" not in answer and "PPPoE" not in answer

@@ -16,6 +16,7 @@ explanation, up to ``max_words``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -493,6 +494,8 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
             if s.unit.order != last + 1 or s.unit.kind in ("row", "step") or s.unit.block != best.unit.block \
                     and s.unit.kind != "item":
                 break
+            if _about_another(s.unit.text, q_codes, products):
+                break  # "KE-103: your provider uses PPPoE" after the KE-102 asked about: another entry
             last = s.unit.order
             if s.unit.kind == "sentence" and is_fragment(s.unit.text):
                 continue  # a fragment of the passage ("LED Clear Motion is set to"): left out
@@ -515,6 +518,15 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
                 chosen.append(s.unit)
                 used += _words(s.unit.text)
         chosen.sort(key=lambda u: u.order)
+    if value is not None and len(chosen) == 1 and best.unit.kind in ("sentence", "item", "row"):
+        # The sentence's values of the asked kind, or (when it states none: "how much power") its numbers.
+        stated = value if value.search(best.unit.text) else NUMBER
+        asked_terms = frozenset(weights)
+        narrowed = narrow(best.unit.text, stated,
+                          lambda text: _asked_in(text, q_codes, q_regions, named, products, asked_terms))
+        if narrowed != best.unit.text:
+            chosen = [Unit(best.unit.source, best.unit.kind, narrowed, best.unit.context, best.unit.block,
+                           best.unit.order)]
     if value is not None and not value.search(best.unit.text):
         where = _heading_value(best.unit, value)
         if where:  # the value is the section's title: "AcmeOS 5.0.0 (2025-01-14) — New: …"
@@ -522,6 +534,94 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
                              best.unit.block, best.unit.order)
     text = _compose(chosen, max_words)
     return Extraction(text, chosen, qtype, round(best.score, 4), round(best.lexical, 4), _margin(best, scored, value))
+
+
+def _about_another(text: str, q_codes: set[str], products: Callable[[str], set[str]]) -> bool:
+    """A unit that opens with a label naming another code than those asked ("KE-103: …")."""
+    label = re.match(r"\s*(?:[-*+•]\s*)?\**([^:*]{1,40})\**:", text)
+    if label is None:
+        return False
+    named = products(label.group(1))
+    return bool(named) and not named & q_codes
+
+
+ASKED_THING = 10
+"""In ``_asked_in``: a product, region or name asked counts more than any number of other terms."""
+
+
+def _asked_in(text: str, q_codes: set[str], q_regions: set[str], named: frozenset[str],
+              products: Callable[[str], set[str]], asked_terms: frozenset[str] = frozenset()) -> int:
+    """How much of what the question names ``text`` names: a product, region or name outweighs all its
+    other terms ("standard" in "How long does standard delivery take?")."""
+    found = terms(text)
+    return ASKED_THING * (len(products(text) & q_codes) + len(regions(text) & q_regions) + len(found & named)) \
+        + len(found & asked_terms)
+
+
+_LEAD = re.compile(r"^(?P<lead>[^;:—]{3,}?(?::|\s—|\s-))\s+(?P<rest>.+)$", re.DOTALL)
+_PARENTHESIS = re.compile(r"\s*\(([^()]*)\)")
+_PART_SEPARATORS = (
+    re.compile(r";\s+"),
+    re.compile(r",?\s+and\s+(?=(?:in|on|for)\b)|,\s+(?=(?:in|on|for)\b)"),
+    re.compile(r",\s+(?=\d|[A-Z]{2}|[A-Z][a-z]+ [A-Z0-9])|,?\s+and\s+(?=\d|[A-Z])"),
+)
+"""From the coarsest: "…; …", "in the UK …, and in the EU …", "KR-180 4.1 W, KR-300 6.8 W and …"."""
+NUMBER = re.compile(r"(?<![\w-])\d+(?:[.,]\d+)*(?![\w-])")
+"""A number that is not part of a code (KR-180)."""
+
+
+def _names_a_thing(part: str) -> bool:
+    """A product code, a region or a name ("Express", "Certified Renewed"): the part gives a value *for*
+    something ("… and 5,000 devices per organisation" does not: it is another value of the same thing)."""
+    return bool(_CODE.search(part) or regions(part) or re.search(r"\b[A-Z][a-z]+", part))
+
+
+def narrow(text: str, value: re.Pattern[str], asked: Callable[[str], int]) -> str:
+    """A sentence that gives the asked value for several things ("KR-180 4.1 W, KR-300 6.8 W, …",
+    "in the UK … £4.99, and in the EU €5.99"), cut to the part about the thing the question names,
+    with the sentence's lead ("Typical power in standby:"): the other values are not the answer and
+    a customer skimming would take one of them. Unchanged when no single part is about it."""
+    body = text.strip()
+    lead, rest = "", body
+    found = _LEAD.match(body)
+    if found and not value.search(found.group("lead")):
+        lead, rest = found.group("lead") + " ", found.group("rest")
+    # A parenthesis is a part of its own when it is about another thing ("(about 120,000 on the KR-180)"),
+    # not when it qualifies what it follows ("Flock 3-pack ($299)").
+    inner = [m.group(1) for m in _PARENTHESIS.finditer(rest) if value.search(m.group(1)) and _names_a_thing(m.group(1))]
+    main = _PARENTHESIS.sub("", rest) if inner else rest
+    parts = [main]
+    for separator in _PART_SEPARATORS:
+        parts = [piece for part in parts for piece in separator.split(part) if piece.strip()]
+        candidates = [(p, False) for p in parts] + [(p, True) for p in inner]
+        valued = [(p, paren) for p, paren in candidates if value.search(p)]
+        hits = [asked(p) for p, _ in valued]
+        top = max(hits, default=0)
+        # The question names a thing (a product, region or name) and one part only is about it: the others
+        # name other things. A question that names none keeps every value ("up to 32 (16 on the KR-180)").
+        others = [(p, h) for (p, _), h in zip(valued, hits, strict=True) if h != top]
+        if len(valued) >= 2 and top >= ASKED_THING and hits.count(top) == 1 \
+                and all(h < ASKED_THING and _names_a_thing(p) for p, h in others):
+            break  # one part is about the thing asked, the others about other things
+    else:
+        return text
+    part, paren = valued[hits.index(max(hits))]
+    part = part.strip().rstrip(".;,")
+    holder = main if paren else parts[0]
+    starts = value.search(part)
+    if starts is not None and not part[:starts.start()].strip(" ~≈").lower() in ("", "about", "around", "up to") :
+        starts = None
+    if starts is not None and (paren or part != parts[0].strip().rstrip(".;,") and value.search(parts[0])):
+        # "The maximum is 64 devices for the KR-180, 128 for the KR-300": the subject stays, its value goes.
+        opening = value.search(holder)
+        subject = holder[:opening.start()].rstrip() if opening else ""
+        first_word = part.split()[0].lower() if part.split() else ""
+        if subject.lower().endswith(" " + first_word):
+            subject = subject[: -len(first_word) - 1]
+        if len(subject.split()) >= 2 and not _CODE.search(subject):
+            part = f"{subject} {part}"
+    narrowed = f"{lead}{part}".replace("**", "").strip()
+    return narrowed[:1].upper() + narrowed[1:] + "."
 
 
 def _margin(best: _Scored, scored: list[_Scored], value: re.Pattern[str] | None) -> float:

@@ -121,6 +121,9 @@ class AnswerResult:
     """Grounded: 'extracted' (the sources' own sentences, no model call), 'model' (written by the
     model, every sentence through the claim check) or 'model+extracted' (the model's sentences
     failed the check and the extracted answer replaced them)."""
+    extraction: dict[str, Any] | None = None
+    """Grounded, extracted: the question type and how well the chosen unit matched (score, coverage,
+    margin over a unit stating another value)."""
     claims_removed: list[dict[str, str]] = field(default_factory=list)
     """Sentences a model wrote that failed the claim check, each with why (sources panel)."""
     unchecked_removed: list[str] = field(default_factory=list)
@@ -560,6 +563,8 @@ class AnswerPipeline:
         extraction = self._extraction(result, sources, plan.search.term_weights)
         timings["prompt_ms"] = (time.perf_counter() - t) * 1000 + plan.timings.get("sources_ms", 0.0)
         result.composed = "extracted"
+        result.extraction = {"type": extraction.question_type, "score": extraction.score,
+                             "coverage": extraction.coverage, "margin": extraction.margin}
         result.answer = result.streamed = extraction.text
         cited = {u.source for u in extraction.units}
         for citation in result.citations:

@@ -111,6 +111,7 @@ def _record(asker: Asker, row: dict[str, Any], reference: str) -> dict[str, Any]
         "answer": result.answer, "kind": result.kind, "route": result.route, "fallback": result.fallback,
         "baseline": quote_first_sentences(asker.top_source(result, row["question"])),
         "ttft_ms": result.timings.get("ttft_ms"), "total_ms": result.timings.get("total_ms"),
+        "extraction": result.extraction, "answerability": result.answerability,
         "citations": [{"n": c.number, "source": c.source, "heading": c.heading, "cited": c.cited, "text": c.text}
                       for c in result.citations],
     }
