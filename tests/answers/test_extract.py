@@ -288,3 +288,55 @@ def test_a_question_that_names_no_product_keeps_every_value() -> None:
 def test_a_meaning_stops_before_the_next_entry() -> None:
     answer = ask("Roost is showing KE-102. What does that error mean?", ERRORS)
     assert "did not give an address" in answer and "KE-103" not in answer and "PPPoE" not in answer
+
+
+CAPACITY = """Devices connected to a Perch are spread across the Flock; a Perch AX1800 (KP-180) handles about 60 devices \
+on its own. Each device counts towards the recommended maximum (64 for the KR-180, 128 for the KR-300, 256 for the \
+KR-940).
+
+| Product | Model |
+| --- | --- |
+| Aerie AX3000 | KR-300 |
+| Perch AX1800 | KP-180 |
+| Aerie AX1800 | KR-180 |"""
+
+REVISIONS = """Aerie AX3000 (KR-300)
+
+- HW B (from November 2024): stronger 12 V 2.5 A adapter (PA-1225) after some HW A units restarted under heavy USB load.
+- HW A (February 2024 – October 2024): original version with a 12 V 2 A adapter (PA-1220)."""
+
+SETUP = """1. Plug in the Aerie and open Roost.
+2. Wait while the Aerie checks for firmware; this step can take up to 8 minutes.
+
+Setup takes about ten minutes."""
+
+
+def ask_with_aliases(question: str, *sources: str) -> str:
+    from supportdesk.kb.aliases import find_aliases
+
+    return extract(question, [(n, text, "") for n, text in enumerate(sources, start=1)], None, 60,
+                   find_aliases(sources)).text
+
+
+def test_a_product_asked_by_one_name_is_found_under_its_other_name() -> None:
+    """"AX3000" in the question, "KR-300" in the source: the KB's aliases make them the same words."""
+    answer = ask_with_aliases("How many devices can the AX3000 handle?", CAPACITY)
+    assert "128 for the KR-300" in answer and "60 devices" not in answer and "256" not in answer
+
+
+def test_the_entry_whose_label_the_question_says_is_the_answer() -> None:
+    # The question's terms weighted by their idf in the sample KB, as the search gives them.
+    weights = {"adapter": 3.11, "cam": 5.47, "first": 3.15, "hw": 4.25, "aeri": 1.54, "ax3000": 2.22, "unit": 3.23}
+    answer = extract("Which adapter came with the first (HW A) Aerie AX3000 units?", [(1, REVISIONS, "")], weights).text
+    assert "PA-1220" in answer and "PA-1225" not in answer
+
+
+def test_two_words_the_source_writes_as_one_are_the_same_words() -> None:
+    answer = ask("Roughly how long does setting up an AX3000 take?", SETUP)
+    assert "ten minutes" in answer and "8 minutes" not in answer
+
+
+def test_an_entry_is_not_continued_into_the_next_one() -> None:
+    lights = "- Pulsing green: updating, do not unplug.\n- Purple (Perch): weak backhaul.\n- Solid red: hardware fault."
+    answer = ask("My router is pulsing green, what's happening?", lights)
+    assert "updating" in answer and "Purple" not in answer

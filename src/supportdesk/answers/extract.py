@@ -43,7 +43,7 @@ _QUESTION_TYPES: list[tuple[QuestionType, re.Pattern[str]]] = [
     ("phone", re.compile(r"\b(phone|telephone|call|ring|hotline|number (to|for) (call|reach|contact))\b", re.IGNORECASE)),
     ("email", re.compile(r"\b(e-?mail|email address)\b", re.IGNORECASE)),
     ("price", re.compile(r"\b(how much|price|prices|cost|costs|fee|fees|charge|charges|pay|expensive|cheap)\b", re.IGNORECASE)),
-    ("duration", re.compile(r"\bhow long\b|\bhow many (seconds|minutes|hours|days|weeks|months|years)\b"
+    ("duration", re.compile(r"\bhow long\b|\bhow often\b|\bhow many (seconds|minutes|hours|days|weeks|months|years)\b"
                             r"|\b(warranty|window|period|last|lasts|take|takes|kept|keep)\b.*\?$", re.IGNORECASE)),
     ("code", re.compile(r"\b(part|model|serial|sku|product) (number|no\.?|code)s?\b|\bsku\b",
                         re.IGNORECASE)),
@@ -267,7 +267,8 @@ class _Scored:
 
 def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: set[str], q_regions: set[str],
            prior: float = 0.0, names: frozenset[str] = frozenset(), products=None, key: str | None = None,
-           lead: frozenset[str] = frozenset(), predicate: frozenset[str] = frozenset()) -> _Scored:
+           lead: frozenset[str] = frozenset(), predicate: frozenset[str] = frozenset(),
+           same: Callable[[set[str], str], set[str]] | None = None) -> _Scored:
     """How well ``unit`` answers: its share of the question's weighted terms, times what it holds
     of the kind of value asked, of the product and country asked, of the question's key term;
     plus a little of its chunk's retrieval score. ``lead`` holds the terms of its paragraph
@@ -277,6 +278,8 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
     total = sum(weights.values()) or 1.0
     body = terms(unit.text)
     near, far = _near_context(unit)
+    if same is not None:  # the question's words the unit says another way ("KR-300" for "AX3000", "setup")
+        body, near = same(body, unit.text), same(near, unit.context)
     context = near | far
     lexical = sum(w for t, w in weights.items() if t in body) / total
     lexical += NEAR_CONTEXT_WEIGHT * sum(w for t, w in weights.items() if t not in body and t in near) / total
@@ -465,8 +468,15 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     for u in pool:
         paragraphs.setdefault((u.source, u.block), set()).update(terms(u.text))
     predicate = _predicate(question)
+    same = _same_words(question, weights, q_codes, products)
     scored = [_score(u, weights, qtype, q_codes, q_regions, priors.get(u.source, 0.0), named, products, key,
-                     frozenset(paragraphs[(u.source, u.block)]), predicate) for u in pool]
+                     frozenset(paragraphs[(u.source, u.block)]), predicate, same) for u in pool]
+    # A unit whose label the question says ("HW A (February 2024 – …): …" for "the first (HW A) units"); its
+    # sibling entries ("HW B (…): … after some HW A units restarted") are about something else.
+    asked_label = {id(s): _label_asked(s.unit.text, question) for s in scored}
+    if any(asked_label.values()):
+        scored = [_Scored(s.score * (LABEL_MATCH if asked_label[id(s)] else LABEL_OTHER if _label(s.unit.text) else 1.0),
+                          s.lexical, s.unit) for s in scored]
     # Ties go to the earlier source (better retrieved) and the earlier unit.
     best = max(scored, key=lambda s: (s.score, -s.unit.source, -s.unit.order))
     chosen = [best.unit]
@@ -494,7 +504,8 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
             if s.unit.order != last + 1 or s.unit.kind in ("row", "step") or s.unit.block != best.unit.block \
                     and s.unit.kind != "item":
                 break
-            if _about_another(s.unit.text, q_codes, products):
+            if _about_another(s.unit.text, q_codes, products) \
+                    or _label(best.unit.text) and _label(s.unit.text) and not _label_asked(s.unit.text, question):
                 break  # "KE-103: your provider uses PPPoE" after the KE-102 asked about: another entry
             last = s.unit.order
             if s.unit.kind == "sentence" and is_fragment(s.unit.text):
@@ -534,6 +545,45 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
                              best.unit.block, best.unit.order)
     text = _compose(chosen, max_words)
     return Extraction(text, chosen, qtype, round(best.score, 4), round(best.lexical, 4), _margin(best, scored, value))
+
+
+LABEL_MATCH = 1.3
+"""A unit whose label ("HW A", "Solid amber") the question says word for word."""
+LABEL_OTHER = 0.7
+"""Then, a unit labelled otherwise: another entry of the list (as a unit naming another model only)."""
+
+
+def _label(text: str) -> str:
+    """The label a list item or entry opens with ("HW A (February 2024 – …): …" → "HW A"), or ''."""
+    found = re.match(r"\s*(?:[-*+•]\s*)?\**([^:*()\n]{1,40}?)\**\s*(?:\([^)]*\))?\s*[:—]", text)
+    return found.group(1).strip() if found and len(found.group(1).strip()) >= 2 else ""
+
+
+def _label_asked(text: str, question: str) -> bool:
+    label = _label(text)
+    if len(label.split()) < 2 and not _CODE.search(label):
+        return False  # one plain word ("Off") is too common to tell an entry by
+    return re.search(rf"(?<!\w){re.escape(label)}(?!\w)", question, re.IGNORECASE) is not None
+
+
+def _same_words(question: str, weights: dict[str, float], q_codes: set[str],
+                products: Callable[[str], set[str]]) -> Callable[[set[str], str], set[str]]:
+    """The question's terms a unit holds in other words: a product's other name ("KR-300" for the
+    "AX3000" asked, through the KB's aliases) and two words written as one ("setup" for "set up")."""
+    named = {t for t in weights if products(t) & q_codes}
+    words = tokenize(question)
+    joined = {a + b: (a, b) for a, b in zip(words, words[1:], strict=False)}
+
+    def same(found: set[str], text: str) -> set[str]:
+        extra = set()
+        if named and products(text) & q_codes:
+            extra |= named
+        for compound, parts in joined.items():
+            if compound in found:
+                extra.update(parts)
+        return found | extra if extra else found
+
+    return same
 
 
 def _about_another(text: str, q_codes: set[str], products: Callable[[str], set[str]]) -> bool:
@@ -590,10 +640,11 @@ def narrow(text: str, value: re.Pattern[str], asked: Callable[[str], int]) -> st
     # not when it qualifies what it follows ("Flock 3-pack ($299)").
     inner = [m.group(1) for m in _PARENTHESIS.finditer(rest) if value.search(m.group(1)) and _names_a_thing(m.group(1))]
     main = _PARENTHESIS.sub("", rest) if inner else rest
-    parts = [main]
+    parts, pieces = [main], list(inner)
     for separator in _PART_SEPARATORS:
         parts = [piece for part in parts for piece in separator.split(part) if piece.strip()]
-        candidates = [(p, False) for p in parts] + [(p, True) for p in inner]
+        pieces = [piece for part in pieces for piece in separator.split(part) if piece.strip()]
+        candidates = [(p, False) for p in parts] + [(p, True) for p in pieces]
         valued = [(p, paren) for p, paren in candidates if value.search(p)]
         hits = [asked(p) for p, _ in valued]
         top = max(hits, default=0)
@@ -609,12 +660,13 @@ def narrow(text: str, value: re.Pattern[str], asked: Callable[[str], int]) -> st
     part = part.strip().rstrip(".;,")
     holder = main if paren else parts[0]
     starts = value.search(part)
-    if starts is not None and not part[:starts.start()].strip(" ~≈").lower() in ("", "about", "around", "up to") :
+    if starts is not None and part[:starts.start()].strip(" ~≈").lower() not in ("", "about", "around", "up to"):
         starts = None
     if starts is not None and (paren or part != parts[0].strip().rstrip(".;,") and value.search(parts[0])):
-        # "The maximum is 64 devices for the KR-180, 128 for the KR-300": the subject stays, its value goes.
+        # "The maximum is 64 devices for the KR-180, 128 for the KR-300": the subject stays, its value goes;
+        # "… counts towards the maximum (64 for the KR-180, 128 for the KR-300)": the sentence is the subject.
         opening = value.search(holder)
-        subject = holder[:opening.start()].rstrip() if opening else ""
+        subject = holder[:opening.start()].rstrip() if opening else holder.strip().rstrip(".;,") + ":"
         first_word = part.split()[0].lower() if part.split() else ""
         if subject.lower().endswith(" " + first_word):
             subject = subject[: -len(first_word) - 1]
