@@ -15,6 +15,7 @@ explanation, up to ``max_words``.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -572,7 +573,7 @@ def _same_words(question: str, weights: dict[str, float], q_codes: set[str],
     "AX3000" asked, through the KB's aliases) and two words written as one ("setup" for "set up")."""
     named = {t for t in weights if products(t) & q_codes}
     words = tokenize(question)
-    joined = {a + b: (a, b) for a, b in zip(words, words[1:], strict=False)}
+    joined = {a + b: (a, b) for a, b in itertools.pairwise(words)}
 
     def same(found: set[str], text: str) -> set[str]:
         extra = set()
