@@ -372,13 +372,18 @@ _VALUE_VERBS = frozenset(terms("take takes last lasts cost costs charge charges 
 _FORM_WORDS = frozenset(terms("how long much many cost costs price take takes mean means time often kind type "
                               "way need get use work happen happens per each open opens close closes hours"))
 """Words that say what kind of answer is wanted, not what it is about."""
+_REQUEST_WORDS = frozenset(terms("please explain detail details detailed step steps list tell show describe exactly "
+                                 "everything every"))
+"""Words of the request around any question ("Explain step by step how to …", "Please list every step"): they
+weigh as little as form words whatever is asked, and are never its key term."""
 
 
 def key_term(weights: dict[str, float], pool: list[Unit]) -> str | None:
     """The question's most specific term that the shown sources hold somewhere: the unit that
     answers names it (a term no source holds cannot tell units apart)."""
     present = set().union(*(terms(u.text) | terms(u.context) for u in pool)) if pool else set()
-    candidates = {t: w for t, w in weights.items() if t in present and t not in _FORM_WORDS and len(t) > 2}
+    candidates = {t: w for t, w in weights.items()
+                  if t in present and t not in _FORM_WORDS | _REQUEST_WORDS and len(t) > 2}
     return max(candidates, key=candidates.__getitem__) if candidates else None
 
 
@@ -459,6 +464,7 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     if not pool:
         return Extraction("", [], qtype, 0.0)
     named = names(question, [source[1] for source in sources])
+    weights = {t: w * FORM_WORD_SHARE if t in _REQUEST_WORDS else w for t, w in weights.items()}
     key = key_term(weights, pool)
     if qtype in _VALUE:
         # "How long" asks for a duration, which the value check rewards: its words ("long" in
