@@ -56,6 +56,9 @@ def test_the_evaluation_reports_on_one_half_with_the_other_half_learned(hash_emb
     assert 0.0 <= calibration.threshold <= 1.0 and len(calibration.coef) == 7
     # The report holds the three states of learning; the calibration checked its threshold in the same three.
     assert {"served", "wrong_share", "served_right_share"} <= set(report.quarter) and report.static
+    each = report.quarter["each"]  # each quarter of the other half learned in turn, pooled
+    assert len(each) == 4 and report.quarter["served"] == sum(q["served"] for q in each)
+    assert report.quarter["served_wrong"] == sum(q["served_wrong"] for q in each)
     assert list(calibration.states) == list(evaluation.STATES)
     for figures in calibration.states.values():
         assert figures["wrong_share"] <= evaluation.WRONG_MAX

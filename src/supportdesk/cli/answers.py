@@ -284,14 +284,16 @@ def eval_approved(
                                   for name, f in calibration.states.items()) + ")")
     table = Table(title=f"approved answers on faq_retrieval, half {half} ({report.questions} questions; "
                         f"{report.learned_from_other_half} wordings learned from the other half)")
-    for col in ("", "with learned wordings", "a quarter learned", "imported questions only"):
+    for col in ("", "with learned wordings", "a quarter learned (each in turn)", "imported questions only"):
         table.add_column(col)
     states = (report.to_json(), report.quarter, report.static)
-    table.add_row("served", *(str(s["served"]) for s in states))
+    table.add_row("served", str(report.served), f"{report.quarter['served']} in 4 runs", str(report.static["served"]))
     table.add_row("wrong, of those served", *(f"{s['wrong_share']:.3f}" for s in states))
     table.add_row("served with the right entry", *(f"{s['served_right_share']:.3f}" for s in states))
     table.add_row("right entry among three", *(f"{s['right_in_three']:.3f}" for s in states))
     console.print(table)
+    console.print("a quarter learned, each quarter: " + ", ".join(
+        f"{q['served_wrong']}/{q['served']} wrong" for q in report.quarter.get("each", [])))
     for name, figures in report.off_domain.items():
         console.print(f"{name}: {figures['questions']} questions, served {figures['served']:.3f}, "
                       f"offered a suggestion {figures['suggested']:.3f}")

@@ -7,7 +7,8 @@ the off-domain questions (mtrag_dev, E-Manual TV, social_dev), which must not be
 ``report(half)``: the figures on that half, with the set having learned the *other* half's
 paraphrases the way the product learns them: a question whose right entry was among the three
 suggestions is an agent accepting that suggestion, and its wording becomes another question of
-that entry; also with nothing learned (the first day) and with a quarter of the other half learned.
+that entry; also with nothing learned (the first day) and with a quarter of the other half learned
+(each quarter in turn, pooled; ``quarter["each"]`` holds the four).
 ``calibrate(half)``: the confidence's coefficients, the serve threshold and the suggestion floor
 fitted on that half alone, in three states of learning that mirror the report's: nothing learned,
 a quarter of the half learned (the other three quarters asked), and all of the half learned with
@@ -238,7 +239,8 @@ class Report:
     static: dict[str, float] = field(default_factory=dict)
     """The same half with nothing learned (the 68 imported questions only)."""
     quarter: dict[str, float] = field(default_factory=dict)
-    """The same half with a quarter of the other half's wordings learned."""
+    """The same half with a quarter of the other half's wordings learned: each of its four quarters in turn, the
+    figures pooled over the four (``each``: per quarter, served and served wrong)."""
     latency_ms_p50: float = 0.0
     """The whole match of one question, its embedding included."""
     latency_ms_p95: float = 0.0
@@ -269,6 +271,16 @@ def _figures(matcher: ApprovedMatcher, data: _Data, rows: list[int]) -> dict[str
             "wrong_share": round(wrong / served, 4) if served else 0.0, "right_in_three": round(in_three / n, 4)}
 
 
+def _pooled(runs: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    """The figures of several runs over the same ``n`` questions as one (each question asked once per run)."""
+    served, wrong = sum(r["served"] for r in runs), sum(r["served_wrong"] for r in runs)
+    return {"served": served, "served_wrong": wrong,
+            "served_right_share": round((served - wrong) / max(n * len(runs), 1), 4),
+            "wrong_share": round(wrong / served, 4) if served else 0.0,
+            "right_in_three": round(sum(r["right_in_three"] for r in runs) / max(len(runs), 1), 4),
+            "each": [{"served": r["served"], "served_wrong": r["served_wrong"]} for r in runs]}
+
+
 def report(half: str, threshold: float, suggest_floor: float, coef: tuple[float, ...] = COEF,
            data: _Data | None = None, embed: Callable[[list[str]], list[list[float]]] | None = None,
            matcher: ApprovedMatcher | None = None, timing_sample: int = 60, min_score: float = 0.0) -> Report:
@@ -281,8 +293,11 @@ def report(half: str, threshold: float, suggest_floor: float, coef: tuple[float,
     rows = [i for i, (qid, _, _) in enumerate(data.questions) if half_of(qid) == half]
     matcher.build([Entry(e.id, e.answer, list(e.questions)) for e in data.entries])
     static = _figures(matcher, data, rows)
-    matcher.build(_learned(matcher, data, [i for i in other if _fold_of(data.questions[i][0]) == 0]))
-    quarter = _figures(matcher, data, rows)
+    quarters = []
+    for k in range(4):
+        matcher.build(_learned(matcher, data, [i for i in other if _fold_of(data.questions[i][0]) == k]))
+        quarters.append(_figures(matcher, data, rows))
+    quarter = _pooled(quarters, len(rows))
     learned = _learned(matcher, data, other)
     matcher.build(learned)
     figures = _figures(matcher, data, rows)
