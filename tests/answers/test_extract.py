@@ -340,3 +340,44 @@ def test_an_entry_is_not_continued_into_the_next_one() -> None:
     lights = "- Pulsing green: updating, do not unplug.\n- Purple (Perch): weak backhaul.\n- Solid red: hardware fault."
     answer = ask("My router is pulsing green, what's happening?", lights)
     assert "updating" in answer and "Purple" not in answer
+
+
+def test_the_words_of_the_request_do_not_choose_the_procedure() -> None:
+    """"Explain step by step how to …": 'step' is how the customer asks, not what about."""
+    setup = ("1. Turn off your modem for 30 seconds; this step avoids error KE-102.\n"
+             "2. Connect the modem to the WAN socket and set up the Flock in Roost.")
+    weights = {"step": 3.53, "set": 2.25, "up": 1.84, "port": 2.03, "forward": 2.94}  # idf in the sample KB
+    answer = extract("Explain step by step how to set up port forwarding", [(1, setup, ""), (2, STEPS, "")],
+                     weights).text
+    assert "Port forwarding" in answer and "modem" not in answer
+
+
+TALON = """The recommended maximum is 64 devices for the KR-180, 128 for the KR-300 and 64 for the Talon 5G.
+
+The Talon can lead a small Flock of up to two Perch AX1800 satellites.
+
+| Product | Model |
+| --- | --- |
+| Talon 5G | KT-500 |
+| Perch AX1800 | KP-180 |"""
+
+
+def test_a_count_is_the_number_said_of_what_is_counted() -> None:
+    """"How many Perches …": 'up to two Perch satellites', not '64 devices' (which names the product asked)."""
+    answer = ask_with_aliases("How many Perches can I use with a Talon 5G?", TALON)
+    assert "two Perch" in answer and "64" not in answer
+
+
+def test_a_code_is_not_a_count() -> None:
+    weights = {"many": 3.79, "backup": 3.47, "cod": 2.27, "get": 3.53, "two-step": 4.52, "twostep": 4.52, "two": 2.88,
+               "step": 3.53, "verification": 4.25}  # idf in the sample KB
+    sources = [(1, "What it means: The two-step verification code was entered too late.",
+                "Error codes > KE-202: Verification code expired", 0.45),
+               (2, "Keep the 10 backup codes shown when you set it up.", "Account help > Two-step verification", 0.5)]
+    answer = extract("How many backup codes do I get for two-step verification?", sources, weights).text
+    assert "10 backup codes" in answer and "too late" not in answer
+
+
+def test_a_discount_is_a_price_asked_for() -> None:
+    offers = "The discount cannot be combined with other promotions. Students get 10% off one router per year."
+    assert "10%" in ask("Do you have a student discount, and how much is it?", offers)

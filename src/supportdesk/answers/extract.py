@@ -44,7 +44,7 @@ _QUESTION_TYPES: list[tuple[QuestionType, re.Pattern[str]]] = [
     ("phone", re.compile(r"\b(phone|telephone|call|ring|hotline|number (to|for) (call|reach|contact))\b", re.IGNORECASE)),
     ("email", re.compile(r"\b(e-?mail|email address)\b", re.IGNORECASE)),
     ("price", re.compile(r"\b(how much|price|prices|cost|costs|fee|fees|charge|charges|pay|expensive|cheap)\b", re.IGNORECASE)),
-    ("duration", re.compile(r"\bhow long\b|\bhow often\b|\bhow many (seconds|minutes|hours|days|weeks|months|years)\b"
+    ("duration", re.compile(r"\bhow long\b|\bhow often\b|\bhow (?:soon|quickly)\b|\bhow fast (?:do|does|will|can|would)\b|\bhow many (seconds|minutes|hours|days|weeks|months|years)\b"
                             r"|\b(warranty|window|period|last|lasts|take|takes|kept|keep)\b.*\?$", re.IGNORECASE)),
     ("code", re.compile(r"\b(part|model|serial|sku|product) (number|no\.?|code)s?\b|\bsku\b",
                         re.IGNORECASE)),
@@ -59,7 +59,7 @@ _QUESTION_TYPES: list[tuple[QuestionType, re.Pattern[str]]] = [
 
 _VALUE = {
     "code": re.compile(r"\b(?=[A-Za-z0-9-]*\d)(?=[A-Za-z0-9-]*[A-Za-z])[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+\b"),
-    "price": re.compile(r"[$£€]\s?\d|\b\d+(?:[.,]\d+)?\s?(?:usd|eur|gbp|dollars?|euros?|pounds?)\b|\bfree\b|\bno charge\b", re.IGNORECASE),
+    "price": re.compile(r"[$£€]\s?\d|\b\d+(?:[.,]\d+)?\s?%|\b\d+(?:[.,]\d+)?\s?(?:usd|eur|gbp|dollars?|euros?|pounds?)\b|\bfree\b|\bno charge\b", re.IGNORECASE),
     "phone": re.compile(r"(?<![\w.])\+?\d[\d ().-]{6,}\d(?![\w.])"),
     "email": re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
     "duration": re.compile(r"\b\d+(?:[.,]\d+)?\s*(?:-\s*)?(?:(?:business|working|calendar|full)\s+)?(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?|"
@@ -68,7 +68,8 @@ _VALUE = {
     "hours": re.compile(r"\b\d{1,2}(?::\d{2})?\s?(?:am|pm)\b|\b\d{1,2}[:.]\d{2}\b|\b24/7\b|\baround the clock\b", re.IGNORECASE),
     "date": re.compile(r"\b\d+\s*(?:days?|weeks?|months?|years?)\b|\b(?:19|20)\d\d\b|\b(?:january|february|march|april|may|june|july|august|september|october|"
                        r"november|december)\b|\b\d{1,2}:\d{2}\b|\b(?:mon|tues|wednes|thurs|fri|satur|sun)day\b", re.IGNORECASE),
-    "count": re.compile(r"\b\d+\b|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve|unlimited)\b", re.IGNORECASE),
+    "count": re.compile(r"(?<![\w-])\d+(?:,\d{3})*\b|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve|unlimited)\b(?!-)",
+                       re.IGNORECASE),
     "version": re.compile(r"\b\d+\.\d+(?:\.\d+)*\b"),
 }
 
@@ -269,7 +270,7 @@ class _Scored:
 def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: set[str], q_regions: set[str],
            prior: float = 0.0, names: frozenset[str] = frozenset(), products=None, key: str | None = None,
            lead: frozenset[str] = frozenset(), predicate: frozenset[str] = frozenset(),
-           same: Callable[[set[str], str], set[str]] | None = None) -> _Scored:
+           same: Callable[[set[str], str], set[str]] | None = None, family: frozenset[str] = frozenset()) -> _Scored:
     """How well ``unit`` answers: its share of the question's weighted terms, times what it holds
     of the kind of value asked, of the product and country asked, of the question's key term;
     plus a little of its chunk's retrieval score. ``lead`` holds the terms of its paragraph
@@ -302,8 +303,8 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
         mine = (products or codes)(unit.text)
         if mine & q_codes:
             score *= 1.3
-        elif mine - q_codes:
-            score *= 0.6  # names another model only
+        elif mine - q_codes and not (family and _family_named(unit.text, family)):
+            score *= 0.6  # names another model only (not one of a kind the question asks about: "Perches")
         else:  # the unit names no model: its document or section may ("X200 User Manual > Resetting")
             around = (products or codes)(unit.context)
             if around & q_codes:
@@ -352,7 +353,25 @@ def _predicate(question: str) -> frozenset[str]:
     words = [t for t in terms(_last_sentence(question)) if t not in _FORM_WORDS - _VALUE_VERBS]
     ordered = [_PERIOD_WORDS.get(t, t) for t in tokenize(_last_sentence(question))]
     last = [t for t in ordered if t in words][-1:]
-    return frozenset(last) | (frozenset(words) & _VALUE_VERBS)
+    return frozenset(last) | (frozenset(words) & _VALUE_VERBS) | _counted(question)
+
+
+_COUNTED = re.compile(r"\b(?:how many|number of)\s+((?:[\w-]+\s+){0,2}[\w-]+)", re.IGNORECASE)
+
+
+def _counted(question: str) -> frozenset[str]:
+    """What a count question counts ("How many *Perches*", "the number of port-forwarding *rules*"): the
+    answer's number is said of it ("up to two Perch satellites", not "64 devices")."""
+    found = _COUNTED.search(_last_sentence(question))
+    if found is None:
+        return frozenset()
+    head: set[str] = set()
+    for word in found.group(1).split():
+        term = terms(word)
+        if not term or term & _FORM_WORDS or word.lower() in ("can", "do", "does", "will", "are", "is", "i", "we"):
+            break
+        head = term  # the phrase's last word is what is counted ("port-forwarding *rules*")
+    return frozenset(head)
 
 
 def _near_value(text: str, value: re.Pattern[str], asked: set[str], reach: int = 3) -> bool:
@@ -372,13 +391,35 @@ _VALUE_VERBS = frozenset(terms("take takes last lasts cost costs charge charges 
 _FORM_WORDS = frozenset(terms("how long much many cost costs price take takes mean means time often kind type "
                               "way need get use work happen happens per each open opens close closes hours"))
 """Words that say what kind of answer is wanted, not what it is about."""
+_REQUEST_WORDS = frozenset(terms("please explain detail details detailed step steps list tell show describe exactly "
+                                 "everything every"))
+"""Words of the request around any question ("Explain step by step how to …", "Please list every step"): they
+weigh as little as form words whatever is asked, and are never its key term."""
+
+
+_FAMILY = re.compile(r"\b([A-Z][a-z]+)\s+(?=[A-Za-z-]*\d)[A-Za-z0-9-]+")
+"""A product written as family name and model ("Perch AX1800", "Aerie AX3000")."""
+
+
+def _family_named(text: str, words: frozenset[str]) -> bool:
+    """Does ``text`` name a product whose family the question says ("Perches" → "Perch AX1800")?"""
+    return any(set(terms(m.group(1))) & words for m in _FAMILY.finditer(text))
+
+
+def _compound_of_parts(term: str, weights: dict[str, float]) -> bool:
+    """"port-forwarding" / "portforwarding" when "port" and "forward" are weighed too."""
+    for compound in (term, *(t for t in weights if "-" in t and t.replace("-", "") == term)):
+        if "-" in compound and all(part in weights for part in tokenize(compound.replace("-", " "))):
+            return True
+    return False
 
 
 def key_term(weights: dict[str, float], pool: list[Unit]) -> str | None:
     """The question's most specific term that the shown sources hold somewhere: the unit that
     answers names it (a term no source holds cannot tell units apart)."""
     present = set().union(*(terms(u.text) | terms(u.context) for u in pool)) if pool else set()
-    candidates = {t: w for t, w in weights.items() if t in present and t not in _FORM_WORDS and len(t) > 2}
+    candidates = {t: w for t, w in weights.items()
+                  if t in present and t not in _FORM_WORDS | _REQUEST_WORDS and len(t) > 2}
     return max(candidates, key=candidates.__getitem__) if candidates else None
 
 
@@ -459,7 +500,15 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     if not pool:
         return Extraction("", [], qtype, 0.0)
     named = names(question, [source[1] for source in sources])
-    key = key_term(weights, pool)
+    weights = {t: w * FORM_WORD_SHARE if t in _REQUEST_WORDS else w for t, w in weights.items()}
+    # "port-forwarding" is also read as "portforwarding", "port" and "forward": one concept, counted once
+    # (a unit that writes the compound holds its parts too).
+    weights = {t: w for t, w in weights.items() if not _compound_of_parts(t, weights)}
+    # The product asked is a filter (the product checks below), not what the question is about: its name
+    # ("Talon 5G") is not the key term a unit must hold ("How many Perches can I use with a Talon 5G?").
+    product_words = set().union(*(terms(name) for name, found in (aliases.names.items() if aliases else ())
+                                  if found & q_codes)) if q_codes else set()
+    key = key_term({t: w for t, w in weights.items() if t not in product_words}, pool)
     if qtype in _VALUE:
         # "How long" asks for a duration, which the value check rewards: its words ("long" in
         # "How long do I have to return…") say little about which unit answers.
@@ -469,9 +518,10 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     for u in pool:
         paragraphs.setdefault((u.source, u.block), set()).update(terms(u.text))
     predicate = _predicate(question)
+    family = frozenset(weights) - product_words
     same = _same_words(question, weights, q_codes, products)
     scored = [_score(u, weights, qtype, q_codes, q_regions, priors.get(u.source, 0.0), named, products, key,
-                     frozenset(paragraphs[(u.source, u.block)]), predicate, same) for u in pool]
+                     frozenset(paragraphs[(u.source, u.block)]), predicate, same, family) for u in pool]
     # A unit whose label the question says ("HW A (February 2024 – …): …" for "the first (HW A) units"); its
     # sibling entries ("HW B (…): … after some HW A units restarted") are about something else.
     asked_label = {id(s): _label_asked(s.unit.text, question) for s in scored}
