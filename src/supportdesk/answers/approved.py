@@ -162,12 +162,12 @@ class ApprovedMatcher:
         score, best_q, closest, _ = self._scores(text, vector)
         return score, best_q, closest
 
-    def _scores(self, text: str, vector: Any, leave_out: str | None = None) -> tuple[
-            np.ndarray, np.ndarray, list[int], dict[str, Any]]:
+    def _scores(self, text: str, vector: Any, leave_out: str | None = None, state: dict[str, Any] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, list[int], dict[str, Any]]:
         """``scores``, and what the confidence reads besides: each entry's vote, the cosine to every stored
         question. ``leave_out``: a learned wording not counted (the evaluation asks a question the set
-        learned without letting it find itself)."""
-        state = self._state
+        learned without letting it find itself). ``state``: the one the caller read (a rebuild may swap it)."""
+        state = state or self._state
         assert state is not None
         n = len(state["entries"])
         v = np.asarray(vector, dtype=np.float32)
@@ -195,10 +195,9 @@ class ApprovedMatcher:
         score = (vote + ANSWER_WEIGHT * acos + COVERAGE_WEIGHT * cover) / (1 + ANSWER_WEIGHT + COVERAGE_WEIGHT)
         return score, best_q, closest, {"vote": vote, "qcos": qcos}
 
-    def _features(self, score: np.ndarray, best_q: np.ndarray, extra: dict[str, Any], top: int,
+    @staticmethod
+    def _features(state: dict[str, Any], score: np.ndarray, best_q: np.ndarray, extra: dict[str, Any], top: int,
                   second: float) -> tuple[float, ...]:
-        state = self._state
-        assert state is not None
         owner, qcos, vote = state["owner"], extra["qcos"], extra["vote"]
         q_sorted = np.sort(best_q)
         q_margin = float(best_q[top] - (q_sorted[-2] if len(q_sorted) > 1 else 0.0))
@@ -218,11 +217,11 @@ class ApprovedMatcher:
             return Match(None, 0.0, 0.0)
         if vector is None:
             vector = self._vectors([text])[0] if text in self._cache else self._embed([text])[0]
-        score, qcos, closest, extra = self._scores(text, vector, leave_out)
+        score, qcos, closest, extra = self._scores(text, vector, leave_out, state)
         order = np.argsort(-score, kind="stable")
         top = int(order[0])
         second = float(score[order[1]]) if len(order) > 1 else 0.0
-        features = self._features(score, qcos, extra, top, second)
+        features = self._features(state, score, qcos, extra, top, second)
         conf = confidence(features, self.coef)
         entries = state["entries"]
         served = entries[top].id if conf >= self.threshold and features[0] >= self.min_score else None
