@@ -381,3 +381,10 @@ def test_a_code_is_not_a_count() -> None:
 def test_a_discount_is_a_price_asked_for() -> None:
     offers = "The discount cannot be combined with other promotions. Students get 10% off one router per year."
     assert "10%" in ask("Do you have a student discount, and how much is it?", offers)
+
+
+def test_an_extraction_says_whether_it_states_the_kind_of_value_asked() -> None:
+    dns = "Kestrel Secure DNS sends your DNS queries over HTTPS, so your provider cannot see them."
+    assert not extract("How soon does the router use my provider's DNS?", [(1, dns, "")]).states_value
+    assert extract("How long is the warranty in the UK?", [(1, WARRANTY, "")]).states_value
+    assert extract("How do I set up port forwarding?", [(1, dns, "")]).states_value  # no value asked
