@@ -388,3 +388,13 @@ def test_an_extraction_says_whether_it_states_the_kind_of_value_asked() -> None:
     assert not extract("How soon does the router use my provider's DNS?", [(1, dns, "")]).states_value
     assert extract("How long is the warranty in the UK?", [(1, WARRANTY, "")]).states_value
     assert extract("How do I set up port forwarding?", [(1, dns, "")]).states_value  # no value asked
+
+
+def test_only_a_question_after_a_value_asks_for_one() -> None:
+    """The type can come from a word in passing; the hand-off for a missing value needs the question to ask."""
+    from supportdesk.answers.extract import asks_value
+
+    assert asks_value("If Kestrel Secure DNS goes down, how soon does the router use my provider's DNS?")
+    assert asks_value("When is Kestrel Care open?") and asks_value("I live in London. How long is the warranty?")
+    assert not asks_value("What is the Window Preservation Standards Collaborative?")
+    assert not asks_value("Can I charge my Galaxy Buds with my phone?")

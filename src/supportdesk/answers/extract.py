@@ -154,6 +154,19 @@ number?", "How do I open the Shortcuts menu?", "What can I do when the signal is
 _MEANING = next(pattern for name, pattern in _QUESTION_TYPES if name == "meaning")
 
 
+_ASKS_VALUE = re.compile(r"(?:^|[,;:]\s*|\b(?:and|so|but|then)\s+)(?:how (?:long|much|many|often|soon|quickly)|when|"
+                         r"what time|until when|by when|since when|what(?:'s| is| are) the (?:price|cost|fee|phone number|"
+                         r"opening hours|hours))\b", re.IGNORECASE)
+
+
+def asks_value(question: str) -> bool:
+    """Is the question itself after a value ("How long …", "…, how soon does …", "When …")? The type can
+    also come from a word in passing ("the Window Preservation Standards", "my phone"): only a question
+    that asks for the value is handed off when the sources state none."""
+    return any(_ASKS_VALUE.search(sentence) for sentence in re.split(r"(?<=[.!?])\s+", question.strip())
+               if sentence.rstrip().endswith("?"))
+
+
 def question_type(question: str) -> QuestionType:
     asked = _last_sentence(question)
     if _MEANING.search(asked):

@@ -28,7 +28,7 @@ from supportdesk.answers import citations as cite
 from supportdesk.answers import claims, voice_check
 from supportdesk.answers import conversation as talk
 from supportdesk.answers.conversation import Turn
-from supportdesk.answers.extract import Extraction, extract, units
+from supportdesk.answers.extract import Extraction, asks_value, extract, units
 from supportdesk.answers.policy import PLEASANTRIES, ConversationPolicy, PolicyVerdict
 from supportdesk.answers.prompts import (
     Source,
@@ -469,7 +469,7 @@ class AnswerPipeline:
         sources = plan.sources
         if plan.kind == "grounded" and self.compose_mode() == "extract":
             plan.extraction = self._extraction(result, sources, plan.search.term_weights)
-            if not plan.extraction.states_value:
+            if not plan.extraction.states_value and asks_value(message):
                 # "How long …?" and the shown sources state no duration: quoting a neighbour is no answer.
                 plan.kind = "handoff"
                 plan.handoff_reason = (f"the sources shown state no {_VALUE_NAMES.get(plan.extraction.question_type, 'value')}"

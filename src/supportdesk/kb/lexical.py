@@ -27,7 +27,10 @@ _FILLER = frozenset(
     ["hey", "hi", "hello", "hiya", "ok", "okay", "cool", "great", "thank", "thanks", "please", "pls", "sorry", "bother", "quick", "question", "one", "again", "just", "wonder", "wondering", "know", "tell", "want", "need", "help", "like", "really", "also", "still", "actually", "anyone", "someone", "guy", "folk", "mean", "got", "thing", "stuff", "there", "here", "now", "oh", "um", "uh", "hmm", "yes", "yeah",
      # the halves of contractions ("isn't" -> "isn", "t") and reflexive pronouns: never content
      "isn", "aren", "wasn", "weren", "don", "doesn", "didn", "hasn", "haven", "hadn", "won", "wouldn", "couldn",
-     "shouldn", "myself", "yourself", "ourselves", "themselves", "btw"]
+     "shouldn", "myself", "yourself", "ourselves", "themselves", "btw",
+     # intensifiers and sentence adverbs ("my screen turns off too quickly", "I already opened it")
+     "too", "already", "very", "even", "maybe", "anyway", "currently", "probably", "basically", "literally",
+     "honestly", "somehow"]
 )
 _REQUEST_WORDS = ("please", "explain", "describe", "detail", "detailed", "every", "exactly", "kindly", "walk", "through")
 """How a request is phrased, not what it is about ("Please explain in detail how ..."): no
@@ -58,6 +61,15 @@ def _stem(token: str) -> str:
 
 
 _FILLER_STEMS = frozenset(_stem(word) for word in _REQUEST_WORDS)
+_ANY_FILLER = frozenset(_FILLER) | frozenset(_stem(word) for word in (*_FILLER, *_REQUEST_WORDS)) \
+    | frozenset(["t", "s", "m", "d", "ll", "re", "ve"])  # the tails of contractions: "don't" -> "don", "t"
+
+
+def is_filler(term: str) -> bool:
+    """A filler or request word, as the tokenizer spells it ("like" is read as "lik"): never the question
+    word the docs are missing ("I don't like it, can I send it back?" was handed off as "not found:
+    'like'"). Query coverage keeps its own, narrower list (``term_weights``), as calibrated."""
+    return term in _ANY_FILLER
 
 
 def _terms(text: str) -> list[tuple[str, str]]:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from supportdesk.kb.chunking import Chunk
-from supportdesk.kb.lexical import BM25Index, query_coverage, surface_words
+from supportdesk.kb.lexical import BM25Index, is_filler, query_coverage, surface_words
 from supportdesk.kb.questions import QuestionVectors
 from supportdesk.kb.store import cosine_relevance
 
@@ -98,7 +98,7 @@ class SearchResult:
         """The answerability signals of the first ``top`` hits: the chunks a grounded prompt shows."""
         hits = self.hits[:top] if top else self.hits
         matched = frozenset().union(*(h.matched for h in hits))
-        absent = {term: w for term, w in self.term_weights.items() if term not in matched}
+        absent = {term: w for term, w in self.term_weights.items() if term not in matched and not is_filler(term)}
         term = max(absent, key=absent.__getitem__) if absent else None
         return Evidence(
             best_score=max((h.score for h in hits), default=0.0),
