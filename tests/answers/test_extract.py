@@ -398,3 +398,10 @@ def test_only_a_question_after_a_value_asks_for_one() -> None:
     assert asks_value("When is Kestrel Care open?") and asks_value("I live in London. How long is the warranty?")
     assert not asks_value("What is the Window Preservation Standards Collaborative?")
     assert not asks_value("Can I charge my Galaxy Buds with my phone?")
+
+
+def test_a_device_or_a_battery_charge_asks_no_phone_number_or_price() -> None:
+    assert question_type("Can I charge my Galaxy Buds with my phone?") == "other"
+    assert question_type("How long does the Talon 5G battery last on a full charge?") == "duration"
+    assert question_type("What is the UK phone number for Kestrel Care?") == "phone"
+    assert question_type("From what order amount can I pay with Affirm?") == "price"

@@ -41,11 +41,13 @@ is over the return window as much as over the warranty."""
 
 # The kind of value a question asks for, tried in this order ("how many days" is a duration).
 _QUESTION_TYPES: list[tuple[QuestionType, re.Pattern[str]]] = [
-    ("phone", re.compile(r"\b(phone|telephone|call|hotline|number (to|for) (call|reach|contact))\b", re.IGNORECASE)),
+    ("phone", re.compile(r"\b(phone number|telephone|hotline|helpline|phone line|phone support|by phone|call (you|us|them|"
+                         r"support)|number (to|for) (call|reach|contact)|what number)\b", re.IGNORECASE)),
     ("email", re.compile(r"\b(e-?mail|email address)\b", re.IGNORECASE)),
     ("price", re.compile(r"\bhow much\b(?!\s+(?!more\b|extra\b|money\b)[a-z]+(?<!is)(?<!are)(?<!does)(?<!do)(?<!will)"
-                         r"(?<!would)(?<!for)(?<!to)(?<!of)\b)|\b(price|prices|cost|costs|fee|fees|charge|charges|pay|"
-                         r"expensive|cheap|cheaper|cheapest)\b", re.IGNORECASE)),
+                         r"(?<!would)(?<!for)(?<!to)(?<!of)\b)|\b(price|prices|cost|costs|fee|fees|charges|"
+                         r"(do|will|would) you charge|charge for|pay for|to pay|amount|expensive|cheap|cheaper|cheapest)\b",
+                         re.IGNORECASE)),
     ("duration", re.compile(r"\bhow long\b|\bhow often\b|\bhow (?:soon|quickly)\b|\bhow fast (?:do|does|will|can|would)\b|\bhow many (seconds|minutes|hours|days|weeks|months|years)\b"
                             r"|\b(warranty|window|period|last|lasts|take|takes|kept|keep)\b.*\?$", re.IGNORECASE)),
     ("code", re.compile(r"\b(part|model|serial|sku|product) (number|no\.?|code)s?\b|\bsku\b",
