@@ -242,3 +242,14 @@ def test_history_cli_export(sample_index, tmp_path):
     assert len(everything.stdout.splitlines()) == 1 and len(json.loads(everything.stdout)["messages"]) == 4
     shown = runner.invoke(app, ["--data-dir", str(tmp_path / "d"), "history", "show", str(cid)])
     assert "👍" in shown.stdout
+
+
+def test_a_question_after_a_value_the_shown_sources_do_not_state_is_handed_off(sample_index):
+    """"How soon …?" and no duration in what was found: quoting the nearest sentence about DNS would
+    be no answer (it was, before: "Kestrel Secure DNS sends your network's DNS queries over HTTPS …")."""
+    result = AnswerPipeline(sample_index[0], sample_index[1], None).ask(
+        "If Kestrel Secure DNS goes down, how soon does the router use my provider's DNS?").run()
+    assert result.kind == "handoff" and result.abstained
+    assert result.handoff_reason == "the sources shown state no duration of what is asked"
+    answered = AnswerPipeline(sample_index[0], sample_index[1], None).ask("How long is the warranty in the UK?").run()
+    assert answered.kind == "grounded" and "3 years" in answered.answer

@@ -3,6 +3,8 @@ the figures ``eval-approved`` prints, on a small set whose outcome is known."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from supportdesk.answers.approved import ApprovedMatcher, Entry, confidence
 from supportdesk.evaluation import approved as evaluation
 
@@ -32,7 +34,7 @@ def test_served_above_the_threshold_suggested_below_nothing_for_an_unrelated_que
     strict = ApprovedMatcher(hash_embedder.embed_documents, threshold=0.0, suggest_floor=0.0, min_score=1.01)
     strict.build(ENTRIES)
     assert strict.match("How long is the warranty?").answer_id is None
-    assert 0.0 < confidence((0.5, 0.1, 0.1)) < 1.0
+    assert 0.0 < confidence((0.5, 0.1, 0.1, 0.1, 0.2, 0.3)) < 1.0
 
 
 def test_the_evaluation_reports_on_one_half_with_the_other_half_learned(hash_embedder):
@@ -51,7 +53,53 @@ def test_the_evaluation_reports_on_one_half_with_the_other_half_learned(hash_emb
     assert 0.0 <= report.served_right_share <= report.right_in_three <= 1.0
     assert set(report.off_domain) == {"social_dev"} and report.latency_ms_p50 > 0
     calibration = evaluation.calibrate("a", data, embed=hash_embedder.embed_documents)
-    assert 0.0 <= calibration.threshold <= 1.0 and len(calibration.coef) == 4
+    assert 0.0 <= calibration.threshold <= 1.0 and len(calibration.coef) == 7
+    # The report holds the three states of learning; the calibration checked its threshold in the same three.
+    assert {"served", "wrong_share", "served_right_share"} <= set(report.quarter) and report.static
+    each = report.quarter["each"]  # each quarter of the other half learned in turn, pooled
+    assert len(each) == 4 and report.quarter["served"] == sum(q["served"] for q in each)
+    assert report.quarter["served_wrong"] == sum(q["served_wrong"] for q in each)
+    assert list(calibration.states) == list(evaluation.STATES)
+    for figures in calibration.states.values():
+        assert figures["wrong_share"] <= evaluation.WRONG_MAX
+
+
+def test_learned_wordings_vote_and_a_crowded_neighbourhood_is_not_served(hash_embedder):
+    """Two entries near the question: the one several learned wordings agree on outranks one with a single
+    slightly closer wording; and the same question is less confident when the other entry's wordings crowd
+    its neighbourhood than when the entry owns it."""
+    matcher = ApprovedMatcher(hash_embedder.embed_documents, threshold=0.0, suggest_floor=0.0, min_score=0.0)
+    question = "router blinking red light"
+    one = Entry(1, "Restart it.", ["modem question"], ["router blinking red light again"])
+    many = Entry(2, "Call us.", ["modem issue"], ["router blinking red light now", "router blinking red light today",
+                                                  "router blinking red light still"])
+    cosines = [float(np.dot(*hash_embedder.embed_documents([question, t]))) for t in (*one.learned, *many.learned)]
+    assert cosines[0] >= max(cosines[1:])  # entry 1's one wording is at least as close as any of entry 2's
+    matcher.build([one, many])
+    assert matcher.match(question).ranked[0] == 2
+    # Owned: only entry 1's wordings near the question. Crowded: entry 2 learned wordings close to it too.
+    owned = ApprovedMatcher(hash_embedder.embed_documents)
+    owned.build([Entry(1, "Restart it.", ["router blinking red light"], ["router blinking red light again"]),
+                 Entry(2, "Call us.", ["what are your opening hours"])])
+    crowded = ApprovedMatcher(hash_embedder.embed_documents)
+    crowded.build([Entry(1, "Restart it.", ["router blinking red light"], ["router blinking red light again"]),
+                   Entry(2, "Call us.", ["what are your opening hours"], ["router blinking light red colour",
+                                                                          "red light router blinking fast"])])
+    a, b = owned.match("router blinking red light now"), crowded.match("router blinking red light now")
+    assert a.ranked[0] == b.ranked[0] == 1
+    assert len(a.features) == 6 and a.features[4] > b.features[4] and a.features[5] > b.features[5]
+    assert a.confidence > b.confidence
+
+
+def test_leave_one_out_hides_only_the_asked_wording(hash_embedder):
+    """The calibration asks each question of its half with all the half learned but its own wording."""
+    matcher = ApprovedMatcher(hash_embedder.embed_documents)
+    wording = "warranty length for my router"
+    matcher.build([Entry(1, ENTRIES[0].answer, ENTRIES[0].questions, [wording]), *ENTRIES[1:]])
+    found, hidden = matcher.match(wording), matcher.match(wording, leave_out=wording)
+    assert found.features[0] > hidden.features[0] and found.ranked[0] == 1
+    assert matcher.match("How long is the warranty?", leave_out="How long is the warranty?").features[0] == \
+        matcher.match("How long is the warranty?").features[0]  # an imported question is never hidden
 
 
 def test_a_history_out_of_reach_never_fails_the_question(hash_embedder):

@@ -383,6 +383,13 @@ def test_a_discount_is_a_price_asked_for() -> None:
     assert "10%" in ask("Do you have a student discount, and how much is it?", offers)
 
 
+def test_an_extraction_says_whether_it_states_the_kind_of_value_asked() -> None:
+    dns = "Kestrel Secure DNS sends your DNS queries over HTTPS, so your provider cannot see them."
+    assert not extract("How soon does the router use my provider's DNS?", [(1, dns, "")]).states_value
+    assert extract("How long is the warranty in the UK?", [(1, WARRANTY, "")]).states_value
+    assert extract("How do I set up port forwarding?", [(1, dns, "")]).states_value  # no value asked
+
+
 USB_KEYBOARD = ("Plug the keyboard or mouse cable into the USB port.\n"
                 "If you connect a mouse, it is available only in the Internet app.")
 BLUETOOTH_KEYBOARD = ("Settings\nGeneral\nExternal Device Manager\nInput Device Manager\nBluetooth Device List\n"

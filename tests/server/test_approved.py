@@ -60,6 +60,13 @@ def test_agents_propose_trainers_approve_and_the_next_question_is_served_without
     # A wording an agent accepted the suggestion for is learned; only trainers remove and import.
     assert bob.approved.accept_suggestion(answer_id, "refund window for the router?") is True
     assert "refund window for the router?" in [q.question for q in tia.approved.get(answer_id).questions]
+    # The answer the agent sent (TUI F3) is stored in their conversation on the server, as locally.
+    sent_id = bob.add_sent_answer(REWRITE, f"approved answer #{answer_id} sent by the agent")
+    last = bob.history.messages(bob.conversation_id)[-1]
+    assert sent_id is not None and (last.id, last.kind, last.content) == (sent_id, "approved", REWRITE)
+    alice.conversation_id = bob.conversation_id
+    with pytest.raises(ServerError, match="belongs to another agent"):
+        alice.add_sent_answer("Not mine.", "")
     with pytest.raises(ServerError, match="needs the trainer role"):
         alice.approved.remove(answer_id)
     with pytest.raises(ServerError, match="needs the trainer role"):

@@ -1,19 +1,26 @@
 """Approved answers at ask time: does a question match one of a curated answer's questions?
 
-Each approved answer is scored against the question with three signals: the MiniLM cosine to
-its closest question (imported, proposed, or a wording an agent accepted it for: the set learns
-its paraphrases), the cosine to its answer text, and how much of the question's BM25 idf mass
-its own questions hold (``query_coverage``):
+Each approved answer is scored against the question with three signals: the MiniLM cosines to
+its questions (imported, proposed, or a wording an agent accepted it for: the set learns its
+paraphrases), the cosine to its answer text, and how much of the question's BM25 idf mass its own
+questions hold (``query_coverage``):
 
-    entry score = (cos_question + 0.3 * cos_answer + 0.3 * coverage) / 1.6
+    entry score = (vote + 0.3 * cos_answer + 0.3 * coverage) / 1.6
 
-Serving needs more than a high score: the confidence is a logistic function of the best score,
-its margin over the runner-up's score and the margin of the question cosine alone (a question
-that sits between two entries is not served). Its coefficients and the serve threshold were
-fitted on half a of ``../shared/datasets/faq_retrieval`` (``supportdesk eval-approved
---calibrate``, see the README); the threshold in effect is the setting
-``approved.threshold``. Below it, the best entries whose score reaches
-``approved.suggest_floor`` are offered as suggestions (up to three).
+where ``vote`` is a soft maximum of its question cosines, ``max + T * log(sum(exp((cos - max) / T)))``
+with ``T = VOTE_TEMPERATURE``: with one question per entry it is the plain closest-question cosine;
+an entry with several learned wordings close to the question outvotes one with a single close wording.
+
+Serving needs more than a high score: the confidence is a logistic function of the best score, its
+margin over the runner-up's score, the margin of the closest-question cosine, the margin of the vote,
+how many of the ``NEIGHBOURS`` nearest stored questions belong to the best entry, and that entry's
+share of a softmax (``SHARE_TEMPERATURE``) over all the stored questions. The last two say whether
+the question sits in a neighbourhood the best entry owns or one that other entries' wordings crowd
+(the first day, one question per entry, no neighbourhood is owned: little is served until the set has
+learned). Its coefficients and the serve threshold were fitted on half a of
+``../shared/datasets/faq_retrieval`` (``supportdesk eval-approved --calibrate``, see the README); the
+threshold in effect is the setting ``approved.threshold``. Below it, the best entries whose score
+reaches ``approved.suggest_floor`` are offered as suggestions (up to three).
 
 No model runs: one embedding of the question (shared with the KB search when given) and a few
 matrix products.
@@ -35,11 +42,18 @@ from supportdesk.kb.lexical import BM25Index, query_coverage, tokenize
 
 ANSWER_WEIGHT = 0.3
 COVERAGE_WEIGHT = 0.3
-COEF = (-0.366, 1.669, 2.874, 4.166)
-"""Logistic confidence: intercept, then best score, its margin, the question-cosine margin (fitted on
-half a of faq_retrieval by ``eval-approved --calibrate``)."""
-DEFAULT_THRESHOLD = 0.883
-DEFAULT_SUGGEST_FLOOR = 0.34
+VOTE_TEMPERATURE = 0.05
+"""How soft the vote over an entry's questions is (a question 0.05 further away weighs e times less)."""
+SHARE_TEMPERATURE = 0.1
+"""How far the softmax share of the best entry reaches (wider than the vote: it sees the crowd around)."""
+NEIGHBOURS = 5
+"""Nearest stored questions whose owners are counted."""
+COEF = (-1.71, 1.827, 3.11, 2.979, 1.666, 1.019, 1.358)
+"""Logistic confidence: intercept, then the best score, its margin, the question-cosine margin, the vote
+margin, the best entry's share of the nearest questions and of the softmax (fitted on half a of
+faq_retrieval by ``eval-approved --calibrate``)."""
+DEFAULT_THRESHOLD = 0.929
+DEFAULT_SUGGEST_FLOOR = 0.33
 DEFAULT_MIN_SCORE = 0.57
 """However confident the margins make it, an entry scoring less is never served (a set of a few entries
 has no runner-up to be far from): the lowest score served on the calibration half."""
@@ -78,7 +92,7 @@ class Match:
     suggestions: list[Suggestion] = field(default_factory=list)
     ranked: list[int] = field(default_factory=list)
     """Entry ids, best first (the evaluation reads them)."""
-    features: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    features: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     elapsed_ms: float = 0.0
 
 
@@ -125,6 +139,9 @@ class ApprovedMatcher:
             "entries": entries,
             "questions": texts,
             "owner": owner,
+            "learned_rows": [row for row, (i, j) in enumerate(
+                (i, j) for i, e in enumerate(entries) for j in range(len(e.questions) + len(e.learned)))
+                if j >= len(entries[i].questions)],
             "qv": self._vectors(texts),
             "av": self._vectors([e.answer for e in entries]),
             # BM25 over each entry's own questions (one text per question; the coverage of the best)
@@ -142,42 +159,69 @@ class ApprovedMatcher:
 
     def scores(self, text: str, vector: Any) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """Per entry: the combined score and the question cosine; and, per entry, its closest question's index."""
-        state = self._state
+        score, best_q, closest, _ = self._scores(text, vector)
+        return score, best_q, closest
+
+    def _scores(self, text: str, vector: Any, leave_out: str | None = None, state: dict[str, Any] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, list[int], dict[str, Any]]:
+        """``scores``, and what the confidence reads besides: each entry's vote, the cosine to every stored
+        question. ``leave_out``: a learned wording not counted (the evaluation asks a question the set
+        learned without letting it find itself). ``state``: the one the caller read (a rebuild may swap it)."""
+        state = state or self._state
         assert state is not None
         n = len(state["entries"])
         v = np.asarray(vector, dtype=np.float32)
-        qcos = state["qv"] @ v
-        best_q = np.full(n, -1.0, dtype=np.float32)
-        np.maximum.at(best_q, state["owner"], qcos)
+        qcos = (state["qv"] @ v).astype(np.float64)
+        if leave_out is not None:
+            qcos[[row for row in state["learned_rows"] if state["questions"][row] == leave_out]] = -2.0
+        owner = state["owner"]
+        best_q = np.full(n, -2.0, dtype=np.float64)
+        np.maximum.at(best_q, owner, qcos)
+        mass = np.zeros(n, dtype=np.float64)
+        np.add.at(mass, owner, np.exp((qcos - best_q[owner]) / VOTE_TEMPERATURE))
+        vote = best_q + VOTE_TEMPERATURE * np.log(np.maximum(mass, 1.0))
         closest = [-1] * n
-        for row, entry in enumerate(state["owner"].tolist()):
+        for row, entry in enumerate(owner.tolist()):
             if closest[entry] < 0 or qcos[row] > qcos[closest[entry]]:
                 closest[entry] = row
-        acos = state["av"] @ v
-        cover = np.zeros(n, dtype=np.float32)
+        acos = (state["av"] @ v).astype(np.float64)
+        cover = np.zeros(n, dtype=np.float64)
         if state["bm25"] is not None:
             weights = state["bm25"].term_weights(text)
             if weights:
                 for row, tokens in enumerate(state["bm_tokens"]):
                     entry = int(state["bm_owner"][row])
                     cover[entry] = max(cover[entry], query_coverage(weights, tokens))
-        score = (best_q + ANSWER_WEIGHT * acos + COVERAGE_WEIGHT * cover) / (1 + ANSWER_WEIGHT + COVERAGE_WEIGHT)
-        return score, best_q, closest
+        score = (vote + ANSWER_WEIGHT * acos + COVERAGE_WEIGHT * cover) / (1 + ANSWER_WEIGHT + COVERAGE_WEIGHT)
+        return score, best_q, closest, {"vote": vote, "qcos": qcos}
 
-    def match(self, text: str, vector: Any | None = None, suggestions: int = 3) -> Match:
+    @staticmethod
+    def _features(state: dict[str, Any], score: np.ndarray, best_q: np.ndarray, extra: dict[str, Any], top: int,
+                  second: float) -> tuple[float, ...]:
+        owner, qcos, vote = state["owner"], extra["qcos"], extra["vote"]
+        q_sorted = np.sort(best_q)
+        q_margin = float(best_q[top] - (q_sorted[-2] if len(q_sorted) > 1 else 0.0))
+        others = np.delete(vote, top)
+        v_margin = float(vote[top] - (others.max() if len(others) else 0.0))
+        k = min(NEIGHBOURS, len(qcos))
+        nearest = np.argpartition(-qcos, k - 1)[:k]
+        owned = float(np.mean(owner[nearest] == top))
+        weights = np.exp((qcos - qcos.max()) / SHARE_TEMPERATURE)
+        share = float(weights[owner == top].sum() / weights.sum())
+        return (float(score[top]), float(score[top]) - second, q_margin, v_margin, owned, share)
+
+    def match(self, text: str, vector: Any | None = None, suggestions: int = 3, leave_out: str | None = None) -> Match:
         started = time.perf_counter()
         state = self._state
         if not state or not state["entries"]:
             return Match(None, 0.0, 0.0)
         if vector is None:
             vector = self._vectors([text])[0] if text in self._cache else self._embed([text])[0]
-        score, qcos, closest = self.scores(text, vector)
+        score, qcos, closest, extra = self._scores(text, vector, leave_out, state)
         order = np.argsort(-score, kind="stable")
         top = int(order[0])
         second = float(score[order[1]]) if len(order) > 1 else 0.0
-        q_sorted = np.sort(qcos)
-        q_margin = float(qcos[top] - (q_sorted[-2] if len(q_sorted) > 1 else 0.0))
-        features = (float(score[top]), float(score[top]) - second, q_margin)
+        features = self._features(state, score, qcos, extra, top, second)
         conf = confidence(features, self.coef)
         entries = state["entries"]
         served = entries[top].id if conf >= self.threshold and features[0] >= self.min_score else None

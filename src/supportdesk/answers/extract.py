@@ -41,16 +41,18 @@ is over the return window as much as over the warranty."""
 
 # The kind of value a question asks for, tried in this order ("how many days" is a duration).
 _QUESTION_TYPES: list[tuple[QuestionType, re.Pattern[str]]] = [
-    ("phone", re.compile(r"\b(phone|telephone|call|ring|hotline|number (to|for) (call|reach|contact))\b", re.IGNORECASE)),
+    ("phone", re.compile(r"\b(phone|telephone|call|hotline|number (to|for) (call|reach|contact))\b", re.IGNORECASE)),
     ("email", re.compile(r"\b(e-?mail|email address)\b", re.IGNORECASE)),
-    ("price", re.compile(r"\b(how much|price|prices|cost|costs|fee|fees|charge|charges|pay|expensive|cheap)\b", re.IGNORECASE)),
+    ("price", re.compile(r"\bhow much\b(?!\s+(?!more\b|extra\b|money\b)[a-z]+(?<!is)(?<!are)(?<!does)(?<!do)(?<!will)"
+                         r"(?<!would)(?<!for)(?<!to)(?<!of)\b)|\b(price|prices|cost|costs|fee|fees|charge|charges|pay|"
+                         r"expensive|cheap|cheaper|cheapest)\b", re.IGNORECASE)),
     ("duration", re.compile(r"\bhow long\b|\bhow often\b|\bhow (?:soon|quickly)\b|\bhow fast (?:do|does|will|can|would)\b|\bhow many (seconds|minutes|hours|days|weeks|months|years)\b"
                             r"|\b(warranty|window|period|last|lasts|take|takes|kept|keep)\b.*\?$", re.IGNORECASE)),
     ("code", re.compile(r"\b(part|model|serial|sku|product) (number|no\.?|code)s?\b|\bsku\b",
                         re.IGNORECASE)),
     ("hours", re.compile(r"\b(what time|opening hours|business hours|open|opens|close|closes|hours)\b", re.IGNORECASE)),
     ("date", re.compile(r"\b(when|what date|which date|since when|release date)\b", re.IGNORECASE)),
-    ("count", re.compile(r"\bhow many\b|\b(number of|maximum|max|limit|up to)\b", re.IGNORECASE)),
+    ("count", re.compile(r"\bhow many\b|\bhow much\b|\b(number of|maximum|max|limit|up to)\b", re.IGNORECASE)),
     ("version", re.compile(r"\b(version|firmware|release|build)\b", re.IGNORECASE)),
     ("howto", re.compile(r"\bhow (do|can|should|would) (i|we|you)\b|\bhow to\b|\b(steps?|set ?up|install|configure|"
                          r"reset|enable|disable|turn (on|off)|change|connect|add|remove)\b", re.IGNORECASE)),
@@ -66,7 +68,7 @@ _VALUE = {
                            r"months?|years?)\b|\b(?:one|two|three|four|five|six|seven|ten|twelve|thirty)\s+"
                            r"(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?)\b|\blifetime\b", re.IGNORECASE),
     "hours": re.compile(r"\b\d{1,2}(?::\d{2})?\s?(?:am|pm)\b|\b\d{1,2}[:.]\d{2}\b|\b24/7\b|\baround the clock\b", re.IGNORECASE),
-    "date": re.compile(r"\b\d+\s*(?:days?|weeks?|months?|years?)\b|\b(?:19|20)\d\d\b|\b(?:january|february|march|april|may|june|july|august|september|october|"
+    "date": re.compile(r"\b\d+\s*(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?)\b|\b(?:19|20)\d\d\b|\b(?:january|february|march|april|may|june|july|august|september|october|"
                        r"november|december)\b|\b\d{1,2}:\d{2}\b|\b(?:mon|tues|wednes|thurs|fri|satur|sun)day\b", re.IGNORECASE),
     "count": re.compile(r"(?<![\w-])\d+(?:,\d{3})*\b|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve|unlimited)\b(?!-)",
                        re.IGNORECASE),
@@ -137,6 +139,9 @@ class Extraction:
     """Share of the question's weighted terms the best unit holds (its context counts less)."""
     margin: float = 1.0
     """The best unit's score over that of the best unit stating a different value (1: none does)."""
+    states_value: bool = True
+    """The answer states a value of the kind asked (a price for "how much"); True when none is asked. A
+    question after a value whose shown sources hold none is handed off, not answered with a neighbour."""
 
 
 _PERIOD_WORDS = {"yearly": "year", "annual": "year", "annually": "year", "year": "year", "monthly": "month",
@@ -149,7 +154,20 @@ def terms(text: str) -> set[str]:
     return {_PERIOD_WORDS.get(t, t) for t in tokenize(text)}
 
 
+_NOT_A_VALUE = re.compile(r"^\W*(?:where\b|what can (?:i|we|you) do\b|how (?:do|can|should|would) (?:i|we|you)\b"
+                         r"(?! (?:pay|get charged)\b))", re.IGNORECASE)
+"""Questions after a place or a way, whatever value words follow: "Where can I find the call center phone
+number?", "How do I open the Shortcuts menu?", "What can I do when the signal is weak?"."""
+_MEANING = next(pattern for name, pattern in _QUESTION_TYPES if name == "meaning")
+
+
 def question_type(question: str) -> QuestionType:
+    asked = _last_sentence(question)
+    if _MEANING.search(asked):
+        return "meaning"  # "What does it mean when the light stays amber?" asks no date
+    if _NOT_A_VALUE.search(asked):
+        howto = next(pattern for name, pattern in _QUESTION_TYPES if name == "howto")
+        return "howto" if howto.search(asked) else "other"
     for name, pattern in _QUESTION_TYPES:
         if pattern.search(question):
             return name
@@ -667,7 +685,8 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
             chosen[0] = Unit(best.unit.source, best.unit.kind, f"{where}: {best.unit.text}", best.unit.context,
                              best.unit.block, best.unit.order)
     text = _compose(chosen, max_words)
-    return Extraction(text, chosen, qtype, round(best.score, 4), round(best.lexical, 4), _margin(best, scored, value))
+    return Extraction(text, chosen, qtype, round(best.score, 4), round(best.lexical, 4), _margin(best, scored, value),
+                      value is None or value.search(cite.MARKER.sub(" ", text)) is not None)
 
 
 LABEL_MATCH = 1.3

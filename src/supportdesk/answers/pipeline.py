@@ -217,6 +217,13 @@ class Plan:
     policy: PolicyVerdict | None = None
     sources: list[Source] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    extraction: Extraction | None = None
+    """Grounded, extracted: the answer taken from the sources (made before the reply is chosen: a question
+    after a value the sources do not state is handed off)."""
+
+
+_VALUE_NAMES = {"price": "price", "duration": "duration", "count": "number", "date": "date", "hours": "opening hours",
+                "phone": "phone number", "email": "email address", "code": "product code", "version": "version"}
 
 
 class EmptyQuestion(ValueError):
@@ -460,6 +467,13 @@ class AnswerPipeline:
 
         t = time.perf_counter()
         sources = plan.sources
+        if plan.kind == "grounded" and self.compose_mode() == "extract":
+            plan.extraction = self._extraction(result, sources, plan.search.term_weights)
+            if not plan.extraction.states_value:
+                # "How long …?" and the shown sources state no duration: quoting a neighbour is no answer.
+                plan.kind = "handoff"
+                plan.handoff_reason = (f"the sources shown state no {_VALUE_NAMES.get(plan.extraction.question_type, 'value')}"
+                                       " of what is asked")
         fixed = self._fixed_reply(plan, message)
         if fixed is not None:
             result.kind = plan.kind
@@ -560,7 +574,7 @@ class AnswerPipeline:
         shown = {s.hit.chunk.id for s in sources}
         result.citations = [_citation(s.number, s.hit, s.text) for s in sources]
         result.other_hits = [_citation(0, h) for h in plan.search.hits if h.chunk.id not in shown]
-        extraction = self._extraction(result, sources, plan.search.term_weights)
+        extraction = plan.extraction or self._extraction(result, sources, plan.search.term_weights)
         timings["prompt_ms"] = (time.perf_counter() - t) * 1000 + plan.timings.get("sources_ms", 0.0)
         result.composed = "extracted"
         result.extraction = {"type": extraction.question_type, "score": extraction.score,

@@ -279,17 +279,21 @@ def eval_approved(
         console.print(f"calibrated on half {calibration.half}: coef {list(calibration.coef)}, threshold "
                       f"{calibration.threshold}, suggest floor {calibration.suggest_floor}, min score {calibration.min_score} "
                       f"(there: served right "
-                      f"{calibration.served_right}, wrong {calibration.wrong_share}, off-domain {calibration.off_domain_served})")
+                      f"{calibration.served_right}, wrong {calibration.wrong_share}, off-domain {calibration.off_domain_served}; "
+                      + "; ".join(f"{name}: served right {f['served_right']}, wrong {f['wrong_share']}"
+                                  for name, f in calibration.states.items()) + ")")
     table = Table(title=f"approved answers on faq_retrieval, half {half} ({report.questions} questions; "
                         f"{report.learned_from_other_half} wordings learned from the other half)")
-    for col in ("", "with learned wordings", "imported questions only"):
+    for col in ("", "with learned wordings", "a quarter learned (each in turn)", "imported questions only"):
         table.add_column(col)
-    table.add_row("served", str(report.served), str(report.static["served"]))
-    table.add_row("wrong, of those served", f"{report.wrong_share:.3f}", f"{report.static['wrong_share']:.3f}")
-    table.add_row("served with the right entry", f"{report.served_right_share:.3f}",
-                  f"{report.static['served_right_share']:.3f}")
-    table.add_row("right entry among three", f"{report.right_in_three:.3f}", f"{report.static['right_in_three']:.3f}")
+    states = (report.to_json(), report.quarter, report.static)
+    table.add_row("served", str(report.served), f"{report.quarter['served']} in 4 runs", str(report.static["served"]))
+    table.add_row("wrong, of those served", *(f"{s['wrong_share']:.3f}" for s in states))
+    table.add_row("served with the right entry", *(f"{s['served_right_share']:.3f}" for s in states))
+    table.add_row("right entry among three", *(f"{s['right_in_three']:.3f}" for s in states))
     console.print(table)
+    console.print("a quarter learned, each quarter: " + ", ".join(
+        f"{q['served_wrong']}/{q['served']} wrong" for q in report.quarter.get("each", [])))
     for name, figures in report.off_domain.items():
         console.print(f"{name}: {figures['questions']} questions, served {figures['served']:.3f}, "
                       f"offered a suggestion {figures['suggested']:.3f}")

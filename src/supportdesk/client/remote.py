@@ -491,7 +491,12 @@ class RemoteSession:
         return 0  # the server stores every write; nothing waits here
 
     def add_sent_answer(self, text: str, reason: str) -> int | None:
-        return None  # not stored through a server: the wording is learned there by approved.accept_suggestion
+        """Stored in this agent's conversation on the server (the accepted wording is learned there by
+        ``approved.accept_suggestion``)."""
+        if self.conversation_id is None:
+            return None
+        data = self._call("POST", f"/v1/conversations/{self.conversation_id}/sent", json={"text": text, "reason": reason})
+        return int(data["message_id"])
 
     def move_history_aside(self) -> str:
         raise HistoryError("the history is the team server's: there is no file here to move aside")

@@ -7,10 +7,15 @@ the off-domain questions (mtrag_dev, E-Manual TV, social_dev), which must not be
 ``report(half)``: the figures on that half, with the set having learned the *other* half's
 paraphrases the way the product learns them: a question whose right entry was among the three
 suggestions is an agent accepting that suggestion, and its wording becomes another question of
-that entry. ``calibrate(half)``: the confidence's coefficients, the serve threshold and the
-suggestion floor fitted on that half alone (its questions split in two folds, each scored with
-the other fold learned): the threshold serves as many right entries as it can while at most 1 %
-of what it serves is wrong and at most 0.5 % of the half's off-domain questions are served.
+that entry; also with nothing learned (the first day) and with a quarter of the other half learned
+(each quarter in turn, pooled; ``quarter["each"]`` holds the four).
+``calibrate(half)``: the confidence's coefficients, the serve threshold and the suggestion floor
+fitted on that half alone, in three states of learning that mirror the report's: nothing learned,
+a quarter of the half learned (the other three quarters asked), and all of the half learned with
+each question asked without its own wording (leave-one-out: as many wordings learned as the report
+has). The threshold serves as many right entries as it can in the last state while, in *every*
+state, at most 1 % of what it serves is wrong and at most 0.5 % of the half's off-domain questions
+are served.
 The shipped defaults (``answers.approved``) are ``calibrate("a")``; report on half b.
 """
 
@@ -40,8 +45,8 @@ def half_of(key: str) -> str:
     return "a" if int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) % 2 == 0 else "b"
 
 
-def _fold_of(key: str) -> int:
-    return int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) // 2 % 2
+def _fold_of(key: str, folds: int = 4) -> int:
+    return int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) // 2 % folds
 
 
 @dataclass
@@ -63,7 +68,7 @@ def load(shared: Path = SHARED) -> _Data:
 
 @dataclass
 class _Scored:
-    features: np.ndarray  # (n, 3)
+    features: np.ndarray  # (n, features)
     right: np.ndarray  # top-1 is a gold entry
     scores_top3: list[list[tuple[int, float]]]
     gold: list[frozenset[str]]
@@ -85,15 +90,17 @@ def _learned(matcher: ApprovedMatcher, data: _Data, rows: list[int]) -> list[Ent
     return base
 
 
-def _score(matcher: ApprovedMatcher, texts: list[str], golds: list[frozenset[str]]) -> _Scored:
+def _score(matcher: ApprovedMatcher, texts: list[str], golds: list[frozenset[str]],
+           leave_out: bool = False) -> _Scored:
+    """``leave_out``: each text asked without its own learned wording (when the set learned it)."""
     features, right, top3 = [], [], []
     state = matcher._state
     assert state is not None
     for text in texts:
-        found = matcher.match(text, suggestions=3)
+        found = matcher.match(text, suggestions=3, leave_out=text if leave_out else None)
         features.append(found.features)
         right.append(bool(golds) and str(found.ranked[0]) in golds[len(right)])
-        score, _, _ = matcher.scores(text, matcher._cache[text])
+        score, _, _, _ = matcher._scores(text, matcher._cache[text], text if leave_out else None)
         top3.append([(state["entries"][i].id, float(score[i])) for i in np.argsort(-score, kind="stable")[:3]])
     return _Scored(np.asarray(features, dtype=np.float64), np.asarray(right, dtype=bool), top3, golds)
 
@@ -127,8 +134,11 @@ class Calibration:
     suggest_floor: float
     min_score: float
     served_right: float
+    """In the all-learned (leave-one-out) state."""
     wrong_share: float
     off_domain_served: float
+    states: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per state of learning: served right (share of the questions), wrong (share of those served)."""
 
 
 def _embedder() -> Callable[[list[str]], list[list[float]]]:
@@ -146,39 +156,55 @@ def _matcher(data: _Data, embed: Callable[[list[str]], list[list[float]]], **kwa
     return matcher
 
 
+STATES = ("nothing learned", "a quarter learned", "all learned")
+
+
 def calibrate(half: str, data: _Data | None = None, embed: Callable[[list[str]], list[list[float]]] | None = None,
               matcher: ApprovedMatcher | None = None) -> Calibration:
     data = data or load()
     matcher = matcher or _matcher(data, embed or _embedder())
     rows = [i for i, (qid, _, _) in enumerate(data.questions) if half_of(qid) == half]
-    folds = [[i for i in rows if _fold_of(data.questions[i][0]) == f] for f in (0, 1)]
-    scored = []
+    fold = {i: _fold_of(data.questions[i][0]) for i in rows}
     negatives = [t for name, key, t in data.negatives if half_of(f"{name}:{key}") == half]
-    negative_features = []
-    for fold in (0, 1):
-        matcher.build(_learned(matcher, data, folds[1 - fold]))
-        scored.append(_score(matcher, [data.questions[i][1] for i in folds[fold]],
-                             [data.questions[i][2] for i in folds[fold]]))
-        negative_features.append(_score(matcher, negatives, []).features)
-    x = np.vstack([s.features for s in scored])
-    y = np.concatenate([s.right for s in scored])
-    neg = np.vstack(negative_features)
-    coef = _fit_logistic(x, y.astype(np.float64))
-    p, pn = _confidences(x, coef), _confidences(neg, coef)
+    # (learned, asked, leave-one-out) per pass of a state
+    plan = [[([], rows, False)], [([i for i in rows if fold[i] == 0], [i for i in rows if fold[i] != 0], False)],
+            [(rows, rows, True)]]
+    scored, negative_features = [], []
+    for passes in plan:
+        parts, negative_parts = [], []
+        for learned_rows, asked, leave_out in passes:
+            matcher.build(_learned(matcher, data, learned_rows))
+            parts.append(_score(matcher, [data.questions[i][1] for i in asked], [data.questions[i][2] for i in asked],
+                                leave_out))
+            negative_parts.append(_score(matcher, negatives, []).features)
+        scored.append(_Scored(np.vstack([s.features for s in parts]), np.concatenate([s.right for s in parts]),
+                              [t for s in parts for t in s.scores_top3], [g for s in parts for g in s.gold]))
+        negative_features.append(negative_parts)
+    coef = _fit_logistic(np.vstack([s.features for s in scored]),
+                         np.concatenate([s.right for s in scored]).astype(np.float64))
+    p = [_confidences(s.features, coef) for s in scored]
+    pn = [_confidences(f, coef) for parts in negative_features for f in parts if len(f)]
+    last = len(scored) - 1
+
+    def figures(threshold: float, state: int) -> tuple[float, float, int]:
+        served = p[state] >= threshold
+        right = served & scored[state].right
+        wrong = float((served & ~scored[state].right).sum() / served.sum()) if served.any() else 0.0
+        return float(right.mean()) if len(right) else 0.0, wrong, int(served.sum())
+
     best = (0.0, 1.0, 0.0, 0.0)
-    for threshold in sorted(set(np.round(p, 3).tolist())):
-        served = p >= threshold
-        if served.sum() < 20:
+    for threshold in sorted(set(np.round(np.concatenate(p), 3).tolist())):
+        if figures(threshold, last)[2] < 20:
             continue
-        wrong = float((served & ~y).sum() / served.sum())
-        off = float(((pn >= threshold).reshape(2, -1).mean(axis=1)).max())  # scored once per fold
-        right = float((served & y).mean())
-        if wrong <= WRONG_MAX and off <= OFF_DOMAIN_MAX and right > best[0]:
+        if any(figures(threshold, state)[1] > WRONG_MAX for state in range(len(scored))):
+            continue
+        off = max((float((f >= threshold).mean()) for f in pn if len(f)), default=0.0)
+        right, wrong, _ = figures(threshold, last)
+        if off <= OFF_DOMAIN_MAX and right > best[0]:
             best = (right, threshold, wrong, off)
     # The suggestion floor: as high as it can be while the right entry stays among the three offered
-    # as often as without a floor (less 0.01); off-domain questions then get fewer suggestions.
-    tops = [t for s in scored for t in s.scores_top3]
-    golds = [g for s in scored for g in s.gold]
+    # as often as without a floor (less 0.01), the three states pooled; off-domain questions then get fewer.
+    tops, golds = [t for s in scored for t in s.scores_top3], [g for s in scored for g in s.gold]
 
     def in_three(floor: float) -> float:
         return float(np.mean([any(str(i) in g and sc >= floor for i, sc in t) for t, g in zip(tops, golds, strict=True)]))
@@ -188,9 +214,12 @@ def calibrate(half: str, data: _Data | None = None, embed: Callable[[list[str]],
     for candidate in np.arange(0.0, 1.0, 0.01):
         if in_three(float(candidate)) >= ceiling - 0.01:
             floor = round(float(candidate), 2)
-    served = p >= best[1]
-    min_score = math.floor(float(x[served, 0].min()) * 100) / 100 if served.any() else 1.0
-    return Calibration(half, coef, best[1], floor, min_score, round(best[0], 4), round(best[2], 4), round(best[3], 4))
+    served_scores = np.concatenate([s.features[ps >= best[1], 0] for s, ps in zip(scored, p, strict=True)])
+    min_score = math.floor(float(served_scores.min()) * 100) / 100 if len(served_scores) else 1.0
+    states = {name: {"served_right": round(figures(best[1], i)[0], 4), "wrong_share": round(figures(best[1], i)[1], 4),
+                     "served": figures(best[1], i)[2]} for i, name in enumerate(STATES)}
+    return Calibration(half, coef, best[1], floor, min_score, round(best[0], 4), round(best[2], 4), round(best[3], 4),
+                       states)
 
 
 @dataclass
@@ -209,6 +238,9 @@ class Report:
     """Per set: questions of this half, served an approved answer (share), offered a suggestion (share)."""
     static: dict[str, float] = field(default_factory=dict)
     """The same half with nothing learned (the 68 imported questions only)."""
+    quarter: dict[str, float] = field(default_factory=dict)
+    """The same half with a quarter of the other half's wordings learned: each of its four quarters in turn, the
+    figures pooled over the four (``each``: per quarter, served and served wrong)."""
     latency_ms_p50: float = 0.0
     """The whole match of one question, its embedding included."""
     latency_ms_p95: float = 0.0
@@ -239,6 +271,16 @@ def _figures(matcher: ApprovedMatcher, data: _Data, rows: list[int]) -> dict[str
             "wrong_share": round(wrong / served, 4) if served else 0.0, "right_in_three": round(in_three / n, 4)}
 
 
+def _pooled(runs: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    """The figures of several runs over the same ``n`` questions as one (each question asked once per run)."""
+    served, wrong = sum(r["served"] for r in runs), sum(r["served_wrong"] for r in runs)
+    return {"served": served, "served_wrong": wrong,
+            "served_right_share": round((served - wrong) / max(n * len(runs), 1), 4),
+            "wrong_share": round(wrong / served, 4) if served else 0.0,
+            "right_in_three": round(sum(r["right_in_three"] for r in runs) / max(len(runs), 1), 4),
+            "each": [{"served": r["served"], "served_wrong": r["served_wrong"]} for r in runs]}
+
+
 def report(half: str, threshold: float, suggest_floor: float, coef: tuple[float, ...] = COEF,
            data: _Data | None = None, embed: Callable[[list[str]], list[list[float]]] | None = None,
            matcher: ApprovedMatcher | None = None, timing_sample: int = 60, min_score: float = 0.0) -> Report:
@@ -251,6 +293,11 @@ def report(half: str, threshold: float, suggest_floor: float, coef: tuple[float,
     rows = [i for i, (qid, _, _) in enumerate(data.questions) if half_of(qid) == half]
     matcher.build([Entry(e.id, e.answer, list(e.questions)) for e in data.entries])
     static = _figures(matcher, data, rows)
+    quarters = []
+    for k in range(4):
+        matcher.build(_learned(matcher, data, [i for i in other if _fold_of(data.questions[i][0]) == k]))
+        quarters.append(_figures(matcher, data, rows))
+    quarter = _pooled(quarters, len(rows))
     learned = _learned(matcher, data, other)
     matcher.build(learned)
     figures = _figures(matcher, data, rows)
@@ -271,7 +318,7 @@ def report(half: str, threshold: float, suggest_floor: float, coef: tuple[float,
         matching.append(found.elapsed_ms)
     times.sort()
     return Report(half, len(rows), sum(len(e.learned) for e in learned), figures["served"], figures["served_wrong"],
-                  figures["served_right_share"], figures["wrong_share"], figures["right_in_three"], off, static,
+                  figures["served_right_share"], figures["wrong_share"], figures["right_in_three"], off, static, quarter,
                   round(statistics.median(times), 2) if times else 0.0,
                   round(times[int(0.95 * (len(times) - 1))], 2) if times else 0.0,
                   round(statistics.median(matching), 2) if matching else 0.0,

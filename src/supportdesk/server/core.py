@@ -197,6 +197,14 @@ class ServerCore:
         conversation = self.conversation_for(who, conversation_id)
         return conversation, self.session.history.messages(conversation_id)
 
+    def add_sent_answer(self, who: Identity, conversation_id: int, text: str, reason: str) -> int:
+        """An answer the agent sent without asking (an approved answer offered as a suggestion), stored in
+        their conversation as the embedded session stores it: kind 'approved', with why."""
+        conversation = self.conversation_for(who, conversation_id)
+        if conversation.owner != who.name:
+            raise CoreError(403, f"conversation {conversation_id} belongs to another agent")
+        return self.session.history.add_message(conversation_id, "assistant", text, kind="approved", reason=reason)
+
     def feedback(self, who: Identity, message_id: int, value: int) -> None:
         """Rate an answer (1, -1; 0 clears) in a conversation this identity may read."""
         history = self.session.history

@@ -37,6 +37,17 @@ def messages(conversation_id: int, who: Agent, core: CoreDep) -> dict[str, Any]:
     return {"conversation": conversation_to_json(conversation), "messages": [message_to_json(m) for m in stored]}
 
 
+class SentAnswerRequest(BaseModel):
+    text: str = Field(min_length=1, max_length=20_000, description="The answer the agent sent.")
+    reason: str = Field("", max_length=500, description="Why it was sent ('approved answer #12 sent by the agent').")
+
+
+@router.post("/conversations/{conversation_id}/sent")
+def sent_answer(conversation_id: int, body: SentAnswerRequest, who: Agent, core: CoreDep) -> dict[str, Any]:
+    """Store an answer the agent sent without asking (an approved answer offered as a suggestion)."""
+    return {"message_id": core.add_sent_answer(who, conversation_id, body.text, body.reason)}
+
+
 @router.post("/messages/{message_id}/feedback")
 def feedback(message_id: int, body: FeedbackRequest, who: Agent, core: CoreDep) -> dict[str, Any]:
     core.feedback(who, message_id, body.value)
