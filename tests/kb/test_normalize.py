@@ -51,3 +51,11 @@ def test_an_entry_label_opens_its_own_line_with_its_text() -> None:
         "Brightness : Adjusts the screen brightness for Ambient Mode",
         "Color Tone : Adjusts the colors of the screen for Ambient Mode",
     ]
+
+
+def test_a_name_after_a_menu_step_opens_its_own_sentence() -> None:
+    text = ("Settings\nGeneral\nSmart Features\nAutorun Last App\nTry Now\nAutorun Last App\nis set to\n"
+            ", the last used app is automatically run when you turn on the TV.")
+    lines = unwrap(text).split("\n")
+    assert lines[4] == "Try Now"
+    assert lines[5].startswith("Autorun Last App is set to , the last used app")

@@ -876,6 +876,7 @@ _EXPLAINS = re.compile(
     r"^\W*(?:what (?:is|are) (?:the )?(?:use|uses|function|functions|purpose|features?|benefits?) of\b"
     r"|what (?:does|do) .+ (?:offer|do|provide)\W*$"
     r"|what (?:is|are) (?!(?:the|it|this|that|they|these|those)\b)(?:an? )?[\w' -]{1,40}?(?:\?|\s+and\b)"
+    r"|what (?:is|are) (?:it|they)\?"
     r"|(?:from )?where (?:to |do i |can i |i can )?(?:view|find|see|select|get|check|set|change|open)\b)",
     re.IGNORECASE)
 """Questions that read like one value but ask for an explanation or a place in the menus: "What is

@@ -44,6 +44,14 @@ def _is_block_start(line: str) -> bool:
     return bool(_BLOCK_START.match(line))
 
 
+def _is_menu_step(line: str) -> bool:
+    """A short label in title case ("Try Now", "Time Offset"): a step of a menu path or a button, never the
+    start of a sentence that a name on the next line continues ("To enter" / "Ambient Mode")."""
+    words = line.split()
+    return _is_short_label(line) and all(w[:1].isupper() or not w[:1].isalpha() or w in ("and", "or", "of", "the")
+                                         for w in words)
+
+
 def _continues(previous: str, line: str, raw_before: str = "", following: str = "") -> bool:
     """Is ``line`` the continuation of the wrapped prose (or list item) line ``previous``?
     ``raw_before`` is the source line just before ``line`` (``previous`` may be several joined
@@ -59,7 +67,7 @@ def _continues(previous: str, line: str, raw_before: str = "", following: str = 
     if _is_short_label(after) and not _OPEN_END.search(raw_before):
         # A menu step or a sub-heading, unless it is a name inside running text: after a full line that
         # stops mid-sentence, or before the rest of its sentence ("select" / "Refresh" / ". The TV …").
-        if _ENDS_SENTENCE.search(raw_before) or following.startswith(":"):
+        if _ENDS_SENTENCE.search(raw_before) or following.startswith(":") or _is_menu_step(raw_before):
             return False  # "Color Tone" / ": Adjusts the colors …": an entry's label opens a line
         return len(raw_before) >= 60 or re.match(r"[a-z,.;)\]]", following) is not None
     if _is_short_label(before):
