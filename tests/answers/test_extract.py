@@ -437,3 +437,11 @@ def test_a_question_after_one_value_is_not_answered_with_a_lead() -> None:
            "use. Stand the router upright with the included stand or lay it flat.")
     answer = extract("At what temperature does the fan turn on?", [(1, fan, "Aerie Pro > Fan and placement")]).text
     assert answer == "The KR-940 has a fan that runs only above 60 °C internal temperature [1]."
+
+
+def test_a_sentence_cut_after_if_is_left_out_of_a_lead() -> None:
+    timer = ("Settings\nGeneral\nTime\nSleep Timer\nIf the Sleep Timer has not been enabled, see if\n"
+             "You can set the sleep timer for up to 180 minutes after which it will turn off the TV.")
+    answer = extract("Where do I find the sleep timer function?", [(1, timer, "Using the sleep timer")]).text
+    assert answer == ("Go to Settings > General > Time > Sleep Timer [1]. You can set the sleep timer for up to 180 "
+                      "minutes after which it will turn off the TV [1].")

@@ -319,7 +319,7 @@ def _title_case(label: str) -> bool:
 
 
 _DANGLING = frozenset(["the", "a", "an", "to", "of", "for", "and", "or", "with", "is", "are", "on", "in", "at", "by",
-                       "your", "our", "from", "as", "that", "this", "be"])
+                       "your", "our", "from", "as", "that", "this", "be", "if", "when", "while", "than"])
 
 
 def is_fragment(sentence: str) -> bool:
