@@ -445,3 +445,14 @@ def test_a_sentence_cut_after_if_is_left_out_of_a_lead() -> None:
     answer = extract("Where do I find the sleep timer function?", [(1, timer, "Using the sleep timer")]).text
     assert answer == ("Go to Settings > General > Time > Sleep Timer [1]. You can set the sleep timer for up to 180 "
                       "minutes after which it will turn off the TV [1].")
+
+
+def test_a_lead_neither_ends_on_a_list_it_does_not_quote_nor_takes_a_lone_when_for_a_menu_step() -> None:
+    support = ("Settings\nSupport\nRemote Support\nSamsung Remote Support offers one-on-one support.\n"
+               "A technician can remotely:\nDiagnose your TV\nAdjust the TV settings for you")
+    assert extract("What does Remote Support offer?", [(1, support, "Remote Support")]).text == (
+        "Go to Settings > Support > Remote Support [1]. Samsung Remote Support offers one-on-one support [1].")
+    clock = ("Settings\nGeneral\nTime\nClock Mode\nManual\nWhen\nClock Mode is set to Manual, you can enter the "
+             "current time.")
+    answer = extract("How do I set the clock manually?", [(1, clock, "Setting the clock manually")]).text
+    assert answer.startswith("Go to Settings > General > Time > Clock Mode > Manual [1].") and "> When" not in answer

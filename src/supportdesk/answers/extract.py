@@ -303,17 +303,24 @@ def menu_path(labels: list[str], opens: bool = True) -> list[str]:
     sentence it lists the options the sentence speaks of ("Standard", "Optimized", "Amplify"). []
     when there is none."""
     steps: list[str] = []
-    for label in reversed(labels):
+    ends = len(labels)
+    while ends and labels[ends - 1].strip().lower() in _DANGLING:
+        ends -= 1  # "When" left on its line before the sentence it opens
+    for label in reversed(labels[:ends]):
         if not _title_case(label):
             break
         steps.insert(0, label)
-    if len(steps) < 2 or len(set(steps)) < len(steps) or not opens and len(steps) == len(labels):
+    if len(steps) < 2 or len(set(steps)) < len(steps) or not opens and len(steps) == ends:
         return []
     return steps
 
 
 def _title_case(label: str) -> bool:
+    """A menu step's spelling: every word capitalised but the minor ones ("Zoom and Position"); a lone
+    sentence opener ("When", "If" left on its line by the PDF) is none."""
     words = label.split()
+    if len(words) == 1 and words[0].lower() in _DANGLING:
+        return False
     return bool(words) and words[0][:1].isupper() and all(
         w[:1].isupper() or w[:1].isdigit() or w.lower() in _MINOR_WORDS for w in words)
 
@@ -932,4 +939,6 @@ def _section_lead(scored: list[_Scored], weights: dict[str, float], max_words: i
             continue
         lead.append(unit)
         used += _words(unit.text)
+    while lead and lead[-1].text.rstrip().endswith(":"):
+        lead.pop()  # "… who can remotely:" and its list, written as labels, not quoted: it announces nothing
     return lead
