@@ -193,9 +193,10 @@ class SupportSession:
         progress("loading the embedding model")
         self.kb.embedder_info  # noqa: B018
         progress("opening the knowledge base")
-        if self.kb.snapshot() is not None and index_in_background and self.kb.embedder_mismatch():
-            # Embedder or precision changed (a new default, another CPU): the old generation
-            # serves while every chunk is re-embedded behind the chat.
+        if self.kb.snapshot() is not None and index_in_background and (
+                self.kb.embedder_mismatch() or self.kb.format_mismatch()):
+            # Embedder or precision changed (a new default, another CPU), or the ingest's text format:
+            # the old generation serves while every file is read and embedded again behind the chat.
             threading.Thread(target=self._build_index, args=(progress,), name="re-embed-index", daemon=True).start()
         elif self.kb.snapshot() is None and build_missing_index:
             if index_in_background:

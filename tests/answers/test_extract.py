@@ -405,3 +405,71 @@ def test_a_device_or_a_battery_charge_asks_no_phone_number_or_price() -> None:
     assert question_type("How long does the Talon 5G battery last on a full charge?") == "duration"
     assert question_type("What is the UK phone number for Kestrel Care?") == "phone"
     assert question_type("From what order amount can I pay with Affirm?") == "price"
+
+
+USB_KEYBOARD = ("Plug the keyboard or mouse cable into the USB port.\n"
+                "If you connect a mouse, it is available only in the Internet app.")
+BLUETOOTH_KEYBOARD = ("Settings\nGeneral\nExternal Device Manager\nInput Device Manager\nBluetooth Device List\n"
+                      "This function may not be supported depending on the model or geographical area. If your device "
+                      "was not detected, position the keyboard close to the TV, and then select Refresh.")
+
+
+def test_the_part_whose_heading_the_question_names_is_quoted_from_its_menu_path() -> None:
+    # The USB section's sentence names a keyboard too; the Bluetooth section is what is asked about.
+    answer = extract("How do I connect a Bluetooth keyboard?",
+                     [(1, USB_KEYBOARD, "Connecting a USB keyboard or mouse"),
+                      (2, BLUETOOTH_KEYBOARD, "Connecting a Bluetooth keyboard or mouse")]).text
+    assert answer.startswith("Go to Settings > General > External Device Manager > Input Device Manager > "
+                             "Bluetooth Device List [2]. This function may not be supported")
+    assert "position the keyboard close to the TV" in answer and "[1]" not in answer
+
+
+SOUND_MODE = ("Settings\nSound\nSound Mode\nTry Now\nYou can select a favorite sound mode for the content type.\n"
+              "Standard\nOptimized\nAmplify\nThis function may not be supported depending on the model.\n"
+              "Using the sleep timer\nSettings\nGeneral\nTime\nSleep Timer\n"
+              "You can use this function to shut off the TV after a pre-set period of time.")
+
+
+def test_options_listed_after_a_sentence_are_no_menu_path_and_a_sub_heading_opens_a_part() -> None:
+    read = units(1, SOUND_MODE, "Choosing a sound mode")
+    assert [(u.path, u.section) for u in read] == [
+        ("Settings > Sound > Sound Mode > Try Now", 1),
+        ("Settings > Sound > Sound Mode > Try Now", 1),  # "Standard", "Optimized", "Amplify": the sentence's options
+        ("Settings > General > Time > Sleep Timer", 2),
+    ]
+    assert read[2].subheading == "Using the sleep timer"
+    assert "Choosing a sound mode" in read[0].context and "Sound Mode" in read[0].context  # both count as its heading
+
+
+def test_a_part_after_the_lead_goes_on_with_its_own_sub_heading_and_path() -> None:
+    answer = extract("How do I choose a sound mode?", [(1, SOUND_MODE, "Choosing a sound mode")]).text
+    assert answer == ("Go to Settings > Sound > Sound Mode > Try Now [1]. You can select a favorite sound mode for the "
+                      "content type [1]. This function may not be supported depending on the model [1]. Using the "
+                      "sleep timer: go to Settings > General > Time > Sleep Timer [1]. You can use this function to "
+                      "shut off the TV after a pre-set period of time [1].")
+
+
+def test_a_question_after_one_value_is_not_answered_with_a_lead() -> None:
+    fan = ("The KR-940 has a fan that runs only above 60 °C internal temperature. It is inaudible at 30 cm in normal "
+           "use. Stand the router upright with the included stand or lay it flat.")
+    answer = extract("At what temperature does the fan turn on?", [(1, fan, "Aerie Pro > Fan and placement")]).text
+    assert answer == "The KR-940 has a fan that runs only above 60 °C internal temperature [1]."
+
+
+def test_a_sentence_cut_after_if_is_left_out_of_a_lead() -> None:
+    timer = ("Settings\nGeneral\nTime\nSleep Timer\nIf the Sleep Timer has not been enabled, see if\n"
+             "You can set the sleep timer for up to 180 minutes after which it will turn off the TV.")
+    answer = extract("Where do I find the sleep timer function?", [(1, timer, "Using the sleep timer")]).text
+    assert answer == ("Go to Settings > General > Time > Sleep Timer [1]. You can set the sleep timer for up to 180 "
+                      "minutes after which it will turn off the TV [1].")
+
+
+def test_a_lead_neither_ends_on_a_list_it_does_not_quote_nor_takes_a_lone_when_for_a_menu_step() -> None:
+    support = ("Settings\nSupport\nRemote Support\nSamsung Remote Support offers one-on-one support.\n"
+               "A technician can remotely:\nDiagnose your TV\nAdjust the TV settings for you")
+    assert extract("What does Remote Support offer?", [(1, support, "Remote Support")]).text == (
+        "Go to Settings > Support > Remote Support [1]. Samsung Remote Support offers one-on-one support [1].")
+    clock = ("Settings\nGeneral\nTime\nClock Mode\nManual\nWhen\nClock Mode is set to Manual, you can enter the "
+             "current time.")
+    answer = extract("How do I set the clock manually?", [(1, clock, "Setting the clock manually")]).text
+    assert answer.startswith("Go to Settings > General > Time > Clock Mode > Manual [1].") and "> When" not in answer

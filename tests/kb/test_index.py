@@ -202,3 +202,22 @@ def test_a_build_waits_while_an_answer_is_written_and_then_finishes(settings_fac
         assert hash_embedder.embedded == [] and worker.is_alive()
     worker.join(20)
     assert results["report"].ok and len(hash_embedder.embedded) == results["report"].chunks_added > 0
+
+
+def test_an_index_of_an_older_text_format_is_reported_and_rebuilt_whole(settings_factory, small_kb, hash_embedder,
+                                                                         monkeypatch):
+    settings = settings_factory(small_kb)
+    _, first = build(settings, hash_embedder)
+    import supportdesk.kb.build as kb_build
+    import supportdesk.kb.index as kb_index
+
+    # This version's ingest makes other texts of the same files: the old index says so instead of serving
+    # silently, and the next build reads every file again (never old and new chunks mixed).
+    monkeypatch.setattr(kb_index, "TEXT_FORMAT", kb_index.TEXT_FORMAT + 1)
+    monkeypatch.setattr(kb_build, "TEXT_FORMAT", kb_build.TEXT_FORMAT + 1)
+    kb = KnowledgeBase(settings, embedder=hash_embedder)
+    assert kb.snapshot() is not None
+    assert "older ingest" in (kb.format_mismatch() or "") and "kb build" in (kb.load_warning or "")
+    report = kb.reload()
+    assert report.ok and report.chunks_added == report.chunks_total == first.chunks_total
+    assert kb.format_mismatch() is None

@@ -119,6 +119,13 @@ class Unit:
     context: str
     block: int
     order: int
+    path: str = ""
+    """The menu path written on the lines just above the unit's paragraph ("Settings > General > Reset")."""
+    section: int = 0
+    """Which part of its source the unit is in: a sub-heading or a menu path inside the text starts the next
+    (+1), a Markdown heading the next section (the next multiple of ``HEADING_PART``)."""
+    subheading: str = ""
+    """That part's sub-heading, a line of its own in the text ("Using the sleep timer")."""
 
 
 @dataclass
@@ -224,6 +231,12 @@ def units(number: int, text: str, heading: str, question: str = "") -> list[Unit
     header: list[str] | None = None
     previous_kind = ""
     intro = ""
+    base = heading  # the source's own heading; the labels inside its text are sub-headings of it
+    labels: list[str] = []  # the label lines just read: a sub-heading, a menu path written a step per line
+    path = subheading = ""
+    section = 0
+    before: tuple[str, str, str, int] = (heading, path, subheading, section)
+    said = False  # the last line read was a sentence: a run of labels after it lists options, not a menu path
     for raw in text.split("\n"):
         line = raw.strip()
         if not line:
@@ -232,8 +245,9 @@ def units(number: int, text: str, heading: str, question: str = "") -> list[Unit
             continue
         if line.startswith("#"):
             block += 1
-            heading = line.lstrip("#").strip() or heading
-            header, previous_kind = None, ""
+            heading = base = line.lstrip("#").strip() or heading
+            header, previous_kind, path, subheading, said = None, "", "", "", False
+            section = (section // HEADING_PART + 1) * HEADING_PART
             continue
         if line.startswith("|"):
             if previous_kind != "row":
@@ -245,36 +259,89 @@ def units(number: int, text: str, heading: str, question: str = "") -> list[Unit
                 continue
             cells = _cells(line)
             context = f"{heading} {' '.join(header or [])}"
-            found.append(Unit(number, "row", _render_row(cells, header, question), context, block, len(found)))
+            found.append(Unit(number, "row", _render_row(cells, header, question), context, block, len(found), "",
+                              section, subheading))
             continue
         kind: UnitKind = "step" if _STEP.match(line) else "item" if _ITEM.match(line) and re.search(
             r"[A-Za-z]{2}", line) else "sentence"  # "- 87 -" is a page number, not a list item
         if kind == "sentence" and _is_label(line):
             block += 1  # a sub-heading or caption inside the text ("Reset Smart Hub", "- 88 -"): context only
-            heading = f"{heading} > {line}" if re.search(r"[A-Za-z]{2}", line) else heading
-            previous_kind = ""
+            if re.search(r"[A-Za-z]{2}", line):
+                if previous_kind != "label":
+                    labels, before = [], (heading, path, subheading, section)
+                labels.append(line)
+                steps = menu_path(labels, opens=not said)
+                if said and not steps and len(labels) >= 2 and all(map(_title_case, labels)):
+                    # Options after a sentence ("You can select a sound mode." "Standard" "Optimized"): the
+                    # paragraph's own content, not a new part of the text.
+                    heading, path, subheading, section = before
+                else:
+                    # Sibling sub-headings, not nested ones; a menu path names what its paragraph is about, as
+                    # much as the source's own heading does.
+                    heading = f"{base} {' '.join(labels)}" if steps else f"{base} > {' '.join(labels)}"
+                    path = " > ".join(steps)
+                    subheading = " ".join(labels[: len(labels) - len(steps)])
+                    section = before[3] + 1
+                previous_kind = "label"
             continue
+        said = re.search(r"[.:!?]\W*$", line) is not None
         if kind == "sentence" or kind != previous_kind:
             block += 1  # a paragraph (one line since ingest joined wrapped lines), or a new list
         previous_kind = kind
         if kind == "sentence":
             sentences = cite.split_sentences(line)
             for sentence in sentences:
-                found.append(Unit(number, "sentence", sentence, heading, block, len(found)))
+                found.append(Unit(number, "sentence", sentence, heading, block, len(found), path, section, subheading))
             intro = sentences[-1] if sentences else ""
             continue
         body = line if kind == "step" else _ITEM.sub("", line, count=1).strip() or line
         context = f"{heading} {intro}" if intro.endswith(":") else heading
         if kind == "step":
-            found.append(Unit(number, kind, body, context, block, len(found)))
+            found.append(Unit(number, kind, body, context, block, len(found), path, section, subheading))
             continue
         for position, sentence in enumerate(cite.split_sentences(body)):  # an item of several sentences
-            found.append(Unit(number, "item" if position == 0 else "sentence", sentence, context, block, len(found)))
+            found.append(Unit(number, "item" if position == 0 else "sentence", sentence, context, block, len(found),
+                              path, section, subheading))
     return found
 
 
+HEADING_PART = 1000
+"""``Unit.section`` of a Markdown heading's part: a multiple of this (the parts under it count up from it)."""
+_MINOR_WORDS = frozenset(["a", "an", "and", "or", "of", "the", "to", "for", "in", "on", "at", "with", "by"])
+
+
+def menu_path(labels: list[str], opens: bool = True) -> list[str]:
+    """The menu path among consecutive label lines: their longest run at the end written in title case
+    ("Settings", "General", "Input Device Manager"), at least two steps, none twice; a sub-heading
+    before it ("Setting the clock automatically") is left out. Such a run is a path where it opens a
+    part of the text (``opens``: nothing read since the heading) or follows a sub-heading; after a
+    sentence it lists the options the sentence speaks of ("Standard", "Optimized", "Amplify"). []
+    when there is none."""
+    steps: list[str] = []
+    ends = len(labels)
+    while ends and labels[ends - 1].strip().lower() in _DANGLING:
+        ends -= 1  # "When" left on its line before the sentence it opens
+    for label in reversed(labels[:ends]):
+        if not _title_case(label):
+            break
+        steps.insert(0, label)
+    if len(steps) < 2 or len(set(steps)) < len(steps) or not opens and len(steps) == ends:
+        return []
+    return steps
+
+
+def _title_case(label: str) -> bool:
+    """A menu step's spelling: every word capitalised but the minor ones ("Zoom and Position"); a lone
+    sentence opener ("When", "If" left on its line by the PDF) is none."""
+    words = label.split()
+    if len(words) == 1 and words[0].lower() in _DANGLING:
+        return False
+    return bool(words) and words[0][:1].isupper() and all(
+        w[:1].isupper() or w[:1].isdigit() or w.lower() in _MINOR_WORDS for w in words)
+
+
 _DANGLING = frozenset(["the", "a", "an", "to", "of", "for", "and", "or", "with", "is", "are", "on", "in", "at", "by",
-                       "your", "our", "from", "as", "that", "this", "be"])
+                       "your", "our", "from", "as", "that", "this", "be", "if", "when", "while", "than"])
 
 
 def is_fragment(sentence: str) -> bool:
@@ -290,7 +357,12 @@ def _is_label(line: str) -> bool:
     words = re.findall(r"[A-Za-z0-9][\w'-]*", line)
     if not re.search(r"[A-Za-z]{2}", line):
         return True
-    return len(words) <= 5 and not re.search(r"[.!?;]\W*$", line) and ":" not in line and not re.search(r"\d|@", line)
+    return len(words) <= LABEL_WORDS and not re.search(r"[.!?;]\W*$", line) and ":" not in line \
+        and not re.search(r"\d|@", line)
+
+
+LABEL_WORDS = 8
+"""A label line has at most this many words ("Setting up the content for Ambient Mode" is a sub-heading)."""
 
 
 @dataclass(frozen=True)
@@ -565,6 +637,13 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     best = max(scored, key=lambda s: (s.score, -s.unit.source, -s.unit.order))
     chosen = [best.unit]
     value = _VALUE.get(qtype)
+    # A question after one value ("What is the default lease time now?") is answered by its best unit; one
+    # after an explanation, a procedure or a place in the menus by the lead of the part it names.
+    asked = _last_sentence(question)
+    explains = value is None and not (_FACT_QUESTION.search(asked) and not _EXPLAINS.search(asked))
+    lead = _section_lead(scored, weights, max_words, best.unit) if explains else []
+    if lead:  # the question names a part of a source: its lead is the answer (what it is, where in the menus)
+        return Extraction(_compose(lead, 2 * max_words), lead, qtype, round(best.score, 4), round(best.lexical, 4), 1.0)
     if best.unit.kind == "step":
         # A procedure is quoted whole, in order, from its first step (up to twice the budget).
         block = [s.unit for s in scored if s.unit.source == best.unit.source and s.unit.block == best.unit.block
@@ -805,3 +884,76 @@ def _trim(unit: Unit, max_words: int) -> str:
     cut = max(head.rfind("; "), head.rfind(", "), head.rfind(" — "))
     head = head[:cut] if cut > len(head) // 2 else head
     return f"{head.rstrip(' ,;')} … [{unit.source}]"
+
+
+SECTION_MATCH = 0.75
+"""Share of the question's weighted terms a part's own heading (with its sub-heading or menu path) must
+hold for that part's lead to be the answer: "How do I connect a Bluetooth keyboard?" and the section
+"Connecting a Bluetooth keyboard or mouse" (chosen on E-Manual half a: 0.5 quoted more leads of parts
+that were not asked about)."""
+LEAD_FROM = 1
+"""Without a part named by the question, the best unit's part is quoted from its start only when the best
+unit is among its first ``LEAD_FROM + 1`` sentences (a fact deep in a list stays the answer on its own)."""
+_EXPLAINS = re.compile(
+    r"^\W*(?:what (?:is|are) (?:the )?(?:use|uses|function|functions|purpose|features?|benefits?) of\b"
+    r"|what (?:does|do) .+ (?:offer|do|provide)\W*$"
+    r"|what (?:is|are) (?!(?:the|it|this|that|they|these|those)\b)(?:an? )?[\w' -]{1,40}?(?:\?|\s+and\b)"
+    r"|what (?:is|are) (?:it|they)\?"
+    r"|(?:from )?where (?:to |do i |can i |i can )?(?:view|find|see|select|get|check|set|change|open)\b)",
+    re.IGNORECASE)
+"""Questions that read like one value but ask for an explanation or a place in the menus: "What is
+Universal Guide?", "What is the use of …", "Where do I find the software version?"."""
+
+
+def _section_lead(scored: list[_Scored], weights: dict[str, float], max_words: int, best: Unit) -> list[Unit]:
+    """The lead of the shown part whose heading is what the question asks about: its menu path (as
+    "Go to Settings > General > …") and its first sentences, then the parts after it in the same
+    source, up to ``max_words`` (a sentence that does not fit is left out, a shorter one after it
+    may fit). Without such a part (no heading holds ``SECTION_MATCH`` of the question), the best
+    unit's part when the best unit opens it. [] otherwise, or when the part holds a procedure (its
+    steps are quoted whole) or a table."""
+    total = sum(weights.values()) or 1.0
+    parts: dict[tuple[int, int], list[Unit]] = {}
+    for s in scored:
+        parts.setdefault((s.unit.source, s.unit.section), []).append(s.unit)
+    ranked = []
+    for (source, section), members in parts.items():
+        heading = terms(min(members, key=lambda u: u.order).context)
+        ranked.append((sum(w for t, w in weights.items() if t in heading) / total, -source, -section))
+    match, source, section = max(ranked)
+    source, section = -source, -section
+    if match < SECTION_MATCH:
+        source, section = best.source, best.section
+        opening = sorted((u for u in parts[(source, section)] if u.kind in ("sentence", "item")), key=lambda u: u.order)
+        if not opening or best.order > opening[min(len(opening) - 1, LEAD_FROM)].order:
+            return []
+    body = sorted(parts[(source, section)], key=lambda u: u.order)
+    if any(u.kind in ("step", "row") for u in body) or sum(bool(_label(u.text)) for u in body) >= 2:
+        return []  # a procedure is quoted whole from its first step, a table row by row, an entry on its own
+    following = sorted((u for (src, sec), members in parts.items() if src == source and sec > section
+                        and sec // HEADING_PART == section // HEADING_PART for u in members), key=lambda u: u.order)
+    lead: list[Unit] = []
+    used = 0
+    for unit in [*body, *following]:
+        if unit.section != section and unit.kind in ("step", "row"):
+            break
+        if unit.path and (not lead or lead[-1].section != unit.section):
+            said = f"{unit.subheading}: go to {unit.path}." if unit.subheading and lead else f"Go to {unit.path}."
+            if used and used + _words(said) - said.count(" > ") > max_words:
+                break
+            lead.append(Unit(unit.source, "sentence", said, unit.context, unit.block, unit.order, unit.path,
+                             unit.section, unit.subheading))
+            used += _words(said) - said.count(" > ")  # the path's separators are no words
+        if not lead and unit.kind == "sentence" and _words(unit.text) <= 3 and re.match(r"(?i)(yes|no)\b", unit.text):
+            lead.append(unit)  # "No. The gateway is sold only in …": the FAQ's own yes or no
+            continue
+        if unit.kind not in ("sentence", "item") or is_fragment(unit.text) \
+                or not unit.text.lstrip("*_")[:1].isupper():  # ", you can view …": a sentence's lost start
+            continue
+        if used and used + _words(unit.text) > max_words:
+            continue
+        lead.append(unit)
+        used += _words(unit.text)
+    while lead and lead[-1].text.rstrip().endswith(":"):
+        lead.pop()  # "… who can remotely:" and its list, written as labels, not quoted: it announces nothing
+    return lead

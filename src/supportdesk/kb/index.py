@@ -26,6 +26,7 @@ from supportdesk.kb.aliases import Aliases
 from supportdesk.kb.build import Builder, Built, KBFolderMissing, Progress, ProgressFn, ReloadReport
 from supportdesk.kb.calibration import Calibration
 from supportdesk.kb.embeddings import EmbedderInfo, create_embedder, embedder_info
+from supportdesk.kb.normalize import VERSION as TEXT_FORMAT
 from supportdesk.kb.search import Mode, SearchResult, timed_search
 from supportdesk.kb.snapshot import Snapshot, make_snapshot, manifest_calibration, new_searcher
 from supportdesk.kb.store import GenerationStore, IndexBusy, IndexIntegrityError, SearchStore, open_search_store
@@ -143,10 +144,23 @@ class KnowledgeBase:
             self.load_warning = warning
         values = self._resolve(read_labelled(self.kb_dir), manifest_calibration(manifest))
         snap = make_snapshot(searcher, manifest, gen_dir.name, values)
-        mismatch = self.embedder_mismatch(snap)
+        mismatch = self.embedder_mismatch(snap) or self.format_mismatch(snap)
         if mismatch:
             self.load_warning = mismatch
         return snap
+
+    def format_mismatch(self, snap: Snapshot | None = None) -> str | None:
+        """Why the serving index's chunk texts are not what this version's ingest makes of the files (an
+        older text format), or None. It still serves as it is; ``kb build`` reads every file again (a
+        build never mixes chunks of two formats), and the app does so in the background."""
+        snap = snap or self._snapshot
+        if snap is None:
+            return None
+        built = snap.manifest.get("text_format")
+        if built == TEXT_FORMAT:
+            return None
+        return (f"the index's texts were made by an older ingest (text format {built}, now {TEXT_FORMAT}): "
+                "run 'supportdesk kb build' to read every file again (the app does so in the background)")
 
     def embedder_mismatch(self, snap: Snapshot | None = None) -> str | None:
         """Why the serving index's vectors are not this process's (another embedder or precision), or None.
