@@ -409,7 +409,7 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
         if mine & q_codes:
             score *= 1.3
         elif mine - q_codes and not (family and _family_named(unit.text, family)):
-            score *= 0.6  # names another model only (not one of a kind the question asks about: "Perches")
+            score *= 0.6  # names another model only (not one of a kind the question asks about: "Satellites")
         else:  # the unit names no model: its document or section may ("X200 User Manual > Resetting")
             around = (products or codes)(unit.context)
             if around & q_codes:
@@ -465,8 +465,8 @@ _COUNTED = re.compile(r"\b(?:how many|number of)\s+((?:[\w-]+\s+){0,2}[\w-]+)", 
 
 
 def _counted(question: str) -> frozenset[str]:
-    """What a count question counts ("How many *Perches*", "the number of port-forwarding *rules*"): the
-    answer's number is said of it ("up to two Perch satellites", not "64 devices")."""
+    """What a count question counts ("How many *Satellites*", "the number of port-forwarding *rules*"): the
+    answer's number is said of it ("up to two Satellite S1 units", not "64 devices")."""
     found = _COUNTED.search(_last_sentence(question))
     if found is None:
         return frozenset()
@@ -503,11 +503,11 @@ weigh as little as form words whatever is asked, and are never its key term."""
 
 
 _FAMILY = re.compile(r"\b([A-Z][a-z]+)\s+(?=[A-Za-z-]*\d)[A-Za-z0-9-]+")
-"""A product written as family name and model ("Perch AX1800", "Aerie AX3000")."""
+"""A product written as family name and model ("Satellite S1", "Router X200")."""
 
 
 def _family_named(text: str, words: frozenset[str]) -> bool:
-    """Does ``text`` name a product whose family the question says ("Perches" → "Perch AX1800")?"""
+    """Does ``text`` name a product whose family the question says ("Satellites" → "Satellite S1")?"""
     return any(set(terms(m.group(1))) & words for m in _FAMILY.finditer(text))
 
 
@@ -610,7 +610,7 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     # (a unit that writes the compound holds its parts too).
     weights = {t: w for t, w in weights.items() if not _compound_of_parts(t, weights)}
     # The product asked is a filter (the product checks below), not what the question is about: its name
-    # ("Talon 5G") is not the key term a unit must hold ("How many Perches can I use with a Talon 5G?").
+    # ("Gateway G5") is not the key term a unit must hold ("How many Satellites can I use with a Gateway G5?").
     product_words = set().union(*(terms(name) for name, found in (aliases.names.items() if aliases else ())
                                   if found & q_codes)) if q_codes else set()
     key = key_term({t: w for t, w in weights.items() if t not in product_words}, pool)
@@ -801,7 +801,7 @@ def narrow(text: str, value: re.Pattern[str], asked: Callable[[str], int]) -> st
     if found and not value.search(found.group("lead")):
         lead, rest = found.group("lead") + " ", found.group("rest")
     # A parenthesis is a part of its own when it is about another thing ("(about 120,000 on the KR-180)"),
-    # not when it qualifies what it follows ("Flock 3-pack ($299)").
+    # not when it qualifies what it follows ("Mesh 3-pack ($299)").
     inner = [m.group(1) for m in _PARENTHESIS.finditer(rest) if value.search(m.group(1)) and _names_a_thing(m.group(1))]
     main = _PARENTHESIS.sub("", rest) if inner else rest
     parts, pieces = [main], list(inner)
