@@ -473,3 +473,12 @@ def test_a_lead_neither_ends_on_a_list_it_does_not_quote_nor_takes_a_lone_when_f
              "current time.")
     answer = extract("How do I set the clock manually?", [(1, clock, "Setting the clock manually")]).text
     assert answer.startswith("Go to Settings > General > Time > Clock Mode > Manual [1].") and "> When" not in answer
+
+
+def test_a_lone_title_is_no_answer() -> None:
+    """A section that is only its title ("Galaxy S10") can win on the product's name: it answers nothing."""
+    manual = "Phone X10\n\nThe battery charges in about 90 minutes with the supplied adapter."
+    title = extract("How do I take a screenshot on my Phone X10?", [(1, "Phone X10", "Manual > Phone X10")])
+    assert title.is_title
+    assert not extract("How long does the battery take to charge?", [(1, manual, "Manual")]).is_title
+    assert not extract("Is it sold in Canada?", [(1, "No. Sold only in the US.", "FAQ")]).is_title

@@ -141,6 +141,8 @@ class Extraction:
     """Share of the question's weighted terms the best unit holds (its context counts less)."""
     margin: float = 1.0
     """The best unit's score over that of the best unit stating a different value (1: none does)."""
+    is_title: bool = False
+    """The answer is a lone title or label ("Galaxy S10 [1]."): a section's heading line, no answer to anything."""
     states_value: bool = True
     """The answer states a value of the kind asked (a price for "how much"); True when none is asked. A
     question after a value whose shown sources hold none is handed off, not answered with a neighbour."""
@@ -708,7 +710,9 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
                              best.unit.block, best.unit.order)
     text = _compose(chosen, max_words)
     return Extraction(text, chosen, qtype, round(best.score, 4), round(best.lexical, 4), _margin(best, scored, value),
-                      value is None or value.search(cite.MARKER.sub(" ", text)) is not None)
+                      is_title=len(chosen) == 1 and chosen[0].kind == "sentence" and is_fragment(chosen[0].text)
+                      and not re.match(r"(?i)(yes|no)\b", chosen[0].text),
+                      states_value=value is None or value.search(cite.MARKER.sub(" ", text)) is not None)
 
 
 LABEL_MATCH = 1.3

@@ -474,6 +474,10 @@ class AnswerPipeline:
                 plan.kind = "handoff"
                 plan.handoff_reason = (f"the sources shown state no {_VALUE_NAMES.get(plan.extraction.question_type, 'value')}"
                                        " of what is asked")
+            elif plan.extraction.is_title:
+                # The best the shown sources hold is a heading line ("Galaxy S10 [1]."): no answer at all.
+                plan.kind = "handoff"
+                plan.handoff_reason = "the sources shown hold no sentence that answers it, only a title"
         fixed = self._fixed_reply(plan, message)
         if fixed is not None:
             result.kind = plan.kind
