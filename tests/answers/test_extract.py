@@ -482,3 +482,27 @@ def test_a_lone_title_is_no_answer() -> None:
     assert title.is_title
     assert not extract("How long does the battery take to charge?", [(1, manual, "Manual")]).is_title
     assert not extract("Is it sold in Canada?", [(1, "No. Sold only in the US.", "FAQ")]).is_title
+
+
+WARRANTY_FAQ = """2 years in the US and Canada, 3 years in the EU and UK, and 1 year for Certified Renewed products. \
+Kestrel Care+ extends it to 4 years and adds accidental damage protection."""
+
+
+def test_a_value_of_another_named_plan_is_not_the_answer() -> None:
+    """"How long is the warranty?": the plain warranty, not what the Care+ plan extends it to."""
+    answer = extract("How long is the warranty on the Aerie AX3000?",
+                     [(1, WARRANTY_FAQ, "FAQ > How long is the warranty?", 0.49)],
+                     {"long": 4.37, "warranty": 2.94, "aeri": 1.54, "ax3000": 2.22}).text
+    assert answer.startswith("2 years in the US") and "4 years" not in answer
+
+
+def test_a_sentence_whose_subject_is_the_name_asked_is_not_cut_to_one_date() -> None:
+    closed = "Kestrel Care is closed on 1 January, Thanksgiving Day (US) and 25 December; chat stays open."
+    assert "25 December" in ask("When is Kestrel Care open?", closed)
+
+
+def test_a_value_said_in_one_step_is_that_step() -> None:
+    steps = ("There are three ways to start a return:\n1. In the app: Account > Orders.\n"
+             "2. On the portal: open Orders.\n3. By phone: call us at 1-888-537-8735 with the order number.")
+    answer = ask("What number do I call for help in the US?", steps)
+    assert "1-888-537-8735" in answer and "portal" not in answer

@@ -377,7 +377,8 @@ class _Scored:
 def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: set[str], q_regions: set[str],
            prior: float = 0.0, names: frozenset[str] = frozenset(), products=None, key: str | None = None,
            lead: frozenset[str] = frozenset(), predicate: frozenset[str] = frozenset(),
-           same: Callable[[set[str], str], set[str]] | None = None, family: frozenset[str] = frozenset()) -> _Scored:
+           same: Callable[[set[str], str], set[str]] | None = None, family: frozenset[str] = frozenset(),
+           asked_terms: frozenset[str] = frozenset()) -> _Scored:
     """How well ``unit`` answers: its share of the question's weighted terms, times what it holds
     of the kind of value asked, of the product and country asked, of the question's key term;
     plus a little of its chunk's retrieval score. ``lead`` holds the terms of its paragraph
@@ -432,6 +433,8 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
         score *= 0.85 if len(mine) == 1 else 0.92
     if names - body - context:
         score *= 0.6  # misses a name the question asks about (Premium, not Basic)
+    if value is not None and _about_another_name(unit.text, asked_terms):
+        score *= OTHER_SUBJECT  # "Care+ extends it to 4 years" for "How long is the warranty?": another plan's value
     if key is not None and key not in body and key not in near and key not in lead:
         score *= KEY_MISSING  # misses what the question is about ("warranty", not the return window above it)
     if unit.kind == "sentence" and is_fragment(unit.text) and not re.match(r"(?i)(yes|no)\b", unit.text):
@@ -620,7 +623,9 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
         # "How long" asks for a duration, which the value check rewards: its words ("long" in
         # "How long do I have to return…") say little about which unit answers.
         weights = {t: w * FORM_WORD_SHARE if t in _FORM_WORDS - _VALUE_VERBS else w for t, w in weights.items()}
-    named = frozenset(t for t in named if weights.get(t, COMMON_NAME_IDF) >= COMMON_NAME_IDF)
+    # The asked product's own name ("Aerie" of "Aerie AX3000") is checked as a product, not as a name every
+    # answer must repeat ("2 years in the US …" under "How long is the warranty?" names no product).
+    named = frozenset(t for t in named if weights.get(t, COMMON_NAME_IDF) >= COMMON_NAME_IDF and t not in product_words)
     paragraphs: dict[tuple[int, int], set[str]] = {}
     for u in pool:
         paragraphs.setdefault((u.source, u.block), set()).update(terms(u.text))
@@ -628,7 +633,8 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     family = frozenset(weights) - product_words
     same = _same_words(question, weights, q_codes, products)
     scored = [_score(u, weights, qtype, q_codes, q_regions, priors.get(u.source, 0.0), named, products, key,
-                     frozenset(paragraphs[(u.source, u.block)]), predicate, same, family) for u in pool]
+                     frozenset(paragraphs[(u.source, u.block)]), predicate, same, family,
+                     frozenset(terms(question))) for u in pool]
     # A unit whose label the question says ("HW A (February 2024 – …): …" for "the first (HW A) units"); its
     # sibling entries ("HW B (…): … after some HW A units restarted") are about something else.
     asked_label = {id(s): _label_asked(s.unit.text, question) for s in scored}
@@ -646,7 +652,9 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     lead = _section_lead(scored, weights, max_words, best.unit) if explains else []
     if lead:  # the question names a part of a source: its lead is the answer (what it is, where in the menus)
         return Extraction(_compose(lead, 2 * max_words), lead, qtype, round(best.score, 4), round(best.lexical, 4), 1.0)
-    if best.unit.kind == "step":
+    if best.unit.kind == "step" and value is not None and value.search(best.unit.text):
+        pass  # a value asked for and said in one step ("3. By phone: call … 1-888-…"): that step, not the procedure
+    elif best.unit.kind == "step":
         # A procedure is quoted whole, in order, from its first step (up to twice the budget).
         block = [s.unit for s in scored if s.unit.source == best.unit.source and s.unit.block == best.unit.block
                  and s.unit.kind == "step"]
@@ -727,6 +735,24 @@ def _label(text: str) -> str:
     return found.group(1).strip() if found and len(found.group(1).strip()) >= 2 else ""
 
 
+OTHER_SUBJECT = 0.8
+"""A unit whose subject is a name the question does not say (a plan, a service, a variant)."""
+_SUBJECT_NAME = re.compile(r"^\W*((?:[A-Z][\w+&'-]*)(?:\s+[A-Z][\w+&'-]*)+)")
+
+
+def _about_another_name(text: str, asked: frozenset[str]) -> bool:
+    """Does ``text`` open with a name of two or more words the question does not say ("Kestrel Care+ extends
+    it …", "Certified Renewed products: 1 year")? Its value is that thing's. Countries and products are
+    checked on their own (``regions``, the product checks)."""
+    found = _SUBJECT_NAME.match(text)
+    if found is None or not asked:
+        return False
+    name = found.group(1)
+    if regions(name) or _CODE.search(name):
+        return False
+    return not terms(name) <= asked
+
+
 def _label_asked(text: str, question: str) -> bool:
     label = _label(text)
     if len(label.split()) < 2 and not _CODE.search(label):
@@ -769,11 +795,12 @@ ASKED_THING = 10
 
 def _asked_in(text: str, q_codes: set[str], q_regions: set[str], named: frozenset[str],
               products: Callable[[str], set[str]], asked_terms: frozenset[str] = frozenset()) -> int:
-    """How much of what the question names ``text`` names: a product, region or name outweighs all its
-    other terms ("standard" in "How long does standard delivery take?")."""
+    """How much of what the question names ``text`` names: a product or region asked outweighs all its
+    other terms. A name counts as a term: it is often the sentence's subject ("Kestrel Care is closed on
+    1 January, … and 25 December"), not one of the things it lists values for."""
     found = terms(text)
-    return ASKED_THING * (len(products(text) & q_codes) + len(regions(text) & q_regions) + len(found & named)) \
-        + len(found & asked_terms)
+    return ASKED_THING * (len(products(text) & q_codes) + len(regions(text) & q_regions)) \
+        + len(found & (asked_terms | named))
 
 
 _LEAD = re.compile(r"^(?P<lead>[^;:—]{3,}?(?::|\s—|\s-))\s+(?P<rest>.+)$", re.DOTALL)
