@@ -623,7 +623,7 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
         # "How long" asks for a duration, which the value check rewards: its words ("long" in
         # "How long do I have to return…") say little about which unit answers.
         weights = {t: w * FORM_WORD_SHARE if t in _FORM_WORDS - _VALUE_VERBS else w for t, w in weights.items()}
-    # The asked product's own name ("Aerie" of "Aerie AX3000") is checked as a product, not as a name every
+    # The asked product's own name ("Router" of "Router X200") is checked as a product, not as a name every
     # answer must repeat ("2 years in the US …" under "How long is the warranty?" names no product).
     named = frozenset(t for t in named if weights.get(t, COMMON_NAME_IDF) >= COMMON_NAME_IDF and t not in product_words)
     paragraphs: dict[tuple[int, int], set[str]] = {}
@@ -741,7 +741,7 @@ _SUBJECT_NAME = re.compile(r"^\W*((?:[A-Z][\w+&'-]*)(?:\s+[A-Z][\w+&'-]*)+)")
 
 
 def _about_another_name(text: str, asked: frozenset[str]) -> bool:
-    """Does ``text`` open with a name of two or more words the question does not say ("Kestrel Care+ extends
+    """Does ``text`` open with a name of two or more words the question does not say ("Support Plus extends
     it …", "Certified Renewed products: 1 year")? Its value is that thing's. Countries and products are
     checked on their own (``regions``, the product checks)."""
     found = _SUBJECT_NAME.match(text)
@@ -796,7 +796,7 @@ ASKED_THING = 10
 def _asked_in(text: str, q_codes: set[str], q_regions: set[str], named: frozenset[str],
               products: Callable[[str], set[str]], asked_terms: frozenset[str] = frozenset()) -> int:
     """How much of what the question names ``text`` names: a product or region asked outweighs all its
-    other terms. A name counts as a term: it is often the sentence's subject ("Kestrel Care is closed on
+    other terms. A name counts as a term: it is often the sentence's subject ("Support is closed on
     1 January, … and 25 December"), not one of the things it lists values for."""
     found = terms(text)
     return ASKED_THING * (len(products(text) & q_codes) + len(regions(text) & q_regions)) \
