@@ -434,7 +434,7 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
     if names - body - context:
         score *= 0.6  # misses a name the question asks about (Premium, not Basic)
     if value is not None and _about_another_name(unit.text, asked_terms):
-        score *= OTHER_SUBJECT  # "Care+ extends it to 4 years" for "How long is the warranty?": another plan's value
+        score *= OTHER_SUBJECT  # "Support Plus extends it to 4 years" for "How long is the warranty?": another plan's value
     if key is not None and key not in body and key not in near and key not in lead:
         score *= KEY_MISSING  # misses what the question is about ("warranty", not the return window above it)
     if unit.kind == "sentence" and is_fragment(unit.text) and not re.match(r"(?i)(yes|no)\b", unit.text):
