@@ -506,3 +506,18 @@ def test_a_value_said_in_one_step_is_that_step() -> None:
              "2. On the portal: open Orders.\n3. By phone: call us at 1-888-537-8735 with the order number.")
     answer = ask("What number do I call for help in the US?", steps)
     assert "1-888-537-8735" in answer and "portal" not in answer
+
+
+def test_a_full_product_name_settles_a_model_number_two_products_share() -> None:
+    """"AX1800" is both a router's and a satellite's: "Zephyr AX1800" is the router only."""
+    from supportdesk.kb.aliases import find_aliases
+
+    aliases = find_aliases(["| Product | Model |\n| --- | --- |\n| Zephyr AX1800 | KR-180 |\n| Wing AX1800 | KP-180 |"])
+    assert aliases.products("How many Wing units can I add to a Zephyr AX1800?") == {"kr180"}
+    assert aliases.products("the AX1800") == {"kr180", "kp180"}
+    assert aliases.products("Wing AX1800") == {"kp180"}
+
+
+def test_a_steps_own_number_is_no_value() -> None:
+    answer = extract("How many satellites can I add?", [(1, "1. Plug in the router.\n2. Add satellites (optional).", "")])
+    assert not answer.states_value

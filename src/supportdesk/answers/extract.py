@@ -720,7 +720,7 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     return Extraction(text, chosen, qtype, round(best.score, 4), round(best.lexical, 4), _margin(best, scored, value),
                       is_title=len(chosen) == 1 and chosen[0].kind == "sentence" and is_fragment(chosen[0].text)
                       and not re.match(r"(?i)(yes|no)\b", chosen[0].text),
-                      states_value=value is None or value.search(cite.MARKER.sub(" ", text)) is not None)
+                      states_value=value is None or value.search(_STEP_NUMBER.sub("", cite.MARKER.sub(" ", text))) is not None)
 
 
 LABEL_MATCH = 1.3
@@ -880,6 +880,10 @@ def _margin(best: _Scored, scored: list[_Scored], value: re.Pattern[str] | None)
     rivals = [s.score for s in scored if s.unit is not best.unit and value.search(s.unit.text)
               and {v.lower() for v in value.findall(s.unit.text)} - mine]
     return round(1 - max(rivals) / best.score, 4) if rivals else 1.0
+
+
+_STEP_NUMBER = re.compile(r"^\s*(?:step\s+)?\d{1,2}[.):]\s+", re.IGNORECASE | re.MULTILINE)
+"""A step's own number ("3. Add satellites"): no value of anything."""
 
 
 def _compose(chosen: list[Unit], max_words: int) -> str:

@@ -34,15 +34,17 @@ class Aliases:
         """The products ``text`` names, as codes: "Zephyr AX3000" and "KR-300" both → {kr300};
         a code the KB ties to no name stands for itself."""
         low = text.lower()
-        found: set[str] = set()
+        # Full names first: "Zephyr AX1800" is the router even where "AX1800" alone is also a satellite's.
+        named = {name: codes for name, codes in self.names.items()
+                 if " " in name and re.search(rf"(?<![a-z0-9]){re.escape(name)}(?![a-z0-9])", low)}
+        found: set[str] = set().union(*named.values()) if named else set()
         for word in _CODE_WORD.findall(low):
             if word in _UNIT_WORDS:
                 continue
             key = word.replace("-", "")
-            found |= self.names.get(key, frozenset({key}))
-        for name, codes in self.names.items():
-            if " " in name and re.search(rf"(?<![a-z0-9]){re.escape(name)}(?![a-z0-9])", low):
-                found |= codes
+            codes = self.names.get(key, frozenset({key}))
+            within = [c for name, c in named.items() if key in name.replace("-", "").split()]
+            found |= codes & frozenset().union(*within) if within and len(codes) > 1 else codes
         return found
 
 
