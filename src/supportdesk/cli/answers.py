@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from supportdesk.cli.context import AppContext, console, fail
+from supportdesk.cli.context import AppContext, console, fail, history_store
 from supportdesk.cli.help import App
 from supportdesk.sanitize import safe_text
 
@@ -39,29 +39,15 @@ def _who() -> str:
 @contextmanager
 def _approved(ctx: typer.Context) -> Iterator[Any]:
     """The approved answers: the team server's with --server, else this history's (one clear line on errors)."""
-    from supportdesk.history import HistoryError, open_history
+    from supportdesk.answers.approved import SessionApproved
     from supportdesk.history.approved import ApprovedError
-    from supportdesk.models.base import BackendError
 
     appctx: AppContext = ctx.obj
-    if appctx.server:
+    with history_store(ctx) as store:
         try:
-            yield appctx.remote.approved
-        except (BackendError, ApprovedError) as exc:
+            yield appctx.remote.approved if appctx.server else SessionApproved(store, by=_who())
+        except ApprovedError as exc:
             fail(str(exc))
-        return
-    from supportdesk.answers.approved import SessionApproved
-
-    try:
-        store = open_history(appctx.settings)
-    except (HistoryError, OSError) as exc:
-        fail(f"cannot open the history: {exc}")
-    try:
-        yield SessionApproved(store, by=_who())
-    except (HistoryError, ApprovedError) as exc:
-        fail(str(exc))
-    finally:
-        store.close()
 
 
 def _date(at: float | None) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -108,3 +110,29 @@ class AppContext:
             err_console.print(f"[yellow]warning:[/] {escape(kb.load_warning)}")
         return kb
 
+
+@contextmanager
+def history_store(ctx: typer.Context) -> Iterator[Any]:
+    """The history, open for one command; a damaged file is one clear message, from opening or any read.
+    With --server, the team server's (an agent sees their own conversations)."""
+    from supportdesk.history import HistoryError, open_history
+
+    appctx: AppContext = ctx.obj
+    if appctx.server:
+        from supportdesk.models.base import BackendError
+
+        try:
+            yield appctx.remote.history
+        except BackendError as exc:
+            fail(str(exc))
+        return
+    try:
+        store = open_history(appctx.settings)
+    except (HistoryError, OSError) as exc:
+        fail(f"cannot open the history: {exc}")
+    try:
+        yield store
+    except HistoryError as exc:
+        fail(str(exc))
+    finally:
+        store.close()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from supportdesk.cli.context import AppContext, console, fail
+from supportdesk.cli.context import AppContext, console, fail, history_store
 from supportdesk.cli.help import App
 from supportdesk.history import HistoryError, HistoryStore, open_history
 from supportdesk.sanitize import safe_name, safe_text
@@ -36,31 +34,6 @@ def _path(ctx: typer.Context) -> Path:
     return Path(appctx.settings.history_location)
 
 
-@contextmanager
-def _store(ctx: typer.Context) -> Iterator[HistoryStore]:
-    """The history, open for one command; a damaged file is one clear message, from opening or any read.
-    With --server, the team server's (an agent sees their own conversations)."""
-    appctx: AppContext = ctx.obj
-    if appctx.server:
-        from supportdesk.models.base import BackendError
-
-        try:
-            yield appctx.remote.history
-        except BackendError as exc:
-            fail(str(exc))
-        return
-    try:
-        store = open_history(appctx.settings)
-    except (HistoryError, OSError) as exc:
-        fail(f"cannot open the history: {exc}")
-    try:
-        yield store
-    except HistoryError as exc:
-        fail(str(exc))
-    finally:
-        store.close()
-
-
 @app.command("list")
 def list_conversations(
     ctx: typer.Context,
@@ -70,7 +43,7 @@ def list_conversations(
         "--everyone", help="Through --server: the whole team's conversations (trainer, admin).")] = False,
 ) -> None:
     """Recent conversations (through --server: your own, or the team's with --everyone)."""
-    with _store(ctx) as store:
+    with history_store(ctx) as store:
         found = store.conversations(limit, everyone=True) if everyone and ctx.obj.server else store.conversations(limit)
     if as_json:
         from dataclasses import asdict
@@ -91,7 +64,7 @@ def list_conversations(
 @app.command("show")
 def show(ctx: typer.Context, conversation_id: int) -> None:
     """One conversation with routes, citations and feedback."""
-    with _store(ctx) as store:
+    with history_store(ctx) as store:
         messages = store.messages(conversation_id)
     if not messages:
         fail(f"no conversation {conversation_id}")
@@ -119,7 +92,7 @@ def export(
                              "replies nobody rated 👍 are left out.")] = False,
 ) -> None:
     """Conversations as JSONL chat records, the format 'supportdesk adapter prepare' reads."""
-    with _store(ctx) as store:
+    with history_store(ctx) as store:
         lines = [json.dumps(record, ensure_ascii=False) for record in store.export(rated_good_only=rated_good)]
     if output is None:
         for line in lines:
