@@ -782,10 +782,10 @@ def _same_words(question: str, weights: dict[str, float], q_codes: set[str],
 
 def _about_another(text: str, q_codes: set[str], products: Callable[[str], set[str]]) -> bool:
     """A unit that opens with a label naming another code than those asked ("KE-103: …")."""
-    label = re.match(r"\s*(?:[-*+•]\s*)?\**([^:*]{1,40})\**:", text)
-    if label is None:
+    label = _label(text)
+    if not label:
         return False
-    named = products(label.group(1))
+    named = products(label)
     return bool(named) and not named & q_codes
 
 
