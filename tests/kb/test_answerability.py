@@ -272,3 +272,16 @@ def test_eval_reports_the_product_hand_off(sample_index):
     rows = {row["set"]: row for row in json.loads(result.stdout)["product_kb_abstention"]}
     assert set(rows) == {"product KB (heldout)", "product KB confirmation"}
     assert all(row["answered_rate"] >= 0.9 and row["abstained_rate"] >= 0.8 for row in rows.values())
+
+
+def test_how_a_question_is_put_is_never_the_missing_word(sample_index):
+    """"How much", "how soon", "should": the kind of value asked and the modal verb are not what the docs
+    lack ("How much is the … right now?" was handed off as "not found: 'much'")."""
+    from supportdesk.kb.lexical import is_filler, question_phrase_terms
+
+    assert question_phrase_terms("How soon does it switch? And how much is it?") >= {"soon", "much"}
+    assert is_filler("should") and is_filler("am") and not is_filler("spectrum")
+    _, kb = sample_index
+    for question in ("How much is the Aerie AX3000 right now?", "How long should I leave my modem unplugged?",
+                     "How big can I make the text in Roost?"):
+        assert kb.search(question).evidence(3).missing_term not in ("much", "should", "big", "long")

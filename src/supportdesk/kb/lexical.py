@@ -65,6 +65,20 @@ _ANY_FILLER = frozenset(_FILLER) | frozenset(_stem(word) for word in (*_FILLER, 
     | frozenset(["t", "s", "m", "d", "ll", "re", "ve"])  # the tails of contractions: "don't" -> "don", "t"
 
 
+_MODALS = ("should", "would", "could", "might", "must", "shall", "am", "been", "being", "did")
+"""Auxiliary and modal verbs: how a question is put ("How long should I leave it unplugged?"), never what
+it asks about."""
+_ANY_FILLER = _ANY_FILLER | frozenset(_MODALS) | frozenset(_stem(word) for word in _MODALS)
+_HOW_WHAT = re.compile(r"\bhow\s+([a-z]+)")
+
+
+def question_phrase_terms(question: str) -> frozenset[str]:
+    """The word that makes "how" a question of size, time or amount ("how much", "how long", "how soon",
+    "how big"), as the tokenizer spells it: it says what kind of value is asked for, not which one, so a
+    source that states the value in other words ("14 days", "30 seconds") lacks nothing."""
+    return frozenset(_stem(m.group(1)) for m in _HOW_WHAT.finditer(question.lower()) if m.group(1) not in _STOP)
+
+
 def is_filler(term: str) -> bool:
     """A filler or request word, as the tokenizer spells it ("like" is read as "lik"): never the question
     word the docs are missing ("I don't like it, can I send it back?" was handed off as "not found:

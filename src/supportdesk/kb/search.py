@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from supportdesk.kb.chunking import Chunk
-from supportdesk.kb.lexical import BM25Index, is_filler, query_coverage, surface_words
+from supportdesk.kb.lexical import BM25Index, is_filler, query_coverage, question_phrase_terms, surface_words
 from supportdesk.kb.questions import QuestionVectors
 from supportdesk.kb.store import cosine_relevance
 
@@ -98,7 +98,9 @@ class SearchResult:
         """The answerability signals of the first ``top`` hits: the chunks a grounded prompt shows."""
         hits = self.hits[:top] if top else self.hits
         matched = frozenset().union(*(h.matched for h in hits))
-        absent = {term: w for term, w in self.term_weights.items() if term not in matched and not is_filler(term)}
+        asked_as = question_phrase_terms(self.query)
+        absent = {term: w for term, w in self.term_weights.items()
+                  if term not in matched and not is_filler(term) and term not in asked_as}
         term = max(absent, key=absent.__getitem__) if absent else None
         return Evidence(
             best_score=max((h.score for h in hits), default=0.0),
