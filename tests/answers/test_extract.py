@@ -521,3 +521,21 @@ def test_a_full_product_name_settles_a_model_number_two_products_share() -> None
 def test_a_steps_own_number_is_no_value() -> None:
     answer = extract("How many satellites can I add?", [(1, "1. Plug in the router.\n2. Add satellites (optional).", "")])
     assert not answer.states_value
+
+
+def test_the_first_sentence_under_a_heading_asking_the_question_answers_it() -> None:
+    """"I live in Leeds. How long is the warranty?": the FAQ entry's own answer, not the add-on plan's
+    "extends it to 4 years" (words no source holds, "Leeds", do not count against the heading)."""
+    answer = extract("I live in Leeds. How long is the warranty on my Kestrel router?",
+                     [(1, WARRANTY_FAQ, "FAQ > Orders, returns and warranty > How long is the warranty?", 0.63)],
+                     {"liv": 4.88, "leeds": 7.08, "long": 4.37, "warranty": 2.94, "kestrel": 0.69, "router": 1.28}).text
+    assert answer.startswith("2 years in the US") and "4 years" not in answer
+
+
+def test_a_part_named_by_the_variant_asked_is_the_answer() -> None:
+    """"standard delivery": the Standard part of the row, not Express's 2–3 days beside it."""
+    rates = "Canada: Standard $9.95 (free on orders over CA$99), 5–8 business days; Express CA$24.95, 2–3 business days."
+    answer = ask("How long does standard delivery take to Canada?", rates)
+    assert "5–8 business days" in answer and "2–3" not in answer
+    assert "2–3" in ask("How long does express delivery take to Canada?", rates)
+    assert "5–8" in ask("How long does delivery take to Canada?", rates)  # no variant asked: both stay

@@ -442,6 +442,16 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
     return _Scored(score + PRIOR_WEIGHT * prior, lexical, unit)
 
 
+def _asks_same(unit: Unit, weights: dict[str, float]) -> bool:
+    """Is the unit's own heading a question holding most of what the question asks (weighted by idf, over
+    the terms the shown sources hold at all: "I live in London" adds words no source can answer)?"""
+    heading = unit.context.split(" > ")[-1].strip()
+    total = sum(weights.values())
+    if not heading.endswith("?") or total <= 0:
+        return False
+    return sum(w for t, w in weights.items() if t in terms(heading)) / total >= 0.5
+
+
 def _near_context(unit: Unit) -> tuple[set[str], set[str]]:
     """The terms of the unit's own heading (with a row's header, an item's list intro) and those
     of the headings above it."""
@@ -450,6 +460,9 @@ def _near_context(unit: Unit) -> tuple[set[str], set[str]]:
 
 
 KEY_MISSING = 0.65
+FAQ_ANSWER = 1.2
+"""Factor for the first unit under a heading that is itself a question (an FAQ entry): it is written to answer
+it ("How long is the warranty?" → "2 years in the US …", before "Support Plus extends it to 4 years")."""
 """Factor for a unit whose paragraph and own heading lack the question's key term (weaker than
 naming another product: "The reset takes 3 minutes on the KR-180" answers "factory reset")."""
 COMMON_NAME_IDF = 1.0
@@ -641,6 +654,11 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     if any(asked_label.values()):
         scored = [_Scored(s.score * (LABEL_MATCH if asked_label[id(s)] else LABEL_OTHER if _label(s.unit.text) else 1.0),
                           s.lexical, s.unit) for s in scored]
+    # The first unit under a heading that asks the question ("How long is the warranty?") was written to answer it.
+    seen = set().union(*(terms(u.text) | terms(u.context) for u in pool))
+    in_docs = {t: w for t, w in weights.items() if t in seen}
+    scored = [_Scored(s.score * FAQ_ANSWER, s.lexical, s.unit) if s.unit.order == 0 and _asks_same(s.unit, in_docs)
+              else s for s in scored]
     # Ties go to the earlier source (better retrieved) and the earlier unit.
     best = max(scored, key=lambda s: (s.score, -s.unit.source, -s.unit.order))
     chosen = [best.unit]
@@ -708,6 +726,8 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
         asked_terms = frozenset(weights)
         narrowed = narrow(best.unit.text, stated,
                           lambda text: _asked_in(text, q_codes, q_regions, named, products, asked_terms))
+        if narrowed == best.unit.text:
+            narrowed = narrow(best.unit.text, stated, lambda text: _label_in(text, asked_terms), labelled=True)
         if narrowed != best.unit.text:
             chosen = [Unit(best.unit.source, best.unit.kind, narrowed, best.unit.context, best.unit.block,
                            best.unit.order)]
@@ -803,6 +823,14 @@ def _asked_in(text: str, q_codes: set[str], q_regions: set[str], named: frozense
         + len(found & (asked_terms | named))
 
 
+def _label_in(text: str, asked_terms: frozenset[str]) -> int:
+    """How many of the question's words ``text`` writes as a name ("Standard …, 5–8 days; Express …" for
+    "standard delivery"): the variant asked, once no product or country tells the parts apart."""
+    label = re.match(r"\W*([A-Z][a-z]+)", text)
+    return ASKED_THING * len(terms(label.group(1) if label else "") & asked_terms) \
+        + len(terms(text) & asked_terms)
+
+
 _LEAD = re.compile(r"^(?P<lead>[^;:—]{3,}?(?::|\s—|\s-))\s+(?P<rest>.+)$", re.DOTALL)
 _PARENTHESIS = re.compile(r"\s*\(([^()]*)\)")
 _PART_SEPARATORS = (
@@ -821,11 +849,12 @@ def _names_a_thing(part: str) -> bool:
     return bool(_CODE.search(part) or regions(part) or re.search(r"\b[A-Z][a-z]+", part))
 
 
-def narrow(text: str, value: re.Pattern[str], asked: Callable[[str], int]) -> str:
+def narrow(text: str, value: re.Pattern[str], asked: Callable[[str], int], labelled: bool = False) -> str:
     """A sentence that gives the asked value for several things ("KR-180 4.1 W, KR-300 6.8 W, …",
     "in the UK … £4.99, and in the EU €5.99"), cut to the part about the thing the question names,
     with the sentence's lead ("Typical power in standby:"): the other values are not the answer and
-    a customer skimming would take one of them. Unchanged when no single part is about it."""
+    a customer skimming would take one of them. Unchanged when no single part is about it. ``labelled``:
+    only parts that each open with a name ("Standard $9.95, 5–8 days; Express …") are told apart."""
     body = text.strip()
     lead, rest = "", body
     found = _LEAD.match(body)
@@ -847,7 +876,8 @@ def narrow(text: str, value: re.Pattern[str], asked: Callable[[str], int]) -> st
         # name other things. A question that names none keeps every value ("up to 32 (16 on the KR-180)").
         others = [(p, h) for (p, _), h in zip(valued, hits, strict=True) if h != top]
         if len(valued) >= 2 and top >= ASKED_THING and hits.count(top) == 1 \
-                and all(h < ASKED_THING and _names_a_thing(p) for p, h in others):
+                and all(h < ASKED_THING and _names_a_thing(p) for p, h in others) \
+                and not (labelled and not all(re.match(r"\W*[A-Z][a-z]", p) for p, _ in valued)):
             break  # one part is about the thing asked, the others about other things
     else:
         return text
