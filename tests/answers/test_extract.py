@@ -539,3 +539,30 @@ def test_a_part_named_by_the_variant_asked_is_the_answer() -> None:
     assert "5–8 business days" in answer and "2–3" not in answer
     assert "2–3" in ask("How long does express delivery take to Canada?", rates)
     assert "5–8" in ask("How long does delivery take to Canada?", rates)  # no variant asked: both stay
+
+
+def test_how_fast_asks_a_speed_and_how_close_a_distance() -> None:
+    assert question_type("How fast is the VPN on the X500?") == "speed"
+    assert question_type("How close to the router should I keep my phone?") == "distance"
+    vpn = ("Routers can connect the whole network to a commercial WireGuard service.\n\n"
+           "The router's WireGuard throughput is about 300 Mbps on the X300 and 900 Mbps on the X500.")
+    answer = ask("How fast is the WireGuard VPN on the X500?", vpn)
+    assert "900 Mbps" in answer and "300 Mbps" not in answer
+    place = "Keep it at least 1 m from microwave ovens. Stay within 3 metres of the router while you set it up."
+    assert "3 metres" in ask("How far from the router can I be during setup?", place)
+
+
+def test_a_limit_asked_is_answered_by_a_limit_not_by_a_count_in_passing() -> None:
+    sources = [(1, "What it means: Two port-forwarding rules, or a rule and UPnP, use the same external port.",
+                "Error codes > KE-502: Port forward conflict", 0.31),
+               (2, "Each external port can be used by one rule only. You can create up to 64 rules.",
+                "Port forwarding > Adding a port-forwarding rule", 0.50)]
+    weights = {"maximum": 4.13, "number": 3.19, "port-forwarding": 4.68, "portforwarding": 4.68, "port": 2.02,
+               "forward": 2.94, "rul": 3.86}
+    assert "64 rules" in extract("What's the maximum number of port-forwarding rules?", sources, weights).text
+
+
+def test_a_sentence_that_says_where_in_the_menus_is_an_instruction() -> None:
+    sources = ("The person who bought the gift is not told about the return.",
+               "Start the return in the app under **Account > Orders** to get an RMA number.")
+    assert ask("How do I start a return for something I bought?", *sources).startswith("Start the return")

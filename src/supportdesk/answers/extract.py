@@ -23,10 +23,10 @@ from typing import Literal
 
 from supportdesk.answers import citations as cite
 from supportdesk.kb.aliases import Aliases
-from supportdesk.kb.lexical import tokenize
+from supportdesk.kb.lexical import question_phrase_terms, tokenize
 
 UnitKind = Literal["sentence", "item", "step", "row"]
-QuestionType = Literal["code", "price", "phone", "email", "duration", "hours", "date", "count", "version", "howto", "meaning",
+QuestionType = Literal["code", "price", "phone", "email", "distance", "speed", "duration", "hours", "date", "count", "version", "howto", "meaning",
                        "other"]
 
 PRIOR_WEIGHT = 0.3
@@ -48,6 +48,9 @@ _QUESTION_TYPES: list[tuple[QuestionType, re.Pattern[str]]] = [
                          r"(?<!would)(?<!for)(?<!to)(?<!of)\b)|\b(price|prices|cost|costs|fee|fees|charges|"
                          r"(do|will|would) you charge|charge for|pay for|to pay|amount|expensive|cheap|cheaper|cheapest)\b",
                          re.IGNORECASE)),
+    ("distance", re.compile(r"\bhow (?:far|close|near)\b|\b(?:what|which) distance\b", re.IGNORECASE)),
+    ("speed", re.compile(r"\bhow (?:fast|quick) (?:is|are|can|will)\b|\b(?:what|which) speeds?\b|\bthroughput\b",
+                         re.IGNORECASE)),
     ("duration", re.compile(r"\bhow long\b|\bhow often\b|\bhow (?:soon|quickly)\b|\bhow fast (?:do|does|will|can|would)\b|\bhow many (seconds|minutes|hours|days|weeks|months|years)\b"
                             r"|\b(warranty|window|period|last|lasts|take|takes|kept|keep)\b.*\?$", re.IGNORECASE)),
     ("code", re.compile(r"\b(part|model|serial|sku|product) (number|no\.?|code)s?\b|\bsku\b",
@@ -66,6 +69,9 @@ _VALUE = {
     "price": re.compile(r"[$£€]\s?\d|\b\d+(?:[.,]\d+)?\s?%|\b\d+(?:[.,]\d+)?\s?(?:usd|eur|gbp|dollars?|euros?|pounds?)\b|\bfree\b|\bno charge\b", re.IGNORECASE),
     "phone": re.compile(r"(?<![\w.])\+?\d[\d ().-]{6,}\d(?![\w.])"),
     "email": re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
+    "distance": re.compile(r"\b\d+(?:[.,]\d+)?\s?(?:m|metres?|meters?|km|kilometres?|kilometers?|cm|mm|ft|feet|foot|"
+                           r"inch(?:es)?|miles?|yards?)\b", re.IGNORECASE),
+    "speed": re.compile(r"\b\d+(?:[.,]\d+)?\s?(?:[kmg]bps|[kmg]bit/s|[kmg]b/s|mbit|gbit)\b", re.IGNORECASE),
     "duration": re.compile(r"\b\d+(?:[.,]\d+)?\s*(?:-\s*)?(?:(?:business|working|calendar|full)\s+)?(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?|"
                            r"months?|years?)\b|\b(?:one|two|three|four|five|six|seven|ten|twelve|thirty)\s+"
                            r"(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?)\b|\blifetime\b", re.IGNORECASE),
@@ -102,7 +108,9 @@ _FACT_QUESTION = re.compile(r"^\W*(?:(?:at|in|on|for|by|to|from|with)\s+)?(?:wha
 answers it; the sentences after it add other values."""
 _INSTRUCTION = re.compile(
     r"^(?:to [^,]{3,80},\s*)?(?:press|hold|tap|open|go to|select|click|choose|turn|unplug|plug|connect|enter|use|set|"
-    r"install|remove|restart|reset|update|sign in|log in|scan|move|check)\b|,\s*(?:press|tap|hold|go to|open|select)\b",
+    r"install|remove|restart|reset|update|sign in|log in|scan|move|check|create|add|follow|type|switch|pick|"
+    r"disconnect|contact|pack|ship|write|download)\b|,\s*(?:press|tap|hold|go to|open|select)\b"
+    r"|\*\*[^*\n]+ > [^*\n]+\*\*",  # or says where in the menus ("… under **Account > Orders**")
     re.IGNORECASE)
 _STEP = re.compile(r"^\s*(?:step\s+)?(\d{1,2})[.):]\s+\S", re.IGNORECASE)
 _ITEM = re.compile(r"^\s*[-*+•▪◦]\s+(?=\S)")
@@ -165,7 +173,7 @@ number?", "How do I open the Shortcuts menu?", "What can I do when the signal is
 _MEANING = next(pattern for name, pattern in _QUESTION_TYPES if name == "meaning")
 
 
-_ASKS_VALUE = re.compile(r"(?:^|[,;:]\s*|\b(?:and|so|but|then)\s+)(?:how (?:long|much|many|often|soon|quickly)|when|"
+_ASKS_VALUE = re.compile(r"(?:^|[,;:]\s*|\b(?:and|so|but|then)\s+)(?:how (?:long|much|many|often|soon|quickly|far|close|near)|when|"
                          r"what time|until when|by when|since when|what(?:'s| is| are) the (?:price|cost|fee|phone number|"
                          r"opening hours|hours))\b", re.IGNORECASE)
 
@@ -405,8 +413,9 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
         score *= 1.4 if unit.kind == "step" or _INSTRUCTION.search(unit.text) else 0.7
     elif qtype == "meaning" and unit.kind == "row":
         score *= 1.15
-    if _ASKS_LIMIT.search(" ".join(weights)) and _STATES_LIMIT.search(unit.text):
-        score *= 1.2  # "the maximum number of rules" is answered by "up to 64 rules"
+    if _ASKS_LIMIT.search(" ".join(weights)):
+        # "the maximum number of rules" is answered by "up to 64 rules", not by "two rules use the same port"
+        score *= 1.2 if _STATES_LIMIT.search(unit.text) else 0.8 if value is not None and value.search(unit.text) else 1.0
     if q_codes:
         mine = (products or codes)(unit.text)
         if mine & q_codes:
@@ -631,11 +640,13 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     # ("Gateway G5") is not the key term a unit must hold ("How many Satellites can I use with a Gateway G5?").
     product_words = set().union(*(terms(name) for name, found in (aliases.names.items() if aliases else ())
                                   if found & q_codes)) if q_codes else set()
-    key = key_term({t: w for t, w in weights.items() if t not in product_words}, pool)
+    # "How long", "how fast", "how close" ask for a kind of value, which the value check rewards: the word
+    # ("long" in "How long do I have to return…") says little about which unit answers.
+    form_words = (_FORM_WORDS - _VALUE_VERBS) | question_phrase_terms(question)
+    key = key_term({t: w for t, w in weights.items()
+                    if t not in product_words and not (qtype in _VALUE and t in form_words)}, pool)
     if qtype in _VALUE:
-        # "How long" asks for a duration, which the value check rewards: its words ("long" in
-        # "How long do I have to return…") say little about which unit answers.
-        weights = {t: w * FORM_WORD_SHARE if t in _FORM_WORDS - _VALUE_VERBS else w for t, w in weights.items()}
+        weights = {t: w * FORM_WORD_SHARE if t in form_words else w for t, w in weights.items()}
     # The asked product's own name ("Router" of "Router X200") is checked as a product, not as a name every
     # answer must repeat ("2 years in the US …" under "How long is the warranty?" names no product).
     named = frozenset(t for t in named if weights.get(t, COMMON_NAME_IDF) >= COMMON_NAME_IDF and t not in product_words)

@@ -222,7 +222,7 @@ class Plan:
     after a value the sources do not state is handed off)."""
 
 
-_VALUE_NAMES = {"price": "price", "duration": "duration", "count": "number", "date": "date", "hours": "opening hours",
+_VALUE_NAMES = {"price": "price", "distance": "distance", "speed": "speed", "duration": "duration", "count": "number", "date": "date", "hours": "opening hours",
                 "phone": "phone number", "email": "email address", "code": "product code", "version": "version"}
 
 
