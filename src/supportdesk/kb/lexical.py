@@ -79,6 +79,26 @@ def question_phrase_terms(question: str) -> frozenset[str]:
     return frozenset(_stem(m.group(1)) for m in _HOW_WHAT.finditer(question.lower()) if m.group(1) not in _STOP)
 
 
+def base_forms(term: str) -> tuple[str, ...]:
+    """The stems a derived word is made from, as the tokenizer spells them: an adverb ("slowly" → "slow",
+    "easily" → "easy"), a comparative or superlative ("longer", "oldest" → "long", "old"), an agent noun
+    ("charger" → "charge"). A source that says the base word says what the question asks in other words."""
+    if len(term) < 6 or not term.isalpha():
+        return ()
+    forms = []
+    if term.endswith("ily"):
+        forms.append(term[:-3] + "y")
+    elif term.endswith("ly"):
+        forms.append(term[:-2])
+    for suffix in ("est", "er"):
+        if term.endswith(suffix):
+            root = term[: -len(suffix)]
+            forms += [root, root + "e", root[:-1] + "y" if root.endswith("i") else root]
+            if len(root) > 3 and root[-1] == root[-2]:
+                forms.append(root[:-1])  # "biggest" → "big"
+    return tuple(dict.fromkeys(_stem(form) for form in forms if len(form) >= 3))
+
+
 def is_filler(term: str) -> bool:
     """A filler or request word, as the tokenizer spells it ("like" is read as "lik"): never the question
     word the docs are missing ("I don't like it, can I send it back?" was handed off as "not found:
@@ -173,9 +193,11 @@ class BM25Index:
         return weights
 
     def matched_terms(self, rows: Sequence[int], terms: Iterable[str]) -> list[frozenset[str]]:
-        """For each text in ``rows``, which of ``terms`` it holds: read from the index, not
-        by tokenizing the texts again."""
-        known = [(term, self.vocabulary[term]) for term in terms if term in self.vocabulary]
+        """For each text in ``rows``, which of ``terms`` it holds, itself or as its base word ("slowly" by
+        "slow", "oldest" by "old", "longer" by "long"): read from the index, not by tokenizing the texts
+        again."""
+        known = [(term, self.vocabulary[form]) for term in terms for form in {term, *base_forms(term)}
+                 if form in self.vocabulary]
         if not known or not rows:
             return [frozenset() for _ in rows]
         present = self._matrix[:, [col for _, col in known]][list(rows)].toarray() > 0
