@@ -607,3 +607,12 @@ def test_a_family_named_alone_is_about_its_models_not_another_familys() -> None:
                      [(1, history, "History", 0.6), (2, table, "Prices", 0.5), (3, placing, "Mesh", 0.4)],
                      {"much": 5.5, "satellit": 1.8, "cost": 3.7}, 60, aliases).text
     assert "$99" in answer and "launch" not in answer
+
+
+def test_last_and_take_ask_a_duration_only_as_verbs() -> None:
+    """"the last used app" is no duration asked (an E-Manual how-to was answered with a duration rule),
+    nor "How many photos can I take?"; "How long does the battery last?" still is."""
+    assert question_type("How to launch the last used app automatically?") != "duration"
+    assert question_type("How many photos can I take?") == "count"
+    assert question_type("Does the battery last long?") == "duration"
+    assert question_type("How long does a factory reset take?") == "duration"

@@ -52,7 +52,8 @@ _QUESTION_TYPES: list[tuple[QuestionType, re.Pattern[str]]] = [
     ("speed", re.compile(r"\bhow (?:fast|quick) (?:is|are|can|will)\b|\b(?:what|which) speeds?\b|\bthroughput\b",
                          re.IGNORECASE)),
     ("duration", re.compile(r"\bhow long\b|\bhow often\b|\bhow (?:soon|quickly)\b|\bhow fast (?:do|does|will|can|would)\b|\bhow many (seconds|minutes|hours|days|weeks|months|years)\b"
-                            r"|\b(warranty|window|period|last|lasts|take|takes|kept|keep)\b.*\?$", re.IGNORECASE)),
+                            r"|^(?!.*\bhow many\b).*\b(warranty|window|period|lasts?(?=\s*(?:for\b|long\b|\?|$))|take|takes|kept|keep)\b.*\?$",
+                            re.IGNORECASE)),  # "last" as a verb ("does it last?"), not "the last used app"
     ("code", re.compile(r"\b(part|model|serial|sku|product) (number|no\.?|code)s?\b|\bsku\b",
                         re.IGNORECASE)),
     ("hours", re.compile(r"\b(what time|opening hours|business hours|open|opens|close|closes|hours)\b", re.IGNORECASE)),
