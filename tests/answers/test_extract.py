@@ -656,3 +656,25 @@ def test_how_long_something_can_be_asks_a_length() -> None:
                "Yes, with wired backhaul over Ethernet up to 100 m.")
     assert "100 m" in ask("how long can the ethernet cable be for a wired satellite", *sources)
     assert "63 characters" in ask("How long can my Wi-Fi password be?", "Allowed values: 10–63 characters.")
+
+
+def test_a_light_verb_is_not_what_a_how_to_is_about() -> None:
+    """"how do i put my router in bridge mode": the router's own bridge-mode path, not the provider box's
+    sentence that happens to say "Put"."""
+    provider = "Put the Fibre gateway in bridge mode (Basic settings > Gateway function > Disable)."
+    ours = ("Yes. In bridge mode (**Network > Advanced > Router mode > Bridge**), the router passes routing to "
+            "another router and keeps Wi-Fi.")
+    answer = extract("how do i put my router in bridge mode",
+                     [(1, provider, "Providers > Fibre (Canada)", 0.40), (2, ours, "FAQ > Is bridge mode supported?", 0.45)],
+                     {"put": 4.03, "router": 1.28, "bridg": 3.19, "mod": 2.48}).text
+    assert "Router mode > Bridge" in answer and "Fibre" not in answer
+
+
+def test_a_country_asked_brings_the_sentence_that_says_where_it_applies() -> None:
+    """"Can I trade in my old router in Canada?": the trade-in sentence alone reads as yes; the section's
+    "available in the US only" is the answer's other half. A sentence announcing a list not quoted ends as one."""
+    trade = ("When you buy a new router from the store, you can trade in your old router within 30 days for credit:\n\n"
+             "- Router X200: $30\n- Router X300: $50\n\nThe traded-in device must power on. "
+             "Trade-in is available in the US only.")
+    answer = ask("can I trade in my old router in Canada?", trade)
+    assert "in the US only" in answer and ":" not in answer

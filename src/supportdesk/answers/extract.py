@@ -446,7 +446,8 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
             score *= 0.6  # names only models of another family ("the Router X 2-pack" for "a Satellite")
     mine = regions(unit.text) | (regions(unit.context) if unit.kind == "row" else set())
     if value is None:
-        pass  # "Can I buy it in the UK?" is answered by "sold only in the US and Canada"
+        if q_regions and mine:
+            score *= 1.25  # "Can I buy it in the UK?" is answered by "sold only in the US and Canada"
     elif q_regions:
         if mine & q_regions:
             score *= 1.25
@@ -604,7 +605,8 @@ _VALUE_VERBS = frozenset(terms("take takes last lasts cost costs charge charges 
 """Verbs that tie a value to what is asked about: "the reset takes 3 minutes", "the plan costs $49"."""
 
 _FORM_WORDS = frozenset(terms("how long much many cost costs price take takes mean means time often kind type "
-                              "way need get use work happen happens per each open opens close closes hours"))
+                              "way need get use work happen happens per each open opens close closes hours "
+                              "put make go give let"))  # light verbs: "put it in bridge mode" is about bridge mode
 """Words that say what kind of answer is wanted, not what it is about."""
 _REQUEST_WORDS = frozenset(terms("please explain detail details detailed step steps list tell show describe exactly "
                                  "everything every"))
@@ -834,6 +836,13 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
         if where:  # the value is the section's title: "AcmeOS 5.0.0 (2025-01-14) — New: …"
             chosen[0] = Unit(best.unit.source, best.unit.kind, f"{where}: {best.unit.text}", best.unit.context,
                              best.unit.block, best.unit.order)
+    if q_regions and value is None and best.unit.kind != "step" and not any(regions(u.text) for u in chosen):
+        # "Can I trade in my router in Canada?": the sentence that says where it applies is part of the answer
+        # ("Trade-in is available in the US only"), which the best sentence alone leaves out.
+        where = [s for s in scored if s.unit.source == best.unit.source and s.unit.section == best.unit.section
+                 and s.unit not in chosen and regions(s.unit.text) and s.unit.kind == "sentence"]
+        if where:
+            chosen = sorted([*chosen, max(where, key=lambda s: s.score).unit], key=lambda u: u.order)
     text = _compose(chosen, max_words)
     said = " ".join(f"{u.context}\n{u.text}" for u in chosen)
     unnamed = next((f"{word}+" for word in sorted(_plus_names(question))
@@ -1037,7 +1046,11 @@ def _compose(chosen: list[Unit], max_words: int) -> str:
         if parts and used + words > max_words:
             break
         short_reply = unit is chosen[0] and len(chosen) > 1 and words <= 3 and re.match(r"(?i)(yes|no)\b", unit.text)
-        parts.append(unit.text.strip() if short_reply else _quote(unit))
+        quoted = unit.text.strip() if short_reply else _quote(unit)
+        following = chosen[chosen.index(unit) + 1] if unit is not chosen[-1] else None
+        if quoted.endswith((":", ";")) and (following is None or following.kind not in ("item", "row")):
+            quoted = quoted[:-1] + "."  # "… for store credit:" without the list it announced ends as a sentence
+        parts.append(quoted)
         used += words
     if len(parts) == 1 and used > max_words:
         return _trim(chosen[0], max_words)
