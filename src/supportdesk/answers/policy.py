@@ -65,6 +65,8 @@ DECLINE_GUARD = 0.6
 """No decline while the KB's best chunk has at least this cosine to the message: the docs cover it.
 Chosen on the sample KB: above every decline example of the set (at most 0.51 there)."""
 KB_CHECKED = ("complaint", "privacy", "off_topic", "other_company")
+CUE_CHECKED = ("injection",)
+"""Intents that need their own words (``_CUES``) when the knowledge base has a close match for the message."""
 """Intents a message is given only while it is closer to that intent's examples than to anything in
 the knowledge base (cosines both): what the docs cover is not off topic, another company's, a
 complaint or a data request ("Do I need a lawyer for civil cases?" on a legal-aid KB). Asking for
@@ -407,6 +409,13 @@ class ConversationPolicy:
             note = f"not a {intent}: the router sends it to the docs (a question with a {intent} in it)"
             intent, action = "none", "route"
         elif action == "decline" and (note := self._text_rule(intent, message, f.cues)) is not None:
+            intent, action = "none", "route"
+        elif intent in CUE_CHECKED and not f.cues[top] and (
+                best_score := best_score() if callable(best_score) else best_score) >= DECLINE_GUARD:
+            # "how do i turn on secret mode in the browser" read as an injection (p 0.77): no words of one, and
+            # the docs hold a close match — a product question about a feature named like a trick
+            note = (f"not {intent}: none of its words, and the knowledge base has a close match (best doc score "
+                    f"{best_score:.2f} >= {DECLINE_GUARD})")
             intent, action = "none", "route"
         elif action == "decline" or intent in KB_CHECKED:
             best_score = best_score() if callable(best_score) else best_score
