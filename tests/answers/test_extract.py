@@ -566,3 +566,27 @@ def test_a_sentence_that_says_where_in_the_menus_is_an_instruction() -> None:
     sources = ("The person who bought the gift is not told about the return.",
                "Start the return in the app under **Account > Orders** to get an RMA number.")
     assert ask("How do I start a return for something I bought?", *sources).startswith("Start the return")
+
+
+# -- explanation and how-to answers (E-Manual style) -------------------------------------------------
+
+DEEP_COLOR_PATH = "Settings\nGeneral\nExternal Device Manager\nDeep Color"
+DEEP_COLOR_TEXT = ("If an external player is connected to the TV, use the Deep Color function to convert the TV's "
+                   "connector to a mode optimized for high frame rate signals. When you select the connector you want "
+                   "to use for Deep Color, the TV screen flickers.")
+
+
+def test_a_chunk_continuing_a_shown_chunk_takes_the_menu_path_written_before_it() -> None:
+    # The document was cut after its menu path: the next chunk's sentences are under that path.
+    sources = [(1, DEEP_COLOR_TEXT, "Viewing high frame rate videos", 0.7, ("doc7.md", 1)),
+               (2, "Picture size options differ with the input signal.", "Picture sizes", 0.5, ("doc9.md", 0)),
+               (3, DEEP_COLOR_PATH, "Viewing high frame rate videos", 0.6, ("doc7.md", 0))]
+    answer = extract("How can I use Deep Color?", sources).text
+    assert answer.startswith("Go to Settings > General > External Device Manager > Deep Color [3]. If an external "
+                             "player is connected to the TV, use the Deep Color function")
+    # Without the chunks' places nothing joins them: the path is not claimed for the sentences.
+    alone = extract("How can I use Deep Color?", [source[:4] for source in sources]).text
+    assert "Go to" not in alone and alone.startswith("If an external player")
+    # Not the chunk before in the document: no path taken from it.
+    apart = [sources[0], sources[1], (3, DEEP_COLOR_PATH, "Viewing high frame rate videos", 0.6, ("doc7.md", 5))]
+    assert "Go to" not in extract("How can I use Deep Color?", apart).text

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from supportdesk.answers import citations as cite
@@ -134,6 +134,8 @@ class Unit:
     (+1), a Markdown heading the next section (the next multiple of ``HEADING_PART``)."""
     subheading: str = ""
     """That part's sub-heading, a line of its own in the text ("Using the sleep timer")."""
+    path_source: int = 0
+    """The shown source the menu path was written in, when an earlier chunk of its passage (0: its own)."""
 
 
 @dataclass
@@ -614,8 +616,8 @@ def _words(text: str) -> int:
 
 def extract(question: str, sources: list[tuple], weights: dict[str, float] | None = None,
             max_words: int = 60, aliases: Aliases | None = None) -> Extraction:
-    """Compose an answer from ``sources`` — (number, text, heading) or (number, text, heading,
-    retrieval score) — that quotes them only.
+    """Compose an answer from ``sources`` — (number, text, heading), (number, text, heading,
+    retrieval score) or (number, text, heading, score, (document, position)) — that quotes them only.
 
     ``weights`` are the question's content terms with their idf in the serving index (the
     search's ``term_weights``); without them every term weighs 1.
@@ -678,7 +680,7 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     # after an explanation, a procedure or a place in the menus by the lead of the part it names.
     asked = _last_sentence(question)
     explains = value is None and not (_FACT_QUESTION.search(asked) and not _EXPLAINS.search(asked))
-    lead = _section_lead(scored, weights, max_words, best.unit) if explains else []
+    lead = _section_lead(scored, weights, max_words, best.unit, _read_sources(sources, question)) if explains else []
     if lead:  # the question names a part of a source: its lead is the answer (what it is, where in the menus)
         return Extraction(_compose(lead, 2 * max_words), lead, qtype, round(best.score, 4), round(best.lexical, 4), 1.0)
     if best.unit.kind == "step" and value is not None and value.search(best.unit.text):
@@ -981,7 +983,49 @@ _EXPLAINS = re.compile(
 Universal Guide?", "What is the use of …", "Where do I find the software version?"."""
 
 
-def _section_lead(scored: list[_Scored], weights: dict[str, float], max_words: int, best: Unit) -> list[Unit]:
+OVERLAP_CHARS = 400
+"""Most characters two neighbouring chunks of a document may share (the KB's chunk overlap is less)."""
+
+
+def _joined(before: str, text: str) -> str:
+    """``before`` and the chunk after it as the document has them: the text they share once, and a line
+    the split cut in two (the next chunk opening on ". The HDMI …" or ", and then …") whole again."""
+    for size in range(min(len(before), len(text), OVERLAP_CHARS), 19, -1):
+        if before.endswith(text[:size]):
+            text = text[size:]
+            break
+    return before + text if re.match(r"\s*[.,;:)]", text) else f"{before}\n{text}"
+
+
+def _read_sources(sources: list[tuple], question: str) -> list[Unit]:
+    """The units of every shown source, as ``units`` reads them, except that a chunk continuing a shown
+    chunk of its document (a source's fifth element is its (document, position)) and opening with no menu
+    path of its own takes the path the earlier chunk ends under: "Settings / General / … / HDMI UHD Color"
+    written at the section's start is the path of the sentences the next chunk holds. The path is cited
+    with the source it is written in (``Unit.path_source``)."""
+    place = {source[0]: tuple(source[4]) for source in sources if len(source) > 4 and source[4] is not None}
+    shown = {where: number for number, where in place.items()}
+    read = {source[0]: units(source[0], source[1], source[2], question) for source in sources}
+    pool: list[Unit] = []
+    for number, text, heading, *_ in sources:
+        own = read[number]
+        earlier = shown.get((place[number][0], place[number][1] - 1)) if number in place else None
+        if earlier is None or not own or own[0].path or own[0].subheading:
+            pool += own
+            continue
+        joined = units(number, _joined(_text_of(sources, earlier), text), heading, question)
+        carried = joined[len(read[earlier])].path if len(joined) > len(read[earlier]) else ""
+        first = own[0].section
+        pool += [replace(u, path=carried, path_source=earlier) if carried and u.section == first else u for u in own]
+    return pool
+
+
+def _text_of(sources: list[tuple], number: int) -> str:
+    return next(source[1] for source in sources if source[0] == number)
+
+
+def _section_lead(scored: list[_Scored], weights: dict[str, float], max_words: int, best: Unit,
+                  passages: list[Unit] | None = None) -> list[Unit]:
     """The lead of the shown part whose heading is what the question asks about: its menu path (as
     "Go to Settings > General > …") and its first sentences, then the parts after it in the same
     source, up to ``max_words`` (a sentence that does not fit is left out, a shorter one after it
@@ -989,9 +1033,12 @@ def _section_lead(scored: list[_Scored], weights: dict[str, float], max_words: i
     unit's part when the best unit opens it. [] otherwise, or when the part holds a procedure (its
     steps are quoted whole) or a table."""
     total = sum(weights.values()) or 1.0
+    # The units as read with the chunks before them (a section's menu path written in the chunk before).
+    read = {(u.source, u.order): u for u in passages or ()}
+    best = read.get((best.source, best.order), best)
     parts: dict[tuple[int, int], list[Unit]] = {}
     for s in scored:
-        parts.setdefault((s.unit.source, s.unit.section), []).append(s.unit)
+        parts.setdefault((s.unit.source, s.unit.section), []).append(read.get((s.unit.source, s.unit.order), s.unit))
     ranked = []
     for (source, section), members in parts.items():
         heading = terms(min(members, key=lambda u: u.order).context)
@@ -1017,8 +1064,7 @@ def _section_lead(scored: list[_Scored], weights: dict[str, float], max_words: i
             said = f"{unit.subheading}: go to {unit.path}." if unit.subheading and lead else f"Go to {unit.path}."
             if used and used + _words(said) - said.count(" > ") > max_words:
                 break
-            lead.append(Unit(unit.source, "sentence", said, unit.context, unit.block, unit.order, unit.path,
-                             unit.section, unit.subheading))
+            lead.append(replace(unit, source=unit.path_source or unit.source, kind="sentence", text=said))
             used += _words(said) - said.count(" > ")  # the path's separators are no words
         if not lead and unit.kind == "sentence" and _words(unit.text) <= 3 and re.match(r"(?i)(yes|no)\b", unit.text):
             lead.append(unit)  # "No. The gateway is sold only in …": the FAQ's own yes or no
