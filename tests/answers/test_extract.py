@@ -590,3 +590,51 @@ def test_a_chunk_continuing_a_shown_chunk_takes_the_menu_path_written_before_it(
     # Not the chunk before in the document: no path taken from it.
     apart = [sources[0], sources[1], (3, DEEP_COLOR_PATH, "Viewing high frame rate videos", 0.6, ("doc7.md", 5))]
     assert "Go to" not in extract("How can I use Deep Color?", apart).text
+
+
+TROUBLE = ("Use these procedures to resolve other issues that may occur.\nThe problem\nTry this!\n"
+           "The screen is warm.\nThe picture is cropped.\nThe set smells of plastic.\n"
+           "This smell is normal and will dissipate over time.\nThe set is tilted to the side.\n"
+           "Remove the base stand from the set and reassemble it.\nThe remote does not pair.")
+
+
+def test_a_line_that_says_back_the_question_gives_way_to_the_reply_after_it() -> None:
+    # A troubleshooting table read as lines: the problem cell restates the question, the next cell answers it.
+    assert extract("Why does the set smell of plastic?", [(1, TROUBLE, "Other issues")]).text == (
+        "This smell is normal and will dissipate over time [1].")
+    assert extract("The set is tilted to the side. What should I do?", [(1, TROUBLE, "Other issues")]).text == (
+        "Remove the base stand from the set and reassemble it [1].")
+    # No reply follows: the line stays, nothing else is taken for one.
+    assert extract("The remote does not pair. What should I do?", [(1, TROUBLE, "Other issues")]).text == (
+        "The remote does not pair [1].")
+
+
+DETAILS = ("In the browser screen, move the focus to Settings, and then press the Select button. You can change the "
+           "following settings:\nBrightness : Adjusts the screen brightness for the gallery\n"
+           "Color Tone : Adjusts the colors of the screen for the gallery\n"
+           "Auto Brightness : Changes the auto brightness setting. When this function is set to Off, the level is "
+           "not adjusted to the room.\nOff Timer : Sets the time that the gallery screen turns off automatically.")
+
+
+def test_an_option_of_a_list_comes_with_the_lines_that_say_where_the_list_is() -> None:
+    answer = extract("How to adjust the screen brightness?", [(1, DETAILS, "Gallery settings")]).text
+    assert answer == ("In the browser screen, move the focus to Settings, and then press the Select button [1]. You "
+                      "can change the following settings [1]: Brightness : Adjusts the screen brightness for the "
+                      "gallery [1].")
+
+
+def test_the_options_a_question_names_are_quoted_together() -> None:
+    answer = extract("What are the features of auto brightness and off timer?", [(1, DETAILS, "Gallery settings")]).text
+    assert "Auto Brightness : Changes the auto brightness setting [1]." in answer
+    assert "Off Timer : Sets the time that the gallery screen turns off automatically [1]." in answer
+    assert "Color Tone" not in answer
+
+
+def test_a_way_asked_is_answered_with_the_menu_path_of_the_sentence_quoted() -> None:
+    # The sentence is deep in its part (not the part's lead): the path written above the part still says where.
+    guide = ("Live TV\nGuide\nThe Guide shows the programs of each channel. Programs you set to view are marked. "
+             "The list scrolls with the directional buttons.\n"
+             "Move to the program you want to cancel scheduled viewing for, and then press the Select button.")
+    answer = extract("How do I cancel scheduled view?", [(1, guide, "Using the Guide")]).text
+    assert answer.startswith("Go to Live TV > Guide [1]. Move to the program you want to cancel"), answer
+    assert not extract("Which programs does it mark?", [(1, guide, "Using the Guide")]).text.startswith("Go to")

@@ -680,7 +680,8 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     # after an explanation, a procedure or a place in the menus by the lead of the part it names.
     asked = _last_sentence(question)
     explains = value is None and not (_FACT_QUESTION.search(asked) and not _EXPLAINS.search(asked))
-    lead = _section_lead(scored, weights, max_words, best.unit, _read_sources(sources, question)) if explains else []
+    passages = _read_sources(sources, question) if explains else []
+    lead = _section_lead(scored, weights, max_words, best.unit, passages) if explains else []
     if lead:  # the question names a part of a source: its lead is the answer (what it is, where in the menus)
         return Extraction(_compose(lead, 2 * max_words), lead, qtype, round(best.score, 4), round(best.lexical, 4), 1.0)
     if best.unit.kind == "step" and value is not None and value.search(best.unit.text):
@@ -749,6 +750,8 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
         if where:  # the value is the section's title: "AcmeOS 5.0.0 (2025-01-14) — New: …"
             chosen[0] = Unit(best.unit.source, best.unit.kind, f"{where}: {best.unit.text}", best.unit.context,
                              best.unit.block, best.unit.order)
+    if explains:
+        chosen = _explained(question, chosen, passages, max_words)
     text = _compose(chosen, max_words)
     return Extraction(text, chosen, qtype, round(best.score, 4), round(best.lexical, 4), _margin(best, scored, value),
                       is_title=len(chosen) == 1 and chosen[0].kind == "sentence" and is_fragment(chosen[0].text)
@@ -1022,6 +1025,118 @@ def _read_sources(sources: list[tuple], question: str) -> list[Unit]:
 
 def _text_of(sources: list[tuple], number: int) -> str:
     return next(source[1] for source in sources if source[0] == number)
+
+
+_ASKS_WAY = re.compile(r"\b(?:how (?:do|can|should|would|to)|where)\b", re.IGNORECASE)
+"""A question after a way or a place: "How do I …", "How to …", "Where do I find …"."""
+
+
+def _entry(unit: Unit) -> bool:
+    """An entry of a list of options: a short name, a colon, what it does ("Brightness : Adjusts the screen
+    brightness")."""
+    label = _label(unit.text)
+    return bool(label) and len(label.split()) <= ENTRY_WORDS and label[:1].isupper() \
+        and bool(unit.text.split(":", 1)[-1].strip(" .")) if ":" in unit.text else False
+
+
+ENTRY_WORDS = 5
+"""Most words of an entry's name ("Start Recording Early"); a longer one before a colon is a sentence."""
+_FILLER_WORDS = frozenset(tokenize("i my me we our you your want wants need needs to do does can could what how why "
+                                   "should would is are am the a an"))
+_REFERS_BACK = re.compile(r"^(?:this|these|that|it|they)\b", re.IGNORECASE)
+
+
+def _restates(unit: Unit, question: str) -> bool:
+    """Does the unit only say back what the question says ("The TV smells of plastic." for "Why does the TV
+    smell of plastic?")? A troubleshooting table's problem cell, or an FAQ's question: not its answer."""
+    said = terms(unit.text) - _FILLER_WORDS
+    return len(said) >= 2 and said <= terms(question) and not _INSTRUCTION.search(unit.text)
+
+
+def _reply(chosen: list[Unit], question: str, read: dict[tuple[int, int], Unit], max_words: int) -> list[Unit]:
+    """For an answer that says back the question, what its source says next, when that is a reply: an
+    instruction or a sentence about it ("Remove the base stand …", "This smell is normal …"), up to
+    ``max_words``. The answer unchanged when nothing like that follows."""
+    if len(chosen) != 1 and not all(_restates(u, question) for u in chosen[:1]):
+        return chosen
+    if not _restates(chosen[0], question):
+        return chosen
+    reply: list[Unit] = []
+    used = 0
+    at = chosen[0]
+    while (nxt := read.get((at.source, at.order + 1))) is not None and nxt.kind in ("sentence", "item") \
+            and not is_fragment(nxt.text) and (_INSTRUCTION.search(nxt.text) or _REFERS_BACK.match(nxt.text)):
+        if used + _words(nxt.text) > max_words:
+            break
+        reply.append(nxt)
+        used += _words(nxt.text)
+        at = nxt
+    return reply or chosen
+
+
+def _with_intro(chosen: list[Unit], question: str, read: dict[tuple[int, int], Unit], max_words: int) -> list[Unit]:
+    """An entry of a list of options ("Brightness : Adjusts …") quoted with what introduces the list: the
+    paragraph before its entries that ends in a colon ("In the Ambient Mode browser screen, move the focus
+    to …, and then press the Select button. You can change the following settings:"), which says where the
+    option is; and with the other entries of that list the question names ("auto brightness and ambient
+    off timer")."""
+    first = chosen[0]
+    if not _entry(first):
+        return chosen
+    at = first
+    entries = [first]
+    while (before := read.get((at.source, at.order - 1))) is not None and (_entry(before) or _entry_block(before, read)):
+        if _entry(before):
+            entries.insert(0, before)
+        at = before
+    intro_end = read.get((at.source, at.order - 1))
+    intro = sorted((u for u in read.values() if intro_end is not None and intro_end.text.rstrip().endswith(":")
+                    and u.source == intro_end.source and u.block == intro_end.block and u.order <= intro_end.order
+                    and u.kind == "sentence" and not is_fragment(u.text[:-1] + ".")), key=lambda u: u.order)
+    at = first
+    while (after := read.get((at.source, at.order + 1))) is not None and (_entry(after) or _entry_block(after, read)):
+        if _entry(after):
+            entries.append(after)
+        at = after
+    asked = [u for u in entries if u is not first and _label_asked(u.text, question)]
+    body = sorted({id(u): u for u in [*chosen, *asked]}.values(), key=lambda u: u.order)
+    while len(body) > 1 and sum(_words(u.text) for u in body) > max_words:
+        body.pop()
+    used = sum(_words(u.text) for u in body)
+    while intro and used + sum(_words(u.text) for u in intro) > max_words:
+        intro.pop(0)  # the sentence nearest the list says most about it
+    return [*intro, *body]
+
+
+def _entry_block(unit: Unit, read: dict[tuple[int, int], Unit]) -> bool:
+    """Is ``unit`` a later sentence of an entry ("… ambient light level." after "Auto Brightness : …")?"""
+    at = unit
+    while (before := read.get((at.source, at.order - 1))) is not None and before.block == unit.block:
+        if _entry(before):
+            return True
+        at = before
+    return False
+
+
+def _explained(question: str, chosen: list[Unit], passages: list[Unit], max_words: int) -> list[Unit]:
+    """An explanation quoted from inside a part (not its lead): a restated question gives way to the reply
+    after it (``_reply``); an option of a list comes with the list's intro (``_with_intro``); for a
+    question after a way or a place, the part's menu path goes first ("Go to Settings > … [1]."), where
+    the part has one and the answer does not already say where to go."""
+    if not chosen or any(u.kind in ("step", "row") for u in chosen):
+        return chosen
+    read = {(u.source, u.order): u for u in passages}
+    chosen = _reply(chosen, question, read, max_words)
+    chosen = _with_intro(chosen, question, read, max_words)
+    if not _ASKS_WAY.search(_last_sentence(question)):
+        return chosen
+    first = read.get((chosen[0].source, chosen[0].order), chosen[0])
+    if not first.path or any(_INSTRUCTION.search(u.text) and "go to" in u.text.lower() for u in chosen[:1]):
+        return chosen
+    said = f"Go to {first.path}."
+    if sum(_words(u.text) for u in chosen) + _words(said) - said.count(" > ") > max_words:
+        return chosen
+    return [replace(first, source=first.path_source or first.source, kind="sentence", text=said), *chosen]
 
 
 def _section_lead(scored: list[_Scored], weights: dict[str, float], max_words: int, best: Unit,
