@@ -568,6 +568,18 @@ def test_a_sentence_that_says_where_in_the_menus_is_an_instruction() -> None:
     assert ask("How do I start a return for something I bought?", *sources).startswith("Start the return")
 
 
+def test_a_sentence_that_starts_inside_another_is_a_fragment() -> None:
+    """Scraped pages lose a list's start: ", use and maintain food and water …" is no sentence to quote."""
+    from supportdesk.answers.extract import is_fragment
+
+    assert is_fragment(", use and maintain food and water for an emergency and keep a kit ready.")
+    assert not is_fragment("Use and maintain food and water for an emergency.")
+    answer = ask("How do I store water for an emergency?",
+                 "Make a plan. , use and maintain food and water for an emergency kit at home.\n\n"
+                 "Store one gallon of water per person per day for at least three days.")
+    assert not answer.startswith(",")
+
+
 # -- explanation and how-to answers (E-Manual style) -------------------------------------------------
 
 DEEP_COLOR_PATH = "Settings\nGeneral\nExternal Device Manager\nDeep Color"

@@ -281,6 +281,7 @@ def test_how_a_question_is_put_is_never_the_missing_word(sample_index):
 
     assert question_phrase_terms("How soon does it switch? And how much is it?") >= {"soon", "much"}
     assert is_filler("should") and is_filler("am") and not is_filler("spectrum")
+    assert is_filler(tokenize("week")[0]) and is_filler(tokenize("months")[0])  # "a week after it arrived"
     _, kb = sample_index
     for question in ("How much is the Aerie AX3000 right now?", "How long should I leave my modem unplugged?",
                      "How big can I make the text in Roost?"):

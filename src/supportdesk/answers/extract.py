@@ -357,7 +357,10 @@ _DANGLING = frozenset(["the", "a", "an", "to", "of", "for", "and", "or", "with",
 
 
 def is_fragment(sentence: str) -> bool:
-    """Under four words, or ending on a word that needs more ("LED Clear Motion is set to")."""
+    """Under four words, ending on a word that needs more ("LED Clear Motion is set to"), or starting inside
+    another sentence (", use and maintain food and water …": the text lost what came before)."""
+    if re.match(r"\s*[,;:)\]]", sentence):
+        return True
     words = re.findall(r"[A-Za-z0-9$£€'-]+", cite.MARKER.sub(" ", sentence))
     if len(words) < 4:
         return True

@@ -68,7 +68,11 @@ _ANY_FILLER = frozenset(_FILLER) | frozenset(_stem(word) for word in (*_FILLER, 
 _MODALS = ("should", "would", "could", "might", "must", "shall", "am", "been", "being", "did")
 """Auxiliary and modal verbs: how a question is put ("How long should I leave it unplugged?"), never what
 it asks about."""
-_ANY_FILLER = _ANY_FILLER | frozenset(_MODALS) | frozenset(_stem(word) for word in _MODALS)
+_TIME_UNITS = ("second", "minute", "hour", "day", "week", "fortnight", "month", "year", "seconds", "minutes", "hours",
+               "days", "weeks", "months", "years")
+"""A length of time the customer gives ("a week after my order arrived"): their circumstance, which the sources
+state in their own units ("within 14 days"), not a topic the docs could lack."""
+_ANY_FILLER = _ANY_FILLER | frozenset(_stem(word) for word in (*_MODALS, *_TIME_UNITS)) | frozenset(_MODALS)
 _HOW_WHAT = re.compile(r"\bhow\s+([a-z]+)")
 
 
