@@ -650,3 +650,15 @@ def test_a_way_asked_is_answered_with_the_menu_path_of_the_sentence_quoted() -> 
     answer = extract("How do I cancel scheduled view?", [(1, guide, "Using the Guide")]).text
     assert answer.startswith("Go to Live TV > Guide [1]. Move to the program you want to cancel"), answer
     assert not extract("Which programs does it mark?", [(1, guide, "Using the Guide")]).text.startswith("Go to")
+
+
+def test_the_verb_of_a_question_after_a_place_is_not_what_a_heading_must_hold() -> None:
+    # "find" is how the question asks; the part whose path names "Caption Settings" is where the answer is.
+    captions = ("Settings\nGeneral\nAccessibility\nCaption Settings\nSet Caption to On to watch programs with the "
+                "captions displayed. Captions are not displayed by programs that do not support captions.")
+    trouble = ("Confirm that the cable is securely connected to the set.\nRun Start Setup.\n"
+               "Go to Caption Settings and change the Caption Mode if you cannot find the captions.\n"
+               "Some channels may not have caption data.")
+    answer = extract("Where do I find Caption Settings?", [(1, captions, "Showing captions"),
+                                                          (2, trouble, "Captions are missing")]).text
+    assert answer.startswith("Go to Settings > General > Accessibility > Caption Settings [1]. Set Caption to On"), answer

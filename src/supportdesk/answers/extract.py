@@ -684,7 +684,7 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     asked = _last_sentence(question)
     explains = value is None and not (_FACT_QUESTION.search(asked) and not _EXPLAINS.search(asked))
     passages = _read_sources(sources, question) if explains else []
-    lead = _section_lead(scored, weights, max_words, best.unit, passages) if explains else []
+    lead = _section_lead(scored, weights, max_words, best.unit, passages, question) if explains else []
     if lead:  # the question names a part of a source: its lead is the answer (what it is, where in the menus)
         return Extraction(_compose(lead, 2 * max_words), lead, qtype, round(best.score, 4), round(best.lexical, 4), 1.0)
     if best.unit.kind == "step" and value is not None and value.search(best.unit.text):
@@ -1142,14 +1142,21 @@ def _explained(question: str, chosen: list[Unit], passages: list[Unit], max_word
     return [replace(first, source=first.path_source or first.source, kind="sentence", text=said), *chosen]
 
 
+_ASKS_PLACE = re.compile(r"^\W*(?:from )?where\b", re.IGNORECASE)
+_PLACE_VERBS = frozenset(terms("find view see get locate"))
+"""The verb of a question after a place ("Where do I *find* Caption Settings?"): how it asks, not what about."""
+
+
 def _section_lead(scored: list[_Scored], weights: dict[str, float], max_words: int, best: Unit,
-                  passages: list[Unit] | None = None) -> list[Unit]:
+                  passages: list[Unit] | None = None, question: str = "") -> list[Unit]:
     """The lead of the shown part whose heading is what the question asks about: its menu path (as
     "Go to Settings > General > …") and its first sentences, then the parts after it in the same
     source, up to ``max_words`` (a sentence that does not fit is left out, a shorter one after it
     may fit). Without such a part (no heading holds ``SECTION_MATCH`` of the question), the best
     unit's part when the best unit opens it. [] otherwise, or when the part holds a procedure (its
     steps are quoted whole) or a table."""
+    if _ASKS_PLACE.search(_last_sentence(question)):
+        weights = {t: w for t, w in weights.items() if t not in _PLACE_VERBS} or weights
     total = sum(weights.values()) or 1.0
     # The units as read with the chunks before them (a section's menu path written in the chunk before).
     read = {(u.source, u.order): u for u in passages or ()}
