@@ -662,3 +662,21 @@ def test_the_verb_of_a_question_after_a_place_is_not_what_a_heading_must_hold() 
     answer = extract("Where do I find Caption Settings?", [(1, captions, "Showing captions"),
                                                           (2, trouble, "Captions are missing")]).text
     assert answer.startswith("Go to Settings > General > Accessibility > Caption Settings [1]. Set Caption to On"), answer
+
+
+PICTURE_EXPERT = ("Settings\nPicture\nExpert Settings\nConfigure the screen settings to your taste by using the "
+                  "following functions:\nBacklight\nTry Now\nContrast\nTry Now\nTint (G/R)\nTry Now\nWhen\n"
+                  "Motion Smoothing is set to On, the screen appears darker than when it is Off\nLocal Dimming\n"
+                  "This function may not be supported depending on the model.")
+
+
+def test_options_listed_after_a_sentence_announcing_them_belong_to_it() -> None:
+    # The option asked is a label of the list the sentence announces, not the heading of what follows the list.
+    read = units(1, PICTURE_EXPERT, "Configuring advanced picture settings")
+    assert read[0].options == ("Backlight", "Try Now", "Contrast", "Try Now", "Tint (G/R)", "Try Now")
+    assert read[1].section == read[0].section  # "Motion Smoothing …" is not under a heading "… Tint (G/R) …"
+    answer = extract("How do I configure Tint?", [(1, PICTURE_EXPERT, "Configuring advanced picture settings")]).text
+    assert answer == ("Go to Settings > Picture > Expert Settings [1]. Configure the screen settings to your taste by "
+                      "using the following functions: Tint (G/R) [1].")
+    answer = extract("How do I configure the picture?", [(1, PICTURE_EXPERT, "Configuring advanced picture settings")])
+    assert "the following functions: Backlight, Contrast, Tint (G/R) [1]." in answer.text  # "Try Now" is a caption

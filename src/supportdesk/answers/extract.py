@@ -136,6 +136,9 @@ class Unit:
     """That part's sub-heading, a line of its own in the text ("Using the sleep timer")."""
     path_source: int = 0
     """The shown source the menu path was written in, when an earlier chunk of its passage (0: its own)."""
+    options: tuple[str, ...] = ()
+    """The label lines listed after it, when it announces them ("… by using the following functions:",
+    "Backlight", "Tint (G/R)", …): the options it speaks of."""
 
 
 @dataclass
@@ -249,6 +252,7 @@ def units(number: int, text: str, heading: str, question: str = "") -> list[Unit
     section = 0
     before: tuple[str, str, str, int] = (heading, path, subheading, section)
     said = False  # the last line read was a sentence: a run of labels after it lists options, not a menu path
+    announcer: tuple[int, str] | None = None  # the unit announcing a list ("… the following functions:"), its context
     for raw in text.split("\n"):
         line = raw.strip()
         if not line:
@@ -283,10 +287,15 @@ def units(number: int, text: str, heading: str, question: str = "") -> list[Unit
                     labels, before = [], (heading, path, subheading, section)
                 labels.append(line)
                 steps = menu_path(labels, opens=not said)
-                if said and not steps and len(labels) >= 2 and all(map(_title_case, labels)):
-                    # Options after a sentence ("You can select a sound mode." "Standard" "Optimized"): the
+                if said and not steps and (announcer is not None or len(labels) >= 2 and all(map(_title_case, labels))):
+                    # Options after a sentence ("You can select a sound mode." "Standard" "Optimized"), or after
+                    # one that announces them ("… the following functions:" "Backlight" "Tint (G/R)"): the
                     # paragraph's own content, not a new part of the text.
                     heading, path, subheading, section = before
+                    if announcer is not None:  # they are what the sentence speaks of
+                        at, context = announcer
+                        listed = tuple(label for label in labels if label.lower() not in _DANGLING)
+                        found[at] = replace(found[at], context=f"{context} {' '.join(listed)}", options=listed)
                 else:
                     # Sibling sub-headings, not nested ones; a menu path names what its paragraph is about, as
                     # much as the source's own heading does.
@@ -297,6 +306,7 @@ def units(number: int, text: str, heading: str, question: str = "") -> list[Unit
                 previous_kind = "label"
             continue
         said = re.search(r"[.:!?]\W*$", line) is not None
+        announcer = None
         if kind == "sentence" or kind != previous_kind:
             block += 1  # a paragraph (one line since ingest joined wrapped lines), or a new list
         previous_kind = kind
@@ -305,6 +315,8 @@ def units(number: int, text: str, heading: str, question: str = "") -> list[Unit
             for sentence in sentences:
                 found.append(Unit(number, "sentence", sentence, heading, block, len(found), path, section, subheading))
             intro = sentences[-1] if sentences else ""
+            if intro.rstrip().endswith(":"):
+                announcer = (len(found) - 1, found[-1].context)
             continue
         body = line if kind == "step" else _ITEM.sub("", line, count=1).strip() or line
         context = f"{heading} {intro}" if intro.endswith(":") else heading
@@ -1147,6 +1159,22 @@ _PLACE_VERBS = frozenset(terms("find view see get locate"))
 """The verb of a question after a place ("Where do I *find* Caption Settings?"): how it asks, not what about."""
 
 
+def _with_options(unit: Unit, question: str, room: int) -> Unit:
+    """A sentence announcing options ("… by using the following functions:") with the options it lists: the
+    ones the question names ("Tint (G/R)" for "How do I configure Tint?"), or all of them when it names none
+    and they fit in ``room`` words. A label repeated between them is a caption ("Try Now"), not an option."""
+    if not unit.options or not unit.text.rstrip().endswith(":"):
+        return unit
+    options = [o for o in dict.fromkeys(unit.options) if unit.options.count(o) == 1]
+    asked = terms(question)
+    named = [o for o in options if (own := terms(_PARENTHESIS.sub("", o))) and own <= asked]
+    chosen = named or options
+    text = f"{unit.text.rstrip()} {', '.join(chosen)}."
+    if not chosen or not named and _words(text) > room:
+        return unit
+    return replace(unit, text=text)
+
+
 def _section_lead(scored: list[_Scored], weights: dict[str, float], max_words: int, best: Unit,
                   passages: list[Unit] | None = None, question: str = "") -> list[Unit]:
     """The lead of the shown part whose heading is what the question asks about: its menu path (as
@@ -1199,8 +1227,11 @@ def _section_lead(scored: list[_Scored], weights: dict[str, float], max_words: i
             continue
         if used and used + _words(unit.text) > max_words:
             continue
-        lead.append(unit)
-        used += _words(unit.text)
+        listed = _with_options(unit, question, max_words - used)
+        lead.append(listed)
+        used += _words(listed.text)
+        if listed is not unit:
+            break  # the options it announces end what the lead says
     while lead and lead[-1].text.rstrip().endswith(":"):
         lead.pop()  # "… who can remotely:" and its list, written as labels, not quoted: it announces nothing
     return lead
