@@ -467,8 +467,10 @@ def test_a_sentence_cut_after_if_is_left_out_of_a_lead() -> None:
 def test_a_lead_neither_ends_on_a_list_it_does_not_quote_nor_takes_a_lone_when_for_a_menu_step() -> None:
     support = ("Settings\nSupport\nRemote Support\nSamsung Remote Support offers one-on-one support.\n"
                "A technician can remotely:\nDiagnose your TV\nAdjust the TV settings for you")
+    # The list the lead ends on is quoted with the sentence announcing it (its items are labels, read as options).
     assert extract("What does Remote Support offer?", [(1, support, "Remote Support")]).text == (
-        "Go to Settings > Support > Remote Support [1]. Samsung Remote Support offers one-on-one support [1].")
+        "Go to Settings > Support > Remote Support [1]. Samsung Remote Support offers one-on-one support [1]. "
+        "A technician can remotely: Diagnose your TV, Adjust the TV settings for you [1].")
     clock = ("Settings\nGeneral\nTime\nClock Mode\nManual\nWhen\nClock Mode is set to Manual, you can enter the "
              "current time.")
     answer = extract("How do I set the clock manually?", [(1, clock, "Setting the clock manually")]).text
