@@ -582,6 +582,18 @@ def test_a_sentence_that_starts_inside_another_is_a_fragment() -> None:
     assert not answer.startswith(",")
 
 
+def test_a_question_word_inside_another_things_name_does_not_count() -> None:
+    """"express shipping": not the sentence naming the American Express card; "The RMA is valid …" still
+    holds "RMA" (an article opening a sentence makes no name)."""
+    payment = "We accept Visa, Mastercard, American Express and, in the US, financing for orders over $150."
+    rates = "| Method | Price |\n| --- | --- |\n| Standard | $6.95 |\n| Express | $14.95 |"
+    assert "$14.95" in ask_sections("How much is express shipping in the US?",
+                                    (payment, "Orders > Payment methods", 0.6),
+                                    (rates, "Shipping > Shipping in the United States", 0.6))
+    rma = "Every return needs an RMA number. The RMA is valid for 14 days."
+    assert "14 days" in ask("Once I get an RMA number, how long is it good for?", rma)
+
+
 # -- explanation and how-to answers (E-Manual style) -------------------------------------------------
 
 DEEP_COLOR_PATH = "Settings\nGeneral\nExternal Device Manager\nDeep Color"

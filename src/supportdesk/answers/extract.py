@@ -415,6 +415,7 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
     near, far = _near_context(unit)
     if same is not None:  # the question's words the unit says another way ("KR-300" for "AX3000", "setup")
         body, near = same(body, unit.text), same(near, unit.context)
+    body = body - _only_in_names(unit.text, asked_terms, products)
     context = near | far
     lexical = sum(w for t, w in weights.items() if t in body) / total
     lexical += NEAR_CONTEXT_WEIGHT * sum(w for t, w in weights.items() if t not in body and t in near) / total
@@ -466,6 +467,32 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
     if unit.kind == "sentence" and is_fragment(unit.text) and not re.match(r"(?i)(yes|no)\b", unit.text):
         score *= 0.3  # a caption, a label, a sentence whose value the source lost: not an answer
     return _Scored(score + PRIOR_WEIGHT * prior, lexical, unit)
+
+
+_NAME = re.compile(r"\b[A-Z][\w&'-]*(?:\s+[A-Z][\w&'-]*)+")
+
+
+def _only_in_names(text: str, asked: frozenset[str], products: Callable[[str], set[str]] | None) -> set[str]:
+    """The question's words ``text`` says only inside another thing's name: "express" in "American Express"
+    (a card) for "How much is express shipping?", "pay" in "Apple Pay". A name counts when it shares one word
+    with the question and not its first; products and countries are checked on their own."""
+    if not asked:
+        return set()
+    inside: set[str] = set()
+    outside = _NAME.sub(" ", text)
+    for found in _NAME.finditer(text):
+        words = [terms(word) for word in found.group().split()]
+        while words and not words[0]:
+            words.pop(0)  # "The RMA is valid …": an article opens the sentence, not a name
+        name = found.group()
+        if len(words) < 2:
+            continue
+        shared = set().union(*words) & asked
+        if len(shared) != 1 or words[0] & asked or regions(name) and not regions(name.split()[0]) \
+                or (products or codes)(name):
+            continue
+        inside |= shared
+    return inside - terms(outside) if inside else set()
 
 
 def _asks_same(unit: Unit, weights: dict[str, float]) -> bool:
