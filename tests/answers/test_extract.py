@@ -694,3 +694,28 @@ def test_options_listed_after_a_sentence_announcing_them_belong_to_it() -> None:
                       "using the following functions: Tint (G/R) [1].")
     answer = extract("How do I configure the picture?", [(1, PICTURE_EXPERT, "Configuring advanced picture settings")])
     assert "the following functions: Backlight, Contrast, Tint (G/R) [1]." in answer.text  # "Try Now" is a caption
+
+
+def test_how_to_asks_a_way_whatever_value_word_follows() -> None:
+    # "last" in "the last used app" is no duration asked.
+    assert question_type("How to launch the last used app automatically?") == "howto"
+    autorun = ("Settings\nGeneral\nSmart Features\nAutorun Last App\nIf Autorun Last App is set to On, the last used "
+               "app is automatically run when you turn on the set. You can also turn this function on or off.")
+    answer = extract("How to launch the last used app automatically?", [(1, autorun, "Launching the last used app")])
+    assert answer.text.startswith("Go to Settings > General > Smart Features > Autorun Last App [1]. If Autorun")
+
+
+def test_a_question_written_in_the_source_is_not_quoted_as_an_answer() -> None:
+    lang = ("Settings\nGeneral\nSystem Manager\nLanguage\nHow can I change the language?\n"
+            "You can change the menu language of the set. The change applies at once.")
+    answer = extract("How do I change the menu language?", [(1, lang, "Changing the menu language")]).text
+    assert answer == ("Go to Settings > General > System Manager > Language [1]. You can change the menu language of "
+                      "the set [1]. The change applies at once [1].")
+
+
+def test_a_sentence_announcing_a_list_is_quoted_with_it_whatever_the_question() -> None:
+    hdmi = ("Use an HDMI cable of no more than 3 m.\nThe following types of HDMI cables are recommended:\n"
+            "High-Speed HDMI Cable\nHigh-Speed HDMI Cable with Ethernet\nSome cables may not work.")
+    answer = extract("What are the recommended cables for HDMI?", [(1, hdmi, "Connection notes for HDMI")]).text
+    assert answer == ("The following types of HDMI cables are recommended: High-Speed HDMI Cable, High-Speed HDMI "
+                      "Cable with Ethernet [1].")

@@ -171,10 +171,11 @@ def terms(text: str) -> set[str]:
     return {_PERIOD_WORDS.get(t, t) for t in tokenize(text)}
 
 
-_NOT_A_VALUE = re.compile(r"^\W*(?:where\b|what can (?:i|we|you) do\b|how (?:do|can|should|would) (?:i|we|you)\b"
+_NOT_A_VALUE = re.compile(r"^\W*(?:where\b|what can (?:i|we|you) do\b|how (?:(?:do|can|should|would) (?:i|we|you)|to)\b"
                          r"(?! (?:pay|get charged)\b))", re.IGNORECASE)
 """Questions after a place or a way, whatever value words follow: "Where can I find the call center phone
-number?", "How do I open the Shortcuts menu?", "What can I do when the signal is weak?"."""
+number?", "How do I open the Shortcuts menu?", "How to launch the last used app?", "What can I do when the
+signal is weak?"."""
 _MEANING = next(pattern for name, pattern in _QUESTION_TYPES if name == "meaning")
 
 
@@ -794,6 +795,8 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
                              best.unit.block, best.unit.order)
     if explains:
         chosen = _explained(question, chosen, passages, max_words)
+    if chosen and chosen[-1].options:  # "To use it, you must:" and the lines it announces
+        chosen[-1] = _with_options(chosen[-1], question, max_words - sum(_words(u.text) for u in chosen[:-1]))
     text = _compose(chosen, max_words)
     return Extraction(text, chosen, qtype, round(best.score, 4), round(best.lexical, 4), _margin(best, scored, value),
                       is_title=len(chosen) == 1 and chosen[0].kind == "sentence" and is_fragment(chosen[0].text)
@@ -1095,13 +1098,17 @@ def _restates(unit: Unit, question: str) -> bool:
     return len(said) >= 2 and said <= terms(question) and not _INSTRUCTION.search(unit.text)
 
 
+def _asks(unit: Unit) -> bool:
+    """A question written in the source (an FAQ's, a troubleshooting table's "How can I change the
+    language?"): it answers nothing itself."""
+    return unit.text.rstrip(" *_\"')").endswith("?")
+
+
 def _reply(chosen: list[Unit], question: str, read: dict[tuple[int, int], Unit], max_words: int) -> list[Unit]:
     """For an answer that says back the question, what its source says next, when that is a reply: an
     instruction or a sentence about it ("Remove the base stand …", "This smell is normal …"), up to
     ``max_words``. The answer unchanged when nothing like that follows."""
-    if len(chosen) != 1 and not all(_restates(u, question) for u in chosen[:1]):
-        return chosen
-    if not _restates(chosen[0], question):
+    if not (_restates(chosen[0], question) or _asks(chosen[0])):
         return chosen
     reply: list[Unit] = []
     used = 0
@@ -1169,6 +1176,7 @@ def _explained(question: str, chosen: list[Unit], passages: list[Unit], max_word
         return chosen
     read = {(u.source, u.order): u for u in passages}
     chosen = _reply(chosen, question, read, max_words)
+    chosen = [u for u in chosen if not _asks(u)] or chosen
     chosen = _with_intro(chosen, question, read, max_words)
     if not _ASKS_WAY.search(_last_sentence(question)):
         return chosen
@@ -1249,7 +1257,7 @@ def _section_lead(scored: list[_Scored], weights: dict[str, float], max_words: i
         if not lead and unit.kind == "sentence" and _words(unit.text) <= 3 and re.match(r"(?i)(yes|no)\b", unit.text):
             lead.append(unit)  # "No. The gateway is sold only in …": the FAQ's own yes or no
             continue
-        if unit.kind not in ("sentence", "item") or is_fragment(unit.text) \
+        if unit.kind not in ("sentence", "item") or is_fragment(unit.text) or _asks(unit) \
                 or not unit.text.lstrip("*_")[:1].isupper():  # ", you can view …": a sentence's lost start
             continue
         if used and used + _words(unit.text) > max_words:
