@@ -719,3 +719,13 @@ def test_a_sentence_announcing_a_list_is_quoted_with_it_whatever_the_question() 
     answer = extract("What are the recommended cables for HDMI?", [(1, hdmi, "Connection notes for HDMI")]).text
     assert answer == ("The following types of HDMI cables are recommended: High-Speed HDMI Cable, High-Speed HDMI "
                       "Cable with Ethernet [1].")
+
+
+def test_a_lead_goes_on_in_the_next_chunk_of_its_document_up_to_its_first_sub_heading() -> None:
+    first = "Settings\nGeneral\nAccessibility\nVoice Guide\nYou can activate voice guides that read the menus aloud."
+    second = ("The Voice Guide speaks the language set on the Language screen.\nUsing the zoom\nSettings\nGeneral\n"
+              "Zoom\nYou can enlarge the menus.")
+    sources = [(1, first, "Voice guides", 0.8, ("doc3.md", 0)), (2, second, "Voice guides", 0.6, ("doc3.md", 1))]
+    answer = extract("How do I activate Voice Guide?", sources).text
+    assert answer == ("Go to Settings > General > Accessibility > Voice Guide [1]. You can activate voice guides that "
+                      "read the menus aloud [1]. The Voice Guide speaks the language set on the Language screen [2].")

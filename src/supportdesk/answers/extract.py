@@ -724,7 +724,8 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     asked = _last_sentence(question)
     explains = value is None and not (_FACT_QUESTION.search(asked) and not _EXPLAINS.search(asked))
     passages = _read_sources(sources, question) if explains else []
-    lead = _section_lead(scored, weights, max_words, best.unit, passages, question) if explains else []
+    lead = _section_lead(scored, weights, max_words, best.unit, passages, question, _successors(sources)) \
+        if explains else []
     if lead:  # the question names a part of a source: its lead is the answer (what it is, where in the menus)
         return Extraction(_compose(lead, 2 * max_words), lead, qtype, round(best.score, 4), round(best.lexical, 4), 1.0)
     if best.unit.kind == "step" and value is not None and value.search(best.unit.text):
@@ -1068,6 +1069,13 @@ def _read_sources(sources: list[tuple], question: str) -> list[Unit]:
     return pool
 
 
+def _successors(sources: list[tuple]) -> dict[int, int]:
+    """For each shown source, the shown source holding the next chunk of its document (by (document, position))."""
+    place = {source[0]: tuple(source[4]) for source in sources if len(source) > 4 and source[4] is not None}
+    shown = {where: number for number, where in place.items()}
+    return {number: shown[(doc, position + 1)] for number, (doc, position) in place.items() if (doc, position + 1) in shown}
+
+
 def _text_of(sources: list[tuple], number: int) -> str:
     return next(source[1] for source in sources if source[0] == number)
 
@@ -1211,7 +1219,8 @@ def _with_options(unit: Unit, question: str, room: int) -> Unit:
 
 
 def _section_lead(scored: list[_Scored], weights: dict[str, float], max_words: int, best: Unit,
-                  passages: list[Unit] | None = None, question: str = "") -> list[Unit]:
+                  passages: list[Unit] | None = None, question: str = "", after: dict[int, int] | None = None,
+                  ) -> list[Unit]:
     """The lead of the shown part whose heading is what the question asks about: its menu path (as
     "Go to Settings > General > …") and its first sentences, then the parts after it in the same
     source, up to ``max_words`` (a sentence that does not fit is left out, a shorter one after it
@@ -1243,12 +1252,22 @@ def _section_lead(scored: list[_Scored], weights: dict[str, float], max_words: i
         return []  # a procedure is quoted whole from its first step, a table row by row, an entry on its own
     following = sorted((u for (src, sec), members in parts.items() if src == source and sec > section
                         and sec // HEADING_PART == section // HEADING_PART for u in members), key=lambda u: u.order)
+    # The chunk after it in its document, where shown: the part goes on in it, up to its first sub-heading.
+    chunk = (after or {}).get(source)
+    if chunk is not None and chunk != source:
+        going_on = sorted((u for (src, _), members in parts.items() if src == chunk for u in members),
+                          key=lambda u: u.order)
+        following += [u for u in going_on if u.section == going_on[0].section and not (u.subheading or u.path
+                                                                                        and not u.path_source)]
     lead: list[Unit] = []
     used = 0
+    said_path = ""
     for unit in [*body, *following]:
-        if unit.section != section and unit.kind in ("step", "row"):
+        if (unit.source, unit.section) != (source, section) and unit.kind in ("step", "row"):
             break
-        if unit.path and (not lead or lead[-1].section != unit.section):
+        if unit.path and unit.path != said_path and (not lead or (lead[-1].source, lead[-1].section)
+                                                     != (unit.source, unit.section)):
+            said_path = unit.path
             said = f"{unit.subheading}: go to {unit.path}." if unit.subheading and lead else f"Go to {unit.path}."
             if used and used + _words(said) - said.count(" > ") > max_words:
                 break
@@ -1261,6 +1280,8 @@ def _section_lead(scored: list[_Scored], weights: dict[str, float], max_words: i
                 or not unit.text.lstrip("*_")[:1].isupper():  # ", you can view …": a sentence's lost start
             continue
         if used and used + _words(unit.text) > max_words:
+            if unit.source != source:
+                break  # in the next chunk a later sentence would follow one left out ("In this case, …")
             continue
         listed = _with_options(unit, question, max_words - used)
         lead.append(listed)
