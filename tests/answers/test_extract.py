@@ -594,6 +594,32 @@ def test_a_question_word_inside_another_things_name_does_not_count() -> None:
     assert "14 days" in ask("Once I get an RMA number, how long is it good for?", rma)
 
 
+def test_a_family_named_alone_is_about_its_models_not_another_familys() -> None:
+    """"How much does a Satellite cost?": the Satellite models' prices, not the router bundle's launch price
+    (a code the KB ties to no product, "n41", is no other family)."""
+    from supportdesk.kb.aliases import find_aliases
+
+    table = ("| Product | Model | Price |\n| --- | --- | --- |\n| Router X200 | RX-200 | $149 |\n"
+             "| Satellite S1 | SA-100 | $99 |\n| Satellite S2 Pro | SA-200 | $229 |")
+    history = "The Router X200 Mesh 2-pack costs $229 at launch."
+    aliases = find_aliases([table])
+    assert aliases.families("How much does a Satellite cost?") == {"sa100", "sa200"}
+    placing = "Each Satellite adds coverage. Place a Satellite halfway between the router and the dead spot."
+    answer = extract("How much does a Satellite cost?",
+                     [(1, history, "History", 0.6), (2, table, "Prices", 0.5), (3, placing, "Mesh", 0.4)],
+                     {"much": 5.5, "satellit": 1.8, "cost": 3.7}, 60, aliases).text
+    assert "$99" in answer and "launch" not in answer
+
+
+def test_last_and_take_ask_a_duration_only_as_verbs() -> None:
+    """"the last used app" is no duration asked (an E-Manual how-to was answered with a duration rule),
+    nor "How many photos can I take?"; "How long does the battery last?" still is."""
+    assert question_type("How to launch the last used app automatically?") != "duration"
+    assert question_type("How many photos can I take?") == "count"
+    assert question_type("Does the battery last long?") == "duration"
+    assert question_type("How long does a factory reset take?") == "duration"
+
+
 # -- explanation and how-to answers (E-Manual style) -------------------------------------------------
 
 DEEP_COLOR_PATH = "Settings\nGeneral\nExternal Device Manager\nDeep Color"

@@ -145,3 +145,16 @@ def test_sample_kb_keeps_its_labelled_values(sample_index):
     # Nothing would serve a self-calibration's values here, so the build skipped it (a first run
     # spends no CPU on it); on demand it still measures.
     assert kb.calibration() is None
+
+
+def test_a_measured_hand_off_threshold_not_in_force_says_so() -> None:
+    """`kb build` printed "hand-off below 0.41" while the labelled set's 0.62 served: it read as in force."""
+    from supportdesk.kb.calibration import VERSION, Calibration
+
+    measured = Calibration.from_json({"version": VERSION, "status": "calibrated", "questions": 280, "seconds": 80.0, "dense_weight": 0.3,
+                                      "weight_basis": "default", "abstain_below": 0.4073,
+                                      "search": {"calibrated": 0.35}, "handoff": {"answered": 0.91}})
+    assert measured is not None
+    assert "hand-off below 0.4073" in measured.summary(True)
+    quiet = measured.summary(False)
+    assert "not applied" in quiet and "apply_calibrated_handoff" in quiet and "hand-off below" not in quiet

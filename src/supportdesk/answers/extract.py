@@ -52,7 +52,8 @@ _QUESTION_TYPES: list[tuple[QuestionType, re.Pattern[str]]] = [
     ("speed", re.compile(r"\bhow (?:fast|quick) (?:is|are|can|will)\b|\b(?:what|which) speeds?\b|\bthroughput\b",
                          re.IGNORECASE)),
     ("duration", re.compile(r"\bhow long\b|\bhow often\b|\bhow (?:soon|quickly)\b|\bhow fast (?:do|does|will|can|would)\b|\bhow many (seconds|minutes|hours|days|weeks|months|years)\b"
-                            r"|\b(warranty|window|period|last|lasts|take|takes|kept|keep)\b.*\?$", re.IGNORECASE)),
+                            r"|^(?!.*\bhow many\b).*\b(warranty|window|period|lasts?(?=\s*(?:for\b|long\b|\?|$))|take|takes|kept|keep)\b.*\?$",
+                            re.IGNORECASE)),  # "last" as a verb ("does it last?"), not "the last used app"
     ("code", re.compile(r"\b(part|model|serial|sku|product) (number|no\.?|code)s?\b|\bsku\b",
                         re.IGNORECASE)),
     ("hours", re.compile(r"\b(what time|opening hours|business hours|open|opens|close|closes|hours)\b", re.IGNORECASE)),
@@ -404,7 +405,8 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
            prior: float = 0.0, names: frozenset[str] = frozenset(), products=None, key: str | None = None,
            lead: frozenset[str] = frozenset(), predicate: frozenset[str] = frozenset(),
            same: Callable[[set[str], str], set[str]] | None = None, family: frozenset[str] = frozenset(),
-           asked_terms: frozenset[str] = frozenset()) -> _Scored:
+           asked_terms: frozenset[str] = frozenset(), q_family: set[str] | frozenset[str] = frozenset(),
+           known: frozenset[str] = frozenset()) -> _Scored:
     """How well ``unit`` answers: its share of the question's weighted terms, times what it holds
     of the kind of value asked, of the product and country asked, of the question's key term;
     plus a little of its chunk's retrieval score. ``lead`` holds the terms of its paragraph
@@ -447,6 +449,10 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
                 score *= 1.15
             elif around - q_codes:
                 score *= 0.7
+    elif q_family:
+        mine = (products or codes)(unit.text) & known
+        if mine and not mine & q_family:
+            score *= 0.6  # names only models of another family ("the Router X 2-pack" for "a Satellite")
     mine = regions(unit.text) | (regions(unit.context) if unit.kind == "row" else set())
     if value is None:
         pass  # "Can I buy it in the UK?" is answered by "sold only in the US and Canada"
@@ -672,6 +678,9 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     weights = weights or {t: 1.0 for t in asked}
     products = aliases.products if aliases is not None else codes
     q_codes, q_regions = products(question), regions(question)
+    # "a Satellite": no model named, but every model of that family is what the question is about
+    q_family = aliases.families(question) if aliases is not None and not q_codes else set()
+    known = aliases.known if q_family else frozenset()
     priors = {source[0]: float(source[3]) if len(source) > 3 else 0.0 for source in sources}
     pool = [u for source in sources for u in units(source[0], source[1], source[2], question)]
     if not pool:
@@ -703,7 +712,7 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     same = _same_words(question, weights, q_codes, products)
     scored = [_score(u, weights, qtype, q_codes, q_regions, priors.get(u.source, 0.0), named, products, key,
                      frozenset(paragraphs[(u.source, u.block)]), predicate, same, family,
-                     frozenset(terms(question))) for u in pool]
+                     frozenset(terms(question)), q_family, known) for u in pool]
     # A unit whose label the question says ("HW A (February 2024 – …): …" for "the first (HW A) units"); its
     # sibling entries ("HW B (…): … after some HW A units restarted") are about something else.
     asked_label = {id(s): _label_asked(s.unit.text, question) for s in scored}

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from supportdesk.cli.context import AppContext, console, err_console, fail
 from supportdesk.cli.help import App
-from supportdesk.settings import PROJECT_ROOT
+from supportdesk.settings import PROJECT_ROOT, RetrievalSettings
 
 ROUTE_SET = PROJECT_ROOT / "eval" / "route_set.jsonl"
 UNANSWERABLE_SET = PROJECT_ROOT / "eval" / "unanswerable.jsonl"
@@ -388,7 +388,9 @@ def evaluate_public(
 
                 measured = Calibration.from_json(calibration)
                 if measured is not None:
-                    console.print(f"[dim]self-calibration: {escape(measured.summary())}[/]")
+                    # the set's KB is built with the default settings: their hand-off rule is the one in force
+                    applied = RetrievalSettings().apply_calibrated_handoff
+                    console.print(f"[dim]self-calibration: {escape(measured.summary(applied))}[/]")
     if as_json:
         print(json.dumps(figures))
 

@@ -205,7 +205,8 @@ def calibration_rows(calibration: dict | None, in_use: dict) -> list[tuple[str, 
     from supportdesk.kb.calibration import Calibration
 
     measured = Calibration.from_json(calibration) if calibration else None
-    rows = [("self-calibration", measured.summary() if measured else "not run (run 'supportdesk kb calibrate')")]
+    applied = not in_use or (in_use.get("handoff") or {}).get("from") == "self-calibrated"
+    rows = [("self-calibration", measured.summary(applied) if measured else "not run (run 'supportdesk kb calibrate')")]
     if in_use:
         weight, handoff, router = in_use["dense_weight"], in_use["handoff"], in_use["router"]
         rows += [

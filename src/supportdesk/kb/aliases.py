@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from supportdesk.kb.lexical import stem
+
 _FULL_CODE = re.compile(r"^[A-Z]{1,4}-\d{2,5}[A-Z]?$")
 _PAREN = re.compile(r"((?:[A-Z][A-Za-z0-9]*[ ]){0,3}[A-Z][A-Za-z0-9]*)\s*\(([A-Z]{1,4}-\d{2,5}[A-Z]?)\)")
 _WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -46,6 +48,18 @@ class Aliases:
             within = [c for name, c in named.items() if key in name.replace("-", "").split()]
             found |= codes & frozenset().union(*within) if within and len(codes) > 1 else codes
         return found
+
+    @property
+    def known(self) -> frozenset[str]:
+        """Every code the KB ties to a name (not "n41", a band, or "2pack")."""
+        return frozenset().union(*self.names.values()) if self.names else frozenset()
+
+    def families(self, text: str) -> set[str]:
+        """The products of every family ``text`` names by its first word alone ("How much does a Satellite
+        cost?" → both Satellite models): a sentence about another family's model is not about it."""
+        said = {stem(word) for word in _WORD.findall(text.lower())}
+        return set().union(*(codes for name, codes in self.names.items()
+                             if " " in name and stem(name.split()[0]) in said), set())
 
 
 def _pairs(text: str) -> Iterable[tuple[str, str, bool]]:

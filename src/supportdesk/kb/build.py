@@ -291,7 +291,7 @@ class Builder:
         calibration = self._calibration_for(with_questions(searcher, manifest), previous, progress)
         if calibration is not None:
             manifest["calibration"] = calibration.to_json()
-            report.calibration = calibration.summary()
+            report.calibration = calibration.summary(cfg.retrieval.apply_calibrated_handoff)
         # Published before CURRENT names it: the new collection is complete and current first.
         searcher, published_as = self.search_store.publish(
             searcher, functools.partial(searcher_vectors, searcher), current.manifest if current is not None else None,

@@ -117,14 +117,18 @@ class Calibration:
         """Did this KB choose its own fusion weight (a FAQ), or keep the default?"""
         return self.calibrated and self.dense_weight is not None and self.weight_basis.startswith("chosen")
 
-    def summary(self) -> str:
+    def summary(self, handoff_applied: bool = True) -> str:
+        """One line for the CLI. ``handoff_applied``: is the hand-off threshold measured here the one in force
+        (``retrieval.apply_calibrated_handoff``)? When not, the line says so rather than read as if it were."""
         if not self.calibrated:
             return f"defaults ({self.reason})"
         s, h = self.search, self.handoff
+        handoff = "hand-off below" if handoff_applied else \
+            "measured hand-off threshold (not applied: retrieval.apply_calibrated_handoff is off)"
         return (
             f"{self.questions} pseudo-questions in {self.seconds:.0f} s; fusion dense weight {self.dense_weight}, "
             f"{self.weight_basis} (held-out MRR {s.get('calibrated', 0):.3f}; dense {s.get('dense', 0):.3f}, BM25 {s.get('bm25', 0):.3f}, "
-            f"default weight {s.get('default', 0):.3f}); hand-off below {self.abstain_below} (held-out: "
+            f"default weight {s.get('default', 0):.3f}); {handoff} {self.abstain_below} (held-out: "
             f"answerable answered {h.get('answered', 0):.2f}, section removed handed off {h.get('handed_off', 0):.2f})"
         )
 

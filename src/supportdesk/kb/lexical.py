@@ -60,6 +60,11 @@ def _stem(token: str) -> str:
     return stem
 
 
+def stem(word: str) -> str:
+    """A lower-case word as the index spells it ("Satellites" → "satellit")."""
+    return _stem(word.lower())
+
+
 _FILLER_STEMS = frozenset(_stem(word) for word in _REQUEST_WORDS)
 _ANY_FILLER = frozenset(_FILLER) | frozenset(_stem(word) for word in (*_FILLER, *_REQUEST_WORDS)) \
     | frozenset(["t", "s", "m", "d", "ll", "re", "ve"])  # the tails of contractions: "don't" -> "don", "t"
