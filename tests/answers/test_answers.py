@@ -253,3 +253,11 @@ def test_a_question_after_a_value_the_shown_sources_do_not_state_is_handed_off(s
     assert result.handoff_reason == "the sources shown state no duration of what is asked"
     answered = AnswerPipeline(sample_index[0], sample_index[1], None).ask("How long is the warranty in the UK?").run()
     assert answered.kind == "grounded" and "3 years" in answered.answer
+
+
+def test_a_value_of_the_plain_name_is_not_the_plus_plans(sample_index):
+    """"What does Kestrel Care+ cost …?": the shown sources never say "Care+" and the best sentence was a
+    trade-in credit "Kestrel Care gives $30 …" — another thing's price, stated as the answer."""
+    result = AnswerPipeline(sample_index[0], sample_index[1], None).ask(
+        "What does Kestrel Care+ cost for an Aerie AX3000?").run()
+    assert result.kind == "handoff" and result.handoff_reason == "the sources shown say nothing of 'Care+'"

@@ -620,6 +620,17 @@ def test_last_and_take_ask_a_duration_only_as_verbs() -> None:
     assert question_type("How long does a factory reset take?") == "duration"
 
 
+def test_a_plus_name_the_answer_never_says_is_reported() -> None:
+    """"Support+" is another product than "Support": an answer about the plain one says so (``unnamed``)."""
+    from supportdesk.answers.extract import asks_value
+
+    plain = "Support gives $30 store credit for a working router returned within 30 days."
+    assert extract("What does Support+ cost?", [(1, plain, "Trade-in")]).unnamed == "Support+"
+    plus = "Support+ costs $79 a year and adds accidental damage cover."
+    assert extract("What does Support+ cost?", [(1, plain, "Trade-in"), (2, plus, "Plans")]).unnamed == ""
+    assert asks_value("What does Support+ cost for a router?") and asks_value("With Support+, how fast do you ship?")
+
+
 # -- explanation and how-to answers (E-Manual style) -------------------------------------------------
 
 DEEP_COLOR_PATH = "Settings\nGeneral\nExternal Device Manager\nDeep Color"

@@ -160,6 +160,9 @@ class Extraction:
     states_value: bool = True
     """The answer states a value of the kind asked (a price for "how much"); True when none is asked. A
     question after a value whose shown sources hold none is handed off, not answered with a neighbour."""
+    unnamed: str = ""
+    """A name the question asks about ("Support+") that the answer and its headings never say: a value
+    quoted is another thing's."""
 
 
 _PERIOD_WORDS = {"yearly": "year", "annual": "year", "annually": "year", "year": "year", "monthly": "month",
@@ -180,7 +183,7 @@ signal is weak?"."""
 _MEANING = next(pattern for name, pattern in _QUESTION_TYPES if name == "meaning")
 
 
-_ASKS_VALUE = re.compile(r"(?:^|[,;:]\s*|\b(?:and|so|but|then)\s+)(?:how (?:long|much|many|often|soon|quickly|far|close|near)|when|"
+_ASKS_VALUE = re.compile(r"(?:^|[,;:]\s*|\b(?:and|so|but|then)\s+)(?:how (?:long|much|many|often|soon|quickly|fast|far|close|near)|when|what (?:does|do|will|would) .{1,60}? cost|"
                          r"what time|until when|by when|since when|what(?:'s| is| are) the (?:price|cost|fee|phone number|"
                          r"opening hours|hours))\b", re.IGNORECASE)
 
@@ -406,7 +409,7 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
            lead: frozenset[str] = frozenset(), predicate: frozenset[str] = frozenset(),
            same: Callable[[set[str], str], set[str]] | None = None, family: frozenset[str] = frozenset(),
            asked_terms: frozenset[str] = frozenset(), q_family: set[str] | frozenset[str] = frozenset(),
-           known: frozenset[str] = frozenset()) -> _Scored:
+           known: frozenset[str] = frozenset(), plus: frozenset[str] = frozenset()) -> _Scored:
     """How well ``unit`` answers: its share of the question's weighted terms, times what it holds
     of the kind of value asked, of the product and country asked, of the question's key term;
     plus a little of its chunk's retrieval score. ``lead`` holds the terms of its paragraph
@@ -465,8 +468,8 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
         # When the question names no country: one country named is that country's exception; a
         # list of countries covers the asker's too, less directly than a unit that names none.
         score *= 0.85 if len(mine) == 1 else 0.92
-    if names - body - context:
-        score *= 0.6  # misses a name the question asks about (Premium, not Basic)
+    if names - body - context or any(_without_plus(word, unit) for word in plus):
+        score *= 0.6  # misses a name the question asks about (Premium, not Basic; "Support+", not "Support")
     if value is not None and _about_another_name(unit.text, asked_terms):
         score *= OTHER_SUBJECT  # "Support Plus extends it to 4 years" for "How long is the warranty?": another plan's value
     if key is not None and key not in body and key not in near and key not in lead:
@@ -500,6 +503,18 @@ def _only_in_names(text: str, asked: frozenset[str], products: Callable[[str], s
             continue
         inside |= shared
     return inside - terms(outside) if inside else set()
+
+
+def _plus_names(question: str) -> frozenset[str]:
+    """Names the question writes with a "+" ("Support+", "Disney+"): another product than the plain name."""
+    return frozenset(re.findall(r"\b([A-Za-z][\w-]*)\+", question))
+
+
+def _without_plus(word: str, unit: Unit) -> bool:
+    """Does the unit name ``word`` only without its "+" (the plain service, not the "+" plan asked)?"""
+    text = f"{unit.context}\n{unit.text}"
+    return re.search(rf"(?<![\w-]){re.escape(word)}(?!\+)\b", text, re.IGNORECASE) is not None \
+        and re.search(rf"(?<![\w-]){re.escape(word)}\+", text, re.IGNORECASE) is None
 
 
 def _asks_same(unit: Unit, weights: dict[str, float]) -> bool:
@@ -712,7 +727,7 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     same = _same_words(question, weights, q_codes, products)
     scored = [_score(u, weights, qtype, q_codes, q_regions, priors.get(u.source, 0.0), named, products, key,
                      frozenset(paragraphs[(u.source, u.block)]), predicate, same, family,
-                     frozenset(terms(question)), q_family, known) for u in pool]
+                     frozenset(terms(question)), q_family, known, _plus_names(question)) for u in pool]
     # A unit whose label the question says ("HW A (February 2024 – …): …" for "the first (HW A) units"); its
     # sibling entries ("HW B (…): … after some HW A units restarted") are about something else.
     asked_label = {id(s): _label_asked(s.unit.text, question) for s in scored}
@@ -808,7 +823,11 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     if chosen and chosen[-1].options:  # "To use it, you must:" and the lines it announces
         chosen[-1] = _with_options(chosen[-1], question, max_words - sum(_words(u.text) for u in chosen[:-1]))
     text = _compose(chosen, max_words)
+    said = " ".join(f"{u.context}\n{u.text}" for u in chosen)
+    unnamed = next((f"{word}+" for word in sorted(_plus_names(question))
+                    if re.search(rf"(?<![\w-]){re.escape(word)}\+", said, re.IGNORECASE) is None), "")
     return Extraction(text, chosen, qtype, round(best.score, 4), round(best.lexical, 4), _margin(best, scored, value),
+                      unnamed=unnamed,
                       is_title=len(chosen) == 1 and chosen[0].kind == "sentence" and is_fragment(chosen[0].text)
                       and not re.match(r"(?i)(yes|no)\b", chosen[0].text),
                       states_value=value is None or value.search(_STEP_NUMBER.sub("", cite.MARKER.sub(" ", text))) is not None)

@@ -474,6 +474,10 @@ class AnswerPipeline:
                 plan.kind = "handoff"
                 plan.handoff_reason = (f"the sources shown state no {_VALUE_NAMES.get(plan.extraction.question_type, 'value')}"
                                        " of what is asked")
+            elif plan.extraction.unnamed and asks_value(message):
+                # "What does Support+ cost?" and the answer is the plain service's price: another thing's value.
+                plan.kind = "handoff"
+                plan.handoff_reason = f"the sources shown say nothing of '{plan.extraction.unnamed}'"
             elif plan.extraction.is_title:
                 # The best the shown sources hold is a heading line ("Galaxy S10 [1]."): no answer at all.
                 plan.kind = "handoff"
