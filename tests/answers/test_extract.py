@@ -686,6 +686,13 @@ def test_an_option_of_a_list_comes_with_the_lines_that_say_where_the_list_is() -
                       "gallery [1].")
 
 
+def test_an_option_asked_about_not_the_way_to_it_is_quoted_without_the_list_intro() -> None:
+    answer = extract("What does the Off Timer do?", [(1, DETAILS, "Gallery settings")]).text
+    assert answer == "Off Timer : Sets the time that the gallery screen turns off automatically [1]."
+    answer = extract("Can I set the Off Timer?", [(1, DETAILS, "Gallery settings")]).text  # asks how, too
+    assert answer.startswith("In the browser screen, move the focus to Settings")
+
+
 def test_the_options_a_question_names_are_quoted_together() -> None:
     answer = extract("What are the features of auto brightness and off timer?", [(1, DETAILS, "Gallery settings")]).text
     assert "Auto Brightness : Changes the auto brightness setting [1]." in answer

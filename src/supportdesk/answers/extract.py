@@ -1108,8 +1108,9 @@ def _text_of(sources: list[tuple], number: int) -> str:
     return next(source[1] for source in sources if source[0] == number)
 
 
-_ASKS_WAY = re.compile(r"\b(?:how (?:do|can|should|would|to)|where)\b", re.IGNORECASE)
-"""A question after a way or a place: "How do I …", "How to …", "Where do I find …"."""
+_ASKS_WAY = re.compile(r"\b(?:how (?:do|can|should|would|to)|where)\b|^\W*can (?:i|we|you)\b", re.IGNORECASE)
+"""A question after a way or a place: "How do I …", "How to …", "Where do I find …", "Can I change …" (which
+asks how as much as whether)."""
 
 
 def _entry(unit: Unit) -> bool:
@@ -1160,11 +1161,11 @@ def _reply(chosen: list[Unit], question: str, read: dict[tuple[int, int], Unit],
 
 
 def _with_intro(chosen: list[Unit], question: str, read: dict[tuple[int, int], Unit], max_words: int) -> list[Unit]:
-    """An entry of a list of options ("Brightness : Adjusts …") quoted with what introduces the list: the
-    paragraph before its entries that ends in a colon ("In the Ambient Mode browser screen, move the focus
-    to …, and then press the Select button. You can change the following settings:"), which says where the
-    option is; and with the other entries of that list the question names ("auto brightness and ambient
-    off timer")."""
+    """An entry of a list of options ("Brightness : Adjusts …") quoted, for a question after a way or a place,
+    with what introduces the list: the paragraph before its entries that ends in a colon ("In the Ambient
+    Mode browser screen, move the focus to …, and then press the Select button. You can change the following
+    settings:"), which says where the option is; and with the other entries of that list the question names
+    ("auto brightness and ambient off timer")."""
     first = chosen[0]
     if not _entry(first):
         return chosen
@@ -1174,7 +1175,7 @@ def _with_intro(chosen: list[Unit], question: str, read: dict[tuple[int, int], U
         if _entry(before):
             entries.insert(0, before)
         at = before
-    intro_end = read.get((at.source, at.order - 1))
+    intro_end = read.get((at.source, at.order - 1)) if _ASKS_WAY.search(_last_sentence(question)) else None
     intro = sorted((u for u in read.values() if intro_end is not None and intro_end.text.rstrip().endswith(":")
                     and u.source == intro_end.source and u.block == intro_end.block and u.order <= intro_end.order
                     and u.kind == "sentence" and not is_fragment(u.text[:-1] + ".")), key=lambda u: u.order)
