@@ -1116,9 +1116,11 @@ asks how as much as whether)."""
 def _entry(unit: Unit) -> bool:
     """An entry of a list of options: a short name, a colon, what it does ("Brightness : Adjusts the screen
     brightness")."""
+    if ":" not in unit.text:
+        return False
     label = _label(unit.text)
     return bool(label) and len(label.split()) <= ENTRY_WORDS and label[:1].isupper() \
-        and bool(unit.text.split(":", 1)[-1].strip(" .")) if ":" in unit.text else False
+        and bool(unit.text.split(":", 1)[1].strip(" ."))
 
 
 ENTRY_WORDS = 5
@@ -1185,9 +1187,9 @@ def _with_intro(chosen: list[Unit], question: str, read: dict[tuple[int, int], U
             entries.append(after)
         at = after
     asked = [u for u in entries if u is not first and _label_asked(u.text, question)]
+    while asked and sum(_words(u.text) for u in [*chosen, *asked]) > max_words:
+        asked.pop()  # the entries named last give way first; the one that answered stays
     body = sorted({id(u): u for u in [*chosen, *asked]}.values(), key=lambda u: u.order)
-    while len(body) > 1 and sum(_words(u.text) for u in body) > max_words:
-        body.pop()
     used = sum(_words(u.text) for u in body)
     while intro and used + sum(_words(u.text) for u in intro) > max_words:
         intro.pop(0)  # the sentence nearest the list says most about it
