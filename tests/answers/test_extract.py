@@ -631,6 +631,35 @@ def test_a_plus_name_the_answer_never_says_is_reported() -> None:
     assert asks_value("What does Support+ cost for a router?") and asks_value("With Support+, how fast do you ship?")
 
 
+def test_a_meaning_asked_of_two_words_is_the_entry_that_says_both() -> None:
+    """"solid blue light on my satellite": the Solid blue row, not the satellite's "solid purple" sentence."""
+    satellite = ("The Satellite light follows the status guide, with one extra state: solid purple means weak link. "
+                 "When the Satellite cannot reach the router for 5 minutes, the light turns solid amber.")
+    table = ("| Light | Meaning |\n| --- | --- |\n| Solid white | Online |\n| Solid blue | Joining the mesh |\n"
+             "| Pulsing blue | Ready for setup |")
+    answer = extract("what does a solid blue light mean on my satellite",
+                     [(1, satellite, "Satellite manual > Light", 0.6), (2, table, "Status guide > Colours", 0.4)],
+                     {"solid": 3.7, "blu": 3.6, "light": 2.6, "satellit": 1.8}).text
+    assert "Joining the mesh" in answer and "purple" not in answer
+
+
+def test_a_number_the_question_gives_picks_the_range_that_holds_it() -> None:
+    bars = ("- 4 bars: -85 dBm or better (excellent)\n- 3 bars: -86 to -95 dBm (good)\n"
+            "- 2 bars: -96 to -105 dBm (fair)\n- 1 bar: -106 to -110 dBm (poor)")
+    battery = "A short press shows the battery level on the bars: 4 bars for 76–100%, 3 for 51–75%."
+    answer = ask("how many bars will my gateway show at -100 dbm", battery, bars)
+    assert answer.startswith("2 bars: -96 to -105 dBm")
+
+
+def test_how_long_something_can_be_asks_a_length() -> None:
+    assert question_type("how long can the ethernet cable be for a wired satellite") == "distance"
+    assert question_type("How long is the warranty?") == "duration"
+    sources = ("If your home has Ethernet in the walls, connect a satellite to the router with a cable.",
+               "Yes, with wired backhaul over Ethernet up to 100 m.")
+    assert "100 m" in ask("how long can the ethernet cable be for a wired satellite", *sources)
+    assert "63 characters" in ask("How long can my Wi-Fi password be?", "Allowed values: 10–63 characters.")
+
+
 # -- explanation and how-to answers (E-Manual style) -------------------------------------------------
 
 DEEP_COLOR_PATH = "Settings\nGeneral\nExternal Device Manager\nDeep Color"

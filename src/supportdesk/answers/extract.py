@@ -48,7 +48,9 @@ _QUESTION_TYPES: list[tuple[QuestionType, re.Pattern[str]]] = [
                          r"(?<!would)(?<!for)(?<!to)(?<!of)\b)|\b(price|prices|cost|costs|fee|fees|charges|"
                          r"(do|will|would) you charge|charge for|pay for|to pay|amount|expensive|cheap|cheaper|cheapest)\b",
                          re.IGNORECASE)),
-    ("distance", re.compile(r"\bhow (?:far|close|near)\b|\b(?:what|which) distance\b", re.IGNORECASE)),
+    ("distance", re.compile(r"\bhow (?:far|close|near)\b|\b(?:what|which) distance\b"
+                            r"|\bhow long (?:can|could|may|should|must) (?:the |my |a |an |your )?[\w -]{2,30}? be\b",
+                            re.IGNORECASE)),  # "How long can the Ethernet cable be?" asks a length, not a time
     ("speed", re.compile(r"\bhow (?:fast|quick) (?:is|are|can|will)\b|\b(?:what|which) speeds?\b|\bthroughput\b",
                          re.IGNORECASE)),
     ("duration", re.compile(r"\bhow long\b|\bhow often\b|\bhow (?:soon|quickly)\b|\bhow fast (?:do|does|will|can|would)\b|\bhow many (seconds|minutes|hours|days|weeks|months|years)\b"
@@ -71,7 +73,7 @@ _VALUE = {
     "phone": re.compile(r"(?<![\w.])\+?\d[\d ().-]{6,}\d(?![\w.])"),
     "email": re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
     "distance": re.compile(r"\b\d+(?:[.,]\d+)?\s?(?:m|metres?|meters?|km|kilometres?|kilometers?|cm|mm|ft|feet|foot|"
-                           r"inch(?:es)?|miles?|yards?)\b", re.IGNORECASE),
+                           r"inch(?:es)?|miles?|yards?|characters?|digits?)\b", re.IGNORECASE),
     "speed": re.compile(r"\b\d+(?:[.,]\d+)?\s?(?:[kmg]bps|[kmg]bit/s|[kmg]b/s|mbit|gbit)\b", re.IGNORECASE),
     "duration": re.compile(r"\b\d+(?:[.,]\d+)?\s*(?:-\s*)?(?:(?:business|working|calendar|full)\s+)?(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?|"
                            r"months?|years?)\b|\b(?:one|two|three|four|five|six|seven|ten|twelve|thirty)\s+"
@@ -409,7 +411,8 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
            lead: frozenset[str] = frozenset(), predicate: frozenset[str] = frozenset(),
            same: Callable[[set[str], str], set[str]] | None = None, family: frozenset[str] = frozenset(),
            asked_terms: frozenset[str] = frozenset(), q_family: set[str] | frozenset[str] = frozenset(),
-           known: frozenset[str] = frozenset(), plus: frozenset[str] = frozenset()) -> _Scored:
+           known: frozenset[str] = frozenset(), plus: frozenset[str] = frozenset(),
+           pairs: frozenset[tuple[str, str]] = frozenset(), numbers: tuple[float, ...] = ()) -> _Scored:
     """How well ``unit`` answers: its share of the question's weighted terms, times what it holds
     of the kind of value asked, of the product and country asked, of the question's key term;
     plus a little of its chunk's retrieval score. ``lead`` holds the terms of its paragraph
@@ -474,6 +477,12 @@ def _score(unit: Unit, weights: dict[str, float], qtype: QuestionType, q_codes: 
         score *= OTHER_SUBJECT  # "Support Plus extends it to 4 years" for "How long is the warranty?": another plan's value
     if key is not None and key not in body and key not in near and key not in lead:
         score *= KEY_MISSING  # misses what the question is about ("warranty", not the return window above it)
+    if qtype == "meaning" and pairs and pairs & _pairs(unit.text):
+        # says two of the question's words as it does ("solid blue", not "solid purple"); not for a value, which
+        # is often said of "it" or "the process" ("Hold it to factory reset" does not say how long it takes)
+        score *= PHRASE
+    if numbers and any(low <= n <= high for n in numbers for low, high in _ranges(unit.text)):
+        score *= IN_RANGE  # "at -100 dBm" is answered by the row "-96 to -105 dBm"
     if unit.kind == "sentence" and is_fragment(unit.text) and not re.match(r"(?i)(yes|no)\b", unit.text):
         score *= 0.3  # a caption, a label, a sentence whose value the source lost: not an answer
     return _Scored(score + PRIOR_WEIGHT * prior, lexical, unit)
@@ -503,6 +512,29 @@ def _only_in_names(text: str, asked: frozenset[str], products: Callable[[str], s
             continue
         inside |= shared
     return inside - terms(outside) if inside else set()
+
+
+PHRASE = 1.2
+"""Factor for a unit that says two adjacent words of the question next to each other too."""
+IN_RANGE = 1.3
+"""Factor for a unit whose range ("-96 to -105 dBm", "26–50%") holds a number the question gives."""
+_RANGE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)\s*(?:to|–|—)\s*(-?\d+(?:\.\d+)?)(?![\w.])")
+_SIGNED = re.compile(r"(?<![\w.-])(-?\d+(?:\.\d+)?)(?![\w.])")
+
+
+def _pairs(text: str) -> frozenset[tuple[str, str]]:
+    """Adjacent content terms, as the tokenizer reads them (a compound's parts are not a pair)."""
+    words = [t for t in tokenize(text) if not t.isdigit()]
+    return frozenset((a, b) for a, b in itertools.pairwise(words) if a not in b and b not in a)
+
+
+def _numbers(question: str) -> tuple[float, ...]:
+    """The numbers the question gives, with their sign ("at -100 dBm")."""
+    return tuple(float(n) for n in _SIGNED.findall(question))
+
+
+def _ranges(text: str) -> list[tuple[float, float]]:
+    return [(min(float(a), float(b)), max(float(a), float(b))) for a, b in _RANGE.findall(text)]
 
 
 def _plus_names(question: str) -> frozenset[str]:
@@ -727,7 +759,8 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     same = _same_words(question, weights, q_codes, products)
     scored = [_score(u, weights, qtype, q_codes, q_regions, priors.get(u.source, 0.0), named, products, key,
                      frozenset(paragraphs[(u.source, u.block)]), predicate, same, family,
-                     frozenset(terms(question)), q_family, known, _plus_names(question)) for u in pool]
+                     frozenset(terms(question)), q_family, known, _plus_names(question), _pairs(question),
+                     _numbers(question)) for u in pool]
     # A unit whose label the question says ("HW A (February 2024 – …): …" for "the first (HW A) units"); its
     # sibling entries ("HW B (…): … after some HW A units restarted") are about something else.
     asked_label = {id(s): _label_asked(s.unit.text, question) for s in scored}
