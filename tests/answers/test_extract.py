@@ -467,8 +467,10 @@ def test_a_sentence_cut_after_if_is_left_out_of_a_lead() -> None:
 def test_a_lead_neither_ends_on_a_list_it_does_not_quote_nor_takes_a_lone_when_for_a_menu_step() -> None:
     support = ("Settings\nSupport\nRemote Support\nSamsung Remote Support offers one-on-one support.\n"
                "A technician can remotely:\nDiagnose your TV\nAdjust the TV settings for you")
+    # The list the lead ends on is quoted with the sentence announcing it (its items are labels, read as options).
     assert extract("What does Remote Support offer?", [(1, support, "Remote Support")]).text == (
-        "Go to Settings > Support > Remote Support [1]. Samsung Remote Support offers one-on-one support [1].")
+        "Go to Settings > Support > Remote Support [1]. Samsung Remote Support offers one-on-one support [1]. "
+        "A technician can remotely: Diagnose your TV, Adjust the TV settings for you [1].")
     clock = ("Settings\nGeneral\nTime\nClock Mode\nManual\nWhen\nClock Mode is set to Manual, you can enter the "
              "current time.")
     answer = extract("How do I set the clock manually?", [(1, clock, "Setting the clock manually")]).text
@@ -678,3 +680,147 @@ def test_a_country_asked_brings_the_sentence_that_says_where_it_applies() -> Non
              "Trade-in is available in the US only.")
     answer = ask("can I trade in my old router in Canada?", trade)
     assert "in the US only" in answer and ":" not in answer
+
+
+# -- explanation and how-to answers (E-Manual style) -------------------------------------------------
+
+DEEP_COLOR_PATH = "Settings\nGeneral\nExternal Device Manager\nDeep Color"
+DEEP_COLOR_TEXT = ("If an external player is connected to the TV, use the Deep Color function to convert the TV's "
+                   "connector to a mode optimized for high frame rate signals. When you select the connector you want "
+                   "to use for Deep Color, the TV screen flickers.")
+
+
+def test_a_chunk_continuing_a_shown_chunk_takes_the_menu_path_written_before_it() -> None:
+    # The document was cut after its menu path: the next chunk's sentences are under that path.
+    sources = [(1, DEEP_COLOR_TEXT, "Viewing high frame rate videos", 0.7, ("doc7.md", 1)),
+               (2, "Picture size options differ with the input signal.", "Picture sizes", 0.5, ("doc9.md", 0)),
+               (3, DEEP_COLOR_PATH, "Viewing high frame rate videos", 0.6, ("doc7.md", 0))]
+    answer = extract("How can I use Deep Color?", sources).text
+    assert answer.startswith("Go to Settings > General > External Device Manager > Deep Color [3]. If an external "
+                             "player is connected to the TV, use the Deep Color function")
+    # Without the chunks' places nothing joins them: the path is not claimed for the sentences.
+    alone = extract("How can I use Deep Color?", [source[:4] for source in sources]).text
+    assert "Go to" not in alone and alone.startswith("If an external player")
+    # Not the chunk before in the document: no path taken from it.
+    apart = [sources[0], sources[1], (3, DEEP_COLOR_PATH, "Viewing high frame rate videos", 0.6, ("doc7.md", 5))]
+    assert "Go to" not in extract("How can I use Deep Color?", apart).text
+
+
+TROUBLE = ("Use these procedures to resolve other issues that may occur.\nThe problem\nTry this!\n"
+           "The screen is warm.\nThe picture is cropped.\nThe set smells of plastic.\n"
+           "This smell is normal and will dissipate over time.\nThe set is tilted to the side.\n"
+           "Remove the base stand from the set and reassemble it.\nThe remote does not pair.")
+
+
+def test_a_line_that_says_back_the_question_gives_way_to_the_reply_after_it() -> None:
+    # A troubleshooting table read as lines: the problem cell restates the question, the next cell answers it.
+    assert extract("Why does the set smell of plastic?", [(1, TROUBLE, "Other issues")]).text == (
+        "This smell is normal and will dissipate over time [1].")
+    assert extract("The set is tilted to the side. What should I do?", [(1, TROUBLE, "Other issues")]).text == (
+        "Remove the base stand from the set and reassemble it [1].")
+    # No reply follows: the line stays, nothing else is taken for one.
+    assert extract("The remote does not pair. What should I do?", [(1, TROUBLE, "Other issues")]).text == (
+        "The remote does not pair [1].")
+
+
+DETAILS = ("In the browser screen, move the focus to Settings, and then press the Select button. You can change the "
+           "following settings:\nBrightness : Adjusts the screen brightness for the gallery\n"
+           "Color Tone : Adjusts the colors of the screen for the gallery\n"
+           "Auto Brightness : Changes the auto brightness setting. When this function is set to Off, the level is "
+           "not adjusted to the room.\nOff Timer : Sets the time that the gallery screen turns off automatically.")
+
+
+def test_an_option_of_a_list_comes_with_the_lines_that_say_where_the_list_is() -> None:
+    answer = extract("How to adjust the screen brightness?", [(1, DETAILS, "Gallery settings")]).text
+    assert answer == ("In the browser screen, move the focus to Settings, and then press the Select button [1]. You "
+                      "can change the following settings [1]: Brightness : Adjusts the screen brightness for the "
+                      "gallery [1].")
+
+
+def test_an_option_asked_about_not_the_way_to_it_is_quoted_without_the_list_intro() -> None:
+    answer = extract("What does the Off Timer do?", [(1, DETAILS, "Gallery settings")]).text
+    assert answer == "Off Timer : Sets the time that the gallery screen turns off automatically [1]."
+    answer = extract("Can I set the Off Timer?", [(1, DETAILS, "Gallery settings")]).text  # asks how, too
+    assert answer.startswith("In the browser screen, move the focus to Settings")
+
+
+def test_the_options_a_question_names_are_quoted_together() -> None:
+    answer = extract("What are the features of auto brightness and off timer?", [(1, DETAILS, "Gallery settings")]).text
+    assert "Auto Brightness : Changes the auto brightness setting [1]." in answer
+    assert "Off Timer : Sets the time that the gallery screen turns off automatically [1]." in answer
+    assert "Color Tone" not in answer
+
+
+def test_a_way_asked_is_answered_with_the_menu_path_of_the_sentence_quoted() -> None:
+    # The sentence is deep in its part (not the part's lead): the path written above the part still says where.
+    guide = ("Live TV\nGuide\nThe Guide shows the programs of each channel. Programs you set to view are marked. "
+             "The list scrolls with the directional buttons.\n"
+             "Move to the program you want to cancel scheduled viewing for, and then press the Select button.")
+    answer = extract("How do I cancel scheduled view?", [(1, guide, "Using the Guide")]).text
+    assert answer.startswith("Go to Live TV > Guide [1]. Move to the program you want to cancel"), answer
+    assert not extract("Which programs does it mark?", [(1, guide, "Using the Guide")]).text.startswith("Go to")
+
+
+def test_the_verb_of_a_question_after_a_place_is_not_what_a_heading_must_hold() -> None:
+    # "find" is how the question asks; the part whose path names "Caption Settings" is where the answer is.
+    captions = ("Settings\nGeneral\nAccessibility\nCaption Settings\nSet Caption to On to watch programs with the "
+                "captions displayed. Captions are not displayed by programs that do not support captions.")
+    trouble = ("Confirm that the cable is securely connected to the set.\nRun Start Setup.\n"
+               "Go to Caption Settings and change the Caption Mode if you cannot find the captions.\n"
+               "Some channels may not have caption data.")
+    answer = extract("Where do I find Caption Settings?", [(1, captions, "Showing captions"),
+                                                          (2, trouble, "Captions are missing")]).text
+    assert answer.startswith("Go to Settings > General > Accessibility > Caption Settings [1]. Set Caption to On"), answer
+
+
+PICTURE_EXPERT = ("Settings\nPicture\nExpert Settings\nConfigure the screen settings to your taste by using the "
+                  "following functions:\nBacklight\nTry Now\nContrast\nTry Now\nTint (G/R)\nTry Now\nWhen\n"
+                  "Motion Smoothing is set to On, the screen appears darker than when it is Off\nLocal Dimming\n"
+                  "This function may not be supported depending on the model.")
+
+
+def test_options_listed_after_a_sentence_announcing_them_belong_to_it() -> None:
+    # The option asked is a label of the list the sentence announces, not the heading of what follows the list.
+    read = units(1, PICTURE_EXPERT, "Configuring advanced picture settings")
+    assert read[0].options == ("Backlight", "Try Now", "Contrast", "Try Now", "Tint (G/R)", "Try Now")
+    assert read[1].section == read[0].section  # "Motion Smoothing …" is not under a heading "… Tint (G/R) …"
+    answer = extract("How do I configure Tint?", [(1, PICTURE_EXPERT, "Configuring advanced picture settings")]).text
+    assert answer == ("Go to Settings > Picture > Expert Settings [1]. Configure the screen settings to your taste by "
+                      "using the following functions: Tint (G/R) [1].")
+    answer = extract("How do I configure the picture?", [(1, PICTURE_EXPERT, "Configuring advanced picture settings")])
+    assert "the following functions: Backlight, Contrast, Tint (G/R) [1]." in answer.text  # "Try Now" is a caption
+
+
+def test_how_to_asks_a_way_whatever_value_word_follows() -> None:
+    # "last" in "the last used app" is no duration asked.
+    assert question_type("How to launch the last used app automatically?") == "howto"
+    autorun = ("Settings\nGeneral\nSmart Features\nAutorun Last App\nIf Autorun Last App is set to On, the last used "
+               "app is automatically run when you turn on the set. You can also turn this function on or off.")
+    answer = extract("How to launch the last used app automatically?", [(1, autorun, "Launching the last used app")])
+    assert answer.text.startswith("Go to Settings > General > Smart Features > Autorun Last App [1]. If Autorun")
+
+
+def test_a_question_written_in_the_source_is_not_quoted_as_an_answer() -> None:
+    lang = ("Settings\nGeneral\nSystem Manager\nLanguage\nHow can I change the language?\n"
+            "You can change the menu language of the set. The change applies at once.")
+    answer = extract("How do I change the menu language?", [(1, lang, "Changing the menu language")]).text
+    assert answer == ("Go to Settings > General > System Manager > Language [1]. You can change the menu language of "
+                      "the set [1]. The change applies at once [1].")
+
+
+def test_a_sentence_announcing_a_list_is_quoted_with_it_whatever_the_question() -> None:
+    hdmi = ("Use an HDMI cable of no more than 3 m.\nThe following types of HDMI cables are recommended:\n"
+            "High-Speed HDMI Cable\nHigh-Speed HDMI Cable with Ethernet\nSome cables may not work.")
+    answer = extract("What are the recommended cables for HDMI?", [(1, hdmi, "Connection notes for HDMI")]).text
+    assert answer == ("The following types of HDMI cables are recommended: High-Speed HDMI Cable, High-Speed HDMI "
+                      "Cable with Ethernet [1].")
+
+
+def test_a_lead_goes_on_in_the_next_chunk_of_its_document_up_to_its_first_sub_heading() -> None:
+    first = "Settings\nGeneral\nAccessibility\nVoice Guide\nYou can activate voice guides that read the menus aloud."
+    second = ("The Voice Guide speaks the language set on the Language screen.\nUsing the zoom\nSettings\nGeneral\n"
+              "Zoom\nYou can enlarge the menus.")
+    sources = [(1, first, "Voice guides", 0.8, ("doc3.md", 0)), (2, second, "Voice guides", 0.6, ("doc3.md", 1))]
+    answer = extract("How do I activate Voice Guide?", sources).text
+    assert answer == ("Go to Settings > General > Accessibility > Voice Guide [1]. You can activate voice guides that "
+                      "read the menus aloud [1]. The Voice Guide speaks the language set on the Language screen [2].")

@@ -395,3 +395,16 @@ def test_eval_answers_facts_end_to_end_with_the_real_model(sample_index, tmp_pat
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 3 and all(r["verdict"] in VERDICTS and r["answer"] and r["baseline"] for r in rows)
     assert all(r["kind"] in ("handoff", "clarify") or r["ttft_ms"] is not None for r in rows)
+
+
+def test_a_marker_closing_a_sentence_quoted_from_the_sources_is_no_placeholder():
+    """"… and then press Select [2]." quotes "… and then press Select." and cites it: "Select" is the button's
+    name, not a verb missing its object. The same marker after a sentence the sources do not hold still counts."""
+    source = ("Use the up and down directional buttons to move to Favorites, and then press Select. The bottom may "
+              "feel hot to the touch after extended use.")
+    answer = ("Use the up and down directional buttons to move to Favorites, and then press Select [2]. The bottom "
+              "may feel hot to the touch after extended use [2].")
+    assert quality.placeholders(answer, sources=[source]) == []
+    assert quality.placeholders(answer) == ["Select [2]", "use [2]"]
+    assert quality.placeholders("Now press Select [2].", sources=[source]) == ["Select [2]"]  # not the sources' words
+    assert quality.placeholders("Press [2].", sources=["Press the button."]) == ["Press [2]"]

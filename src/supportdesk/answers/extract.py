@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from supportdesk.answers import citations as cite
@@ -137,6 +137,11 @@ class Unit:
     (+1), a Markdown heading the next section (the next multiple of ``HEADING_PART``)."""
     subheading: str = ""
     """That part's sub-heading, a line of its own in the text ("Using the sleep timer")."""
+    path_source: int = 0
+    """The shown source the menu path was written in, when an earlier chunk of its passage (0: its own)."""
+    options: tuple[str, ...] = ()
+    """The label lines listed after it, when it announces them ("… by using the following functions:",
+    "Backlight", "Tint (G/R)", …): the options it speaks of."""
 
 
 @dataclass
@@ -172,10 +177,11 @@ def terms(text: str) -> set[str]:
     return {_PERIOD_WORDS.get(t, t) for t in tokenize(text)}
 
 
-_NOT_A_VALUE = re.compile(r"^\W*(?:where\b|what can (?:i|we|you) do\b|how (?:do|can|should|would) (?:i|we|you)\b"
+_NOT_A_VALUE = re.compile(r"^\W*(?:where\b|what can (?:i|we|you) do\b|how (?:(?:do|can|should|would) (?:i|we|you)|to)\b"
                          r"(?! (?:pay|get charged)\b))", re.IGNORECASE)
 """Questions after a place or a way, whatever value words follow: "Where can I find the call center phone
-number?", "How do I open the Shortcuts menu?", "What can I do when the signal is weak?"."""
+number?", "How do I open the Shortcuts menu?", "How to launch the last used app?", "What can I do when the
+signal is weak?"."""
 _MEANING = next(pattern for name, pattern in _QUESTION_TYPES if name == "meaning")
 
 
@@ -253,6 +259,7 @@ def units(number: int, text: str, heading: str, question: str = "") -> list[Unit
     section = 0
     before: tuple[str, str, str, int] = (heading, path, subheading, section)
     said = False  # the last line read was a sentence: a run of labels after it lists options, not a menu path
+    announcer: tuple[int, str] | None = None  # the unit announcing a list ("… the following functions:"), its context
     for raw in text.split("\n"):
         line = raw.strip()
         if not line:
@@ -287,10 +294,15 @@ def units(number: int, text: str, heading: str, question: str = "") -> list[Unit
                     labels, before = [], (heading, path, subheading, section)
                 labels.append(line)
                 steps = menu_path(labels, opens=not said)
-                if said and not steps and len(labels) >= 2 and all(map(_title_case, labels)):
-                    # Options after a sentence ("You can select a sound mode." "Standard" "Optimized"): the
+                if said and not steps and (announcer is not None or len(labels) >= 2 and all(map(_title_case, labels))):
+                    # Options after a sentence ("You can select a sound mode." "Standard" "Optimized"), or after
+                    # one that announces them ("… the following functions:" "Backlight" "Tint (G/R)"): the
                     # paragraph's own content, not a new part of the text.
                     heading, path, subheading, section = before
+                    if announcer is not None:  # they are what the sentence speaks of
+                        at, context = announcer
+                        listed = tuple(label for label in labels if label.lower() not in _DANGLING)
+                        found[at] = replace(found[at], context=f"{context} {' '.join(listed)}", options=listed)
                 else:
                     # Sibling sub-headings, not nested ones; a menu path names what its paragraph is about, as
                     # much as the source's own heading does.
@@ -301,6 +313,7 @@ def units(number: int, text: str, heading: str, question: str = "") -> list[Unit
                 previous_kind = "label"
             continue
         said = re.search(r"[.:!?]\W*$", line) is not None
+        announcer = None
         if kind == "sentence" or kind != previous_kind:
             block += 1  # a paragraph (one line since ingest joined wrapped lines), or a new list
         previous_kind = kind
@@ -309,6 +322,8 @@ def units(number: int, text: str, heading: str, question: str = "") -> list[Unit
             for sentence in sentences:
                 found.append(Unit(number, "sentence", sentence, heading, block, len(found), path, section, subheading))
             intro = sentences[-1] if sentences else ""
+            if intro.rstrip().endswith(":"):
+                announcer = (len(found) - 1, found[-1].context)
             continue
         body = line if kind == "step" else _ITEM.sub("", line, count=1).strip() or line
         context = f"{heading} {intro}" if intro.endswith(":") else heading
@@ -699,8 +714,8 @@ def _words(text: str) -> int:
 
 def extract(question: str, sources: list[tuple], weights: dict[str, float] | None = None,
             max_words: int = 60, aliases: Aliases | None = None) -> Extraction:
-    """Compose an answer from ``sources`` — (number, text, heading) or (number, text, heading,
-    retrieval score) — that quotes them only.
+    """Compose an answer from ``sources`` — (number, text, heading), (number, text, heading,
+    retrieval score) or (number, text, heading, score, (document, position)) — that quotes them only.
 
     ``weights`` are the question's content terms with their idf in the serving index (the
     search's ``term_weights``); without them every term weighs 1.
@@ -767,7 +782,9 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     # after an explanation, a procedure or a place in the menus by the lead of the part it names.
     asked = _last_sentence(question)
     explains = value is None and not (_FACT_QUESTION.search(asked) and not _EXPLAINS.search(asked))
-    lead = _section_lead(scored, weights, max_words, best.unit) if explains else []
+    passages = _read_sources(sources, question) if explains else []
+    lead = _section_lead(scored, weights, max_words, best.unit, passages, question, _successors(sources)) \
+        if explains else []
     if lead:  # the question names a part of a source: its lead is the answer (what it is, where in the menus)
         return Extraction(_compose(lead, 2 * max_words), lead, qtype, round(best.score, 4), round(best.lexical, 4), 1.0)
     if best.unit.kind == "step" and value is not None and value.search(best.unit.text):
@@ -843,6 +860,10 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
                  and s.unit not in chosen and regions(s.unit.text) and s.unit.kind == "sentence"]
         if where:
             chosen = sorted([*chosen, max(where, key=lambda s: s.score).unit], key=lambda u: u.order)
+    if explains:
+        chosen = _explained(question, chosen, passages, max_words)
+    if chosen and chosen[-1].options:  # "To use it, you must:" and the lines it announces
+        chosen[-1] = _with_options(chosen[-1], question, max_words - sum(_words(u.text) for u in chosen[:-1]))
     text = _compose(chosen, max_words)
     said = " ".join(f"{u.context}\n{u.text}" for u in chosen)
     unnamed = next((f"{word}+" for word in sorted(_plus_names(question))
@@ -1048,7 +1069,8 @@ def _compose(chosen: list[Unit], max_words: int) -> str:
         short_reply = unit is chosen[0] and len(chosen) > 1 and words <= 3 and re.match(r"(?i)(yes|no)\b", unit.text)
         quoted = unit.text.strip() if short_reply else _quote(unit)
         following = chosen[chosen.index(unit) + 1] if unit is not chosen[-1] else None
-        if quoted.endswith((":", ";")) and (following is None or following.kind not in ("item", "row")):
+        if quoted.endswith((":", ";")) and (following is None or following.kind not in ("item", "row", "step")
+                                            and not _label(following.text)):
             quoted = quoted[:-1] + "."  # "… for store credit:" without the list it announced ends as a sentence
         parts.append(quoted)
         used += words
@@ -1085,17 +1107,213 @@ _EXPLAINS = re.compile(
 Universal Guide?", "What is the use of …", "Where do I find the software version?"."""
 
 
-def _section_lead(scored: list[_Scored], weights: dict[str, float], max_words: int, best: Unit) -> list[Unit]:
+OVERLAP_CHARS = 400
+"""Most characters two neighbouring chunks of a document may share (the KB's chunk overlap is less)."""
+
+
+def _joined(before: str, text: str) -> str:
+    """``before`` and the chunk after it as the document has them: the text they share once, and a line
+    the split cut in two (the next chunk opening on ". The HDMI …" or ", and then …") whole again."""
+    for size in range(min(len(before), len(text), OVERLAP_CHARS), 19, -1):
+        if before.endswith(text[:size]):
+            text = text[size:]
+            break
+    return before + text if re.match(r"\s*[.,;:)]", text) else f"{before}\n{text}"
+
+
+def _read_sources(sources: list[tuple], question: str) -> list[Unit]:
+    """The units of every shown source, as ``units`` reads them, except that a chunk continuing a shown
+    chunk of its document (a source's fifth element is its (document, position)) and opening with no menu
+    path of its own takes the path the earlier chunk ends under: "Settings / General / … / HDMI UHD Color"
+    written at the section's start is the path of the sentences the next chunk holds. The path is cited
+    with the source it is written in (``Unit.path_source``)."""
+    place = {source[0]: tuple(source[4]) for source in sources if len(source) > 4 and source[4] is not None}
+    shown = {where: number for number, where in place.items()}
+    read = {source[0]: units(source[0], source[1], source[2], question) for source in sources}
+    pool: list[Unit] = []
+    for number, text, heading, *_ in sources:
+        own = read[number]
+        earlier = shown.get((place[number][0], place[number][1] - 1)) if number in place else None
+        if earlier is None or not own or own[0].path or own[0].subheading:
+            pool += own
+            continue
+        joined = units(number, _joined(_text_of(sources, earlier), text), heading, question)
+        carried = joined[len(read[earlier])].path if len(joined) > len(read[earlier]) else ""
+        first = own[0].section
+        pool += [replace(u, path=carried, path_source=earlier) if carried and u.section == first else u for u in own]
+    return pool
+
+
+def _successors(sources: list[tuple]) -> dict[int, int]:
+    """For each shown source, the shown source holding the next chunk of its document (by (document, position))."""
+    place = {source[0]: tuple(source[4]) for source in sources if len(source) > 4 and source[4] is not None}
+    shown = {where: number for number, where in place.items()}
+    return {number: shown[(doc, position + 1)] for number, (doc, position) in place.items() if (doc, position + 1) in shown}
+
+
+def _text_of(sources: list[tuple], number: int) -> str:
+    return next(source[1] for source in sources if source[0] == number)
+
+
+_ASKS_WAY = re.compile(r"\b(?:how (?:do|can|should|would|to)|where)\b|^\W*can (?:i|we|you)\b", re.IGNORECASE)
+"""A question after a way or a place: "How do I …", "How to …", "Where do I find …", "Can I change …" (which
+asks how as much as whether)."""
+
+
+def _entry(unit: Unit) -> bool:
+    """An entry of a list of options: a short name, a colon, what it does ("Brightness : Adjusts the screen
+    brightness")."""
+    if ":" not in unit.text:
+        return False
+    label = _label(unit.text)
+    return bool(label) and len(label.split()) <= ENTRY_WORDS and label[:1].isupper() \
+        and bool(unit.text.split(":", 1)[1].strip(" ."))
+
+
+ENTRY_WORDS = 5
+"""Most words of an entry's name ("Start Recording Early"); a longer one before a colon is a sentence."""
+_FILLER_WORDS = frozenset(tokenize("i my me we our you your want wants need needs to do does can could what how why "
+                                   "should would is are am the a an"))
+_REFERS_BACK = re.compile(r"^(?:this|these|that|it|they)\b", re.IGNORECASE)
+
+
+def _restates(unit: Unit, question: str) -> bool:
+    """Does the unit only say back what the question says ("The TV smells of plastic." for "Why does the TV
+    smell of plastic?")? A troubleshooting table's problem cell, or an FAQ's question: not its answer."""
+    said = terms(unit.text) - _FILLER_WORDS
+    return len(said) >= 2 and said <= terms(question) and not _INSTRUCTION.search(unit.text)
+
+
+def _asks(unit: Unit) -> bool:
+    """A question written in the source (an FAQ's, a troubleshooting table's "How can I change the
+    language?"): it answers nothing itself."""
+    return unit.text.rstrip(" *_\"')").endswith("?")
+
+
+def _reply(chosen: list[Unit], question: str, read: dict[tuple[int, int], Unit], max_words: int) -> list[Unit]:
+    """For an answer that says back the question, what its source says next, when that is a reply: an
+    instruction or a sentence about it ("Remove the base stand …", "This smell is normal …"), up to
+    ``max_words``. The answer unchanged when nothing like that follows."""
+    if not (_restates(chosen[0], question) or _asks(chosen[0])):
+        return chosen
+    reply: list[Unit] = []
+    used = 0
+    at = chosen[0]
+    while (nxt := read.get((at.source, at.order + 1))) is not None and nxt.kind in ("sentence", "item") \
+            and not is_fragment(nxt.text) and (_INSTRUCTION.search(nxt.text) or _REFERS_BACK.match(nxt.text)):
+        if used + _words(nxt.text) > max_words:
+            break
+        reply.append(nxt)
+        used += _words(nxt.text)
+        at = nxt
+    return reply or chosen
+
+
+def _with_intro(chosen: list[Unit], question: str, read: dict[tuple[int, int], Unit], max_words: int) -> list[Unit]:
+    """An entry of a list of options ("Brightness : Adjusts …") quoted, for a question after a way or a place,
+    with what introduces the list: the paragraph before its entries that ends in a colon ("In the Ambient
+    Mode browser screen, move the focus to …, and then press the Select button. You can change the following
+    settings:"), which says where the option is; and with the other entries of that list the question names
+    ("auto brightness and ambient off timer")."""
+    first = chosen[0]
+    if not _entry(first):
+        return chosen
+    at = first
+    entries = [first]
+    while (before := read.get((at.source, at.order - 1))) is not None and (_entry(before) or _entry_block(before, read)):
+        if _entry(before):
+            entries.insert(0, before)
+        at = before
+    intro_end = read.get((at.source, at.order - 1)) if _ASKS_WAY.search(_last_sentence(question)) else None
+    intro = sorted((u for u in read.values() if intro_end is not None and intro_end.text.rstrip().endswith(":")
+                    and u.source == intro_end.source and u.block == intro_end.block and u.order <= intro_end.order
+                    and u.kind == "sentence" and not is_fragment(u.text[:-1] + ".")), key=lambda u: u.order)
+    at = first
+    while (after := read.get((at.source, at.order + 1))) is not None and (_entry(after) or _entry_block(after, read)):
+        if _entry(after):
+            entries.append(after)
+        at = after
+    asked = [u for u in entries if u is not first and _label_asked(u.text, question)]
+    while asked and sum(_words(u.text) for u in [*chosen, *asked]) > max_words:
+        asked.pop()  # the entries named last give way first; the one that answered stays
+    body = sorted({id(u): u for u in [*chosen, *asked]}.values(), key=lambda u: u.order)
+    used = sum(_words(u.text) for u in body)
+    while intro and used + sum(_words(u.text) for u in intro) > max_words:
+        intro.pop(0)  # the sentence nearest the list says most about it
+    return [*intro, *body]
+
+
+def _entry_block(unit: Unit, read: dict[tuple[int, int], Unit]) -> bool:
+    """Is ``unit`` a later sentence of an entry ("… ambient light level." after "Auto Brightness : …")?"""
+    at = unit
+    while (before := read.get((at.source, at.order - 1))) is not None and before.block == unit.block:
+        if _entry(before):
+            return True
+        at = before
+    return False
+
+
+def _explained(question: str, chosen: list[Unit], passages: list[Unit], max_words: int) -> list[Unit]:
+    """An explanation quoted from inside a part (not its lead): a restated question gives way to the reply
+    after it (``_reply``); an option of a list comes with the list's intro (``_with_intro``); for a
+    question after a way or a place, the part's menu path goes first ("Go to Settings > … [1]."), where
+    the part has one and the answer does not already say where to go."""
+    if not chosen or any(u.kind in ("step", "row") for u in chosen):
+        return chosen
+    read = {(u.source, u.order): u for u in passages}
+    chosen = _reply(chosen, question, read, max_words)
+    chosen = [u for u in chosen if not _asks(u)] or chosen
+    chosen = _with_intro(chosen, question, read, max_words)
+    if not _ASKS_WAY.search(_last_sentence(question)):
+        return chosen
+    first = read.get((chosen[0].source, chosen[0].order), chosen[0])
+    if not first.path or any(_INSTRUCTION.search(u.text) and "go to" in u.text.lower() for u in chosen[:1]):
+        return chosen
+    said = f"Go to {first.path}."
+    if sum(_words(u.text) for u in chosen) + _words(said) - said.count(" > ") > max_words:
+        return chosen
+    return [replace(first, source=first.path_source or first.source, kind="sentence", text=said), *chosen]
+
+
+_ASKS_PLACE = re.compile(r"^\W*(?:from )?where\b", re.IGNORECASE)
+_PLACE_VERBS = frozenset(terms("find view see get locate"))
+"""The verb of a question after a place ("Where do I *find* Caption Settings?"): how it asks, not what about."""
+
+
+def _with_options(unit: Unit, question: str, room: int) -> Unit:
+    """A sentence announcing options ("… by using the following functions:") with the options it lists: the
+    ones the question names ("Tint (G/R)" for "How do I configure Tint?"), or all of them when it names none
+    and they fit in ``room`` words. A label repeated between them is a caption ("Try Now"), not an option."""
+    if not unit.options or not unit.text.rstrip().endswith(":"):
+        return unit
+    options = [o for o in dict.fromkeys(unit.options) if unit.options.count(o) == 1]
+    asked = terms(question)
+    named = [o for o in options if (own := terms(_PARENTHESIS.sub("", o))) and own <= asked]
+    chosen = named or options
+    text = f"{unit.text.rstrip()} {', '.join(chosen)}."
+    if not chosen or not named and _words(text) > room:
+        return unit
+    return replace(unit, text=text)
+
+
+def _section_lead(scored: list[_Scored], weights: dict[str, float], max_words: int, best: Unit,
+                  passages: list[Unit] | None = None, question: str = "", after: dict[int, int] | None = None,
+                  ) -> list[Unit]:
     """The lead of the shown part whose heading is what the question asks about: its menu path (as
     "Go to Settings > General > …") and its first sentences, then the parts after it in the same
     source, up to ``max_words`` (a sentence that does not fit is left out, a shorter one after it
     may fit). Without such a part (no heading holds ``SECTION_MATCH`` of the question), the best
     unit's part when the best unit opens it. [] otherwise, or when the part holds a procedure (its
     steps are quoted whole) or a table."""
+    if _ASKS_PLACE.search(_last_sentence(question)):
+        weights = {t: w for t, w in weights.items() if t not in _PLACE_VERBS} or weights
     total = sum(weights.values()) or 1.0
+    # The units as read with the chunks before them (a section's menu path written in the chunk before).
+    read = {(u.source, u.order): u for u in passages or ()}
+    best = read.get((best.source, best.order), best)
     parts: dict[tuple[int, int], list[Unit]] = {}
     for s in scored:
-        parts.setdefault((s.unit.source, s.unit.section), []).append(s.unit)
+        parts.setdefault((s.unit.source, s.unit.section), []).append(read.get((s.unit.source, s.unit.order), s.unit))
     ranked = []
     for (source, section), members in parts.items():
         heading = terms(min(members, key=lambda u: u.order).context)
@@ -1112,28 +1330,42 @@ def _section_lead(scored: list[_Scored], weights: dict[str, float], max_words: i
         return []  # a procedure is quoted whole from its first step, a table row by row, an entry on its own
     following = sorted((u for (src, sec), members in parts.items() if src == source and sec > section
                         and sec // HEADING_PART == section // HEADING_PART for u in members), key=lambda u: u.order)
+    # The chunk after it in its document, where shown: the part goes on in it, up to its first sub-heading.
+    chunk = (after or {}).get(source)
+    if chunk is not None and chunk != source:
+        going_on = sorted((u for (src, _), members in parts.items() if src == chunk for u in members),
+                          key=lambda u: u.order)
+        following += [u for u in going_on if u.section == going_on[0].section and not (u.subheading or u.path
+                                                                                        and not u.path_source)]
     lead: list[Unit] = []
     used = 0
+    said_path = ""
     for unit in [*body, *following]:
-        if unit.section != section and unit.kind in ("step", "row"):
+        if (unit.source, unit.section) != (source, section) and unit.kind in ("step", "row"):
             break
-        if unit.path and (not lead or lead[-1].section != unit.section):
+        if unit.path and unit.path != said_path and (not lead or (lead[-1].source, lead[-1].section)
+                                                     != (unit.source, unit.section)):
+            said_path = unit.path
             said = f"{unit.subheading}: go to {unit.path}." if unit.subheading and lead else f"Go to {unit.path}."
             if used and used + _words(said) - said.count(" > ") > max_words:
                 break
-            lead.append(Unit(unit.source, "sentence", said, unit.context, unit.block, unit.order, unit.path,
-                             unit.section, unit.subheading))
+            lead.append(replace(unit, source=unit.path_source or unit.source, kind="sentence", text=said))
             used += _words(said) - said.count(" > ")  # the path's separators are no words
         if not lead and unit.kind == "sentence" and _words(unit.text) <= 3 and re.match(r"(?i)(yes|no)\b", unit.text):
             lead.append(unit)  # "No. The gateway is sold only in …": the FAQ's own yes or no
             continue
-        if unit.kind not in ("sentence", "item") or is_fragment(unit.text) \
+        if unit.kind not in ("sentence", "item") or is_fragment(unit.text) or _asks(unit) \
                 or not unit.text.lstrip("*_")[:1].isupper():  # ", you can view …": a sentence's lost start
             continue
         if used and used + _words(unit.text) > max_words:
+            if unit.source != source:
+                break  # in the next chunk a later sentence would follow one left out ("In this case, …")
             continue
-        lead.append(unit)
-        used += _words(unit.text)
+        listed = _with_options(unit, question, max_words - used)
+        lead.append(listed)
+        used += _words(listed.text)
+        if listed is not unit:
+            break  # the options it announces end what the lead says
     while lead and lead[-1].text.rstrip().endswith(":"):
         lead.pop()  # "… who can remotely:" and its list, written as labels, not quoted: it announces nothing
     return lead

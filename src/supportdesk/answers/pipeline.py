@@ -570,7 +570,8 @@ class AnswerPipeline:
 
     def _extraction(self, result: AnswerResult, sources: list[Source], weights: dict[str, float]) -> Extraction:
         question = result.query if result.follow_up else result.question
-        return extract(question, [(s.number, s.text, s.hit.chunk.heading, s.hit.score) for s in sources], weights,
+        return extract(question, [(s.number, s.text, s.hit.chunk.heading, s.hit.score,
+                                   (s.hit.chunk.source, s.hit.chunk.position)) for s in sources], weights,
                        self.settings.answers.max_words, self.kb.aliases())
 
     def _extracted(self, answer: Answer, plan: Plan, started: float, t: float) -> Iterator[str]:

@@ -266,10 +266,32 @@ PLACEHOLDERS = (
 )
 
 
+def _plain(text: str) -> str:
+    """Lower case, markers out, whitespace collapsed: how a quoted sentence is found in its source."""
+    return " ".join(MARKER.sub(" ", text).lower().split())
+
+
+def _closes_a_quote(text: str, marker: re.Match[str], plain_sources: str) -> bool:
+    """Does the marker close a sentence the sources hold word for word ("… and then press Select [2].",
+    "… after extended use [3].")? Then the word before it ends the quoted sentence: the marker cites it, it
+    stands for nothing."""
+    ends = marker.end()
+    begins = ends - len(re.search(r"\[\d+\]$", marker.group(0)).group(0))
+    if not plain_sources or not re.match(r"\s*(?:[.!?:;]|$)", text[ends:]):
+        return False
+    starts = max((m.end() for m in re.finditer(r"(?:[.!?]\s|\n)", text[:begins])), default=0)
+    quoted = _plain(text[starts:begins])
+    return len(quoted.split()) >= 3 and quoted in plain_sources
+
+
 def placeholders(text: str, sources: Iterable[str] = ()) -> list[str]:
-    """Invented placeholders in ``text``; one found verbatim in the sources does not count."""
+    """Invented placeholders in ``text``; one found verbatim in the sources does not count, nor a marker
+    that closes a sentence quoted from them."""
+    sources = list(sources)
     found: list[str] = [m.group(0) for pattern in PLACEHOLDERS for m in pattern.finditer(text)]
-    found += [m.group(0) for m in _MARKER_AS_NOUN.finditer(text)]
+    plain_sources = _plain("\n".join(sources))
+    found += [m.group(0) for m in _MARKER_AS_NOUN.finditer(text)
+              if not _closes_a_quote(text, m, plain_sources)]
     for opening in _OPENING_MARKER.finditer(text):
         if opening.group(2).lower() in _LINKING:  # "[2] is the menu": the marker is the subject (not "[1] Tap")
             found.append(opening.group(1) + " " + opening.group(2))
