@@ -300,3 +300,18 @@ def test_a_word_the_sources_say_in_its_base_form_is_not_missing(sample_index):
                                                                            frozenset({"oldest"})]
     _, kb = sample_index
     assert kb.search("The light is slowly pulsing amber. Is something wrong?").evidence(3).missing_term != "slowly"
+
+
+def test_a_slip_of_the_keyboard_is_not_the_missing_word() -> None:
+    """"I need to create an acoount", "Can you explian?": a word no text holds, one slip from a word the
+    shown text holds (or from a request word), is that word; a different word is not ("zigbee" is no
+    "zigzag", words under four letters are never read as typos)."""
+    from supportdesk.kb.lexical import BM25Index, is_filler, is_misspelling
+
+    assert is_misspelling("acoount", "account") and is_misspelling("explian", "explain")
+    assert is_misspelling("serach", "search") and not is_misspelling("zigbe", "zigzag")
+    assert not is_misspelling("patio", "ratio") and not is_misspelling("wif", "wig")
+    assert is_filler(tokenize("explian")[0]) and not is_filler(tokenize("acoount")[0])
+    index = BM25Index(["Sign in to your account to search.", "Nothing here."])
+    assert index.matched_terms([0, 1], [tokenize("acoount")[0], tokenize("zigbee")[0]]) == [
+        frozenset({"acoount"}), frozenset()]

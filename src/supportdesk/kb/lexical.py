@@ -108,11 +108,36 @@ def base_forms(term: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_stem(form) for form in forms if len(form) >= 3))
 
 
+def is_misspelling(typed: str, word: str) -> bool:
+    """Is ``typed`` one slip away from ``word`` (a letter wrong, missing, added or two swapped; two slips
+    in a word of eight letters or more), with the same first letter? "acoount" → "account", "explian" →
+    "explain"; words under four letters are never read as typos."""
+    if typed == word or typed[:1] != word[:1] or len(word) < 4 or abs(len(typed) - len(word)) > 2:
+        return False
+    limit = 1 if min(len(typed), len(word)) < 8 else 2
+    previous2: list[int] = []
+    previous = list(range(len(word) + 1))
+    for i, a in enumerate(typed, start=1):
+        current = [i] + [0] * len(word)
+        for j, b in enumerate(word, start=1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a != b))
+            if i > 1 and j > 1 and a == word[j - 2] and typed[i - 2] == b:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return False
+        previous2, previous = previous, current
+    return previous[-1] <= limit
+
+
+_TYPO_CHECKED = tuple(sorted(word for word in _ANY_FILLER if len(word) >= 5))
+"""Filler and request words long enough that a slip is still recognisable ("explian" is "explain")."""
+
+
 def is_filler(term: str) -> bool:
     """A filler or request word, as the tokenizer spells it ("like" is read as "lik"): never the question
     word the docs are missing ("I don't like it, can I send it back?" was handed off as "not found:
     'like'"). Query coverage keeps its own, narrower list (``term_weights``), as calibrated."""
-    return term in _ANY_FILLER
+    return term in _ANY_FILLER or len(term) >= 5 and any(is_misspelling(term, word) for word in _TYPO_CHECKED)
 
 
 def _terms(text: str) -> list[tuple[str, str]]:
@@ -179,6 +204,8 @@ class BM25Index:
         self._matrix = sparse.csc_matrix(
             (weights, (row_idx, col_idx)), shape=(self.size, max(len(self.vocabulary), 1)), dtype=np.float32
         )
+        self._rows: sparse.csr_matrix | None = None
+        self._terms: list[str] = []
 
     def scores(self, query: str) -> np.ndarray:
         cols = [self.vocabulary[t] for t in tokenize(query) if t in self.vocabulary]
@@ -205,12 +232,31 @@ class BM25Index:
         """For each text in ``rows``, which of ``terms`` it holds, itself or as its base word ("slowly" by
         "slow", "oldest" by "old", "longer" by "long"): read from the index, not by tokenizing the texts
         again."""
+        terms = list(terms)
         known = [(term, self.vocabulary[form]) for term in terms for form in {term, *base_forms(term)}
                  if form in self.vocabulary]
-        if not known or not rows:
+        unseen = [term for term in terms if term not in self.vocabulary and term.isalpha() and len(term) >= 4]
+        if not rows or not known and not unseen:
             return [frozenset() for _ in rows]
-        present = self._matrix[:, [col for _, col in known]][list(rows)].toarray() > 0
-        return [frozenset(term for (term, _), hit in zip(known, flags, strict=True) if hit) for flags in present]
+        found = [set() for _ in rows]
+        if known:
+            present = self._matrix[:, [col for _, col in known]][list(rows)].toarray() > 0
+            found = [{term for (term, _), hit in zip(known, flags, strict=True) if hit} for flags in present]
+        if unseen:  # a word no text holds: a typo of one the row holds ("acoount", "serached") is that word
+            by_row = self._by_row()
+            for held, row in zip(found, rows, strict=True):
+                words = [self._terms[c] for c in by_row.indices[by_row.indptr[row]:by_row.indptr[row + 1]]]
+                held.update(term for term in unseen if any(is_misspelling(term, word) for word in words))
+        return [frozenset(held) for held in found]
+
+    def _by_row(self) -> sparse.csr_matrix:
+        """The matrix by rows, with the vocabulary by column (built on the first typo asked about)."""
+        if self._rows is None:
+            self._rows = self._matrix.tocsr()
+            self._terms = [""] * len(self.vocabulary)
+            for term, col in self.vocabulary.items():
+                self._terms[col] = term
+        return self._rows
 
     def top(self, query: str, k: int) -> list[tuple[int, float]]:
         """The ``k`` best (row, score) pairs with a positive score, best first."""
