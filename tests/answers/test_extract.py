@@ -824,3 +824,17 @@ def test_a_lead_goes_on_in_the_next_chunk_of_its_document_up_to_its_first_sub_he
     answer = extract("How do I activate Voice Guide?", sources).text
     assert answer == ("Go to Settings > General > Accessibility > Voice Guide [1]. You can activate voice guides that "
                       "read the menus aloud [1]. The Voice Guide speaks the language set on the Language screen [2].")
+
+
+def test_a_how_to_whose_best_unit_is_a_step_gets_the_procedure() -> None:
+    """"how do I turn on file sharing for a usb drive": the three steps, not the "Supported drives" part whose
+    heading holds one more of the question's words."""
+    steps = ("1. Plug the drive into the USB port on the back.\n"
+             "2. In the app, open **Advanced > USB storage** and turn on **File sharing**.\n"
+             "3. Choose **Guest access** or **Password**.")
+    drives = "USB flash drives, external hard drives and SSDs up to 4 TB. USB hubs are not supported."
+    answer = extract("how do I turn on file sharing for a usb drive on my router",
+                     [(1, steps, "USB Storage and File Sharing > Turning on sharing", 0.64),
+                      (2, drives, "USB Storage and File Sharing > Supported drives", 0.40)],
+                     {"turn": 2.2, "fil": 3.6, "shar": 3.2, "usb": 3.0, "driv": 4.1, "router": 1.3}).text
+    assert answer.startswith("1. Plug the drive") and "hubs" not in answer

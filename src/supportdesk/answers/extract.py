@@ -783,8 +783,11 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     asked = _last_sentence(question)
     explains = value is None and not (_FACT_QUESTION.search(asked) and not _EXPLAINS.search(asked))
     passages = _read_sources(sources, question) if explains else []
+    # A how-to whose best unit is a step of a procedure is answered by that procedure, not by the lead of a part
+    # whose heading happens to hold more of its words ("Supported drives" for "turn on file sharing for a drive").
+    procedure = qtype == "howto" and best.unit.kind == "step"
     lead = _section_lead(scored, weights, max_words, best.unit, passages, question, _successors(sources)) \
-        if explains else []
+        if explains and not procedure else []
     if lead:  # the question names a part of a source: its lead is the answer (what it is, where in the menus)
         return Extraction(_compose(lead, 2 * max_words), lead, qtype, round(best.score, 4), round(best.lexical, 4), 1.0)
     if best.unit.kind == "step" and value is not None and value.search(best.unit.text):
