@@ -261,3 +261,10 @@ def test_a_value_of_the_plain_name_is_not_the_plus_plans(sample_index):
     result = AnswerPipeline(sample_index[0], sample_index[1], None).ask(
         "What does Kestrel Care+ cost for an Aerie AX3000?").run()
     assert result.kind == "handoff" and result.handoff_reason == "the sources shown say nothing of 'Care+'"
+
+
+def test_a_holiday_is_the_date_the_schedule_writes(sample_index):
+    """"is kestrel care open on christmas day?" quoted the email form's "Answer within 1 business day" row; the
+    schedule says "closed on … 25 December"."""
+    result = AnswerPipeline(sample_index[0], sample_index[1], None).ask("is kestrel care open on christmas day?").run()
+    assert result.kind == "grounded" and "25 December" in result.answer

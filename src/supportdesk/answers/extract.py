@@ -915,6 +915,17 @@ def _label_asked(text: str, question: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(label)}(?!\w)", question, re.IGNORECASE) is not None
 
 
+def _date(day: int, month: str) -> re.Pattern[str]:
+    return re.compile(rf"\b{day}(?:st|nd|rd|th)?\s+{month}\b|\b{month}\s+{day}(?:st|nd|rd|th)?\b", re.IGNORECASE)
+
+
+_HOLIDAYS = {"christmas eve": _date(24, "december"), "christmas": _date(25, "december"),
+             "boxing day": _date(26, "december"), "new year's eve": _date(31, "december"),
+             "new year's day": _date(1, "january"), "new year": _date(1, "january"),
+             "independence day": _date(4, "july"), "halloween": _date(31, "october")}
+"""Holidays on a fixed date, as a schedule writes them ("closed on 25 December")."""
+
+
 def _same_words(question: str, weights: dict[str, float], q_codes: set[str],
                 products: Callable[[str], set[str]]) -> Callable[[set[str], str], set[str]]:
     """The question's terms a unit holds in other words: a product's other name ("KR-300" for the
@@ -922,9 +933,13 @@ def _same_words(question: str, weights: dict[str, float], q_codes: set[str],
     named = {t for t in weights if products(t) & q_codes}
     words = tokenize(question)
     joined = {a + b: (a, b) for a, b in itertools.pairwise(words)}
+    holidays = [(terms(name), date) for name, date in _HOLIDAYS.items() if re.search(rf"\b{name}\b", question, re.I)]
 
     def same(found: set[str], text: str) -> set[str]:
         extra = set()
+        for said, date in holidays:  # "Christmas" is what a calendar line writes "25 December"
+            if date.search(text):
+                extra |= said
         if named and products(text) & q_codes:
             extra |= named
         for compound, parts in joined.items():
