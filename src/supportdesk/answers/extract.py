@@ -933,7 +933,7 @@ def _same_words(question: str, weights: dict[str, float], q_codes: set[str],
     named = {t for t in weights if products(t) & q_codes}
     words = tokenize(question)
     joined = {a + b: (a, b) for a, b in itertools.pairwise(words)}
-    holidays = [(terms(name), date) for name, date in _HOLIDAYS.items() if re.search(rf"\b{name}\b", question, re.I)]
+    holidays = [(terms(name), date) for name, date in _HOLIDAYS.items() if re.search(rf"\b{name}\b", question, re.IGNORECASE)]
 
     def same(found: set[str], text: str) -> set[str]:
         extra = set()
