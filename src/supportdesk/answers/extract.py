@@ -543,11 +543,15 @@ def _plus_names(question: str) -> frozenset[str]:
     return frozenset(re.findall(r"\b([A-Za-z][\w-]*)\+", question))
 
 
+def _says_plus(word: str, text: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(word)}\+", text, re.IGNORECASE) is not None
+
+
 def _without_plus(word: str, unit: Unit) -> bool:
     """Does the unit name ``word`` only without its "+" (the plain service, not the "+" plan asked)?"""
     text = f"{unit.context}\n{unit.text}"
     return re.search(rf"(?<![\w-]){re.escape(word)}(?!\+)\b", text, re.IGNORECASE) is not None \
-        and re.search(rf"(?<![\w-]){re.escape(word)}\+", text, re.IGNORECASE) is None
+        and not _says_plus(word, text)
 
 
 def _asks_same(unit: Unit, weights: dict[str, float]) -> bool:
@@ -729,6 +733,7 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     q_codes, q_regions = products(question), regions(question)
     # "a Satellite": no model named, but every model of that family is what the question is about
     q_family = aliases.families(question) if aliases is not None and not q_codes else set()
+    plus = _plus_names(question)  # "Support+": another product than "Support"
     known = aliases.known if q_family else frozenset()
     priors = {source[0]: float(source[3]) if len(source) > 3 else 0.0 for source in sources}
     pool = [u for source in sources for u in units(source[0], source[1], source[2], question)]
@@ -761,7 +766,7 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
     same = _same_words(question, weights, q_codes, products)
     scored = [_score(u, weights, qtype, q_codes, q_regions, priors.get(u.source, 0.0), named, products, key,
                      frozenset(paragraphs[(u.source, u.block)]), predicate, same, family,
-                     frozenset(terms(question)), q_family, known, _plus_names(question), _pairs(question),
+                     frozenset(terms(question)), q_family, known, plus, _pairs(question),
                      _numbers(question)) for u in pool]
     # A unit whose label the question says ("HW A (February 2024 – …): …" for "the first (HW A) units"); its
     # sibling entries ("HW B (…): … after some HW A units restarted") are about something else.
@@ -869,8 +874,7 @@ def extract(question: str, sources: list[tuple], weights: dict[str, float] | Non
         chosen[-1] = _with_options(chosen[-1], question, max_words - sum(_words(u.text) for u in chosen[:-1]))
     text = _compose(chosen, max_words)
     said = " ".join(f"{u.context}\n{u.text}" for u in chosen)
-    unnamed = next((f"{word}+" for word in sorted(_plus_names(question))
-                    if re.search(rf"(?<![\w-]){re.escape(word)}\+", said, re.IGNORECASE) is None), "")
+    unnamed = next((f"{word}+" for word in sorted(plus) if not _says_plus(word, said)), "")
     return Extraction(text, chosen, qtype, round(best.score, 4), round(best.lexical, 4), _margin(best, scored, value),
                       unnamed=unnamed,
                       is_title=len(chosen) == 1 and chosen[0].kind == "sentence" and is_fragment(chosen[0].text)

@@ -66,10 +66,6 @@ def stem(word: str) -> str:
 
 
 _FILLER_STEMS = frozenset(_stem(word) for word in _REQUEST_WORDS)
-_ANY_FILLER = frozenset(_FILLER) | frozenset(_stem(word) for word in (*_FILLER, *_REQUEST_WORDS)) \
-    | frozenset(["t", "s", "m", "d", "ll", "re", "ve"])  # the tails of contractions: "don't" -> "don", "t"
-
-
 _MODALS = ("should", "would", "could", "might", "must", "shall", "am", "been", "being", "did")
 """Auxiliary and modal verbs: how a question is put ("How long should I leave it unplugged?"), never what
 it asks about."""
@@ -77,7 +73,9 @@ _TIME_UNITS = ("second", "minute", "hour", "day", "week", "fortnight", "month", 
                "days", "weeks", "months", "years")
 """A length of time the customer gives ("a week after my order arrived"): their circumstance, which the sources
 state in their own units ("within 14 days"), not a topic the docs could lack."""
-_ANY_FILLER = _ANY_FILLER | frozenset(_stem(word) for word in (*_MODALS, *_TIME_UNITS)) | frozenset(_MODALS)
+_ANY_FILLER = frozenset([*_FILLER, *_MODALS]) \
+    | frozenset(_stem(word) for word in (*_FILLER, *_REQUEST_WORDS, *_MODALS, *_TIME_UNITS)) \
+    | frozenset(["t", "s", "m", "d", "ll", "re", "ve"])  # the tails of contractions: "don't" -> "don", "t"
 _HOW_WHAT = re.compile(r"\bhow\s+([a-z]+)")
 
 
@@ -251,11 +249,12 @@ class BM25Index:
 
     def _by_row(self) -> sparse.csr_matrix:
         """The matrix by rows, with the vocabulary by column (built on the first typo asked about)."""
-        if self._rows is None:
-            self._rows = self._matrix.tocsr()
-            self._terms = [""] * len(self.vocabulary)
+        if self._rows is None:  # two threads may both build it: the same result, the names set first
+            names = [""] * len(self.vocabulary)
             for term, col in self.vocabulary.items():
-                self._terms[col] = term
+                names[col] = term
+            self._terms = names
+            self._rows = self._matrix.tocsr()
         return self._rows
 
     def top(self, query: str, k: int) -> list[tuple[int, float]]:
